@@ -1,0 +1,41 @@
+# Watchkeeper. The two commands that matter: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install demo stop test test-fast browser bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	@bash docker/demo.sh
+
+stop:
+	@bash docker/stop.sh
+
+# Debian's chromium for the browser tests; Playwright never downloads a browser here.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: install browser
+	@eval "$$(python3 docker/services.py --require)" && \
+	  SECRET_KEY=test-only-not-secret $(PY) -m pytest $(PYTEST_ARGS)
+
+# Everything except the real-worker and browser tests, for a quick loop while editing.
+test-fast: install
+	@eval "$$(python3 docker/services.py --require)" && \
+	  SECRET_KEY=test-only-not-secret $(PY) -m pytest -m "not worker and not browser" $(PYTEST_ARGS)
+
+bench: install
+	@eval "$$(python3 docker/services.py --require)" && \
+	  for script in bench/*.py; do SECRET_KEY=bench-only $(PY) $$script || exit 1; done
+
+clean: stop
+	rm -rf var/static var/log var/run

@@ -1,0 +1,94 @@
+"""Every failure leaves the API as JSON: {"detail": "...", "errors": [...]}, with the status that fits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from ninja import NinjaAPI
+from ninja.errors import HttpError, ValidationError
+
+from dashboard.api.schemas import ErrorItem, ErrorOut
+from monitoring.services import ServiceError
+
+
+def error_responses(*codes: int) -> dict[int, type[ErrorOut]]:
+    """The documented error statuses of an endpoint, all with the one error shape."""
+    return {code: ErrorOut for code in codes}
+
+
+def _error(api: NinjaAPI, request: HttpRequest, status: int, detail: str, errors: list | None = None) -> HttpResponse:
+    items = [ErrorItem.model_validate(error).model_dump() for error in errors or []]  # the documented shape, always
+    return api.create_response(request, {"detail": detail, "errors": items}, status=status)
+
+
+def _validation_errors(exc: ValidationError) -> list[dict]:
+    """ninja's pydantic errors as our items. A loc is (source, param, ...): ("query", "limit") becomes "limit";
+    a body schema adds its parameter name, so ("body", "payload", "name") becomes "name"."""
+    items = []
+    for error in exc.errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        path = loc[2:] if loc[:1] == ["body"] and len(loc) > 2 else loc[1:]
+        items.append({"field": ".".join(path), "message": error.get("msg", "is not valid")})
+    return items
+
+
+def install_handlers(api: NinjaAPI) -> None:
+    def service_error(request: HttpRequest, exc: ServiceError) -> HttpResponse:
+        return _error(api, request, exc.status, exc.message, exc.errors)
+
+    def not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+        return _error(api, request, 404, str(exc) or "Not found.")
+
+    def forbidden(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
+        return _error(api, request, 403, str(exc) or "You may not do that.")
+
+    def http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+        response = _error(api, request, exc.status_code, exc.message)
+        challenge = getattr(exc, "www_authenticate", "")  # set by the token auth (RFC 6750)
+        if challenge:
+            response["WWW-Authenticate"] = challenge
+        return response
+
+    def invalid(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+        return _error(api, request, 422, "The request is not valid.", _validation_errors(exc))
+
+    def too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+        return _error(api, request, 413, f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
+
+    api.add_exception_handler(ServiceError, service_error)
+    api.add_exception_handler(Http404, not_found)
+    api.add_exception_handler(PermissionDenied, forbidden)
+    api.add_exception_handler(HttpError, http_error)
+    api.add_exception_handler(ValidationError, invalid)
+    api.add_exception_handler(RequestDataTooBig, too_big)
+
+
+def body_limit(setting: str) -> Callable:
+    """Refuse a request whose declared body is larger than settings.<setting>, before anything reads it.
+
+    Applied with ninja's decorate_view, so it runs before authentication and before a multipart
+    body is streamed to disk. The setting is read per request, so tests can override it.
+    """
+
+    def decorator(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(run)
+        def limited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            limit = getattr(settings, setting)
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > limit:
+                return JsonResponse(
+                    {"detail": f"The request body is {length} bytes; the limit is {limit}.", "errors": []}, status=413
+                )
+            return run(request, *args, **kwargs)
+
+        return limited
+
+    return decorator

@@ -1,0 +1,67 @@
+"""Reading request bodies: orjson for speed, with a lenient second pass so NaN is reported, not choked on."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+from django.http import HttpRequest
+from ninja.openapi.schema import REF_TEMPLATE
+from ninja.parser import Parser
+from pydantic import BaseModel
+
+from monitoring.services import ServiceError, ValidationFailed
+
+# Python's json.dumps writes these for float('nan') and float('inf'). They are not JSON (RFC 8259), so orjson refuses them.
+_NON_FINITE_LITERALS = (b"NaN", b"Infinity")
+
+
+def loads(raw: bytes) -> Any:
+    """Parse JSON bytes with orjson.
+
+    A body that orjson refuses only because it holds NaN or Infinity is parsed again with the
+    standard library, which accepts them, so that the service can reject the value and name its row
+    and field instead of answering "not JSON". Raises json.JSONDecodeError otherwise.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        if not any(literal in raw for literal in _NON_FINITE_LITERALS):
+            raise
+    return json.loads(raw)
+
+
+class OrjsonParser(Parser):
+    """ninja's body parser for schema-typed endpoints (orjson.JSONDecodeError is a json.JSONDecodeError)."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        return loads(request.body)
+
+
+def json_object_body(request: HttpRequest, key: str) -> list:
+    """The list under `key` in a JSON object body, for endpoints that validate rows in a service."""
+    try:
+        body = loads(request.body)
+    except json.JSONDecodeError as exc:
+        raise ServiceError(f"The body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict) or not isinstance(body.get(key), list):
+        raise ValidationFailed(f'The body must be a JSON object with a "{key}" list.')
+    return body[key]
+
+
+def request_body_doc(model: type[BaseModel]) -> dict:
+    """An OpenAPI requestBody for `model`, self-contained, for endpoints that read the body themselves."""
+    schema = model.model_json_schema(ref_template=REF_TEMPLATE)
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}

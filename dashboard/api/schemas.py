@@ -1,0 +1,270 @@
+"""Request and response shapes of the JSON API, as they appear in /api/openapi.json."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from ninja import Field, Schema
+
+from monitoring.models import Dataset, MaintenanceJob
+
+
+# ---------------------------------------------------------------- errors
+
+
+class ErrorItem(Schema):
+    row: int | None = Field(None, description="0-based index of the row in a batch (-1: the batch as a whole)")
+    line: int | None = Field(None, description="1-based line of an uploaded CSV (the header is line 1)")
+    field: str = Field("", description="The field or column at fault, e.g. 'features.f3'")
+    message: str
+
+
+class ErrorOut(Schema):
+    detail: str = Field(description="What went wrong, for a person to read")
+    errors: list[ErrorItem] = Field(default_factory=list, description="Per-row or per-field problems, when known")
+
+
+# ---------------------------------------------------------------- deployments
+
+
+class DeploymentIn(Schema):
+    name: str = Field(min_length=1, max_length=200)
+    slug: str = Field("", max_length=100, description="Defaults to the name, slugified")
+    team: str = Field(description="Slug of the team that will own the deployment; you need the operator role on it")
+    description: str = ""
+    feature_names: list[str] = Field(description="The input columns, in the order the model takes them")
+    class_labels: list[str | int] = Field(description="The classes the model predicts; stored as strings")
+    metric_thresholds: dict[str, float] = Field(
+        default_factory=dict, description='Floors that raise an alert, e.g. {"accuracy": 0.9}'
+    )
+
+
+class DeploymentOut(Schema):
+    slug: str
+    name: str
+    description: str
+    team: str
+    feature_names: list[str]
+    class_labels: list[str]
+    metric_thresholds: dict[str, float]
+    drift_p_value: float
+    active_version: int | None
+    reference_dataset: int | None = Field(description="Id of the current reference dataset")
+    evaluation_dataset: int | None = Field(description="Id of the current evaluation dataset")
+    created_at: datetime
+
+    @staticmethod
+    def resolve_team(obj) -> str:
+        return obj.team.slug
+
+    @staticmethod
+    def resolve_active_version(obj) -> int | None:
+        active = obj.active_version()
+        return active.number if active else None
+
+    @staticmethod
+    def resolve_reference_dataset(obj) -> int | None:
+        return obj.reference_dataset_id
+
+    @staticmethod
+    def resolve_evaluation_dataset(obj) -> int | None:
+        return obj.evaluation_dataset_id
+
+
+# ---------------------------------------------------------------- versions
+
+
+def _username(user) -> str | None:
+    return user.get_username() if user is not None else None
+
+
+class VersionOut(Schema):
+    number: int
+    status: Literal["candidate", "active", "retired", "rejected"]
+    origin: str
+    notes: str
+    parent: int | None = Field(description="Number of the version this one was made from")
+    sha256: str
+    size_bytes: int
+    input_name: str
+    n_features: int
+    output_names: list[str]
+    class_labels: list[str]
+    opset: int
+    producer: str
+    has_recipe: bool = Field(description="Whether a skops training recipe was uploaded, so it can be retrained")
+    created_at: datetime
+    created_by: str | None
+    activated_at: datetime | None
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_comment: str
+
+    @staticmethod
+    def resolve_parent(obj) -> int | None:
+        return obj.parent.number if obj.parent_id else None
+
+    @staticmethod
+    def resolve_has_recipe(obj) -> bool:
+        return bool(obj.recipe_sha256)
+
+    @staticmethod
+    def resolve_created_by(obj) -> str | None:
+        return _username(obj.created_by)
+
+    @staticmethod
+    def resolve_decided_by(obj) -> str | None:
+        return _username(obj.decided_by)
+
+
+class DecisionIn(Schema):
+    comment: str = Field("", max_length=5000, description="Why; kept in the audit log")
+
+
+# ---------------------------------------------------------------- datasets
+
+
+class DatasetOut(Schema):
+    id: int
+    kind: Literal["reference", "evaluation"]
+    name: str
+    sha256: str
+    size_bytes: int
+    n_rows: int
+    has_labels: bool
+    current: bool = Field(description="Whether the deployment uses this dataset now")
+    created_at: datetime
+    created_by: str | None
+
+    @staticmethod
+    def resolve_current(obj) -> bool:
+        deployment = obj.deployment
+        if obj.kind == Dataset.Kind.REFERENCE:
+            return deployment.reference_dataset_id == obj.pk
+        return deployment.evaluation_dataset_id == obj.pk
+
+    @staticmethod
+    def resolve_created_by(obj) -> str | None:
+        return _username(obj.created_by)
+
+
+# ---------------------------------------------------------------- tokens
+
+
+class TokenIn(Schema):
+    name: str = Field("", max_length=100, description="What the token is for, e.g. 'scoring service'")
+
+
+class TokenOut(Schema):
+    prefix: str = Field(description="The public part: the token reads wk_<prefix>_<secret>")
+    name: str
+    created_at: datetime
+    created_by: str | None
+    last_used_at: datetime | None = Field(description="Updated at most once a minute")
+    revoked_at: datetime | None
+
+    @staticmethod
+    def resolve_created_by(obj) -> str | None:
+        return _username(obj.created_by)
+
+
+class TokenCreatedOut(TokenOut):
+    token: str = Field(description="The whole token. It is shown only this once; only its hash is stored.")
+
+
+# ---------------------------------------------------------------- ingestion
+# These document the bodies; the endpoints parse them with orjson and the services validate every row,
+# so that an error names the row and field (see dashboard/api/ingestion.py).
+
+
+class PredictionIn(Schema):
+    id: str = Field(max_length=128, description="Your request id; a retried batch is stored once")
+    timestamp: datetime = Field(description="When the prediction was made (ISO 8601; naive means UTC)")
+    features: dict[str, float] | list[float] = Field(
+        description="By feature name, or a list in the deployment's feature order. Finite numbers only."
+    )
+    predicted_label: str = Field(description="One of the deployment's class labels")
+    probabilities: list[float] | None = Field(None, description="One per class, in class_labels order")
+
+
+class PredictionBatchIn(Schema):
+    predictions: list[PredictionIn]
+
+
+class IngestOut(Schema):
+    received: int
+    created: int
+    duplicates: int = Field(description="Rows whose id was already stored with the same content")
+
+
+class LabelIn(Schema):
+    id: str = Field(description="The id of a stored prediction")
+    label: str = Field(description="The true class")
+
+
+class LabelBatchIn(Schema):
+    labels: list[LabelIn]
+
+
+class LabelsOut(Schema):
+    received: int
+    updated: int
+
+
+# ---------------------------------------------------------------- alerts and jobs
+
+
+class AlertOut(Schema):
+    id: int
+    kind: str
+    severity: Literal["info", "warning", "critical"]
+    status: Literal["open", "acknowledged", "resolved"]
+    title: str
+    message: str
+    occurrences: int
+    created_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None
+
+
+JobKind = Literal[tuple(MaintenanceJob.Kind.values)]  # type: ignore[valid-type]
+
+
+class JobIn(Schema):
+    kind: JobKind  # type: ignore[valid-type]
+    source_version: int | None = Field(None, description="Version number to start from; defaults to the active one")
+    params: dict = Field(default_factory=dict)
+
+
+class JobOut(Schema):
+    id: int
+    deployment: str
+    kind: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: int = Field(description="0 to 100")
+    progress_message: str
+    error: str
+    params: dict
+    source_version: int
+    candidate_version: int | None = Field(description="The version the job produced, once it has")
+    requested_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @staticmethod
+    def resolve_deployment(obj) -> str:
+        return obj.deployment.slug
+
+    @staticmethod
+    def resolve_source_version(obj) -> int:
+        return obj.source_version.number
+
+    @staticmethod
+    def resolve_candidate_version(obj) -> int | None:
+        return obj.candidate.number if obj.candidate_id else None
+
+    @staticmethod
+    def resolve_requested_by(obj) -> str | None:
+        return _username(obj.requested_by)

@@ -1,0 +1,240 @@
+"""Plotly figure builders: selector series in, figure JSON out. No queries here.
+
+Times are converted to the viewer's zone on the server and handed to Plotly as naive
+wall-clock strings, because Plotly.js ignores UTC offsets; tables and charts then agree.
+Each builder returns None when there is nothing to draw, so the template can show an empty state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
+
+import numpy as np
+import plotly.graph_objects as go
+
+# A trace never carries more than this many points, whatever the time range: beyond it a
+# 1000-px-wide chart cannot show more detail, and the page stays light.
+MAX_POINTS = 2000
+
+METRIC_LABELS = {
+    "accuracy": "Accuracy",
+    "f1_macro": "F1 (macro)",
+    "precision_macro": "Precision (macro)",
+    "recall_macro": "Recall (macro)",
+    "roc_auc": "ROC-AUC",
+}
+LATENCY_LABELS = {"latency_p50_ms": "p50", "latency_p95_ms": "p95", "latency_p99_ms": "p99"}
+
+BLUE, TEAL, RED, GREY, INK = "#2563eb", "#0d9488", "#dc2626", "#9ca3af", "#1f2937"
+METRIC_COLOURS = {"accuracy": BLUE, "f1_macro": TEAL, "roc_auc": "#7c3aed"}
+LATENCY_COLOURS = {"latency_p50_ms": "#60a5fa", "latency_p95_ms": BLUE, "latency_p99_ms": "#1e3a8a"}
+
+
+def downsample_indices(values: Sequence[float], max_points: int = MAX_POINTS) -> list[int]:
+    """Indices to keep so at most `max_points` remain: each bucket keeps its minimum and maximum.
+
+    Min/max rather than a mean, because a single dip below a threshold is what the chart is for.
+    """
+    n = len(values)
+    if n <= max_points:
+        return list(range(n))
+    array = np.asarray(values, dtype=np.float64)
+    edges = np.linspace(0, n, max_points // 2 + 1).astype(int)
+    keep: set[int] = set()
+    for start, end in zip(edges[:-1], edges[1:]):
+        if end > start:
+            bucket = array[start:end]
+            keep.add(start + int(np.nanargmin(bucket)) if not np.all(np.isnan(bucket)) else start)
+            keep.add(start + int(np.nanargmax(bucket)) if not np.all(np.isnan(bucket)) else end - 1)
+    return sorted(keep)
+
+
+def local_times(at: Sequence[datetime], tz: tzinfo) -> list[str]:
+    return [moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") for moment in at]
+
+
+def _pick(items: Sequence, indices: list[int]) -> list:
+    return [items[i] for i in indices]
+
+
+def drop_versions(series_by_name: dict[str, dict[str, list]], numbers: set[int]) -> dict[str, dict[str, list]]:
+    """The series without the points of these versions (e.g. candidates, scored but never serving)."""
+    kept = {}
+    for name, series in series_by_name.items():
+        keep = [i for i, number in enumerate(series["version"]) if number not in numbers]
+        kept[name] = {key: _pick(values, keep) for key, values in series.items()}
+    return kept
+
+
+def _rollout_marks(rollouts: list[tuple[datetime, str]], tz: tzinfo) -> tuple[list[dict], list[dict]]:
+    """A faint vertical line, labelled at the top, where a version started serving."""
+    shapes, annotations = [], []
+    for moment, label in rollouts:
+        x = local_times([moment], tz)[0]
+        shapes.append({
+            "type": "line", "xref": "x", "x0": x, "x1": x, "yref": "paper", "y0": 0, "y1": 1,
+            "line": {"color": GREY, "width": 1, "dash": "dot"},
+        })
+        annotations.append({
+            "xref": "x", "x": x, "xanchor": "left", "yref": "paper", "y": 1, "yanchor": "top",
+            "text": label, "showarrow": False, "font": {"size": 10, "color": "#6b7280"},
+        })
+    return shapes, annotations
+
+
+def _layout(*, height: int = 260, y_title: str = "", **overrides) -> dict:
+    layout = {
+        "template": "none",
+        "height": height,
+        "margin": {"l": 52, "r": 16, "t": 30, "b": 40},
+        "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12, "color": INK},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+        "xaxis": {"type": "date", "gridcolor": "#eef0f3", "linecolor": "#d0d5dd", "showline": True},
+        "yaxis": {"gridcolor": "#eef0f3", "zeroline": False, "title": {"text": y_title, "standoff": 6}},
+        "legend": {"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom", "font": {"size": 11}},
+        "hovermode": "x unified",
+        "hoverlabel": {"font": {"size": 11}},
+    }
+    layout.update(overrides)
+    return layout
+
+
+def _to_json(figure: go.Figure) -> str:
+    """Figure JSON that is safe inside a <script type="application/json"> element.
+
+    Feature names and the like come from users, so "</script>" must not survive (as in json_script).
+    """
+    return figure.to_json().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _series_trace(series: dict[str, list], *, name: str, tz: tzinfo, colour: str, dash: str, fmt: str) -> go.Scatter:
+    keep = downsample_indices(series["value"])
+    return go.Scatter(
+        x=local_times(_pick(series["at"], keep), tz),
+        y=_pick(series["value"], keep),
+        customdata=_pick(series["version"], keep),
+        name=name,
+        mode="lines+markers",
+        line={"color": colour, "width": 2, "dash": dash},
+        marker={"size": 5},
+        hovertemplate=f"%{{y:{fmt}}} (v%{{customdata}})<extra>{name}</extra>",
+    )
+
+
+def metrics_chart(
+    *,
+    production: dict[str, dict[str, list]],
+    evaluation_set: dict[str, dict[str, list]],
+    thresholds: dict[str, float],
+    tz: tzinfo,
+    rollouts: list[tuple[datetime, str]] = (),
+) -> str | None:
+    """Quality over time: solid lines on labelled production windows, dotted on the evaluation set.
+
+    `rollouts` marks when each version went live, so a step in the lines can be read against it.
+    """
+    traces = []
+    for source, series_by_name, dash, suffix in (
+        ("production", production, "solid", "production"),
+        ("evaluation_set", evaluation_set, "dot", "evaluation set"),
+    ):
+        for name, series in series_by_name.items():
+            if series["value"]:
+                label = f"{METRIC_LABELS.get(name, name)} · {suffix}"
+                colour = METRIC_COLOURS.get(name, GREY)
+                traces.append(_series_trace(series, name=label, tz=tz, colour=colour, dash=dash, fmt=".3f"))
+    if not traces:
+        return None
+    shapes, annotations = _rollout_marks(list(rollouts), tz)
+    drawn = set(production) | set(evaluation_set)
+    for name, floor in thresholds.items():
+        if name not in drawn:
+            continue
+        shapes.append({
+            "type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": floor, "y1": floor,
+            "line": {"color": RED, "width": 1, "dash": "dash"},
+        })
+        annotations.append({
+            # On the left: the latest points, on the right, are the ones a reader must see unobstructed.
+            "xref": "paper", "x": 0.005, "xanchor": "left", "yref": "y", "y": floor, "yanchor": "bottom",
+            "text": f"{METRIC_LABELS.get(name, name)} floor {floor:g}", "showarrow": False,
+            "font": {"size": 10, "color": RED},
+        })
+    layout = _layout(y_title="score", shapes=shapes, annotations=annotations)
+    layout["yaxis"]["tickformat"] = ".2f"
+    return _to_json(go.Figure(data=traces, layout=layout))
+
+
+def latency_chart(*, series_by_name: dict[str, dict[str, list]], tz: tzinfo) -> str | None:
+    """Inference latency percentiles (ms per call) as measured by each evaluation."""
+    traces = [
+        _series_trace(
+            series, name=LATENCY_LABELS.get(name, name), tz=tz, colour=LATENCY_COLOURS.get(name, GREY),
+            dash="solid", fmt=".2f",
+        )
+        for name, series in series_by_name.items()
+        if series["value"]
+    ]
+    if not traces:
+        return None
+    layout = _layout(y_title="ms per call")
+    layout["yaxis"]["rangemode"] = "tozero"
+    return _to_json(go.Figure(data=traces, layout=layout))
+
+
+def drift_share_chart(*, series: dict[str, list], tz: tzinfo, dataset_share: float | None = None) -> str | None:
+    """Share of drifted features per drift check; checks whose verdict was "drifted" are red."""
+    if not series["at"]:
+        return None
+    keep = downsample_indices(series["share"])
+    drifted = _pick(series["drifted"], keep)
+    trace = go.Scatter(
+        x=local_times(_pick(series["at"], keep), tz),
+        y=_pick(series["share"], keep),
+        name="drifted features",
+        mode="lines+markers",
+        line={"color": GREY, "width": 1.5},
+        marker={"size": 7, "color": [RED if d else BLUE for d in drifted]},
+        customdata=["drifted" if d else "stable" for d in drifted],
+        hovertemplate="%{y:.0%} of features (%{customdata})<extra></extra>",
+    )
+    shapes, annotations = [], []
+    if dataset_share is not None:
+        shapes.append({
+            "type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": dataset_share, "y1": dataset_share,
+            "line": {"color": RED, "width": 1, "dash": "dash"},
+        })
+        annotations.append({
+            "xref": "paper", "x": 0.005, "xanchor": "left", "yref": "y", "y": dataset_share, "yanchor": "bottom",
+            "text": "dataset drift", "showarrow": False, "font": {"size": 10, "color": RED},
+        })
+    layout = _layout(y_title="share of features", showlegend=False, shapes=shapes, annotations=annotations)
+    layout["yaxis"].update({"tickformat": ".0%", "range": [-0.02, 1.02]})
+    return _to_json(go.Figure(data=[trace], layout=layout))
+
+
+# A bar per feature stays readable up to this many; the report table below lists every feature.
+MAX_FEATURE_BARS = 60
+
+
+def drift_features_chart(*, features: list[dict]) -> str | None:
+    """Per-feature test statistic of one drift report, largest on top, drifted features in red."""
+    if not features:
+        return None
+    rows = sorted(features, key=lambda f: f["statistic"], reverse=True)[:MAX_FEATURE_BARS]
+    rows.reverse()  # Plotly draws the first category at the bottom
+    trace = go.Bar(
+        x=[f["statistic"] for f in rows],
+        y=[str(f["feature"]) for f in rows],
+        orientation="h",
+        marker={"color": [RED if f["drifted"] else "#93c5fd" for f in rows]},
+        customdata=[[f["p_value"], f["threshold"]] for f in rows],
+        hovertemplate="%{y}: statistic %{x:.3f}, p %{customdata[0]:.2e} (threshold %{customdata[1]:.2e})<extra></extra>",
+    )
+    layout = _layout(height=max(220, 18 * len(rows) + 70), showlegend=False, hovermode="closest")
+    layout["xaxis"] = {"gridcolor": "#eef0f3", "title": {"text": "test statistic"}, "rangemode": "tozero"}
+    layout["yaxis"] = {"automargin": True, "tickfont": {"size": 11}}
+    layout["margin"] = {"l": 8, "r": 16, "t": 10, "b": 40}
+    return _to_json(go.Figure(data=[trace], layout=layout))

@@ -1,0 +1,50 @@
+"""Alerts across every deployment the user can see, and acknowledging or resolving one."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from dashboard.access import OPERATE, can, get_alert_for
+from dashboard.forms import AlertStatusForm
+from dashboard.views.common import redirect_back, report
+from monitoring import selectors, services
+
+ALERTS_PAGE_SIZE = 50
+
+
+@login_required
+def alert_list(request: HttpRequest) -> HttpResponse:
+    show = request.GET.get("show", "unresolved")
+    alerts = selectors.alerts_for(user=request.user, unresolved_only=show != "all")
+    slug = request.GET.get("deployment", "")
+    if slug:
+        alerts = alerts.filter(deployment__slug=slug)
+    page = Paginator(alerts, ALERTS_PAGE_SIZE).get_page(request.GET.get("page"))
+    deployments = {alert.deployment for alert in page.object_list}
+    operable = {d.pk for d in deployments if can(request.user, d, OPERATE)}
+    context = {"page": page, "show": show, "slug": slug, "operable": operable}
+    return render(request, "alerts/list.html", context)
+
+
+@login_required
+@require_POST
+def alert_set_status(request: HttpRequest, alert_id: int) -> HttpResponse:
+    alert = get_alert_for(request.user, alert_id, need=OPERATE)
+    form = AlertStatusForm(request.POST)
+    fallback = reverse("deployment", args=[alert.deployment.slug]) + "#alerts"
+    if not form.is_valid():
+        messages.error(request, "An alert can be acknowledged or resolved.")
+        return redirect_back(request, fallback)
+    try:
+        services.alert_set_status(alert=alert, status=form.cleaned_data["status"], by=request.user)
+    except services.ServiceError as exc:
+        report(request, exc)
+    else:
+        messages.success(request, f"Alert “{alert.title}” is {alert.get_status_display().lower()}.")
+    return redirect_back(request, fallback)

@@ -1,0 +1,233 @@
+"""A deployment's pages: its health page, one drift report, and its audit log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import F
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+
+from dashboard import charts
+from dashboard.access import APPROVE, OPERATE, can, get_deployment_for
+from dashboard.forms import JobForm, TokenForm
+from monitoring import selectors
+from monitoring.models import Deployment, EvaluationRun, ModelVersion
+
+QUALITY_METRICS = ["accuracy", "f1_macro"]
+LATENCY_METRICS = list(charts.LATENCY_LABELS)
+CHART_DAYS = (1, 7, 30, 90)
+DEFAULT_CHART_DAYS = 30
+# The deployment page lists the largest statistics; the report page lists every feature.
+DRIFT_ROWS_ON_PAGE = 12
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    higher_is_better: bool
+    digits: int
+
+
+# Compared on the evaluation set: the one sample every version is scored on.
+VERSION_COLUMNS = [
+    Column("accuracy", "Accuracy", True, 3),
+    Column("f1_macro", "F1", True, 3),
+    Column("roc_auc", "ROC-AUC", True, 3),
+    Column("latency_p95_ms", "p95 ms", False, 2),
+]
+
+
+@dataclass(frozen=True)
+class Cell:
+    value: str
+    delta: str = ""
+    better: bool | None = None  # None: no comparison, or no change
+
+
+@dataclass(frozen=True)
+class VersionLine:
+    version: ModelVersion
+    cells: list[Cell]
+    size: Cell
+
+
+def _compare(value: float | None, base: float | None, column: Column) -> Cell:
+    if value is None:
+        return Cell("—")
+    text = f"{value:.{column.digits}f}"
+    if base is None:
+        return Cell(text)
+    delta = value - base
+    if round(delta, column.digits) == 0:
+        return Cell(text, f"±{0:.{column.digits}f}")
+    return Cell(text, f"{delta:+.{column.digits}f}", (delta > 0) == column.higher_is_better)
+
+
+def version_lines(rows: list[selectors.VersionRow]) -> list[VersionLine]:
+    """Each version's numbers; candidates also show how far they are from the active version."""
+    active = next((r for r in rows if r.version.status == ModelVersion.Status.ACTIVE), None)
+    lines = []
+    for row in rows:
+        compare = active is not None and row.version.status == ModelVersion.Status.CANDIDATE
+        cells = [
+            _compare(row.evaluation_set.get(c.key), active.evaluation_set.get(c.key) if compare else None, c)
+            for c in VERSION_COLUMNS
+        ]
+        size = Cell(_filesize(row.version.size_bytes))
+        if compare and active.version.size_bytes:
+            change = row.version.size_bytes / active.version.size_bytes - 1
+            size = Cell(size.value, "±0%", None) if abs(change) < 0.005 else Cell(size.value, f"{change:+.0%}", change < 0)
+        lines.append(VersionLine(row.version, cells, size))
+    return lines
+
+
+def _filesize(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _chart_days(request: HttpRequest) -> int:
+    try:
+        days = int(request.GET.get("days", DEFAULT_CHART_DAYS))
+    except ValueError:
+        return DEFAULT_CHART_DAYS
+    return days if days in CHART_DAYS else DEFAULT_CHART_DAYS
+
+
+def _charts(deployment: Deployment, days: int) -> dict[str, str | None]:
+    since = timezone.now() - timedelta(days=days)
+    tz = timezone.get_current_timezone()
+    Source = EvaluationRun.Source
+    versions = list(deployment.versions.values_list("number", "activated_at"))
+    # The lines follow the serving model; candidates' scores belong in the versions table, not in its history.
+    never_served = {number for number, activated_at in versions if activated_at is None}
+    rollouts = sorted((at, f"v{number}") for number, at in versions if at is not None and at >= since)
+
+    def series(names: list[str], source: str) -> dict:
+        points = selectors.metric_series(deployment=deployment, names=names, source=source, since=since)
+        return charts.drop_versions(points, never_served)
+
+    latency = series(LATENCY_METRICS, Source.EVALUATION_SET)
+    if not any(s["value"] for s in latency.values()):
+        latency = series(LATENCY_METRICS, Source.PRODUCTION)
+    return {
+        "metrics": charts.metrics_chart(
+            production=series(QUALITY_METRICS, Source.PRODUCTION),
+            evaluation_set=series(QUALITY_METRICS, Source.EVALUATION_SET),
+            thresholds=deployment.metric_thresholds,
+            tz=tz,
+            rollouts=rollouts,
+        ),
+        "latency": charts.latency_chart(series_by_name=latency, tz=tz),
+        "drift": charts.drift_share_chart(series=selectors.drift_share_series(deployment=deployment, since=since), tz=tz),
+    }
+
+
+@login_required
+def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    deployment = get_deployment_for(request.user, slug)
+    days = _chart_days(request)
+    versions = selectors.versions_with_metrics(deployment=deployment)
+    drift = selectors.latest_drift_report(deployment=deployment)
+    jobs = list(selectors.jobs_for(deployment=deployment)[:10])
+    live_versions = [r.version for r in versions if r.version.status != ModelVersion.Status.REJECTED]
+    active = next((v for v in live_versions if v.status == ModelVersion.Status.ACTIVE), None)
+    context = {
+        "deployment": deployment,
+        "summary": selectors.deployment_summary(deployment=deployment),
+        "can_operate": can(request.user, deployment, OPERATE),
+        "can_approve": can(request.user, deployment, APPROVE),
+        "charts": _charts(deployment, days),
+        "days": days,
+        "day_choices": CHART_DAYS,
+        "version_columns": VERSION_COLUMNS,
+        "versions": version_lines(versions),
+        "can_roll_back": deployment.versions.filter(
+            status=ModelVersion.Status.RETIRED, activated_at__isnull=False
+        ).exists(),
+        "drift": drift,
+        "drift_rows": drift.features[:DRIFT_ROWS_ON_PAGE] if drift else [],
+        "alerts": list(selectors.alerts_for(deployment=deployment, unresolved_only=True)[:20]),
+        "jobs": jobs,
+        "jobs_live": any(not job.is_finished for job in jobs),
+        "job_form": JobForm(versions=live_versions, initial={"version": active.number if active else None}),
+        "token_form": TokenForm(),
+        "tokens": list(
+            deployment.api_tokens.select_related("created_by").order_by(F("revoked_at").asc(nulls_first=True), "-created_at")
+        ),
+        "drift_interval": settings.DRIFT_INTERVAL_MINUTES,
+        "evaluation_interval": settings.EVALUATION_INTERVAL_MINUTES,
+    }
+    return render(request, "deployments/detail.html", context)
+
+
+@login_required
+def drift_report(request: HttpRequest, slug: str, report_id: int) -> HttpResponse:
+    deployment = get_deployment_for(request.user, slug)
+    report = get_object_or_404(deployment.drift_reports, pk=report_id)
+    prediction = report.prediction_drift or {}
+    classes = sorted(set(prediction.get("reference", {})) | set(prediction.get("current", {})))
+    context = {
+        "deployment": deployment,
+        "report": report,
+        "chart": charts.drift_features_chart(features=report.features),
+        "prediction_rows": [
+            (c, prediction.get("reference", {}).get(c), prediction.get("current", {}).get(c)) for c in classes
+        ],
+        "prediction": prediction,
+    }
+    return render(request, "deployments/drift_report.html", context)
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    before: str | None  # None: the key is new, or unchanged
+    after: str
+
+
+def _display(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    text = str(value)
+    # sha256 digests and the like: the first 12 characters identify them on screen.
+    return text[:12] + "…" if len(text) > 24 and " " not in text else text
+
+
+def _changes(before: dict | None, after: dict | None) -> list[Change]:
+    """before → after as one line per key, in the order the service wrote them."""
+    before, after = before or {}, after or {}
+    keys = list(before) + [k for k in after if k not in before]
+    changes = []
+    for key in keys:
+        if key in before and key in after and before[key] != after[key]:
+            changes.append(Change(key, _display(before[key]), _display(after[key])))
+        elif key in after:
+            changes.append(Change(key, None, _display(after[key])))
+        else:
+            changes.append(Change(key, _display(before[key]), "—"))
+    return changes
+
+
+AUDIT_PAGE_SIZE = 50
+
+
+@login_required
+def audit_log(request: HttpRequest, slug: str) -> HttpResponse:
+    deployment = get_deployment_for(request.user, slug)
+    events = deployment.audit_events.order_by("-at", "-id")
+    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [(event, _changes(event.before, event.after)) for event in page.object_list]
+    return render(request, "deployments/audit.html", {"deployment": deployment, "page": page, "rows": rows})

@@ -1,0 +1,24 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from dashboard.views import alerts, deployments, jobs, overview, tokens, versions
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", overview.overview, name="overview"),
+    path("alerts", alerts.alert_list, name="alerts"),
+    path("alerts/<int:alert_id>/status", alerts.alert_set_status, name="alert-status"),
+    path("d/<slug:slug>/", deployments.deployment_detail, name="deployment"),
+    path("d/<slug:slug>/audit", deployments.audit_log, name="audit"),
+    path("d/<slug:slug>/drift/<int:report_id>/", deployments.drift_report, name="drift-report"),
+    path("d/<slug:slug>/versions/new", versions.version_new, name="version-new"),
+    path("d/<slug:slug>/versions/<int:number>/approve", versions.version_approve, name="version-approve"),
+    path("d/<slug:slug>/versions/<int:number>/reject", versions.version_reject, name="version-reject"),
+    path("d/<slug:slug>/rollback", versions.deployment_rollback, name="rollback"),
+    path("d/<slug:slug>/jobs", jobs.job_queue, name="job-queue"),
+    path("jobs/<int:job_id>/cancel", jobs.job_cancel, name="job-cancel"),
+    path("jobs/<int:job_id>/progress", jobs.job_progress, name="job-progress"),
+    path("d/<slug:slug>/tokens", tokens.token_create, name="token-create"),
+    path("d/<slug:slug>/tokens/<int:token_id>/revoke", tokens.token_revoke, name="token-revoke"),
+]

@@ -1,0 +1,395 @@
+"""Watchkeeper's domain, kept in Postgres (the system of record).
+
+Files (ONNX models, datasets, recipes) live in a content-addressed store under
+MEDIA_ROOT (see monitoring/storage.py); rows keep their sha256 so a file is
+verified before it is ever loaded.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Role(models.TextChoices):
+    # Ordered: each role can do everything the roles before it can.
+    VIEWER = "viewer", "Viewer"
+    OPERATOR = "operator", "Operator"
+    APPROVER = "approver", "Approver"
+
+
+ROLE_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.APPROVER: 2}
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="membership_unique_team_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} as {self.role}"
+
+
+class Deployment(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="deployments")
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    # The schema every version and every prediction must fit.
+    feature_names = models.JSONField(default=list)
+    class_labels = models.JSONField(default=list, help_text="Canonical class labels, as strings")
+    # {"accuracy": 0.9, "f1_macro": 0.85}: a metric below its floor raises an alert.
+    metric_thresholds = models.JSONField(default=dict, blank=True)
+    drift_p_value = models.FloatField(default=0.05, help_text="Family-wise significance for the KS tests")
+    drift_window_hours = models.PositiveIntegerField(default=24)
+    evaluation_window_days = models.PositiveIntegerField(default=7)
+    reference_dataset = models.ForeignKey(
+        "Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    evaluation_dataset = models.ForeignKey(
+        "Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def active_version(self) -> ModelVersion | None:
+        return self.versions.filter(status=ModelVersion.Status.ACTIVE).first()
+
+
+class ModelVersion(models.Model):
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate", "Candidate"
+        ACTIVE = "active", "Active"
+        RETIRED = "retired", "Retired"
+        REJECTED = "rejected", "Rejected"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CANDIDATE)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    # What made it: "upload", "quantize_int8", "retrain".
+    origin = models.CharField(max_length=32, default="upload")
+    notes = models.TextField(blank=True)
+
+    # The file, content-addressed; read from the ONNX graph at upload.
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    input_name = models.CharField(max_length=200)
+    input_shape = models.JSONField(default=list)
+    output_names = models.JSONField(default=list)
+    label_output = models.CharField(max_length=200)
+    probability_output = models.CharField(max_length=200, blank=True)
+    class_labels = models.JSONField(default=list)
+    opset = models.PositiveIntegerField(default=0)
+    producer = models.CharField(max_length=200, blank=True)
+
+    # A skops-serialised scikit-learn estimator, for retraining (never pickle).
+    recipe_sha256 = models.CharField(max_length=64, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_by_job = models.ForeignKey(
+        "MaintenanceJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    activated_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["deployment", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "number"], name="version_unique_number"),
+            # Rollout depends on this: at most one version serves a deployment at a time.
+            models.UniqueConstraint(
+                fields=["deployment"], condition=Q(status="active"), name="version_one_active_per_deployment"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment.slug} v{self.number}"
+
+    @property
+    def n_features(self) -> int:
+        return int(self.input_shape[-1]) if self.input_shape else 0
+
+
+class Dataset(models.Model):
+    class Kind(models.TextChoices):
+        REFERENCE = "reference", "Reference"
+        EVALUATION = "evaluation", "Evaluation (labelled)"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="datasets")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    name = models.CharField(max_length=200)
+    # An .npz with X (float32, n_rows × n_features) and, when labelled, y (strings).
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    n_rows = models.PositiveIntegerField()
+    has_labels = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.deployment.slug}/{self.kind}/{self.name}"
+
+
+class Prediction(models.Model):
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="predictions")
+    version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The client's id: retried batches are deduplicated on (deployment, request_id).
+    request_id = models.CharField(max_length=128)
+    timestamp = models.DateTimeField()
+    features = models.JSONField()
+    predicted_label = models.CharField(max_length=64)
+    probabilities = models.JSONField(null=True, blank=True)
+    label = models.CharField(max_length=64, null=True, blank=True)
+    labelled_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "request_id"], name="prediction_unique_request_id")
+        ]
+        indexes = [
+            # Drift and evaluation windows: "this deployment's traffic between t0 and t1".
+            models.Index(fields=["deployment", "timestamp"], name="prediction_window_idx"),
+        ]
+
+
+class EvaluationRun(models.Model):
+    class Source(models.TextChoices):
+        EVALUATION_SET = "evaluation_set", "Evaluation set"
+        PRODUCTION = "production", "Labelled production window"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="evaluations")
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="evaluations")
+    source = models.CharField(max_length=32, choices=Source.choices)
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    n_rows = models.PositiveIntegerField(default=0)
+    # accuracy, precision_macro, recall_macro, f1_macro, confusion_matrix, latency_*_ms, throughput_rps …
+    metrics = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    job = models.ForeignKey(
+        "MaintenanceJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="evaluations"
+    )
+    # The moment the metrics describe: the window's end, or the run time for the evaluation set.
+    measured_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-measured_at"]
+        indexes = [
+            # Health charts: "this deployment's runs over time".
+            models.Index(fields=["deployment", "measured_at"], name="evaluation_series_idx"),
+        ]
+
+
+class MetricPoint(models.Model):
+    """One number at one time: the series the health charts draw."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="metric_points")
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    run = models.ForeignKey(EvaluationRun, on_delete=models.CASCADE, related_name="points")
+    source = models.CharField(max_length=32, choices=EvaluationRun.Source.choices)
+    name = models.CharField(max_length=64)
+    value = models.FloatField()
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["deployment", "name", "at"], name="metric_series_idx")]
+
+
+class DriftReport(models.Model):
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="drift_reports")
+    reference_dataset = models.ForeignKey(Dataset, null=True, on_delete=models.SET_NULL, related_name="+")
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    n_reference = models.PositiveIntegerField()
+    n_current = models.PositiveIntegerField()
+    # [{"feature", "test", "statistic", "p_value", "threshold", "drifted"}], sorted by statistic, largest first.
+    features = models.JSONField(default=list)
+    n_drifted = models.PositiveIntegerField(default=0)
+    share_drifted = models.FloatField(default=0.0)
+    drifted = models.BooleanField(default=False)
+    # Predicted-class shares: {"reference": {...}, "current": {...}, "statistic": .., "p_value": ..}
+    prediction_drift = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-window_end"]
+        indexes = [models.Index(fields=["deployment", "window_end"], name="drift_series_idx")]
+        constraints = [
+            # The scheduled check is idempotent: one report per deployment per window.
+            models.UniqueConstraint(
+                fields=["deployment", "window_start", "window_end"], name="drift_unique_window"
+            )
+        ]
+
+
+class Alert(models.Model):
+    class Kind(models.TextChoices):
+        METRIC_BELOW_THRESHOLD = "metric_below_threshold", "Metric below threshold"
+        DATA_DRIFT = "data_drift", "Data drift"
+        JOB_FAILED = "job_failed", "Maintenance job failed"
+
+    class Severity(models.TextChoices):
+        INFO = "info", "Info"
+        WARNING = "warning", "Warning"
+        CRITICAL = "critical", "Critical"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        RESOLVED = "resolved", "Resolved"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.WARNING)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    # Repeated checks update the one open alert with this key instead of piling up new ones.
+    dedup_key = models.CharField(max_length=200)
+    title = models.CharField(max_length=300)
+    message = models.TextField(blank=True)
+    drift_report = models.ForeignKey(DriftReport, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    evaluation_run = models.ForeignKey(
+        EvaluationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    occurrences = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "dedup_key"],
+                condition=Q(status__in=["open", "acknowledged"]),
+                name="alert_one_unresolved_per_key",
+            )
+        ]
+
+
+class MaintenanceJob(models.Model):
+    class Kind(models.TextChoices):
+        COMPRESS_INT8 = "compress_int8", "Compress: int8 dynamic quantization"
+        RETRAIN = "retrain", "Retrain from recipe"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="jobs")
+    source_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)  # 0–100
+    progress_message = models.CharField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    candidate = models.OneToOneField(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="produced_by"
+    )
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {self.Status.SUCCEEDED, self.Status.FAILED, self.Status.CANCELLED}
+
+
+class ApiToken(models.Model):
+    """A per-deployment ingestion token. Only its sha256 is kept; the secret is shown once."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    # The public part of the token ("wk_<prefix>_<secret>"), for lookup and display.
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} (wk_{self.prefix}_…)"
+
+
+class AuditEvent(models.Model):
+    """Append-only: who did what, when, with the state before and after.
+
+    Rows are never updated or deleted; on Postgres a trigger (migration 0002) enforces it.
+    """
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT)
+    # "alice", "worker", "token:ab12cd34": readable even without the user row.
+    actor_label = models.CharField(max_length=200)
+    action = models.CharField(max_length=64)  # "version.approve", "job.queue", …
+    deployment = models.ForeignKey(
+        Deployment, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    comment = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise RuntimeError("Audit events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise RuntimeError("Audit events are append-only")

@@ -1,0 +1,943 @@
+"""Every write to Watchkeeper's domain goes through a function here.
+
+Views, API endpoints, commands and tasks parse their input, call one service,
+and render. Each service runs in a transaction and writes its audit record in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import secrets
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.text import slugify
+
+from monitoring import storage
+from monitoring.models import (
+    Alert,
+    ApiToken,
+    AuditEvent,
+    Dataset,
+    Deployment,
+    DriftReport,
+    EvaluationRun,
+    MaintenanceJob,
+    Membership,
+    MetricPoint,
+    ModelVersion,
+    Prediction,
+    Role,
+    Team,
+)
+from monitoring.runtime import InvalidModelError, ModelSignature, inspect_model
+
+
+class ServiceError(Exception):
+    """A request that cannot be carried out. `message` is shown to the user; `status` maps to HTTP."""
+
+    status = 400
+
+    def __init__(self, message: str, *, errors: list[dict] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.errors = errors or []
+
+
+class ValidationFailed(ServiceError):
+    status = 422
+
+
+class Conflict(ServiceError):
+    status = 409
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class TooLarge(ServiceError):
+    status = 413
+
+
+# ---------------------------------------------------------------- audit
+
+
+def audit_record(
+    *,
+    action: str,
+    actor: AbstractBaseUser | None,
+    actor_label: str = "",
+    deployment: Deployment | None = None,
+    obj=None,
+    before: dict | None = None,
+    after: dict | None = None,
+    comment: str = "",
+) -> AuditEvent:
+    label = actor_label or (actor.get_username() if actor is not None else "system")
+    return AuditEvent.objects.create(
+        actor=actor,
+        actor_label=label,
+        action=action,
+        deployment=deployment,
+        object_type=type(obj).__name__ if obj is not None else "",
+        object_id=str(obj.pk) if obj is not None else "",
+        before=before,
+        after=after,
+        comment=comment,
+    )
+
+
+def _version_state(version: ModelVersion) -> dict:
+    return {"version": version.number, "status": version.status, "sha256": version.sha256}
+
+
+# ---------------------------------------------------------------- blobs
+
+
+def blob_put(data: bytes) -> str:
+    return storage.put_blob(settings.MEDIA_ROOT, data)
+
+
+def blob_read(sha256: str) -> bytes:
+    """Bytes verified against their sha256; raises storage.BlobIntegrityError on mismatch."""
+    return storage.read_blob(settings.MEDIA_ROOT, sha256)
+
+
+@contextmanager
+def _stored_blobs():
+    """Yield a `put` for blobs that belong to rows being written; if the block fails, remove new blobs.
+
+    Validation happens before anything is stored, so this only matters for database errors.
+    """
+    created: list[str] = []
+
+    def put(data: bytes) -> str:
+        if not storage.blob_exists(settings.MEDIA_ROOT, storage.sha256_hex(data)):
+            created.append(storage.sha256_hex(data))
+        return blob_put(data)
+
+    try:
+        yield put
+    except BaseException:
+        for digest in created:
+            storage.delete_blob(settings.MEDIA_ROOT, digest)
+        raise
+
+
+# ---------------------------------------------------------------- deployments and versions
+
+
+def team_get_or_create(*, name: str) -> Team:
+    team, _ = Team.objects.get_or_create(slug=slugify(name)[:100], defaults={"name": name})
+    return team
+
+
+@transaction.atomic
+def deployment_create(
+    *,
+    team: Team,
+    name: str,
+    feature_names: list[str],
+    class_labels: list[str],
+    by: AbstractBaseUser | None,
+    slug: str = "",
+    description: str = "",
+    metric_thresholds: dict | None = None,
+) -> Deployment:
+    slug = slug or slugify(name)
+    errors = []
+    if not slug:
+        errors.append({"field": "name", "message": "A deployment needs a name."})
+    if not feature_names or len(set(feature_names)) != len(feature_names):
+        errors.append({"field": "feature_names", "message": "Feature names must be a non-empty list without repeats."})
+    if len(class_labels) < 2 or len(set(map(str, class_labels))) != len(class_labels):
+        errors.append({"field": "class_labels", "message": "A classifier needs at least two distinct class labels."})
+    for metric, floor in (metric_thresholds or {}).items():
+        if not isinstance(floor, (int, float)) or not 0 <= floor <= 1:
+            errors.append({"field": f"metric_thresholds.{metric}", "message": "A threshold is a number in [0, 1]."})
+    if errors:
+        raise ValidationFailed("The deployment is not valid.", errors=errors)
+    if Deployment.objects.filter(slug=slug).exists():
+        raise Conflict(f"A deployment with the slug {slug!r} already exists.")
+    deployment = Deployment.objects.create(
+        team=team,
+        slug=slug,
+        name=name,
+        description=description,
+        feature_names=[str(f) for f in feature_names],
+        class_labels=[str(c) for c in class_labels],
+        metric_thresholds=metric_thresholds or {},
+        created_by=by,
+    )
+    audit_record(
+        action="deployment.create",
+        actor=by,
+        deployment=deployment,
+        obj=deployment,
+        after={"slug": slug, "features": len(feature_names), "classes": deployment.class_labels},
+    )
+    return deployment
+
+
+def _check_signature_fits(deployment: Deployment, signature: ModelSignature) -> None:
+    if signature.feature_names and signature.feature_names != deployment.feature_names:
+        raise ValidationFailed(
+            "The model's feature names do not match the deployment's schema.",
+            errors=[{"field": "file", "message": f"model: {signature.feature_names}, deployment: {deployment.feature_names}"}],
+        )
+    if signature.class_labels and set(signature.class_labels) - set(deployment.class_labels):
+        unknown = sorted(set(signature.class_labels) - set(deployment.class_labels))
+        raise ValidationFailed(f"The model predicts classes the deployment does not know: {unknown}.")
+
+
+def version_register(
+    *,
+    deployment: Deployment,
+    data: bytes,
+    by: AbstractBaseUser | None,
+    origin: str = "upload",
+    parent: ModelVersion | None = None,
+    job: MaintenanceJob | None = None,
+    recipe: bytes | None = None,
+    notes: str = "",
+    activate_if_first: bool = True,
+) -> ModelVersion:
+    """Validate ONNX bytes against the deployment's schema, store them, and add a version.
+
+    The first version of a deployment becomes active; later ones are candidates awaiting approval.
+    Raises ValidationFailed (nothing stored) when the file is not a fitting classifier.
+    """
+    if len(data) > settings.MAX_MODEL_UPLOAD_BYTES:
+        raise TooLarge(f"The model file is {len(data)} bytes; the limit is {settings.MAX_MODEL_UPLOAD_BYTES}.")
+    try:
+        signature = inspect_model(data, expected_features=deployment.n_features)
+    except InvalidModelError as exc:
+        raise ValidationFailed(str(exc), errors=[{"field": "file", "message": str(exc)}]) from None
+    _check_signature_fits(deployment, signature)
+    if recipe is not None:
+        _check_recipe(recipe)
+    with _stored_blobs() as put, transaction.atomic():
+        return _version_create(
+            deployment=deployment, signature=signature, sha=put(data), size=len(data),
+            recipe_sha=put(recipe) if recipe else "", by=by, origin=origin, parent=parent, job=job,
+            notes=notes, activate_if_first=activate_if_first,
+        )
+
+
+def _check_recipe(recipe: bytes) -> None:
+    """A recipe must load as a trusted skops file now, not fail months later when a retrain needs it."""
+    from workers.training import RecipeError, recipe_load
+
+    try:
+        recipe_load(recipe)
+    except RecipeError as exc:
+        raise ValidationFailed(str(exc), errors=[{"field": "recipe", "message": str(exc)}]) from None
+
+
+def _version_create(
+    *, deployment, signature: ModelSignature, sha: str, size: int, recipe_sha: str, by, origin, parent, job, notes,
+    activate_if_first: bool,
+) -> ModelVersion:
+    # Lock the deployment row: concurrent uploads must not take the same version number.
+    Deployment.objects.select_for_update().get(pk=deployment.pk)
+    number = (deployment.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+    first = number == 1 and activate_if_first
+    version = ModelVersion.objects.create(
+        deployment=deployment,
+        number=number,
+        status=ModelVersion.Status.ACTIVE if first else ModelVersion.Status.CANDIDATE,
+        activated_at=timezone.now() if first else None,
+        parent=parent,
+        origin=origin,
+        notes=notes,
+        sha256=sha,
+        size_bytes=size,
+        input_name=signature.input_name,
+        input_shape=signature.input_shape,
+        output_names=signature.output_names,
+        label_output=signature.label_output,
+        probability_output=signature.probability_output,
+        class_labels=signature.class_labels or deployment.class_labels,
+        opset=signature.opset,
+        producer=signature.producer,
+        recipe_sha256=recipe_sha,
+        created_by=by,
+        created_by_job=job,
+    )
+    audit_record(
+        action="version.register",
+        actor=by,
+        actor_label="" if by else "worker",
+        deployment=deployment,
+        obj=version,
+        after=_version_state(version) | {"origin": origin, "size_bytes": size},
+    )
+    return version
+
+
+def _decide(version: ModelVersion, *, by: AbstractBaseUser, comment: str) -> None:
+    version.decided_by = by
+    version.decided_at = timezone.now()
+    version.decision_comment = comment
+
+
+def _locked_version(version: ModelVersion) -> ModelVersion:
+    Deployment.objects.select_for_update().get(pk=version.deployment_id)
+    return ModelVersion.objects.select_related("deployment").get(pk=version.pk)
+
+
+@transaction.atomic
+def version_approve(*, version: ModelVersion, by: AbstractBaseUser, comment: str = "") -> ModelVersion:
+    """Make a candidate the active version; the previous active one is retired and kept for rollback."""
+    version = _locked_version(version)
+    if version.status != ModelVersion.Status.CANDIDATE:
+        raise Conflict(f"v{version.number} is {version.status}; only a candidate can be approved.")
+    before = _version_state(version)
+    previous = version.deployment.active_version()
+    if previous is not None:
+        previous.status = ModelVersion.Status.RETIRED
+        previous.save(update_fields=["status"])
+    version.status = ModelVersion.Status.ACTIVE
+    version.activated_at = timezone.now()
+    _decide(version, by=by, comment=comment)
+    version.save()
+    audit_record(
+        action="version.approve",
+        actor=by,
+        deployment=version.deployment,
+        obj=version,
+        before=before | {"active_version": previous.number if previous else None},
+        after=_version_state(version) | {"active_version": version.number},
+        comment=comment,
+    )
+    return version
+
+
+@transaction.atomic
+def version_reject(*, version: ModelVersion, by: AbstractBaseUser, comment: str = "") -> ModelVersion:
+    version = _locked_version(version)
+    if version.status != ModelVersion.Status.CANDIDATE:
+        raise Conflict(f"v{version.number} is {version.status}; only a candidate can be rejected.")
+    before = _version_state(version)
+    version.status = ModelVersion.Status.REJECTED
+    _decide(version, by=by, comment=comment)
+    version.save()
+    audit_record(
+        action="version.reject",
+        actor=by,
+        deployment=version.deployment,
+        obj=version,
+        before=before,
+        after=_version_state(version),
+        comment=comment,
+    )
+    return version
+
+
+@transaction.atomic
+def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser, comment: str = "") -> ModelVersion:
+    """Re-activate the version that was active before the current one."""
+    Deployment.objects.select_for_update().get(pk=deployment.pk)
+    current = deployment.active_version()
+    if current is None:
+        raise Conflict("There is no active version to roll back from.")
+    target = (
+        deployment.versions.filter(status=ModelVersion.Status.RETIRED, activated_at__isnull=False)
+        .order_by("-activated_at")
+        .first()
+    )
+    if target is None:
+        raise Conflict("No earlier version has been in production; there is nothing to roll back to.")
+    current.status = ModelVersion.Status.RETIRED
+    current.save(update_fields=["status"])
+    target.status = ModelVersion.Status.ACTIVE
+    target.activated_at = timezone.now()
+    target.save(update_fields=["status", "activated_at"])
+    audit_record(
+        action="deployment.rollback",
+        actor=by,
+        deployment=deployment,
+        obj=target,
+        before={"active_version": current.number},
+        after={"active_version": target.number},
+        comment=comment,
+    )
+    return target
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def dataset_to_bytes(X: np.ndarray, y: np.ndarray | None) -> bytes:
+    buffer = io.BytesIO()
+    arrays = {"X": np.ascontiguousarray(X, dtype=np.float32)}
+    if y is not None:
+        arrays["y"] = np.asarray(y).astype(str)
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def dataset_load(dataset: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
+    with np.load(io.BytesIO(blob_read(dataset.sha256)), allow_pickle=False) as archive:
+        X = archive["X"]
+        y = archive["y"] if "y" in archive.files else None
+    return X, y
+
+
+def dataset_register(
+    *,
+    deployment: Deployment,
+    kind: str,
+    name: str,
+    X: np.ndarray,
+    y: np.ndarray | None,
+    by: AbstractBaseUser | None,
+    make_current: bool = True,
+) -> Dataset:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != deployment.n_features:
+        raise ValidationFailed(
+            f"The dataset has shape {list(X.shape)}; the deployment needs n_rows × {deployment.n_features}."
+        )
+    if len(X) == 0:
+        raise ValidationFailed("The dataset has no rows.")
+    bad_rows = np.flatnonzero(~np.isfinite(X).all(axis=1))
+    if len(bad_rows):
+        raise ValidationFailed(f"The dataset has NaN or infinite values, first in row {int(bad_rows[0])}.")
+    if kind == Dataset.Kind.EVALUATION and y is None:
+        raise ValidationFailed("An evaluation dataset needs labels.")
+    if y is not None:
+        y = np.asarray(y).astype(str)
+        if len(y) != len(X):
+            raise ValidationFailed(f"The dataset has {len(X)} rows but {len(y)} labels.")
+        unknown = sorted(set(np.unique(y)) - set(deployment.class_labels))
+        if unknown:
+            raise ValidationFailed(f"The dataset has labels the deployment does not know: {unknown[:5]}.")
+    data = dataset_to_bytes(X, y)
+    with _stored_blobs() as put, transaction.atomic():
+        return _dataset_create(deployment, kind, name, put(data), len(data), len(X), y is not None, by, make_current)
+
+
+def _dataset_create(deployment, kind, name, sha, size, n_rows, has_labels, by, make_current) -> Dataset:
+    dataset = Dataset.objects.create(
+        deployment=deployment,
+        kind=kind,
+        name=name,
+        sha256=sha,
+        size_bytes=size,
+        n_rows=n_rows,
+        has_labels=has_labels,
+        created_by=by,
+    )
+    if make_current:
+        field = "reference_dataset" if kind == Dataset.Kind.REFERENCE else "evaluation_dataset"
+        setattr(deployment, field, dataset)
+        deployment.save(update_fields=[field])
+    audit_record(
+        action="dataset.register",
+        actor=by,
+        actor_label="" if by else "system",
+        deployment=deployment,
+        obj=dataset,
+        after={"kind": kind, "rows": n_rows, "sha256": sha, "current": make_current},
+    )
+    return dataset
+
+
+# ---------------------------------------------------------------- API tokens
+
+TOKEN_PREFIX = "wk"
+
+
+def _hash_secret(secret: str) -> str:
+    # Tokens carry 256 bits of randomness, so a fast hash is enough (no password stretching needed).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@transaction.atomic
+def token_create(*, deployment: Deployment, name: str, by: AbstractBaseUser | None) -> tuple[ApiToken, str]:
+    """Create a token and return it with its plaintext, which is never stored and shown only once."""
+    prefix = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        deployment=deployment, name=name or "token", prefix=prefix, secret_sha256=_hash_secret(secret), created_by=by
+    )
+    audit_record(action="token.create", actor=by, deployment=deployment, obj=token, after={"name": token.name, "prefix": prefix})
+    return token, f"{TOKEN_PREFIX}_{prefix}_{secret}"
+
+
+def token_authenticate(*, raw: str) -> ApiToken | None:
+    """The live token matching `raw`, or None. Constant-time on the secret."""
+    parts = (raw or "").strip().split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+        return None
+    token = ApiToken.objects.select_related("deployment").filter(prefix=parts[1], revoked_at__isnull=True).first()
+    if token is None or not secrets.compare_digest(token.secret_sha256, _hash_secret(parts[2])):
+        return None
+    now = timezone.now()
+    # Touch at most once a minute: ingestion is hot, and this is only for display.
+    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token
+
+
+@transaction.atomic
+def token_revoke(*, token: ApiToken, by: AbstractBaseUser) -> ApiToken:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        audit_record(action="token.revoke", actor=by, deployment=token.deployment, obj=token, after={"prefix": token.prefix})
+    return token
+
+
+# ---------------------------------------------------------------- people
+
+
+@transaction.atomic
+def user_create(
+    *, username: str, password: str, team: Team, role: str, by: AbstractBaseUser | None = None, email: str = ""
+) -> AbstractBaseUser:
+    """Create a user who belongs to `team` with `role`. The password is checked by AUTH_PASSWORD_VALIDATORS."""
+    User = get_user_model()
+    if role not in Role.values:
+        raise ValidationFailed(f"Unknown role {role!r}; choose one of {Role.values}.")
+    if not username.strip():
+        raise ValidationFailed("A user needs a username.")
+    if User.objects.filter(username=username).exists():
+        raise Conflict(f"A user named {username!r} already exists.")
+    user = User(username=username, email=email)
+    try:
+        validate_password(password, user=user)
+    except DjangoValidationError as exc:
+        raise ValidationFailed(
+            "The password is too weak: " + " ".join(exc.messages),
+            errors=[{"field": "password", "message": m} for m in exc.messages],
+        ) from None
+    user.set_password(password)
+    user.save()
+    Membership.objects.create(team=team, user=user, role=role)
+    audit_record(
+        action="user.create", actor=by, actor_label="" if by else "system", obj=user,
+        after={"username": username, "team": team.slug, "role": role},
+    )
+    return user
+
+
+# ---------------------------------------------------------------- ingestion
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    received: int
+    created: int
+    duplicates: int
+
+
+def _row_error(index: int, field: str, message: str) -> dict:
+    return {"row": index, "field": field, "message": message}
+
+
+def _parse_features(deployment: Deployment, raw, index: int, errors: list[dict]) -> list[float] | None:
+    names = deployment.feature_names
+    if isinstance(raw, dict):
+        missing = [n for n in names if n not in raw]
+        extra = [k for k in raw if k not in set(names)]
+        if missing:
+            errors.append(_row_error(index, "features", f"missing feature(s): {', '.join(missing[:5])}"))
+            return None
+        if extra:
+            errors.append(_row_error(index, "features", f"unknown feature(s): {', '.join(map(str, extra[:5]))}"))
+            return None
+        values = [raw[n] for n in names]
+    elif isinstance(raw, list):
+        if len(raw) != len(names):
+            errors.append(_row_error(index, "features", f"expected {len(names)} values, got {len(raw)}"))
+            return None
+        values = raw
+    else:
+        errors.append(_row_error(index, "features", "must be an object keyed by feature name or a list"))
+        return None
+    parsed = []
+    for name, value in zip(names, values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append(_row_error(index, f"features.{name}", f"must be a number, got {type(value).__name__}"))
+            return None
+        if not math.isfinite(value):
+            errors.append(_row_error(index, f"features.{name}", "must be finite (NaN and infinity are rejected)"))
+            return None
+        parsed.append(float(value))
+    return parsed
+
+
+def _parse_timestamp(raw, index: int, errors: list[dict]) -> datetime | None:
+    if isinstance(raw, datetime):
+        value = raw
+    elif isinstance(raw, str):
+        value = parse_datetime(raw)
+    else:
+        value = None
+    if value is None:
+        errors.append(_row_error(index, "timestamp", "must be an ISO 8601 date-time"))
+        return None
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, timezone.utc)
+    return value
+
+
+def _parse_prediction(deployment: Deployment, row, index: int, errors: list[dict]) -> Prediction | None:
+    if not isinstance(row, dict):
+        errors.append(_row_error(index, "", "must be an object"))
+        return None
+    request_id = row.get("id")
+    if not isinstance(request_id, (str, int)) or isinstance(request_id, bool) or str(request_id) == "" or len(str(request_id)) > 128:
+        errors.append(_row_error(index, "id", "must be a non-empty string of at most 128 characters"))
+        return None
+    timestamp = _parse_timestamp(row.get("timestamp"), index, errors)
+    features = _parse_features(deployment, row.get("features"), index, errors)
+    label = row.get("predicted_label")
+    if label is None or str(label) not in deployment.class_labels:
+        errors.append(_row_error(index, "predicted_label", f"must be one of {deployment.class_labels}"))
+        return None
+    probabilities = row.get("probabilities")
+    if probabilities is not None:
+        if (
+            not isinstance(probabilities, list)
+            or len(probabilities) != len(deployment.class_labels)
+            or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and 0 <= p <= 1 for p in probabilities)
+        ):
+            errors.append(
+                _row_error(index, "probabilities", f"must be {len(deployment.class_labels)} finite numbers in [0, 1]")
+            )
+            return None
+    if timestamp is None or features is None:
+        return None
+    return Prediction(
+        deployment=deployment,
+        request_id=str(request_id),
+        timestamp=timestamp,
+        features=features,
+        predicted_label=str(label),
+        probabilities=[float(p) for p in probabilities] if probabilities is not None else None,
+    )
+
+
+def predictions_ingest(*, deployment: Deployment, rows: list) -> IngestResult:
+    """Store a batch of production predictions, all or nothing.
+
+    A retried batch is harmless: ids already stored with the same content are counted as
+    duplicates; an id stored with different content is a conflict and stores nothing.
+    """
+    if not isinstance(rows, list) or not rows:
+        raise ValidationFailed("The batch must be a non-empty list of predictions.")
+    if len(rows) > settings.MAX_PREDICTION_BATCH:
+        raise TooLarge(f"The batch has {len(rows)} predictions; the limit is {settings.MAX_PREDICTION_BATCH}.")
+    errors: list[dict] = []
+    parsed = [_parse_prediction(deployment, row, i, errors) for i, row in enumerate(rows)]
+    seen: dict[str, int] = {}
+    for i, prediction in enumerate(parsed):
+        if prediction is None:
+            continue
+        if prediction.request_id in seen:
+            errors.append(_row_error(i, "id", f"duplicate id {prediction.request_id!r} (also row {seen[prediction.request_id]})"))
+        seen.setdefault(prediction.request_id, i)
+    if errors:
+        raise ValidationFailed(f"{len(errors)} row(s) are invalid; nothing was stored.", errors=errors[:100])
+
+    with transaction.atomic():
+        existing = {
+            request_id: (label, features)
+            for request_id, label, features in Prediction.objects.filter(
+                deployment=deployment, request_id__in=list(seen)
+            ).values_list("request_id", "predicted_label", "features")
+        }
+        conflicts = [
+            _row_error(i, "id", f"id {p.request_id!r} was already stored with different content")
+            for i, p in enumerate(parsed)
+            if p.request_id in existing and existing[p.request_id] != (p.predicted_label, p.features)
+        ]
+        if conflicts:
+            raise Conflict(f"{len(conflicts)} id(s) conflict with stored predictions; nothing was stored.", errors=conflicts[:100])
+        active = deployment.active_version()
+        fresh = [p for p in parsed if p.request_id not in existing]
+        for prediction in fresh:
+            prediction.version = active
+        # ignore_conflicts: a concurrent retry of the same batch inserts each id once.
+        Prediction.objects.bulk_create(fresh, batch_size=1000, ignore_conflicts=True)
+    return IngestResult(received=len(rows), created=len(fresh), duplicates=len(rows) - len(fresh))
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    received: int
+    updated: int
+
+
+def labels_ingest(*, deployment: Deployment, rows: list) -> LabelResult:
+    """Attach ground-truth labels to stored predictions by id, all or nothing."""
+    if not isinstance(rows, list) or not rows:
+        raise ValidationFailed("The batch must be a non-empty list of labels.")
+    if len(rows) > settings.MAX_PREDICTION_BATCH:
+        raise TooLarge(f"The batch has {len(rows)} labels; the limit is {settings.MAX_PREDICTION_BATCH}.")
+    errors: list[dict] = []
+    wanted: dict[str, str] = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            errors.append(_row_error(i, "", "must be an object"))
+            continue
+        request_id, label = row.get("id"), row.get("label")
+        if not isinstance(request_id, (str, int)) or isinstance(request_id, bool) or str(request_id) == "":
+            errors.append(_row_error(i, "id", "must be the id of a stored prediction"))
+        elif label is None or str(label) not in deployment.class_labels:
+            errors.append(_row_error(i, "label", f"must be one of {deployment.class_labels}"))
+        elif str(request_id) in wanted and wanted[str(request_id)] != str(label):
+            errors.append(_row_error(i, "id", f"id {request_id!r} appears twice with different labels"))
+        else:
+            wanted[str(request_id)] = str(label)
+    if not errors:
+        known = set(
+            Prediction.objects.filter(deployment=deployment, request_id__in=list(wanted)).values_list("request_id", flat=True)
+        )
+        unknown = [rid for rid in wanted if rid not in known]
+        errors.extend(_row_error(-1, "id", f"no prediction with id {rid!r}") for rid in unknown[:100])
+    if errors:
+        raise ValidationFailed(f"{len(errors)} label(s) are invalid; nothing was stored.", errors=errors[:100])
+
+    now = timezone.now()
+    with transaction.atomic():
+        by_label: dict[str, list[str]] = {}
+        for request_id, label in wanted.items():
+            by_label.setdefault(label, []).append(request_id)
+        updated = 0
+        for label, ids in by_label.items():
+            updated += Prediction.objects.filter(deployment=deployment, request_id__in=ids).update(label=label, labelled_at=now)
+    return LabelResult(received=len(rows), updated=updated)
+
+
+# ---------------------------------------------------------------- evaluation, drift, alerts
+
+
+def alert_raise(
+    *,
+    deployment: Deployment,
+    kind: str,
+    dedup_key: str,
+    title: str,
+    message: str = "",
+    severity: str = Alert.Severity.WARNING,
+    drift_report: DriftReport | None = None,
+    evaluation_run: EvaluationRun | None = None,
+) -> tuple[Alert, bool]:
+    """Open an alert, or refresh the unresolved one with the same key. Returns (alert, created)."""
+    now = timezone.now()
+    with transaction.atomic():
+        alert = (
+            Alert.objects.select_for_update()
+            .filter(deployment=deployment, dedup_key=dedup_key, status__in=[Alert.Status.OPEN, Alert.Status.ACKNOWLEDGED])
+            .first()
+        )
+        if alert is not None:
+            alert.occurrences += 1
+            alert.last_seen_at = now
+            alert.title, alert.message = title, message
+            alert.drift_report = drift_report or alert.drift_report
+            alert.evaluation_run = evaluation_run or alert.evaluation_run
+            alert.save()
+            return alert, False
+        try:
+            with transaction.atomic():
+                alert = Alert.objects.create(
+                    deployment=deployment,
+                    kind=kind,
+                    severity=severity,
+                    dedup_key=dedup_key,
+                    title=title,
+                    message=message,
+                    drift_report=drift_report,
+                    evaluation_run=evaluation_run,
+                    created_at=now,
+                    last_seen_at=now,
+                )
+        except IntegrityError:  # another worker opened it a moment ago
+            alert = Alert.objects.get(deployment=deployment, dedup_key=dedup_key, status__in=[Alert.Status.OPEN, Alert.Status.ACKNOWLEDGED])
+            return alert, False
+        audit_record(
+            action="alert.open", actor=None, actor_label="worker", deployment=deployment, obj=alert, after={"title": title}
+        )
+    return alert, True
+
+
+def alert_resolve_key(*, deployment: Deployment, dedup_key: str) -> int:
+    """Resolve the unresolved alert with this key when its condition has cleared."""
+    return Alert.objects.filter(
+        deployment=deployment, dedup_key=dedup_key, status__in=[Alert.Status.OPEN, Alert.Status.ACKNOWLEDGED]
+    ).update(status=Alert.Status.RESOLVED, resolved_at=timezone.now())
+
+
+@transaction.atomic
+def alert_set_status(*, alert: Alert, status: str, by: AbstractBaseUser) -> Alert:
+    if status not in (Alert.Status.ACKNOWLEDGED, Alert.Status.RESOLVED):
+        raise ValidationFailed("An alert can be acknowledged or resolved.")
+    before = {"status": alert.status}
+    alert.status = status
+    if status == Alert.Status.RESOLVED:
+        alert.resolved_at = timezone.now()
+    alert.save()
+    audit_record(action=f"alert.{status}", actor=by, deployment=alert.deployment, obj=alert, before=before, after={"status": status})
+    return alert
+
+
+def evaluation_complete(*, run: EvaluationRun, metrics: dict, raise_alerts: bool = True) -> EvaluationRun:
+    """Store a finished run's metrics as time series and check the deployment's thresholds.
+
+    Idempotent: completing a run twice rewrites its points instead of adding more.
+    """
+    from monitoring.metrics import SCALAR_METRICS
+
+    deployment = run.deployment
+    with transaction.atomic():
+        run.metrics = metrics
+        run.n_rows = int(metrics.get("n_rows", run.n_rows))
+        run.status = EvaluationRun.Status.SUCCEEDED
+        run.finished_at = timezone.now()
+        run.error = ""
+        run.save()
+        run.points.all().delete()
+        series = [name for name in SCALAR_METRICS if metrics.get(name) is not None]
+        series += [name for name in metrics if name.startswith(("latency_", "throughput_")) and metrics[name] is not None]
+        MetricPoint.objects.bulk_create(
+            MetricPoint(
+                deployment=deployment, version=run.version, run=run, source=run.source, name=name,
+                value=float(metrics[name]), at=run.measured_at,
+            )
+            for name in series
+        )
+    # Only the serving version's numbers speak for the deployment's health; candidates are compared, not alerted on.
+    if raise_alerts and run.version.status == ModelVersion.Status.ACTIVE:
+        for metric, floor in deployment.metric_thresholds.items():
+            value = metrics.get(metric)
+            key = f"metric:{metric}:{run.source}"
+            if value is not None and value < floor:
+                alert_raise(
+                    deployment=deployment,
+                    kind=Alert.Kind.METRIC_BELOW_THRESHOLD,
+                    dedup_key=key,
+                    severity=Alert.Severity.CRITICAL,
+                    title=f"{metric} {value:.3f} is below {floor:.3f} on the {run.get_source_display().lower()}",
+                    message=f"v{run.version.number} scored {value:.4f} on {run.n_rows} rows (floor {floor}).",
+                    evaluation_run=run,
+                )
+            elif value is not None:
+                alert_resolve_key(deployment=deployment, dedup_key=key)
+    return run
+
+
+def evaluation_start(
+    *,
+    version: ModelVersion,
+    source: str,
+    dataset: Dataset | None = None,
+    window_start: datetime | None = None,
+    window_end: datetime | None = None,
+    measured_at: datetime | None = None,
+    job: MaintenanceJob | None = None,
+) -> EvaluationRun:
+    """A running evaluation: the row exists before the work, so a crash leaves a trace."""
+    return EvaluationRun.objects.create(
+        deployment=version.deployment,
+        version=version,
+        source=source,
+        dataset=dataset,
+        window_start=window_start,
+        window_end=window_end,
+        status=EvaluationRun.Status.RUNNING,
+        measured_at=measured_at or timezone.now(),
+        job=job,
+    )
+
+
+def evaluation_fail(*, run: EvaluationRun, error: str) -> EvaluationRun:
+    run.status = EvaluationRun.Status.FAILED
+    run.error = error[:2000]
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "error", "finished_at"])
+    return run
+
+
+def drift_report_record(
+    *,
+    deployment: Deployment,
+    result,  # monitoring.drift.DriftResult
+    window_start: datetime,
+    window_end: datetime,
+    reference_dataset: Dataset | None,
+) -> DriftReport:
+    """Store a drift check's result; a re-run for the same window updates the one report for it."""
+    report, _ = DriftReport.objects.update_or_create(
+        deployment=deployment,
+        window_start=window_start,
+        window_end=window_end,
+        defaults={
+            "reference_dataset": reference_dataset,
+            "n_reference": result.n_reference,
+            "n_current": result.n_current,
+            "features": result.features_as_dicts(),
+            "n_drifted": result.n_drifted,
+            "share_drifted": result.share_drifted,
+            "drifted": result.drifted,
+            "prediction_drift": result.prediction_drift,
+        },
+    )
+    return report
+
+
+# ---------------------------------------------------------------- maintenance jobs
+
+
+@transaction.atomic
+def job_queue(
+    *, version: ModelVersion, kind: str, by: AbstractBaseUser | None, params: dict | None = None
+) -> MaintenanceJob:
+    if kind not in MaintenanceJob.Kind.values:
+        raise ValidationFailed(f"Unknown job kind {kind!r}; choose one of {MaintenanceJob.Kind.values}.")
+    if kind == MaintenanceJob.Kind.RETRAIN and not version.recipe_sha256:
+        raise ValidationFailed(
+            f"v{version.number} has no training recipe, so it cannot be retrained. Upload one with the version."
+        )
+    if kind == MaintenanceJob.Kind.RETRAIN and version.deployment.reference_dataset_id is None:
+        raise ValidationFailed("Retraining needs a reference dataset; this deployment has none.")
+    job = MaintenanceJob.objects.create(
+        deployment=version.deployment, source_version=version, kind=kind, params=params or {}, requested_by=by
+    )
+    audit_record(
+        action="job.queue", actor=by, deployment=version.deployment, obj=job, after={"kind": kind, "source_version": version.number}
+    )
+    from workers.tasks import run_maintenance_job_task
+
+    transaction.on_commit(lambda: run_maintenance_job_task.delay(job.pk))
+    return job
+
+
+@transaction.atomic
+def job_cancel(*, job: MaintenanceJob, by: AbstractBaseUser) -> MaintenanceJob:
+    updated = MaintenanceJob.objects.filter(
+        pk=job.pk, status__in=[MaintenanceJob.Status.QUEUED, MaintenanceJob.Status.RUNNING]
+    ).update(status=MaintenanceJob.Status.CANCELLED, finished_at=timezone.now(), progress_message="Cancelled")
+    if not updated:
+        raise Conflict("The job has already finished.")
+    job.refresh_from_db()
+    audit_record(action="job.cancel", actor=by, deployment=job.deployment, obj=job, after={"status": job.status})
+    return job

@@ -1,0 +1,71 @@
+"""A content-addressed file store: every blob is named by its sha256.
+
+Reads verify the hash before returning bytes, so a model file that changed on
+disk (corruption, tampering) is never loaded. Plain Python: the root is passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+class BlobIntegrityError(Exception):
+    """The bytes on disk do not hash to the name they are stored under."""
+
+
+class BlobMissingError(Exception):
+    pass
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _path_for(root: Path, sha256: str) -> Path:
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return Path(root) / "blobs" / sha256[:2] / sha256[2:4] / sha256
+
+
+def put_blob(root: Path, data: bytes) -> str:
+    """Store bytes and return their sha256. Storing the same bytes twice is a no-op."""
+    digest = sha256_hex(data)
+    path = _path_for(root, digest)
+    if path.exists():
+        return digest
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write then rename: a crash never leaves a half-written file under a valid name.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest
+
+
+def read_blob(root: Path, sha256: str) -> bytes:
+    path = _path_for(root, sha256)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BlobMissingError(f"blob {sha256[:12]}… is missing from the store") from None
+    actual = sha256_hex(data)
+    if actual != sha256:
+        raise BlobIntegrityError(f"blob {sha256[:12]}… fails verification (hashes to {actual[:12]}…)")
+    return data
+
+
+def blob_exists(root: Path, sha256: str) -> bool:
+    return _path_for(root, sha256).exists()
+
+
+def delete_blob(root: Path, sha256: str) -> None:
+    _path_for(root, sha256).unlink(missing_ok=True)

@@ -1,0 +1,154 @@
+"""Shared fixtures: named users with roles, a real deployment with a real ONNX model, and a real Celery worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.contrib.auth.models import User
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from monitoring import services
+from monitoring.models import Dataset, Membership, Role
+from workers.training import estimator_to_onnx, recipe_dump
+
+ROOT = Path(__file__).resolve().parent.parent
+FEATURES = [f"f{i}" for i in range(30)]
+CLASSES = ["0", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path_factory):
+    settings.MEDIA_ROOT = tmp_path_factory.getbasetemp() / "media"
+
+
+@lru_cache(maxsize=None)
+def breast_cancer_split():
+    X, y = load_breast_cancer(return_X_y=True)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(X))
+    X, y = X[order].astype(np.float32), y[order]
+    return X[:350], y[:350], X[350:], y[350:]
+
+
+@lru_cache(maxsize=None)
+def trained_model(C: float = 1.0) -> tuple[bytes, bytes]:
+    """(onnx bytes, skops recipe) of a logistic regression on breast_cancer; cached across tests."""
+    X_train, y_train, _, _ = breast_cancer_split()
+    estimator = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)).fit(X_train, y_train)
+    return estimator_to_onnx(estimator, feature_names=FEATURES, class_labels=CLASSES), recipe_dump(estimator)
+
+
+@pytest.fixture
+def team(db):
+    return services.team_get_or_create(name="Risk models")
+
+
+def _member(team, username: str, role: str | None) -> User:
+    user = User.objects.create_user(username=username, password="correct-horse-battery")
+    if role is not None:
+        Membership.objects.create(team=team, user=user, role=role)
+    return user
+
+
+@pytest.fixture
+def approver(team):
+    return _member(team, "alice", Role.APPROVER)
+
+
+@pytest.fixture
+def operator(team):
+    return _member(team, "oscar", Role.OPERATOR)
+
+
+@pytest.fixture
+def viewer(team):
+    return _member(team, "vera", Role.VIEWER)
+
+
+@pytest.fixture
+def outsider(db):
+    other = services.team_get_or_create(name="Other team")
+    return _member(other, "mallory", Role.APPROVER)
+
+
+@pytest.fixture
+def deployment(team, approver):
+    """A deployment with an active v1 (real ONNX + recipe), a reference set and a labelled evaluation set."""
+    deployment = services.deployment_create(
+        team=team,
+        name="Tumour classifier",
+        slug="tumour",
+        feature_names=FEATURES,
+        class_labels=CLASSES,
+        by=approver,
+        metric_thresholds={"accuracy": 0.9},
+    )
+    onnx_bytes, recipe = trained_model()
+    services.version_register(deployment=deployment, data=onnx_bytes, recipe=recipe, by=approver)
+    X_train, y_train, X_test, y_test = breast_cancer_split()
+    services.dataset_register(
+        deployment=deployment, kind=Dataset.Kind.REFERENCE, name="train", X=X_train, y=y_train, by=approver
+    )
+    services.dataset_register(
+        deployment=deployment, kind=Dataset.Kind.EVALUATION, name="holdout", X=X_test, y=y_test, by=approver
+    )
+    deployment.refresh_from_db()
+    return deployment
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real `celery worker` process on the test database, fed through the real Redis broker.
+
+    Tests that use it must be `transaction=True`, so the worker sees their committed rows.
+    """
+    from django.conf import settings
+    from django.db import connection
+
+    env = dict(os.environ)
+    env["DATABASE_URL"] = "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**connection.settings_dict)
+    env["MEDIA_ROOT"] = str(tmp_path_factory.getbasetemp() / "media")
+    env["REDIS_URL"] = settings.CELERY_BROKER_URL
+    env.setdefault("DEBUG", "true")
+    log = open(tmp_path_factory.getbasetemp() / "celery-worker.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "dashboard", "worker", "--loglevel=INFO",
+         "--queues=default,maintenance", "--concurrency=1", "--pool=prefork", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    from dashboard.celery import app
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"celery worker exited early; see {log.name}")
+        if app.control.ping(timeout=1.0):
+            break
+    else:
+        process.terminate()
+        raise RuntimeError("celery worker did not answer a ping within 60 s")
+    yield process
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.2):
+    """Poll until predicate() is truthy (for work done by another process), or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

@@ -1,0 +1,72 @@
+"""Classification metrics agree with scikit-learn and stay defined on awkward inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from monitoring.metrics import SCALAR_METRICS, classification_metrics
+
+
+def _sample(n_classes: int, n: int = 400, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = [f"c{i}" for i in range(n_classes)]
+    y_true = rng.choice(labels, n)
+    scores = rng.random((n, n_classes)) + np.eye(n_classes)[[labels.index(v) for v in y_true]] * 0.6
+    probabilities = scores / scores.sum(axis=1, keepdims=True)
+    y_pred = np.array(labels)[probabilities.argmax(axis=1)]
+    return labels, y_true, y_pred, probabilities
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_metrics_equal_scikit_learns(n_classes):
+    labels, y_true, y_pred, probabilities = _sample(n_classes)
+
+    m = classification_metrics(y_true, y_pred, labels=labels, probabilities=probabilities)
+
+    assert m.n_rows == 400
+    assert m.accuracy == pytest.approx(skm.accuracy_score(y_true, y_pred))
+    assert m.precision_macro == pytest.approx(skm.precision_score(y_true, y_pred, average="macro"))
+    assert m.recall_macro == pytest.approx(skm.recall_score(y_true, y_pred, average="macro"))
+    assert m.f1_macro == pytest.approx(skm.f1_score(y_true, y_pred, average="macro"))
+    expected_auc = (
+        skm.roc_auc_score(y_true == labels[1], probabilities[:, 1])
+        if n_classes == 2
+        else skm.roc_auc_score(y_true, probabilities, multi_class="ovr", average="macro", labels=labels)
+    )
+    assert m.roc_auc == pytest.approx(expected_auc)
+    assert m.confusion_matrix == skm.confusion_matrix(y_true, y_pred, labels=labels).tolist()
+
+
+def test_a_class_that_never_occurs_counts_as_zero_and_auc_needs_two_present_classes():
+    m = classification_metrics(
+        np.array(["a", "a", "a"]), np.array(["a", "a", "b"]), labels=["a", "b", "c"],
+        probabilities=np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.4, 0.6, 0.0]]),
+    )
+
+    assert m.accuracy == pytest.approx(2 / 3)
+    assert m.recall_macro == pytest.approx((2 / 3) / 3)  # b and c recall 0 with zero_division=0
+    assert m.roc_auc is None
+    assert m.confusion_matrix == [[2, 1, 0], [0, 0, 0], [0, 0, 0]]
+
+
+def test_labels_are_compared_as_strings():
+    m = classification_metrics(np.array([0, 1, 1]), np.array(["0", "1", "0"]), labels=["0", "1"])
+
+    assert m.accuracy == pytest.approx(2 / 3) and m.roc_auc is None
+
+
+def test_it_refuses_empty_or_mismatched_inputs():
+    with pytest.raises(ValueError, match="no labelled rows"):
+        classification_metrics(np.array([]), np.array([]), labels=["0", "1"])
+    with pytest.raises(ValueError, match="differ in length"):
+        classification_metrics(np.array(["0"]), np.array(["0", "1"]), labels=["0", "1"])
+
+
+def test_every_scalar_metric_is_in_the_dict():
+    labels, y_true, y_pred, probabilities = _sample(2)
+
+    as_dict = classification_metrics(y_true, y_pred, labels=labels, probabilities=probabilities).as_dict()
+
+    assert all(isinstance(as_dict[name], float) for name in SCALAR_METRICS)

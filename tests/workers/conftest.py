@@ -1,0 +1,96 @@
+"""Fixtures for the workers' tests: a second, quantizable deployment and production traffic."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+import numpy as np
+import pytest
+from django.utils import timezone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
+
+from monitoring import services
+from monitoring.models import Dataset, Deployment
+from tests.conftest import breast_cancer_split
+from workers.training import estimator_to_onnx, recipe_dump
+
+PIXELS = [f"px{i}" for i in range(64)]
+DIGITS = [str(i) for i in range(10)]
+
+
+@lru_cache(maxsize=None)
+def digits_split():
+    X, y = load_digits(return_X_y=True)
+    order = np.random.default_rng(1).permutation(len(X))
+    X, y = X[order].astype(np.float32), y[order].astype(str)
+    return X[:1200], y[:1200], X[1200:], y[1200:]
+
+
+@lru_cache(maxsize=None)
+def digits_mlp() -> tuple[bytes, bytes]:
+    """(onnx bytes, recipe) of a 64-unit MLP on load_digits: MatMul weights, so int8 quantization applies."""
+    X_train, y_train, _, _ = digits_split()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # 200 epochs is accurate enough for a fixture
+        estimator = MLPClassifier(hidden_layer_sizes=(64,), max_iter=200, random_state=0).fit(X_train, y_train)
+    return estimator_to_onnx(estimator, feature_names=PIXELS, class_labels=DIGITS), recipe_dump(estimator)
+
+
+@pytest.fixture
+def mlp_deployment(team, approver) -> Deployment:
+    deployment = services.deployment_create(
+        team=team, name="Digits", slug="digits", feature_names=PIXELS, class_labels=DIGITS, by=approver
+    )
+    onnx_bytes, recipe = digits_mlp()
+    services.version_register(deployment=deployment, data=onnx_bytes, recipe=recipe, by=approver)
+    X_train, y_train, X_test, y_test = digits_split()
+    services.dataset_register(
+        deployment=deployment, kind=Dataset.Kind.REFERENCE, name="train", X=X_train, y=y_train, by=approver
+    )
+    services.dataset_register(
+        deployment=deployment, kind=Dataset.Kind.EVALUATION, name="holdout", X=X_test, y=y_test, by=approver
+    )
+    deployment.refresh_from_db()
+    return deployment
+
+
+def ingest_traffic(
+    deployment: Deployment,
+    X: np.ndarray,
+    *,
+    predicted: np.ndarray,
+    start: datetime,
+    labels: np.ndarray | None = None,
+    prefix: str = "r",
+    spacing: timedelta = timedelta(minutes=1),
+) -> list[str]:
+    """Store one prediction per row of X, `spacing` apart from `start`, through the ingestion service."""
+    ids = [f"{prefix}-{i}" for i in range(len(X))]
+    services.predictions_ingest(
+        deployment=deployment,
+        rows=[
+            {"id": ids[i], "timestamp": start + i * spacing, "features": [float(v) for v in X[i]],
+             "predicted_label": str(predicted[i])}
+            for i in range(len(X))
+        ],
+    )
+    if labels is not None:
+        services.labels_ingest(
+            deployment=deployment, rows=[{"id": ids[i], "label": str(labels[i])} for i in range(len(X))]
+        )
+    return ids
+
+
+def recent_start(n: int, spacing: timedelta = timedelta(minutes=1)) -> datetime:
+    """A start time such that n rows `spacing` apart all fall in the last few hours, ending a minute ago."""
+    return timezone.now() - n * spacing - timedelta(minutes=1)
+
+
+def holdout():
+    """The breast-cancer holdout (features, labels as strings)."""
+    _, _, X_test, y_test = breast_cancer_split()
+    return X_test, y_test.astype(str)

@@ -1,0 +1,120 @@
+"""`manage.py seed_demo` builds the demo from real models, and a second run changes nothing."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+
+from monitoring.models import (
+    Alert,
+    AuditEvent,
+    Dataset,
+    Deployment,
+    DriftReport,
+    EvaluationRun,
+    Membership,
+    MetricPoint,
+    ModelVersion,
+    Prediction,
+    Role,
+)
+from workers.evaluation import runner_for
+
+SLUGS = ["digits-mlp", "tumour-logreg", "wine-forest"]
+# Fewer days and rows than the real demo keep the test quick; the stories (a rollout 8 days ago,
+# a drift episode over the last 6) still fit in 12 days.
+ARGS = ["--days", "12", "--per-day", "80"]
+
+
+def _counts() -> dict[str, int]:
+    return {
+        model.__name__: model.objects.count()
+        for model in (Deployment, ModelVersion, Dataset, Prediction, EvaluationRun, MetricPoint, DriftReport, Alert,
+                      AuditEvent, User, Membership)
+    }
+
+
+def _seed(*args: str) -> str:
+    out = io.StringIO()
+    call_command("seed_demo", *ARGS, *args, stdout=out)
+    return out.getvalue()
+
+
+def _open_alerts(slug: str) -> set[str]:
+    return set(
+        Alert.objects.filter(deployment__slug=slug, status__in=[Alert.Status.OPEN, Alert.Status.ACKNOWLEDGED])
+        .values_list("kind", flat=True)
+    )
+
+
+@pytest.mark.django_db
+def test_it_seeds_three_real_deployments_with_history_and_a_second_run_changes_nothing():
+    output = _seed()
+
+    assert [d.slug for d in Deployment.objects.order_by("slug")] == SLUGS
+    for deployment in Deployment.objects.all():
+        active = deployment.active_version()
+        assert active is not None and active.recipe_sha256
+        assert deployment.reference_dataset is not None and deployment.evaluation_dataset.has_labels
+        production = deployment.evaluations.filter(
+            source=EvaluationRun.Source.PRODUCTION, status=EvaluationRun.Status.SUCCEEDED
+        )
+        assert production.count() == 11  # every day but the last, whose labels have not arrived
+        assert deployment.evaluations.filter(source=EvaluationRun.Source.EVALUATION_SET, version=active).exists()
+        assert deployment.drift_reports.count() == 12
+        predictions = deployment.predictions
+        assert predictions.count() > 12 * 40
+        assert predictions.filter(label__isnull=False).count() > 0.7 * predictions.count()
+        last_day = deployment.drift_reports.first()
+        assert not predictions.filter(timestamp__gte=last_day.window_start, label__isnull=False).exists()
+        assert production.order_by("measured_at").first().metrics["accuracy"] > 0.9
+        # The traffic was predicted by the real ONNX model that served it.
+        sample = list(predictions.filter(version=active).order_by("timestamp")[:50])
+        rerun = runner_for(active).predict(np.array([p.features for p in sample]))
+        assert list(rerun.labels) == [p.predicted_label for p in sample]
+        assert f"{deployment.slug}: 12 days" in output
+
+    tumour = Deployment.objects.get(slug="tumour-logreg")
+    v1, v2 = tumour.versions.order_by("number")
+    assert (v1.status, v2.status, v2.parent, v2.decided_by.username) == ("retired", "active", v1, "demo")
+    assert AuditEvent.objects.filter(deployment=tumour, action="version.approve", comment=v2.decision_comment).exists()
+    served = tumour.evaluations.filter(source=EvaluationRun.Source.PRODUCTION).values_list("version__number", flat=True)
+    assert set(served) == {1, 2}
+    assert v1.activated_at < v2.activated_at < tumour.drift_reports.first().window_start
+
+    wine = Deployment.objects.get(slug="wine-forest")
+    assert _open_alerts("wine-forest") == {Alert.Kind.DATA_DRIFT, Alert.Kind.METRIC_BELOW_THRESHOLD}
+    latest_drift = wine.drift_reports.first()
+    assert latest_drift.drifted and not wine.drift_reports.order_by("window_end").first().drifted
+    assert {"alcohol", "color_intensity", "proline"} <= {f["feature"] for f in latest_drift.features if f["drifted"]}
+    early, late = (
+        wine.evaluations.filter(source=EvaluationRun.Source.PRODUCTION).order_by(order).first().metrics["accuracy"]
+        for order in ("measured_at", "-measured_at")
+    )
+    assert late < early - 0.15
+    assert _open_alerts("digits-mlp") == set() and _open_alerts("tumour-logreg") == set()
+
+    demo = User.objects.get(username="demo")
+    assert demo.check_password("demo") and not demo.is_superuser
+    assert {m.user.username: m.role for m in Membership.objects.filter(team__name="ML Platform")} == {
+        "demo": Role.APPROVER, "operator": Role.OPERATOR, "viewer": Role.VIEWER
+    }
+    assert "Log in as demo / demo" in output
+
+    before = _counts()
+    again = _seed("--password", "s3cret")
+
+    assert _counts() == before
+    assert again.count("already seeded") == 3
+    assert User.objects.get(username="demo").check_password("s3cret")
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_history_too_short_for_the_story():
+    with pytest.raises(CommandError, match="at least 10 days"):
+        call_command("seed_demo", "--days", "3", stdout=io.StringIO())
+    assert not Deployment.objects.exists()

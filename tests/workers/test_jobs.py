@@ -1,0 +1,145 @@
+"""Maintenance jobs end to end in-process: a candidate, evaluated next to the active version on the same rows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from monitoring import services
+from monitoring.models import Alert, EvaluationRun, MaintenanceJob, ModelVersion
+from tests.workers.conftest import holdout, ingest_traffic
+from workers import jobs
+from workers.jobs import run_job
+
+pytestmark = pytest.mark.django_db
+Kind, Status = MaintenanceJob.Kind, MaintenanceJob.Status
+
+
+def _queue(deployment, kind: str, by) -> MaintenanceJob:
+    # Under a test transaction nothing commits, so job_queue's on_commit enqueue never fires: we run the job here.
+    return services.job_queue(version=deployment.active_version(), kind=kind, by=by)
+
+
+def _reloaded(job: MaintenanceJob) -> MaintenanceJob:
+    return MaintenanceJob.objects.select_related("candidate").get(pk=job.pk)
+
+
+def test_compressing_an_mlp_gives_a_smaller_candidate_compared_on_the_same_rows(mlp_deployment, operator):
+    active = mlp_deployment.active_version()
+    job = _queue(mlp_deployment, Kind.COMPRESS_INT8, operator)
+
+    run_job(job.pk)
+
+    job = _reloaded(job)
+    assert (job.status, job.progress, job.error) == (Status.SUCCEEDED, 100, "")
+    assert job.finished_at is not None and f"v{job.candidate.number}" in job.progress_message
+    candidate = job.candidate
+    assert candidate.status == ModelVersion.Status.CANDIDATE and candidate.origin == Kind.COMPRESS_INT8
+    assert candidate.parent == active and candidate.created_by_job == job
+    assert candidate.size_bytes < 0.6 * active.size_bytes
+    assert candidate.recipe_sha256 == active.recipe_sha256
+    runs = {r.version_id: r for r in job.evaluations.all()}
+    assert set(runs) == {candidate.pk, active.pk}
+    assert {r.source for r in runs.values()} == {EvaluationRun.Source.EVALUATION_SET}
+    assert runs[candidate.pk].n_rows == runs[active.pk].n_rows == mlp_deployment.evaluation_dataset.n_rows
+    assert runs[candidate.pk].metrics["accuracy"] > 0.9
+    assert runs[candidate.pk].metrics["size_bytes"] < runs[active.pk].metrics["size_bytes"]
+    assert mlp_deployment.active_version() == active  # a candidate waits for approval
+    assert not Alert.objects.exists()
+
+
+def test_compressing_a_linear_model_fails_early_in_plain_words(deployment, operator):
+    versions = ModelVersion.objects.count()
+    job = _queue(deployment, Kind.COMPRESS_INT8, operator)
+
+    run_job(job.pk)
+
+    job = _reloaded(job)
+    assert job.status == Status.FAILED and job.candidate is None and job.progress < 50
+    assert "does not apply to this model" in job.error and "LinearClassifier" in job.error
+    assert ModelVersion.objects.count() == versions and not EvaluationRun.objects.exists()
+    alert = Alert.objects.get(deployment=deployment)
+    assert (alert.kind, alert.severity, alert.status) == (
+        Alert.Kind.JOB_FAILED, Alert.Severity.WARNING, Alert.Status.OPEN
+    )
+    assert alert.message == job.error
+
+
+def test_retraining_learns_from_reference_and_labelled_traffic(deployment, operator):
+    X, y = holdout()
+    ingest_traffic(deployment, X[:80], predicted=y[:80], labels=y[:80], start=timezone.now() - timedelta(days=2))
+    active = deployment.active_version()
+    job = _queue(deployment, Kind.RETRAIN, operator)
+
+    run_job(job.pk)
+
+    job = _reloaded(job)
+    assert job.status == Status.SUCCEEDED, job.error
+    candidate = job.candidate
+    assert candidate.origin == Kind.RETRAIN and candidate.parent == active and candidate.recipe_sha256
+    assert "350 reference rows and 80 labelled predictions" in candidate.notes
+    runs = list(job.evaluations.values_list("version_id", "source", "n_rows"))
+    assert sorted(runs) == sorted([
+        (candidate.pk, EvaluationRun.Source.EVALUATION_SET, 219), (active.pk, EvaluationRun.Source.EVALUATION_SET, 219),
+        (candidate.pk, EvaluationRun.Source.PRODUCTION, 80), (active.pk, EvaluationRun.Source.PRODUCTION, 80),
+    ])
+
+
+def test_running_a_job_twice_produces_one_candidate(mlp_deployment, operator):
+    job = _queue(mlp_deployment, Kind.COMPRESS_INT8, operator)
+    run_job(job.pk)
+    before = (ModelVersion.objects.count(), EvaluationRun.objects.count(), _reloaded(job).finished_at)
+
+    run_job(job.pk)
+
+    assert (ModelVersion.objects.count(), EvaluationRun.objects.count(), _reloaded(job).finished_at) == before
+    assert ModelVersion.objects.filter(created_by_job=job).count() == 1
+
+
+def test_a_job_whose_worker_died_is_taken_over_without_a_second_candidate(mlp_deployment, operator):
+    job = _queue(mlp_deployment, Kind.COMPRESS_INT8, operator)
+    run_job(job.pk)
+    candidate = _reloaded(job).candidate
+    # As if the worker was killed during the comparison, and the broker redelivered after its visibility timeout.
+    MaintenanceJob.objects.filter(pk=job.pk).update(
+        status=Status.RUNNING, progress=65, started_at=timezone.now() - timedelta(hours=2)
+    )
+
+    run_job(job.pk)
+
+    job = _reloaded(job)
+    assert job.status == Status.SUCCEEDED and job.candidate == candidate
+    assert ModelVersion.objects.filter(created_by_job=job).count() == 1
+
+
+def test_a_job_cancelled_before_it_starts_produces_nothing(mlp_deployment, operator):
+    versions = ModelVersion.objects.count()
+    job = _queue(mlp_deployment, Kind.COMPRESS_INT8, operator)
+    services.job_cancel(job=job, by=operator)
+
+    run_job(job.pk)
+
+    job = _reloaded(job)
+    assert job.status == Status.CANCELLED and job.candidate is None and job.started_at is None
+    assert ModelVersion.objects.count() == versions and not EvaluationRun.objects.exists()
+
+
+def test_a_job_cancelled_while_it_runs_stops_quietly_and_produces_nothing(mlp_deployment, operator, monkeypatch):
+    versions = ModelVersion.objects.count()
+    job = _queue(mlp_deployment, Kind.COMPRESS_INT8, operator)
+    quantize = jobs.quantize_int8_dynamic
+
+    def quantize_while_the_operator_cancels(data: bytes):
+        services.job_cancel(job=job, by=operator)
+        return quantize(data)
+
+    monkeypatch.setattr(jobs, "quantize_int8_dynamic", quantize_while_the_operator_cancels)
+
+    run_job(job.pk)
+
+    job = _reloaded(job)
+    assert job.status == Status.CANCELLED and job.candidate is None and job.error == ""
+    assert ModelVersion.objects.count() == versions and not EvaluationRun.objects.exists()
+    assert not Alert.objects.exists()

@@ -1,0 +1,487 @@
+"""The demo: three real models trained on datasets that ship inside scikit-learn, with weeks of simulated traffic.
+
+Only the traffic is simulated. Every model is a real ONNX file, every prediction is made by it with onnxruntime,
+and every row is written by the same services, evaluations and drift checks the workers run in production.
+Randomness comes from fixed seeds, never the clock, so two seeds of the demo tell the same story.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import takewhile
+
+import numpy as np
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from sklearn.datasets import load_breast_cancer, load_digits, load_wine
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from monitoring import services
+from monitoring.models import (
+    Alert,
+    Dataset,
+    Deployment,
+    DriftReport,
+    EvaluationRun,
+    Membership,
+    ModelVersion,
+    Role,
+    Team,
+)
+from monitoring.runtime import ModelRunner
+from workers.drift_check import DATA_DRIFT_KEY, PREDICTION_DRIFT_KEY, check_drift
+from workers.evaluation import evaluate_version, runner_for
+from workers.training import estimator_to_onnx, recipe_dump
+
+TEAM_NAME = "ML Platform"
+USERS = (("demo", Role.APPROVER), ("operator", Role.OPERATOR), ("viewer", Role.VIEWER))
+MIN_DAYS = 10  # the rollout (8 days ago) and the drift episode (last 6 days) need a few quiet days before them
+LABELLED_SHARE = 0.85  # ground truth arrives for most rows, never for all
+DAY = timedelta(days=1)
+
+
+# ---------------------------------------------------------------- what the demo is made of
+
+
+@dataclass(frozen=True)
+class DriftEpisode:
+    """Over the last `days` days, `features` move up by `shift_std` training standard deviations.
+
+    The shift builds up over the first `ramp_days` days of the episode.
+    """
+
+    features: tuple[str, ...]
+    shift_std: float = 1.5
+    days: int = 6
+    ramp_days: int = 2
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A second version, registered and approved `days_ago` days before now."""
+
+    estimator: Callable[[], object]
+    days_ago: int
+    notes: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    slug: str
+    name: str
+    description: str
+    load: Callable[[], object]  # a scikit-learn dataset loader returning a Bunch
+    estimator: Callable[[], object]
+    seed: int
+    test_size: float
+    thresholds: dict = field(default_factory=dict)
+    # Pixel intensities are whole numbers 0–16: noisy copies are rounded back, or every KS test would see drift.
+    integer_features: bool = False
+    noise_std: float = 0.05  # per-row gaussian noise, in training standard deviations
+    drift: DriftEpisode | None = None
+    rollout: Rollout | None = None
+    notes: str = ""
+
+
+def _logistic(C: float) -> Callable[[], object]:
+    return lambda: make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+
+
+DEMO_MODELS: tuple[DemoModel, ...] = (
+    DemoModel(
+        slug="digits-mlp",
+        name="Handwritten digits (MLP)",
+        description="8×8 handwritten digits (scikit-learn's load_digits), a 64-unit MLP. Small dense layers: "
+        "a good candidate for int8 compression.",
+        load=load_digits,
+        estimator=lambda: MLPClassifier(hidden_layer_sizes=(64,), max_iter=200, random_state=0),
+        seed=11,
+        test_size=0.3,
+        integer_features=True,
+        notes="MLPClassifier(hidden=(64,)) on load_digits",
+    ),
+    DemoModel(
+        slug="tumour-logreg",
+        name="Tumour classifier (logistic regression)",
+        description="Breast cancer diagnosis from 30 cell-nucleus measurements (load_breast_cancer), "
+        "standard scaling and logistic regression.",
+        load=load_breast_cancer,
+        estimator=_logistic(0.1),
+        seed=7,
+        test_size=0.4,
+        thresholds={"accuracy": 0.9},
+        notes="StandardScaler + LogisticRegression(C=0.1) on load_breast_cancer",
+        rollout=Rollout(
+            estimator=_logistic(1.0),
+            days_ago=8,
+            notes="StandardScaler + LogisticRegression(C=1.0): weaker regularisation",
+            comment="Less regularisation (C=1.0) scores higher on the held-out evaluation set; rolling out.",
+        ),
+    ),
+    DemoModel(
+        slug="wine-forest",
+        name="Wine cultivar (random forest)",
+        description="Wine cultivar from 13 chemical measurements (load_wine), a 50-tree random forest.",
+        load=load_wine,
+        estimator=lambda: RandomForestClassifier(n_estimators=50, max_depth=4, random_state=0),
+        seed=37,
+        test_size=0.4,
+        thresholds={"accuracy": 0.85},
+        noise_std=0.1,
+        # A new supplier: stronger, more acidic, darker wines. Seven of 13 features move, past the
+        # dataset-level verdict (half the features drifted), and the forest's accuracy falls below its floor.
+        drift=DriftEpisode(
+            features=(
+                "alcohol", "malic_acid", "ash", "alcalinity_of_ash", "magnesium", "color_intensity", "proline",
+            )
+        ),
+        notes="RandomForestClassifier(n_estimators=50, max_depth=4) on load_wine",
+    ),
+)
+
+
+# ---------------------------------------------------------------- pure parts: data and traffic
+
+
+def identifier(name: str) -> str:
+    """'mean radius' -> 'mean_radius', 'od280/od315_of_diluted_wines' -> 'od280_od315_of_diluted_wines'."""
+    return re.sub(r"\W+", "_", name).strip("_").lower()
+
+
+@dataclass(frozen=True)
+class Split:
+    feature_names: list[str]
+    X_train: np.ndarray
+    y_train: np.ndarray  # string labels
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+
+def load_split(model: DemoModel) -> Split:
+    bunch = model.load()
+    # String labels ("benign", "class_0", "7") make the ONNX model, the API and the charts speak the same language.
+    y = np.array([str(bunch.target_names[i]) for i in bunch.target])
+    X_train, X_test, y_train, y_test = train_test_split(
+        np.asarray(bunch.data, dtype=np.float64), y, test_size=model.test_size, random_state=model.seed, stratify=y
+    )
+    return Split([identifier(str(n)) for n in bunch.feature_names], X_train, y_train, X_test, y_test)
+
+
+def fit(estimator_factory: Callable[[], Any], split: Split) -> Any:
+    """A fitted scikit-learn classifier (anything skl2onnx converts), trained on the split's training rows."""
+    estimator = estimator_factory()
+    # One BLAS thread: these matrices are tiny, and on a busy two-core machine threaded BLAS made the MLP's
+    # fit 10-30× slower (0.5 s against 5-18 s), spinning threads fighting other processes for the cores.
+    with warnings.catch_warnings(), threadpool_limits(limits=1):
+        # A 200-epoch MLP has not fully converged; it is accurate enough, and the demo must stay fast.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(split.X_train.astype(np.float32), split.y_train)
+    return estimator
+
+
+def day_windows(*, now: datetime, days: int) -> list[tuple[datetime, datetime]]:
+    """`days` consecutive 24-hour windows, oldest first, the last one ending at `now`."""
+    return [(now - (days - k) * DAY, now - (days - k - 1) * DAY) for k in range(days)]
+
+
+def drift_shift(episode: DriftEpisode | None, *, day: int, days: int) -> float:
+    """How far (in standard deviations) the episode's features have moved on day `day` of `days`."""
+    if episode is None:
+        return 0.0
+    into = day - (days - episode.days)  # 0 on the episode's first day
+    if into < 0:
+        return 0.0
+    return episode.shift_std * min(1.0, (into + 1) / episode.ramp_days)
+
+
+@dataclass(frozen=True)
+class DayTraffic:
+    X: np.ndarray  # rounded to 4 decimals: what the client sends is what the model sees
+    y_true: np.ndarray
+    offsets_s: np.ndarray  # seconds into the window, sorted
+    labelled: np.ndarray  # bool: whether ground truth arrives for the row
+
+
+def simulate_day(
+    model: DemoModel, split: Split, rng: np.random.Generator, *, n: int, shift_std: float, labelled_share: float
+) -> DayTraffic:
+    """Bootstrap held-out rows with small noise; shift the drift episode's features by `shift_std` std."""
+    rows = rng.integers(0, len(split.X_test), n)
+    std = split.X_train.std(axis=0)
+    X = split.X_test[rows] + rng.normal(0.0, 1.0, (n, split.X_test.shape[1])) * std * model.noise_std
+    # Stay inside the training range: noise must not invent values the reference never has (a negative area).
+    X = np.clip(X, split.X_train.min(axis=0), split.X_train.max(axis=0))
+    if model.integer_features:
+        X = np.round(X)
+    if shift_std and model.drift is not None:
+        for name in model.drift.features:
+            j = split.feature_names.index(name)
+            X[:, j] += shift_std * std[j]
+    return DayTraffic(
+        X=np.round(X, 4),
+        y_true=split.y_test[rows],
+        offsets_s=np.sort(rng.uniform(0.0, DAY.total_seconds(), n)),
+        labelled=rng.random(n) < labelled_share,
+    )
+
+
+def daily_volume(rng: np.random.Generator, *, per_day: int, weekday: int) -> int:
+    """Roughly per_day predictions, fewer at weekends, with some day-to-day jitter."""
+    factor = 0.7 if weekday >= 5 else 1.0
+    return max(40, int(round(per_day * factor * rng.uniform(0.85, 1.15))))
+
+
+# ---------------------------------------------------------------- writing it through the services
+
+
+@dataclass
+class SeedResult:
+    slug: str
+    created: bool
+    days: int = 0
+    predictions: int = 0
+    labels: int = 0
+    evaluations: int = 0
+    drift_reports: int = 0
+    drifted_reports: int = 0
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        if not self.created:
+            return f"{self.slug}: already seeded, left as it is"
+        return (
+            f"{self.slug}: {self.days} days, {self.predictions:,} predictions ({self.labels:,} labelled), "
+            f"{self.evaluations} evaluations, {self.drift_reports} drift reports "
+            f"({self.drifted_reports} with drift) in {self.seconds:.1f} s"
+        )
+
+
+def users_ensure(*, team: Team, password: str) -> dict[str, User]:
+    """The demo's users with their roles. Passwords are set directly, skipping validators: a local demo only."""
+    users = {}
+    for username, role in USERS:
+        user, _ = User.objects.get_or_create(username=username)
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        Membership.objects.update_or_create(team=team, user=user, defaults={"role": role})
+        users[username] = user
+    return users
+
+
+def seed_demo(
+    *, days: int = 30, per_day: int = 200, password: str = "demo", log: Callable[[str], None] = print
+) -> list[SeedResult]:
+    """Seed the demo team, users and deployments; a deployment that already exists is left alone."""
+    if days < MIN_DAYS:
+        raise ValueError(f"The demo needs at least {MIN_DAYS} days of history.")
+    if per_day < 50:
+        raise ValueError("The demo needs at least 50 predictions a day, or the daily drift checks lack data.")
+    team = services.team_get_or_create(name=TEAM_NAME)
+    users = users_ensure(team=team, password=password)
+    now = timezone.now()
+    results = []
+    for model in DEMO_MODELS:
+        if Deployment.objects.filter(slug=model.slug).exists():
+            result = SeedResult(slug=model.slug, created=False)
+        else:
+            result = seed_deployment(model, team=team, by=users["demo"], days=days, per_day=per_day, now=now)
+        log(result.line())
+        results.append(result)
+    return results
+
+
+def seed_deployment(
+    model: DemoModel, *, team: Team, by: User, days: int, per_day: int, now: datetime
+) -> SeedResult:
+    """Build one deployment and replay its history day by day, all or nothing: an interrupted seed leaves no
+    half-built deployment behind, so the next run builds it again."""
+    started = time.perf_counter()
+    rng = np.random.default_rng(model.seed)
+    split = load_split(model)
+    windows = day_windows(now=now, days=days)
+    history_start = windows[0][0]
+    rollout_day = days - model.rollout.days_ago if model.rollout else None
+    result = SeedResult(slug=model.slug, created=True, days=days)
+    with transaction.atomic():
+        deployment, first = _deploy(model, split, team=team, by=by)
+        result.evaluations += _count(
+            evaluate_version(version=first, source=EvaluationRun.Source.EVALUATION_SET, measured_at=history_start)
+        )
+        for day, (start, end) in enumerate(windows):
+            if day == rollout_day:
+                result.evaluations += _roll_out(deployment, model.rollout, split, by=by, at=start)
+            serving = deployment.active_version()
+            traffic = simulate_day(
+                model, split, rng,
+                n=daily_volume(rng, per_day=per_day, weekday=start.weekday()),
+                shift_std=drift_shift(model.drift, day=day, days=days),
+                # Ground truth comes late: none has arrived yet for the last day.
+                labelled_share=LABELLED_SHARE if day < days - 1 else 0.0,
+            )
+            created, labelled = _ingest_day(
+                deployment, runner_for(serving), traffic, start=start, prefix=f"{model.slug}-{day}"
+            )
+            result.predictions += created
+            result.labels += labelled
+            if labelled:
+                run = evaluate_version(
+                    version=serving, source=EvaluationRun.Source.PRODUCTION, window_start=start, window_end=end,
+                    measured_at=end, latency=True,
+                    # Past days are history; only the latest labelled day decides today's threshold alerts.
+                    raise_alerts=day == days - 2,
+                )
+                result.evaluations += _count(run)
+            # Day by day, like the scheduled check: each window is judged against the version serving then,
+            # and the latest window decides which drift alerts stay open.
+            report = check_drift(deployment=deployment, window_start=start, window_end=end)
+            if report is not None:
+                result.drift_reports += 1
+                result.drifted_reports += int(report.drifted)
+        _date_history(deployment, start=history_start)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _count(run: EvaluationRun | None) -> int:
+    return int(run is not None and run.status == EvaluationRun.Status.SUCCEEDED)
+
+
+def _deploy(model: DemoModel, split: Split, *, team: Team, by: User) -> tuple[Deployment, ModelVersion]:
+    """The deployment, its first (active) version, and its reference and evaluation datasets."""
+    estimator = fit(model.estimator, split)
+    deployment = services.deployment_create(
+        team=team, name=model.name, slug=model.slug, description=model.description,
+        feature_names=split.feature_names, class_labels=[str(c) for c in estimator.classes_], by=by,
+        metric_thresholds=model.thresholds,
+    )
+    first = _register(deployment, estimator, split, by=by, notes=model.notes)
+    services.dataset_register(
+        deployment=deployment, kind=Dataset.Kind.REFERENCE, name="training split",
+        X=split.X_train, y=split.y_train, by=by,
+    )
+    services.dataset_register(
+        deployment=deployment, kind=Dataset.Kind.EVALUATION, name="held-out split",
+        X=split.X_test, y=split.y_test, by=by,
+    )
+    deployment.refresh_from_db()
+    return deployment, first
+
+
+def _register(
+    deployment: Deployment, estimator: Any, split: Split, *, by: User, notes: str, parent: ModelVersion | None = None
+) -> ModelVersion:
+    data = estimator_to_onnx(
+        estimator, feature_names=split.feature_names, class_labels=[str(c) for c in estimator.classes_]
+    )
+    return services.version_register(
+        deployment=deployment, data=data, recipe=recipe_dump(estimator), by=by, notes=notes, parent=parent
+    )
+
+
+def _roll_out(deployment: Deployment, rollout: Rollout, split: Split, *, by: User, at: datetime) -> int:
+    """Register the rollout's candidate, evaluate it on the evaluation set, approve it, and date it `at`.
+
+    Returns how many evaluations succeeded, for the progress line.
+    """
+    previous = deployment.active_version()
+    candidate = _register(deployment, fit(rollout.estimator, split), split, by=by, notes=rollout.notes, parent=previous)
+    run = evaluate_version(
+        version=candidate, source=EvaluationRun.Source.EVALUATION_SET, measured_at=at - timedelta(hours=2),
+        raise_alerts=False,
+    )
+    approved = services.version_approve(version=candidate, by=by, comment=rollout.comment)
+    # The services stamp the clock's time; the story needs the rollout `at` days ago.
+    ModelVersion.objects.filter(pk=approved.pk).update(
+        created_at=at - timedelta(hours=3), activated_at=at, decided_at=at
+    )
+    return _count(run)
+
+
+def _ingest_day(
+    deployment: Deployment, runner: ModelRunner, traffic: DayTraffic, *, start: datetime, prefix: str
+) -> tuple[int, int]:
+    """Predict with the serving model, ingest the day's predictions, then the ground truth that arrived.
+
+    One batch per day: a few hundred rows, well under MAX_PREDICTION_BATCH.
+    """
+    predicted = runner.predict(traffic.X)
+    ids = [f"{prefix}-{i}" for i in range(len(traffic.X))]
+    rows = [
+        {
+            "id": ids[i],
+            "timestamp": start + timedelta(seconds=float(traffic.offsets_s[i])),
+            "features": traffic.X[i].tolist(),
+            "predicted_label": predicted.labels[i],
+            "probabilities": np.round(predicted.probabilities[i], 6).clip(0.0, 1.0).tolist()
+            if predicted.probabilities is not None
+            else None,
+        }
+        for i in range(len(ids))
+    ]
+    created = services.predictions_ingest(deployment=deployment, rows=rows).created
+    labels = [{"id": ids[i], "label": str(traffic.y_true[i])} for i in np.flatnonzero(traffic.labelled)]
+    labelled = services.labels_ingest(deployment=deployment, rows=labels).updated if labels else 0
+    return created, labelled
+
+
+def _date_history(deployment: Deployment, *, start: datetime) -> None:
+    """Give rows the times of the story rather than the seconds the seed took.
+
+    The services stamp `timezone.now()`; replayed history would otherwise all look a minute old.
+    Audit events are append-only and keep the real time they were written.
+    """
+    Deployment.objects.filter(pk=deployment.pk).update(created_at=start - timedelta(hours=1))
+    deployment.datasets.update(created_at=start - timedelta(minutes=30))
+    deployment.versions.filter(number=1).update(created_at=start - timedelta(minutes=45), activated_at=start)
+    deployment.predictions.update(received_at=F("timestamp"))
+    # Ground truth arrives about a day after the prediction.
+    deployment.predictions.filter(label__isnull=False).update(labelled_at=F("timestamp") + DAY)
+    deployment.evaluations.update(created_at=F("measured_at"), finished_at=F("measured_at"))
+    DriftReport.objects.filter(deployment=deployment).update(created_at=F("window_end"))
+    _date_open_alerts(deployment)
+
+
+def _date_open_alerts(deployment: Deployment) -> None:
+    """An open alert dates from the first of the trailing run of bad windows that keeps it open.
+
+    Replayed checks raise and refresh alerts within seconds; the story needs "open for 5 days, seen 6 times".
+    """
+    reports = list(
+        deployment.drift_reports.order_by("window_end").values_list("window_end", "drifted", "prediction_drift")
+    )
+    runs = list(
+        deployment.evaluations.filter(source=EvaluationRun.Source.PRODUCTION, status=EvaluationRun.Status.SUCCEEDED)
+        .order_by("measured_at")
+        .values_list("measured_at", "metrics")
+    )
+    for alert in deployment.alerts.filter(status=Alert.Status.OPEN):
+        if alert.dedup_key == DATA_DRIFT_KEY:
+            bad = [(at, drifted) for at, drifted, _ in reports]
+        elif alert.dedup_key == PREDICTION_DRIFT_KEY:
+            bad = [(at, bool(shares.get("drifted"))) for at, _, shares in reports]
+        elif alert.kind == Alert.Kind.METRIC_BELOW_THRESHOLD and alert.evaluation_run_id is not None:
+            # The key is f"metric:{name}:{source}" (services.evaluation_complete).
+            name = alert.dedup_key.split(":")[1]
+            floor = deployment.metric_thresholds.get(name)
+            bad = [(at, floor is not None and (metrics.get(name) or 1.0) < floor) for at, metrics in runs]
+        else:
+            continue
+        streak = list(takewhile(lambda item: item[1], reversed(bad)))
+        if streak:
+            Alert.objects.filter(pk=alert.pk).update(created_at=streak[-1][0], occurrences=len(streak))

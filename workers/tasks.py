@@ -1,0 +1,136 @@
+"""Celery tasks: thin. Each takes ids, re-fetches, and calls into workers/ or monitoring.services.
+
+Enqueue after commit (`transaction.on_commit(lambda: task.delay(pk))`) so a task never runs before its rows exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+import redis
+from celery import Task, shared_task
+from celery.exceptions import TimeLimitExceeded
+from django.conf import settings
+from django.db import OperationalError
+from kombu.exceptions import OperationalError as BrokerOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import LockError
+
+from monitoring.models import Deployment, ModelVersion
+from workers.drift_check import check_drift
+from workers.evaluation import evaluate_deployment
+from workers.jobs import job_fail, run_job
+
+logger = logging.getLogger(__name__)
+
+# Only errors that go away by themselves are retried: the database or Redis was briefly out of reach.
+TRANSIENT_ERRORS = (OperationalError, RedisConnectionError, BrokerOperationalError)
+RETRY_POLICY = {
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": 5,  # 5 s, 10 s, 20 s … with jitter
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+# Per-deployment checks finish in seconds; the lock outlives a slow one, the hard limit ends a stuck one.
+CHECK_TIME_LIMIT = 600
+
+
+@lru_cache(maxsize=1)
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+@contextmanager
+def deployment_lock(name: str, deployment_id: int, *, timeout: int = CHECK_TIME_LIMIT) -> Iterator[bool]:
+    """Yield True if this process may work on the deployment now, False if another worker already is.
+
+    Two workers evaluating one deployment at once would only duplicate runs and alerts, so the loser skips.
+    In-process tasks (the embedded mode, no Redis) run one at a time anyway and take no lock.
+    """
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        yield True
+        return
+    lock = _redis().lock(f"watchkeeper:lock:{name}:{deployment_id}", timeout=timeout, blocking=False)
+    if not lock.acquire():
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        try:
+            lock.release()
+        except LockError:  # it expired: the work took longer than the timeout, and nobody else holds it now
+            pass
+
+
+class MaintenanceJobTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        # Reached also when the hard time limit kills the worker child, where run_job had no chance to record it.
+        job_id = args[0] if args else kwargs.get("job_id")
+        if job_id is None:
+            return
+        if isinstance(exc, TimeLimitExceeded):
+            error = f"The job ran past its time limit ({self.time_limit} s) and was stopped."
+        else:
+            error = f"The job stopped: {type(exc).__name__}: {exc}"
+        job_fail(job_id=job_id, error=error)
+
+
+@shared_task(
+    base=MaintenanceJobTask,
+    acks_late=True,  # safe: run_job claims the job with a conditional update, so a redelivery does nothing
+    soft_time_limit=3000,
+    time_limit=3600,
+    **RETRY_POLICY,
+)
+def run_maintenance_job_task(job_id: int) -> None:
+    run_job(job_id)
+
+
+@shared_task(soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT, **RETRY_POLICY)
+def evaluate_deployment_task(deployment_id: int) -> None:
+    deployment = Deployment.objects.filter(pk=deployment_id).first()
+    if deployment is None:
+        return
+    with deployment_lock("evaluate", deployment_id) as acquired:
+        if not acquired:
+            logger.info("evaluation of %s skipped: another worker is evaluating it", deployment.slug)
+            return
+        evaluate_deployment(deployment=deployment)
+
+
+@shared_task(soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT, **RETRY_POLICY)
+def check_drift_task(deployment_id: int) -> None:
+    deployment = Deployment.objects.filter(pk=deployment_id).first()
+    if deployment is None:
+        return
+    with deployment_lock("drift", deployment_id) as acquired:
+        if not acquired:
+            logger.info("drift check of %s skipped: another worker is checking it", deployment.slug)
+            return
+        check_drift(deployment=deployment)
+
+
+def _served_deployment_ids() -> list[int]:
+    # Only a deployment with an active version has anything to evaluate or compare with its reference.
+    return list(
+        Deployment.objects.filter(versions__status=ModelVersion.Status.ACTIVE).values_list("pk", flat=True).distinct()
+    )
+
+
+@shared_task(**RETRY_POLICY)
+def evaluate_all_task() -> None:
+    """Beat: one evaluation task per served deployment, so one slow deployment does not hold up the rest."""
+    for deployment_id in _served_deployment_ids():
+        evaluate_deployment_task.delay(deployment_id)
+
+
+@shared_task(**RETRY_POLICY)
+def check_drift_all_task() -> None:
+    """Beat: one drift check per served deployment."""
+    for deployment_id in _served_deployment_ids():
+        check_drift_task.delay(deployment_id)
