@@ -189,3 +189,31 @@ def production_window(
     predicted = np.array([v[1] for v in values], dtype=str)
     labels = np.array([v[2] for v in values], dtype=str) if labelled_only else None
     return ProductionWindow(X, predicted, labels, [v[3] for v in values], [v[4] for v in values])
+
+
+# ---------------------------------------------------------------- maintenance job options
+
+
+@dataclass(frozen=True)
+class JobOption:
+    kind: str
+    label: str
+    applicable: bool
+    reason: str
+
+
+def job_options(*, version: ModelVersion) -> list[JobOption]:
+    """Every maintenance job kind for this version: whether it applies to its graph and data, and why not."""
+    from monitoring.services import blob_read
+    from workers.applicability import kind_options
+
+    deployment = version.deployment
+    evaluation = deployment.evaluation_dataset
+    options = kind_options(
+        onnx_bytes=blob_read(version.sha256),
+        has_recipe=bool(version.recipe_sha256),
+        has_reference=deployment.reference_dataset_id is not None,
+        has_evaluation_set=evaluation is not None and evaluation.has_labels,
+    )
+    labels = dict(MaintenanceJob.Kind.choices)
+    return [JobOption(o.kind, labels[o.kind], o.applicable, o.reason) for o in options]
