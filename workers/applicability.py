@@ -92,7 +92,7 @@ def kind_options(
         options.append(KindOption("distill", True, ""))
 
     if not has_recipe:
-        options.append(KindOption("retrain", False, "Retraining needs the version's training recipe (a skops file); this version has none."))
+        options.append(KindOption("retrain", False, "This version has no training recipe (a skops scikit-learn file), so it cannot be retrained."))
     elif not has_reference:
         options.append(KindOption("retrain", False, "Retraining needs a reference dataset; this deployment has none."))
     else:
