@@ -33,9 +33,11 @@ DEFAULT_HIDDEN = 8  # on the wine forest: 20× smaller and as accurate (bench/co
 # Teacher probabilities are clipped before the log: a forest gives exact zeros, whose log would be -inf.
 EPSILON = 1e-4
 MIN_ROWS = 20
-# Four noisy copies of each row, at a tenth of a standard deviation: enough rows for a 3-class student to settle
-# near the teacher's boundaries without leaving the data's region.
-DEFAULT_AUGMENT = 4
+# Noisy copies of each row, at a tenth of a standard deviation, until the transfer set has TRANSFER_ROWS rows (at
+# most MAX_COPIES copies): enough for a small student to settle near the teacher's boundaries without leaving the
+# data's region; a large reference set gets none, and training stays a few seconds.
+TRANSFER_ROWS = 1000
+MAX_COPIES = 4
 NOISE_STD = 0.1
 
 
@@ -86,7 +88,7 @@ def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
 
 def distill(
     teacher: bytes, X: np.ndarray, *, feature_names: list[str], temperature: float = DEFAULT_TEMPERATURE,
-    hidden_units: int = DEFAULT_HIDDEN, max_iter: int = 600, seed: int = 0, augment: int = DEFAULT_AUGMENT,
+    hidden_units: int = DEFAULT_HIDDEN, max_iter: int = 600, seed: int = 0, augment: int | None = None,
 ) -> tuple[bytes, DistillReport]:
     """Train a StandardScaler + one-hidden-layer MLP student on the teacher's softened answers over X."""
     if temperature <= 0:
@@ -96,6 +98,8 @@ def distill(
     model = runner(teacher)
     if not model.probability_output:
         raise NotApplicable("Distillation needs a teacher that outputs class probabilities; this model gives labels only.")
+    if augment is None:
+        augment = min(MAX_COPIES, max(0, -(-TRANSFER_ROWS // max(len(X), 1)) - 1))
     X = transfer_set(np.asarray(X, dtype=np.float32), copies=augment, seed=seed)
     predicted = model.predict(X)
     classes = model.class_labels

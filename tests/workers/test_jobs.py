@@ -139,3 +139,52 @@ def test_a_job_cancelled_while_it_runs_stops_quietly_and_produces_nothing(mlp_de
     assert job.status == Status.CANCELLED and job.candidate is None and job.error == ""
     assert ModelVersion.objects.count() == versions and not EvaluationRun.objects.exists()
     assert not Alert.objects.exists()
+
+
+def test_distilling_a_forest_gives_a_much_smaller_student_compared_on_the_same_rows(forest_deployment, operator):
+    active = forest_deployment.active_version()
+    job = services.job_queue(version=active, kind=Kind.DISTILL, by=operator, params={"temperature": "2"})
+
+    run_job(job.pk)
+
+    job = _reloaded(job)
+    assert job.status == Status.SUCCEEDED, job.error
+    candidate = job.candidate
+    assert candidate.origin == Kind.DISTILL and candidate.parent == active
+    assert active.size_bytes / candidate.size_bytes >= 20
+    assert job.result["distill"]["temperature"] == 2.0 and job.result["distill"]["agreement"] > 0.9
+    runs = {r.version_id: r.metrics for r in job.evaluations.all()}
+    assert runs[candidate.pk]["accuracy"] >= runs[active.pk]["accuracy"] - 0.02
+
+
+def test_pruning_with_the_seeds_rule_records_its_report(mlp_deployment, operator):
+    job = services.job_queue(
+        version=mlp_deployment.active_version(), kind=Kind.COMPRESS_PRUNE, by=operator, params={"alpha": "0.3"}
+    )
+
+    run_job(job.pk)
+
+    job = _reloaded(job)
+    assert job.status == Status.SUCCEEDED, job.error
+    report = job.result["compression"]
+    assert report["method"] == "prune" and report["details"]["alpha"] == 0.3
+    assert report["size_after"] == job.candidate.size_bytes < report["size_before"]
+
+
+def test_the_search_registers_the_smallest_model_within_tolerance_and_keeps_the_front(mlp_deployment, operator):
+    active = mlp_deployment.active_version()
+    job = services.job_queue(version=active, kind=Kind.FIND_SMALLER, by=operator, params={"tolerance": "1"})
+
+    run_job(job.pk)
+
+    job = _reloaded(job)
+    assert job.status == Status.SUCCEEDED, job.error
+    search = job.result["search"]
+    kept = [t for t in search["trials"] if t["kept"]]
+    assert kept and all(t["f1_macro"] >= search["baseline"]["f1_macro"] - 0.01 for t in kept)
+    assert {t["method"] for t in search["trials"]} >= {"int8_dynamic", "kmeans", "prune"}
+    best = search["trials"][search["best"]]
+    assert search["best"] in search["front"] and best["size_bytes"] == job.candidate.size_bytes
+    assert best["size_bytes"] == min(search["trials"][i]["size_bytes"] for i in search["front"])
+    assert ModelVersion.objects.filter(created_by_job=job).count() == 1
+
