@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
@@ -194,6 +195,19 @@ def production_window(
 # ---------------------------------------------------------------- maintenance job options
 
 
+@lru_cache(maxsize=256)
+def _kind_options(sha256: str, *, has_recipe: bool, has_reference: bool, has_evaluation_set: bool) -> tuple:
+    """Cached by content: the answer depends only on the file (whose sha256 is its identity) and the flags, and
+    the float16 check loads a converted session, which every page view would otherwise repeat."""
+    from monitoring.services import blob_read
+    from workers.applicability import kind_options
+
+    return tuple(kind_options(
+        onnx_bytes=blob_read(sha256), has_recipe=has_recipe, has_reference=has_reference,
+        has_evaluation_set=has_evaluation_set,
+    ))
+
+
 @dataclass(frozen=True)
 class JobOption:
     kind: str
@@ -204,13 +218,10 @@ class JobOption:
 
 def job_options(*, version: ModelVersion) -> list[JobOption]:
     """Every maintenance job kind for this version: whether it applies to its graph and data, and why not."""
-    from monitoring.services import blob_read
-    from workers.applicability import kind_options
-
     deployment = version.deployment
     evaluation = deployment.evaluation_dataset
-    options = kind_options(
-        onnx_bytes=blob_read(version.sha256),
+    options = _kind_options(
+        version.sha256,
         has_recipe=bool(version.recipe_sha256),
         has_reference=deployment.reference_dataset_id is not None,
         has_evaluation_set=evaluation is not None and evaluation.has_labels,
