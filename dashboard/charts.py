@@ -238,3 +238,43 @@ def drift_features_chart(*, features: list[dict]) -> str | None:
     layout["yaxis"] = {"automargin": True, "tickfont": {"size": 11}}
     layout["margin"] = {"l": 8, "r": 16, "t": 10, "b": 40}
     return _to_json(go.Figure(data=[trace], layout=layout))
+
+
+def pareto_chart(*, versions: Sequence, trials: Sequence[dict] = (), highlight: int | None = None) -> str | None:
+    """Size against evaluation-set F1 for every version (and the search's tried settings, if any); the versions
+    on the size × latency × F1 Pareto front are drawn solid and joined. None when no version has an F1 yet."""
+    from monitoring.comparison import pareto_front
+
+    scored = [v for v in versions if v.f1_macro is not None]
+    if not scored:
+        return None
+    front = set(pareto_front([(v.size_bytes, v.latency_p50_ms or 0.0, v.f1_macro) for v in scored]))
+    figure = go.Figure()
+    if trials:
+        figure.add_trace(go.Scatter(
+            x=[t["size_bytes"] / 1024 for t in trials if t["size_bytes"]],
+            y=[t["f1_macro"] for t in trials if t["size_bytes"]],
+            mode="markers", name="tried by the search", marker={"color": GREY, "symbol": "x", "size": 8},
+            text=[f"{t['method']} {t['params']}" + ("" if t["kept"] else " (outside tolerance)") for t in trials if t["size_bytes"]],
+            hovertemplate="%{text}<br>%{x:.1f} KiB, F1 %{y:.3f}<extra></extra>",
+        ))
+    on_front = sorted((v for i, v in enumerate(scored) if i in front), key=lambda v: v.size_bytes)
+    figure.add_trace(go.Scatter(
+        x=[v.size_bytes / 1024 for v in on_front], y=[v.f1_macro for v in on_front], mode="lines",
+        name="Pareto front", line={"color": TEAL, "dash": "dot"}, hoverinfo="skip",
+    ))
+    figure.add_trace(go.Scatter(
+        x=[v.size_bytes / 1024 for v in scored], y=[v.f1_macro for v in scored], mode="markers+text",
+        name="versions", text=[f"v{v.number}" for v in scored], textposition="top center",
+        marker={
+            "size": [14 if v.number == highlight else 10 for v in scored],
+            "color": [BLUE if i in front else "white" for i in range(len(scored))],
+            "line": {"color": [RED if v.number == highlight else BLUE for v in scored], "width": 2},
+        },
+        customdata=[[v.origin, v.status, v.latency_p50_ms or 0.0] for v in scored],
+        hovertemplate="%{text} (%{customdata[0]}, %{customdata[1]})<br>%{x:.1f} KiB, F1 %{y:.3f}, "
+        "p50 %{customdata[2]:.3f} ms<extra></extra>",
+    ))
+    figure.update_layout(**_layout(height=320, y_title="F1 (macro), evaluation set"))
+    figure.update_xaxes(title_text="Model size (KiB, log scale)", type="log")
+    return _to_json(figure)

@@ -147,6 +147,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.check_drift_all_task",
         "schedule": DRIFT_INTERVAL_MINUTES * 60.0,
     },
+    # A job whose worker died is failed within STALE_AFTER (90 s) plus this minute.
+    "reap-stale-maintenance-jobs": {"task": "workers.tasks.reap_stale_jobs_task", "schedule": 60.0},
 }
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

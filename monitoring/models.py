@@ -314,6 +314,13 @@ class MaintenanceJob(models.Model):
     class Kind(models.TextChoices):
         COMPRESS_INT8 = "compress_int8", "Compress: int8 dynamic quantization"
         RETRAIN = "retrain", "Retrain from recipe"
+        COMPRESS_INT8_STATIC = "compress_int8_static", "Compress: int8 static quantization (QDQ)"
+        COMPRESS_PRUNE = "compress_prune", "Compress: magnitude pruning"
+        COMPRESS_LOW_RANK = "compress_low_rank", "Compress: low-rank factorisation (SVD)"
+        COMPRESS_KMEANS = "compress_kmeans", "Compress: k-means weight sharing"
+        COMPRESS_FLOAT16 = "compress_float16", "Compress: float16 weights"
+        DISTILL = "distill", "Distil into a small student"
+        FIND_SMALLER = "find_smaller", "Find a smaller model (accuracy-aware search)"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -337,9 +344,18 @@ class MaintenanceJob(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Written every few seconds by the process running the job; a running job whose heartbeat stops has lost
+    # its worker, and the reaper (workers/jobs.py: jobs_reap) fails it instead of leaving it "running".
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # What the job found besides its candidate: the compression report, the search's Pareto front …
+    result = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # The reaper: "running jobs whose heartbeat is old".
+            models.Index(fields=["status", "heartbeat_at"], name="job_heartbeat_idx"),
+        ]
 
     @property
     def is_finished(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
@@ -189,3 +190,132 @@ def production_window(
     predicted = np.array([v[1] for v in values], dtype=str)
     labels = np.array([v[2] for v in values], dtype=str) if labelled_only else None
     return ProductionWindow(X, predicted, labels, [v[3] for v in values], [v[4] for v in values])
+
+
+# ---------------------------------------------------------------- maintenance job options
+
+
+@lru_cache(maxsize=256)
+def _kind_options(sha256: str, *, has_recipe: bool, has_reference: bool, has_evaluation_set: bool) -> tuple:
+    """Cached by content: the answer depends only on the file (whose sha256 is its identity) and the flags, and
+    the float16 check loads a converted session, which every page view would otherwise repeat."""
+    from monitoring.services import blob_read
+    from workers.applicability import kind_options
+
+    return tuple(kind_options(
+        onnx_bytes=blob_read(sha256), has_recipe=has_recipe, has_reference=has_reference,
+        has_evaluation_set=has_evaluation_set,
+    ))
+
+
+@dataclass(frozen=True)
+class JobOption:
+    kind: str
+    label: str
+    applicable: bool
+    reason: str
+
+
+def job_options(*, version: ModelVersion) -> list[JobOption]:
+    """Every maintenance job kind for this version: whether it applies to its graph and data, and why not."""
+    deployment = version.deployment
+    evaluation = deployment.evaluation_dataset
+    options = _kind_options(
+        version.sha256,
+        has_recipe=bool(version.recipe_sha256),
+        has_reference=deployment.reference_dataset_id is not None,
+        has_evaluation_set=evaluation is not None and evaluation.has_labels,
+    )
+    labels = dict(MaintenanceJob.Kind.choices)
+    return [JobOption(o.kind, labels[o.kind], o.applicable, o.reason) for o in options]
+
+
+# ---------------------------------------------------------------- fair comparison for approval
+
+
+@dataclass(frozen=True)
+class SourceComparison:
+    source: str  # "Evaluation set", "Labelled production window (…)"
+    comparison: object  # monitoring.comparison.Comparison
+
+
+@dataclass(frozen=True)
+class VersionComparison:
+    candidate: ModelVersion
+    active: ModelVersion
+    sources: list[SourceComparison]
+    size_ratio: float
+    latency_ratio: float | None  # candidate p50 / active p50, single row, from their latest evaluation-set runs
+    throughput_ratio: float | None
+
+
+def _latest_metrics(version: ModelVersion) -> dict:
+    run = (
+        EvaluationRun.objects.filter(version=version, source=EvaluationRun.Source.EVALUATION_SET, status="succeeded")
+        .order_by("-measured_at").first()
+    )
+    return run.metrics if run else {}
+
+
+def _ratio(a, b) -> float | None:
+    return float(a) / float(b) if a and b else None
+
+
+def version_comparison(*, candidate: ModelVersion, active: ModelVersion) -> VersionComparison:
+    """Both versions run on exactly the same rows: the evaluation set and the latest labelled production window.
+
+    Predictions are made here, not read from stored runs, because McNemar and the paired bootstrap need the
+    row-by-row answers of both versions; the models are small and cached (workers.evaluation.runner_for).
+    """
+    from monitoring.comparison import compare
+    from monitoring.services import dataset_load
+    from workers.evaluation import runner_for
+
+    deployment = candidate.deployment
+    labels = [str(c) for c in deployment.class_labels]
+    rows: list[tuple[str, np.ndarray, np.ndarray]] = []
+    evaluation = deployment.evaluation_dataset
+    if evaluation is not None and evaluation.has_labels:
+        X, y = dataset_load(evaluation)
+        rows.append((f"Evaluation set ({evaluation.name})", np.asarray(X), np.asarray(y).astype(str)))
+    end = timezone.now()
+    start = end - timedelta(days=deployment.evaluation_window_days)
+    window = production_window(deployment=deployment, start=start, end=end, labelled_only=True)
+    if len(window.X):
+        rows.append((f"Labelled production, last {deployment.evaluation_window_days} days", window.X, window.labels))
+    sources = [
+        SourceComparison(
+            name,
+            compare(y, runner_for(active).predict(X).labels, runner_for(candidate).predict(X).labels, labels),
+        )
+        for name, X, y in rows
+    ]
+    a, c = _latest_metrics(active), _latest_metrics(candidate)
+    return VersionComparison(
+        candidate=candidate, active=active, sources=sources,
+        size_ratio=candidate.size_bytes / active.size_bytes,
+        latency_ratio=_ratio(c.get("latency_p50_ms"), a.get("latency_p50_ms")),
+        throughput_ratio=_ratio(c.get("throughput_rows_per_s"), a.get("throughput_rows_per_s")),
+    )
+
+
+@dataclass(frozen=True)
+class VersionPoint:
+    number: int
+    status: str
+    origin: str
+    size_bytes: int
+    f1_macro: float | None
+    latency_p50_ms: float | None
+
+
+def version_points(*, deployment: Deployment) -> list[VersionPoint]:
+    """Every non-rejected version with its size and its latest evaluation-set F1 and latency: the Pareto chart."""
+    points = []
+    for version in deployment.versions.exclude(status=ModelVersion.Status.REJECTED).order_by("number"):
+        metrics = _latest_metrics(version)
+        points.append(VersionPoint(
+            version.number, version.status, version.origin, version.size_bytes,
+            metrics.get("f1_macro"), metrics.get("latency_p50_ms"),
+        ))
+    return points

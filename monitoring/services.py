@@ -913,17 +913,23 @@ def job_queue(
 ) -> MaintenanceJob:
     if kind not in MaintenanceJob.Kind.values:
         raise ValidationFailed(f"Unknown job kind {kind!r}; choose one of {MaintenanceJob.Kind.values}.")
-    if kind == MaintenanceJob.Kind.RETRAIN and not version.recipe_sha256:
-        raise ValidationFailed(
-            f"v{version.number} has no training recipe, so it cannot be retrained. Upload one with the version."
-        )
-    if kind == MaintenanceJob.Kind.RETRAIN and version.deployment.reference_dataset_id is None:
-        raise ValidationFailed("Retraining needs a reference dataset; this deployment has none.")
+    from monitoring import selectors
+    from workers.applicability import BadParams, clean_params
+
+    # Refuse what cannot work, from what is known now (graph, recipe, datasets): never queue a job bound to fail.
+    option = next(o for o in selectors.job_options(version=version) if o.kind == kind)
+    if not option.applicable:
+        raise ValidationFailed(f"Cannot queue {option.label.lower()} of v{version.number}: {option.reason}")
+    try:
+        params = clean_params(kind, params)
+    except BadParams as exc:
+        raise ValidationFailed(str(exc)) from None
     job = MaintenanceJob.objects.create(
-        deployment=version.deployment, source_version=version, kind=kind, params=params or {}, requested_by=by
+        deployment=version.deployment, source_version=version, kind=kind, params=params, requested_by=by
     )
     audit_record(
-        action="job.queue", actor=by, deployment=version.deployment, obj=job, after={"kind": kind, "source_version": version.number}
+        action="job.queue", actor=by, deployment=version.deployment, obj=job,
+        after={"kind": kind, "source_version": version.number, "params": params},
     )
     from workers.tasks import run_maintenance_job_task
 

@@ -11,20 +11,26 @@ stays for an approver to reject.
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import contextmanager
 from datetime import timedelta
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from monitoring import selectors, services
 from monitoring.models import Alert, EvaluationRun, MaintenanceJob, ModelVersion
 from monitoring.storage import BlobIntegrityError, BlobMissingError, sha256_hex
-from workers.compression.quantize import NotApplicable, quantize_int8_dynamic
+from workers.applicability import method_for
+from workers.compression.base import NotApplicable
+from workers.compression.methods import METHODS
+from workers.distill import distill
 from workers.evaluation import evaluate_versions
 from workers.retrain import RetrainError, retrain
+from workers.search import find_smaller
 from workers.training import RecipeError
 
 logger = logging.getLogger(__name__)
@@ -35,9 +41,13 @@ Kind = MaintenanceJob.Kind
 # A retrain learns from the reference data plus the last month of labelled traffic: recent enough to follow
 # the world, long enough to hold every class.
 RETRAIN_PRODUCTION_DAYS = 30
-# The maintenance task's hard time limit (workers/tasks.py). A job still "running" after it has lost its
-# worker (the process was killed), so a redelivery of its task may take it over.
-STALE_AFTER = timedelta(seconds=3600)
+# A running job writes heartbeat_at every HEARTBEAT_SECONDS from a thread beside the work. Six missed beats mean
+# its worker is gone (killed, out of memory, machine restarted): the reaper fails the job, and a redelivered task
+# may take it over. 90 s is far above any pause of a live process, and short enough that nobody waits long.
+HEARTBEAT_SECONDS = 15
+STALE_AFTER = timedelta(seconds=90)
+# Distillation's transfer set: the reference rows plus this many recent production inputs (labels not needed).
+DISTILL_PRODUCTION_ROWS = 5000
 
 
 class JobCancelled(Exception):
@@ -69,19 +79,21 @@ KNOWN_FAILURES = (
 def run_job(job_id: int) -> None:
     """Run a queued maintenance job to the end. Calling it again for the same job does nothing."""
     now = timezone.now()
-    claimable = Q(status=Status.QUEUED) | Q(status=Status.RUNNING, started_at__lt=now - STALE_AFTER)
+    # A queued job, or a running one whose worker stopped beating: its redelivered task takes it over.
+    claimable = Q(status=Status.QUEUED) | Q(status=Status.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
     claimed = MaintenanceJob.objects.filter(Q(id=job_id) & claimable).update(
-        status=Status.RUNNING, started_at=now, progress=0, progress_message="Starting", error=""
+        status=Status.RUNNING, started_at=now, heartbeat_at=now, progress=0, progress_message="Starting", error=""
     )
     if claimed != 1:
         return
     job = MaintenanceJob.objects.select_related("deployment", "source_version", "candidate").get(pk=job_id)
     try:
-        candidate = job.candidate or ModelVersion.objects.filter(created_by_job=job).first()
-        if candidate is None:
-            candidate = _make_candidate(job)
-        _compare(job, candidate)
-        _succeed(job, candidate)
+        with _heartbeat(job_id):
+            candidate = job.candidate or ModelVersion.objects.filter(created_by_job=job).first()
+            if candidate is None:
+                candidate = _make_candidate(job)
+            _compare(job, candidate)
+            _succeed(job, candidate)
     except JobCancelled:
         logger.info("job %s was cancelled", job_id)
     except KNOWN_FAILURES as exc:
@@ -111,26 +123,79 @@ def job_fail(*, job_id: int, error: str) -> bool:
     return True
 
 
+def jobs_reap(*, stale_after: timedelta = STALE_AFTER) -> list[int]:
+    """Fail the running jobs whose heartbeat stopped (their worker died); return their ids. Run by beat."""
+    cutoff = timezone.now() - stale_after
+    stale = MaintenanceJob.objects.filter(status=Status.RUNNING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    )
+    reaped = []
+    for job_id in stale.values_list("pk", flat=True):
+        if job_fail(
+            job_id=job_id,
+            error="The worker running this job stopped without finishing it (its process was killed or its machine "
+            "restarted). Nothing more will happen; queue the job again.",
+        ):
+            reaped.append(job_id)
+    return reaped
+
+
+@contextmanager
+def _heartbeat(job_id: int):
+    """Beat every HEARTBEAT_SECONDS while the block runs, from a thread with its own database connection.
+
+    Inside a caller's transaction (tests calling run_job directly) the thread could not see the uncommitted job
+    row and would wait on its lock, so there the steps' own updates are the only beats.
+    """
+    if connection.in_atomic_block:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                MaintenanceJob.objects.filter(pk=job_id, status=Status.RUNNING).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()  # this thread's connection, not the job's
+
+    thread = threading.Thread(target=beat, name=f"job-{job_id}-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=HEARTBEAT_SECONDS)
+
+
 def _step(job: MaintenanceJob, progress: int, message: str) -> None:
-    """Record progress, unless the job was cancelled meanwhile: then stop."""
+    """Record progress (a heartbeat too), unless the job was cancelled meanwhile: then stop."""
     if not MaintenanceJob.objects.filter(pk=job.pk, status=Status.RUNNING).update(
-        progress=progress, progress_message=message[:300]
+        progress=progress, progress_message=message[:300], heartbeat_at=timezone.now()
     ):
         raise JobCancelled
 
 
+def _record(job: MaintenanceJob, result: dict) -> None:
+    MaintenanceJob.objects.filter(pk=job.pk).update(result=result)
+    job.result = result
+
+
 def _make_candidate(job: MaintenanceJob) -> ModelVersion:
     source = job.source_version
-    if job.kind == Kind.COMPRESS_INT8:
+    # The recipe is how the model was trained; a compressed copy can be retrained the same way.
+    recipe = services.blob_read(source.recipe_sha256) if source.recipe_sha256 else None
+    method = method_for(job.kind)
+    if method is not None:
         _step(job, 5, f"Reading v{source.number}")
         data = services.blob_read(source.sha256)
-        _step(job, 15, "Quantizing weights to int8")
-        new_bytes, report = quantize_int8_dynamic(data)
-        # The recipe is how the model was trained; a compressed copy can be retrained the same way.
-        recipe = services.blob_read(source.recipe_sha256) if source.recipe_sha256 else None
+        calibration = _reference_inputs(job) if METHODS[method].needs_calibration else None
+        _step(job, 15, f"{METHODS[method].label} of v{source.number}")
+        new_bytes, report = METHODS[method].run(data, calibration, **job.params)
+        _record(job, {"compression": report.as_dict()})
         notes = (
-            f"Int8 dynamic quantization of v{source.number}: {report['size_before']:,} → "
-            f"{report['size_after']:,} bytes ({report['size_ratio']:.0%}), {report['quantized_nodes']} weight node(s)."
+            f"{METHODS[method].label} of v{source.number}: {report.size_before:,} → {report.size_after:,} bytes "
+            f"({report.size_ratio:.0%}). {_describe_details(report.details)}"
         )
     elif job.kind == Kind.RETRAIN:
         if not source.recipe_sha256:
@@ -139,19 +204,100 @@ def _make_candidate(job: MaintenanceJob) -> ModelVersion:
         X, y, described = _training_data(job)
         _step(job, 20, f"Training on {len(X):,} rows ({described})")
         new_bytes, recipe, report = retrain(
-            recipe=services.blob_read(source.recipe_sha256), X=X, y=y,
+            recipe=recipe, X=X, y=y,
             feature_names=job.deployment.feature_names, class_labels=job.deployment.class_labels,
+            search_seconds=job.params.get("search_seconds", 0), tick=lambda message: _step(job, 30, message),
         )
+        _record(job, {"retrain": report})
         notes = (
-            f"Retrained from v{source.number}'s recipe on {described}; "
+            f"Retrained from v{source.number}'s recipe ({report['how']}) on {described}; "
             f"training accuracy {report['train_accuracy']:.3f}."
         )
         if sha256_hex(new_bytes) == source.sha256:
             notes += f" The result is identical to v{source.number}: the training data has not changed."
+    elif job.kind == Kind.DISTILL:
+        _step(job, 5, "Collecting the teacher's inputs")
+        X, described = _transfer_inputs(job)
+        params = {"temperature": 2.0} | job.params
+        _step(job, 20, f"Training a student on the teacher's answers over {described} (T = {params['temperature']:g})")
+        new_bytes, report = distill(
+            services.blob_read(source.sha256), X, feature_names=job.deployment.feature_names, **params
+        )
+        recipe = None  # the student is trained from the teacher, not from a recipe of its own
+        _record(job, {"distill": {**report.__dict__, "size_ratio": report.size_ratio}})
+        notes = (
+            f"Distilled from v{source.number} into a {report.hidden_units}-unit MLP at T = {report.temperature:g} on "
+            f"{described}: {report.size_before:,} → {report.size_after:,} bytes ({report.size_ratio:.1%}); "
+            f"KL at T {report.kl_at_temperature:.4f} nats, agrees with the teacher on {report.agreement:.1%} of them."
+        )
+    elif job.kind == Kind.FIND_SMALLER:
+        new_bytes, notes = _search(job)
     else:
         raise JobFailed(f"Unknown job kind {job.kind!r}.")
     _step(job, 55, "Registering the candidate")
     return _register(job, new_bytes, recipe=recipe, notes=notes)
+
+
+def _describe_details(details: dict) -> str:
+    return "; ".join(f"{k.replace('_', ' ')} {v}" for k, v in details.items())
+
+
+def _search(job: MaintenanceJob) -> tuple[bytes, str]:
+    deployment, source = job.deployment, job.source_version
+    tolerance = job.params.get("tolerance", 1.0)
+    _step(job, 5, "Loading the evaluation set")
+    if deployment.evaluation_dataset is None:
+        raise JobFailed("The search needs the labelled evaluation set; this deployment has none.")
+    X_eval, y_eval = services.dataset_load(deployment.evaluation_dataset)
+    if y_eval is None:
+        raise JobFailed("The evaluation set has no labels, so accuracy cannot be kept within a tolerance.")
+    result, outputs = find_smaller(
+        services.blob_read(source.sha256), X_eval=X_eval, y_eval=y_eval, labels=list(deployment.class_labels),
+        calibration=_reference_inputs(job), feature_names=deployment.feature_names, tolerance=tolerance,
+        tick=lambda message, share: _step(job, 10 + int(40 * share), message),
+    )
+    _record(job, {"search": result.as_dict()})
+    if result.best is None:
+        raise JobFailed(
+            f"No smaller model kept macro F1 within {tolerance:g} points of v{source.number} "
+            f"({result.baseline.f1_macro:.3f}); {len(result.trials)} settings tried. See the job's result for each."
+        )
+    best = result.trials[result.best]
+    notes = (
+        f"Smallest of {len(result.front)} candidate(s) on the size × latency × F1 front, found by searching "
+        f"{len(result.trials)} settings within {tolerance:g} F1 point(s) of v{source.number}: {best.method} "
+        f"{best.params or ''}, {result.baseline.size_bytes:,} → {best.size_bytes:,} bytes, "
+        f"F1 {result.baseline.f1_macro:.3f} → {best.f1_macro:.3f}."
+    )
+    return outputs[result.best], notes
+
+
+def _reference_inputs(job: MaintenanceJob) -> np.ndarray | None:
+    dataset = job.deployment.reference_dataset
+    if dataset is None:
+        return None
+    X, _ = services.dataset_load(dataset)
+    return np.asarray(X, dtype=np.float32)
+
+
+def _transfer_inputs(job: MaintenanceJob) -> tuple[np.ndarray, str]:
+    """Reference inputs plus the most recent production inputs: the teacher labels them all."""
+    parts, described = [], []
+    reference = _reference_inputs(job)
+    if reference is not None:
+        parts.append(reference)
+        described.append(f"{len(reference):,} reference rows")
+    end = timezone.now()
+    window = selectors.production_window(
+        deployment=job.deployment, start=end - timedelta(days=RETRAIN_PRODUCTION_DAYS), end=end,
+    )
+    if len(window.X):
+        recent = window.X[-DISTILL_PRODUCTION_ROWS:].astype(np.float32)
+        parts.append(recent)
+        described.append(f"{len(recent):,} production inputs")
+    if not parts:
+        raise JobFailed("Distillation needs inputs to learn from: there is no reference dataset and no recent traffic.")
+    return np.concatenate(parts), " and ".join(described)
 
 
 def _training_data(job: MaintenanceJob) -> tuple[np.ndarray, np.ndarray, str]:

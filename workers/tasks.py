@@ -22,7 +22,7 @@ from redis.exceptions import LockError
 from monitoring.models import Deployment, ModelVersion
 from workers.drift_check import check_drift
 from workers.evaluation import evaluate_deployment
-from workers.jobs import job_fail, run_job
+from workers.jobs import job_fail, jobs_reap, run_job
 
 logger = logging.getLogger(__name__)
 
@@ -134,3 +134,11 @@ def check_drift_all_task() -> None:
     """Beat: one drift check per served deployment."""
     for deployment_id in _served_deployment_ids():
         check_drift_task.delay(deployment_id)
+
+
+@shared_task(**RETRY_POLICY)
+def reap_stale_jobs_task() -> None:
+    """Beat: fail the maintenance jobs whose worker died mid-job, so none stays "running" forever."""
+    reaped = jobs_reap()
+    if reaped:
+        logger.warning("failed %d maintenance job(s) whose worker stopped: %s", len(reaped), reaped)

@@ -252,6 +252,8 @@ class JobOut(Schema):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    heartbeat_at: datetime | None = Field(description="Last sign of life from the worker running the job")
+    result: dict = Field(description="What the job found: compression report, the search's Pareto front …")
 
     @staticmethod
     def resolve_deployment(obj) -> str:

@@ -161,6 +161,9 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "jobs": jobs,
         "jobs_live": any(not job.is_finished for job in jobs),
         "job_form": JobForm(versions=live_versions, initial={"version": active.number if active else None}),
+        # Which jobs fit the active version's graph and data, and why the others don't (shown before queuing).
+        "job_options": selectors.job_options(version=active) if active is not None else [],
+        "job_options_version": active.number if active is not None else None,
         "token_form": TokenForm(),
         "tokens": list(
             deployment.api_tokens.select_related("created_by").order_by(F("revoked_at").asc(nulls_first=True), "-created_at")

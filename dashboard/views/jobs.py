@@ -15,6 +15,7 @@ from dashboard.forms import JobForm
 from dashboard.views.common import redirect_back, report
 from monitoring import services
 from monitoring.models import MaintenanceJob
+from workers.applicability import PARAMS
 
 
 def _jobs_url(slug: str) -> str:
@@ -30,8 +31,12 @@ def job_queue(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, "Choose a version and a job kind.")
         return redirect(_jobs_url(slug))
     version = get_version_for(request.user, slug, form.cleaned_data["version"], need=OPERATE)
+    # The form shows every kind's settings as param_<name> fields; the chosen kind's are passed on, and the
+    # service checks their bounds.
+    wanted = PARAMS.get(form.cleaned_data["kind"], {})
+    params = {name: request.POST.get(f"param_{name}", "") for name in wanted}
     try:
-        job = services.job_queue(version=version, kind=form.cleaned_data["kind"], by=request.user)
+        job = services.job_queue(version=version, kind=form.cleaned_data["kind"], by=request.user, params=params)
     except services.ServiceError as exc:
         report(request, exc)
     else:

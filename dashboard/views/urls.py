@@ -15,6 +15,7 @@ urlpatterns = [
     path("d/<slug:slug>/versions/new", versions.version_new, name="version-new"),
     path("d/<slug:slug>/versions/<int:number>/approve", versions.version_approve, name="version-approve"),
     path("d/<slug:slug>/versions/<int:number>/reject", versions.version_reject, name="version-reject"),
+    path("d/<slug:slug>/versions/<int:number>/compare", versions.version_compare, name="version-compare"),
     path("d/<slug:slug>/rollback", versions.deployment_rollback, name="rollback"),
     path("d/<slug:slug>/jobs", jobs.job_queue, name="job-queue"),
     path("jobs/<int:job_id>/cancel", jobs.job_cancel, name="job-cancel"),

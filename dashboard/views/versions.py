@@ -9,10 +9,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from dashboard.access import APPROVE, OPERATE, get_deployment_for, get_version_for
+from dashboard import charts
+from dashboard.access import APPROVE, OPERATE, can, get_deployment_for, get_version_for
 from dashboard.forms import DecisionForm, VersionUploadForm
 from dashboard.views.common import report
-from monitoring import services
+from monitoring import selectors, services
 
 
 def _versions_url(slug: str) -> str:
@@ -94,3 +95,32 @@ def deployment_rollback(request: HttpRequest, slug: str) -> HttpResponse:
     else:
         messages.success(request, f"Rolled back: v{target.number} is serving again.")
     return redirect(_versions_url(slug))
+
+
+@login_required
+def version_compare(request: HttpRequest, slug: str, number: int) -> HttpResponse:
+    """The approval page: the candidate against the active version on the same rows, with the evidence to decide."""
+    version = get_version_for(request.user, slug, number)
+    deployment = version.deployment
+    active = deployment.active_version()
+    comparison = (
+        selectors.version_comparison(candidate=version, active=active)
+        if active is not None and active.pk != version.pk else None
+    )
+    job = getattr(version, "produced_by", None)
+    search = (job.result or {}).get("search") if job is not None else None
+    context = {
+        "deployment": deployment,
+        "version": version,
+        "active": active,
+        "comparison": comparison,
+        "job": job,
+        "search": search,
+        "can_approve": can(request.user, deployment, APPROVE),
+        "pareto": charts.pareto_chart(
+            versions=selectors.version_points(deployment=deployment),
+            trials=search["trials"] if search else (),
+            highlight=version.number,
+        ),
+    }
+    return render(request, "deployments/version_compare.html", context)

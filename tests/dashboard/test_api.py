@@ -13,6 +13,7 @@ from django.test import Client
 from monitoring import services
 from monitoring.models import Alert, AuditEvent, Dataset, MaintenanceJob, ModelVersion, Prediction
 from tests.conftest import CLASSES, FEATURES, breast_cancer_split, trained_model
+from tests.workers.conftest import mlp_deployment  # noqa: F401  (a fixture: a digits MLP, which compresses)
 
 
 @pytest.fixture
@@ -452,24 +453,40 @@ def test_members_see_alerts(deployment, viewer):
 
 
 def test_an_operator_queues_a_job_and_polls_it(deployment, operator, viewer):
-    queued = post_json(client_for(operator), "/api/deployments/tumour/jobs", {"kind": "compress_int8"})
+    queued = post_json(client_for(operator), "/api/deployments/tumour/jobs", {"kind": "retrain"})
 
     assert queued.status_code == 201, queued.content
     job = queued.json()
-    assert (job["kind"], job["status"], job["source_version"], job["requested_by"]) == ("compress_int8", "queued", 1, "oscar")
+    assert (job["kind"], job["status"], job["source_version"], job["requested_by"]) == ("retrain", "queued", 1, "oscar")
     polled = client_for(viewer).get(f"/api/jobs/{job['id']}")
     assert polled.status_code == 200 and polled.json()["progress"] == 0
     assert [j["id"] for j in client_for(viewer).get("/api/deployments/tumour/jobs").json()] == [job["id"]]
 
 
 def test_a_viewer_cannot_queue_jobs_and_an_outsider_cannot_see_them(deployment, operator, viewer, outsider):
-    job = services.job_queue(version=deployment.active_version(), kind=MaintenanceJob.Kind.COMPRESS_INT8, by=operator)
+    job = services.job_queue(version=deployment.active_version(), kind=MaintenanceJob.Kind.RETRAIN, by=operator)
 
     response = post_json(client_for(viewer), "/api/deployments/tumour/jobs", {"kind": "retrain"})
 
     assert response.status_code == 403
     assert MaintenanceJob.objects.count() == 1
     assert client_for(outsider).get(f"/api/jobs/{job.pk}").status_code == 404
+
+
+def test_a_job_that_does_not_apply_to_the_graph_is_422_with_the_reason(deployment, operator):
+    response = post_json(client_for(operator), "/api/deployments/tumour/jobs", {"kind": "compress_int8"})
+
+    assert response.status_code == 422
+    assert "does not apply" in response.json()["detail"] and "LinearClassifier" in response.json()["detail"]
+    assert not MaintenanceJob.objects.exists()
+
+
+def test_job_settings_out_of_bounds_are_422(mlp_deployment, operator):
+    response = post_json(client_for(operator), "/api/deployments/digits/jobs", {"kind": "compress_prune", "params": {"sparsity": 1.5}})
+
+    assert response.status_code == 422
+    assert response.json()["detail"] == "sparsity must be between 0.01 and 0.99, not 1.5."
+    assert not MaintenanceJob.objects.exists()
 
 
 def test_an_unknown_job_kind_is_422(deployment, operator):

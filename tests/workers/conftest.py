@@ -9,7 +9,9 @@ from functools import lru_cache
 import numpy as np
 import pytest
 from django.utils import timezone
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_digits, load_wine
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import train_test_split
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
@@ -38,6 +40,44 @@ def digits_mlp() -> tuple[bytes, bytes]:
         warnings.simplefilter("ignore", ConvergenceWarning)  # 200 epochs is accurate enough for a fixture
         estimator = MLPClassifier(hidden_layer_sizes=(64,), max_iter=200, random_state=0).fit(X_train, y_train)
     return estimator_to_onnx(estimator, feature_names=PIXELS, class_labels=DIGITS), recipe_dump(estimator)
+
+
+WINE_FEATURES = [f"w{i}" for i in range(13)]
+WINE_CLASSES = ["0", "1", "2"]
+
+
+@lru_cache(maxsize=None)
+def wine_split():
+    X, y = load_wine(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X.astype(np.float32), y.astype(str), test_size=0.4, random_state=37, stratify=y
+    )
+    return X_train, y_train, X_test, y_test
+
+
+@lru_cache(maxsize=None)
+def wine_forest() -> bytes:
+    """A 50-tree forest on load_wine, as in the demo: a TreeEnsembleClassifier, which only distillation shrinks."""
+    X_train, y_train, _, _ = wine_split()
+    estimator = RandomForestClassifier(n_estimators=50, max_depth=4, random_state=0).fit(X_train, y_train)
+    return estimator_to_onnx(estimator, feature_names=WINE_FEATURES, class_labels=WINE_CLASSES)
+
+
+@pytest.fixture
+def forest_deployment(team, approver) -> Deployment:
+    deployment = services.deployment_create(
+        team=team, name="Wine", slug="wine", feature_names=WINE_FEATURES, class_labels=WINE_CLASSES, by=approver
+    )
+    services.version_register(deployment=deployment, data=wine_forest(), by=approver)
+    X_train, y_train, X_test, y_test = wine_split()
+    services.dataset_register(
+        deployment=deployment, kind=Dataset.Kind.REFERENCE, name="train", X=X_train, y=y_train, by=approver
+    )
+    services.dataset_register(
+        deployment=deployment, kind=Dataset.Kind.EVALUATION, name="holdout", X=X_test, y=y_test, by=approver
+    )
+    deployment.refresh_from_db()
+    return deployment
 
 
 @pytest.fixture

@@ -24,9 +24,9 @@ def test_it_makes_an_mlp_smaller_and_keeps_its_signature_and_its_answers():
 
     quantized, report = quantize_int8_dynamic(original)
 
-    assert report["size_before"] == len(original) and report["size_after"] == len(quantized)
+    assert report.size_before == len(original) and report.size_after == len(quantized)
     assert len(quantized) < 0.6 * len(original)
-    assert report["quantized_nodes"] == 2  # the MLP's two MatMul layers
+    assert report.details["quantized_nodes"] == 2  # the MLP's two MatMul layers
     signature = inspect_model(quantized, expected_features=64)
     assert signature.feature_names == PIXELS and signature.class_labels == DIGITS
     _, _, X_test, y_test = digits_split()

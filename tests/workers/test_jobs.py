@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from monitoring import services
 from monitoring.models import Alert, EvaluationRun, MaintenanceJob, ModelVersion
 from tests.workers.conftest import holdout, ingest_traffic
 from workers import jobs
+from workers.compression.methods import METHODS
 from workers.jobs import run_job
 
 pytestmark = pytest.mark.django_db
@@ -50,21 +52,15 @@ def test_compressing_an_mlp_gives_a_smaller_candidate_compared_on_the_same_rows(
     assert not Alert.objects.exists()
 
 
-def test_compressing_a_linear_model_fails_early_in_plain_words(deployment, operator):
-    versions = ModelVersion.objects.count()
-    job = _queue(deployment, Kind.COMPRESS_INT8, operator)
+def test_compressing_a_linear_model_is_refused_before_it_is_queued_in_plain_words(deployment, operator):
+    versions, jobs_before = ModelVersion.objects.count(), MaintenanceJob.objects.count()
 
-    run_job(job.pk)
+    with pytest.raises(services.ValidationFailed) as caught:
+        _queue(deployment, Kind.COMPRESS_INT8, operator)
 
-    job = _reloaded(job)
-    assert job.status == Status.FAILED and job.candidate is None and job.progress < 50
-    assert "does not apply to this model" in job.error and "LinearClassifier" in job.error
-    assert ModelVersion.objects.count() == versions and not EvaluationRun.objects.exists()
-    alert = Alert.objects.get(deployment=deployment)
-    assert (alert.kind, alert.severity, alert.status) == (
-        Alert.Kind.JOB_FAILED, Alert.Severity.WARNING, Alert.Status.OPEN
-    )
-    assert alert.message == job.error
+    assert "does not apply to this model" in caught.value.message and "LinearClassifier" in caught.value.message
+    assert (ModelVersion.objects.count(), MaintenanceJob.objects.count()) == (versions, jobs_before)
+    assert not Alert.objects.exists()
 
 
 def test_retraining_learns_from_reference_and_labelled_traffic(deployment, operator):
@@ -104,7 +100,7 @@ def test_a_job_whose_worker_died_is_taken_over_without_a_second_candidate(mlp_de
     candidate = _reloaded(job).candidate
     # As if the worker was killed during the comparison, and the broker redelivered after its visibility timeout.
     MaintenanceJob.objects.filter(pk=job.pk).update(
-        status=Status.RUNNING, progress=65, started_at=timezone.now() - timedelta(hours=2)
+        status=Status.RUNNING, progress=65, heartbeat_at=timezone.now() - jobs.STALE_AFTER - timedelta(seconds=1)
     )
 
     run_job(job.pk)
@@ -129,13 +125,13 @@ def test_a_job_cancelled_before_it_starts_produces_nothing(mlp_deployment, opera
 def test_a_job_cancelled_while_it_runs_stops_quietly_and_produces_nothing(mlp_deployment, operator, monkeypatch):
     versions = ModelVersion.objects.count()
     job = _queue(mlp_deployment, Kind.COMPRESS_INT8, operator)
-    quantize = jobs.quantize_int8_dynamic
+    method = METHODS["int8_dynamic"]
 
-    def quantize_while_the_operator_cancels(data: bytes):
+    def quantize_while_the_operator_cancels(data: bytes, calibration):
         services.job_cancel(job=job, by=operator)
-        return quantize(data)
+        return method.run(data, calibration)
 
-    monkeypatch.setattr(jobs, "quantize_int8_dynamic", quantize_while_the_operator_cancels)
+    monkeypatch.setitem(METHODS, "int8_dynamic", dataclasses.replace(method, run=quantize_while_the_operator_cancels))
 
     run_job(job.pk)
 
@@ -143,3 +139,52 @@ def test_a_job_cancelled_while_it_runs_stops_quietly_and_produces_nothing(mlp_de
     assert job.status == Status.CANCELLED and job.candidate is None and job.error == ""
     assert ModelVersion.objects.count() == versions and not EvaluationRun.objects.exists()
     assert not Alert.objects.exists()
+
+
+def test_distilling_a_forest_gives_a_much_smaller_student_compared_on_the_same_rows(forest_deployment, operator):
+    active = forest_deployment.active_version()
+    job = services.job_queue(version=active, kind=Kind.DISTILL, by=operator, params={"temperature": "2"})
+
+    run_job(job.pk)
+
+    job = _reloaded(job)
+    assert job.status == Status.SUCCEEDED, job.error
+    candidate = job.candidate
+    assert candidate.origin == Kind.DISTILL and candidate.parent == active
+    assert active.size_bytes / candidate.size_bytes >= 20
+    assert job.result["distill"]["temperature"] == 2.0 and job.result["distill"]["agreement"] > 0.9
+    runs = {r.version_id: r.metrics for r in job.evaluations.all()}
+    assert runs[candidate.pk]["accuracy"] >= runs[active.pk]["accuracy"] - 0.02
+
+
+def test_pruning_with_the_seeds_rule_records_its_report(mlp_deployment, operator):
+    job = services.job_queue(
+        version=mlp_deployment.active_version(), kind=Kind.COMPRESS_PRUNE, by=operator, params={"alpha": "0.3"}
+    )
+
+    run_job(job.pk)
+
+    job = _reloaded(job)
+    assert job.status == Status.SUCCEEDED, job.error
+    report = job.result["compression"]
+    assert report["method"] == "prune" and report["details"]["alpha"] == 0.3
+    assert report["size_after"] == job.candidate.size_bytes < report["size_before"]
+
+
+def test_the_search_registers_the_smallest_model_within_tolerance_and_keeps_the_front(mlp_deployment, operator):
+    active = mlp_deployment.active_version()
+    job = services.job_queue(version=active, kind=Kind.FIND_SMALLER, by=operator, params={"tolerance": "1"})
+
+    run_job(job.pk)
+
+    job = _reloaded(job)
+    assert job.status == Status.SUCCEEDED, job.error
+    search = job.result["search"]
+    kept = [t for t in search["trials"] if t["kept"]]
+    assert kept and all(t["f1_macro"] >= search["baseline"]["f1_macro"] - 0.01 for t in kept)
+    assert {t["method"] for t in search["trials"]} >= {"int8_dynamic", "kmeans", "prune"}
+    best = search["trials"][search["best"]]
+    assert search["best"] in search["front"] and best["size_bytes"] == job.candidate.size_bytes
+    assert best["size_bytes"] == min(search["trials"][i]["size_bytes"] for i in search["front"])
+    assert ModelVersion.objects.filter(created_by_job=job).count() == 1
+

@@ -10,10 +10,16 @@ import logging
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
+from workers.compression.base import CompressionReport, tidy, NotApplicable, describe_ops, ensure_smaller, graph_family
+
+__all__ = ["METHOD", "LABEL", "NotApplicable", "check", "quantizable_nodes", "quantize_int8_dynamic"]
+
 METHOD = "int8_dynamic"
+LABEL = "Int8 dynamic quantization"
 
 # The ops onnxruntime's dynamic quantizer rewrites (its IntegerOpsRegistry), less Transpose, which has no weights.
 # Gemm is not among them, and neither are the ai.onnx.ml ops (LinearClassifier, TreeEnsembleClassifier, SVM…).
@@ -29,14 +35,6 @@ def _drop_preprocessing_hint(record: logging.LogRecord) -> bool:
 logging.getLogger().addFilter(_drop_preprocessing_hint)
 
 
-class NotApplicable(Exception):
-    """The method cannot make this model smaller. `reason` is user-facing."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
 def quantizable_nodes(model: onnx.ModelProto) -> list[str]:
     """Names (or op types) of the nodes that have constant weights the dynamic quantizer can store as int8."""
     weights = {init.name for init in model.graph.initializer}
@@ -47,37 +45,35 @@ def quantizable_nodes(model: onnx.ModelProto) -> list[str]:
     ]
 
 
-def quantize_int8_dynamic(onnx_bytes: bytes) -> tuple[bytes, dict]:
+def check(model: onnx.ModelProto) -> None:
+    """Raise NotApplicable when the graph has no weights the quantizer would touch."""
+    if quantizable_nodes(model):
+        return
+    family = graph_family(model)
+    kind = {"linear": " Linear classifiers", "tree_ensemble": " Tree ensembles"}.get(family, " Linear classifiers and tree ensembles")
+    raise NotApplicable(
+        f"{LABEL} does not apply to this model: it has no MatMul, Conv or Gather weights "
+        f"to quantize (its operators are {describe_ops(model)}).{kind} are "
+        "compiled by skl2onnx to single ONNX-ML operators that keep float weights as attributes, which "
+        "onnxruntime's quantizers do not touch."
+    )
+
+
+def quantize_int8_dynamic(onnx_bytes: bytes, calibration: np.ndarray | None = None) -> tuple[bytes, CompressionReport]:
     """Quantize weights to int8; return the new model and a report with sizes before and after.
 
     Raises NotApplicable when the graph has no weights the quantizer would touch, or when the
     result would be no smaller, rather than producing a copy that only looks like a new model.
     """
     model = onnx.load_model_from_string(onnx_bytes)
+    check(model)
     nodes = quantizable_nodes(model)
-    if not nodes:
-        ops = sorted({node.op_type for node in model.graph.node})
-        raise NotApplicable(
-            "Int8 dynamic quantization does not apply to this model: it has no MatMul, Conv or Gather weights "
-            f"to quantize (its operators are {', '.join(ops)}). Linear classifiers and tree ensembles are "
-            "compiled to single ONNX-ML operators that keep float weights."
-        )
     with tempfile.TemporaryDirectory(prefix="wk-quantize-") as folder:
         source, target = Path(folder) / "model.onnx", Path(folder) / "model.int8.onnx"
         source.write_bytes(onnx_bytes)
         quantize_dynamic(source, target, weight_type=QuantType.QInt8)
-        quantized = target.read_bytes()
-    if len(quantized) >= len(onnx_bytes):
-        raise NotApplicable(
-            f"Int8 dynamic quantization would not make this model smaller ({len(onnx_bytes)} bytes before, "
-            f"{len(quantized)} after): its weights are too small for the added quantization nodes to pay off."
-        )
-    report = {
-        "method": METHOD,
-        "weight_type": "QInt8",
-        "quantized_nodes": len(nodes),
-        "size_before": len(onnx_bytes),
-        "size_after": len(quantized),
-        "size_ratio": round(len(quantized) / len(onnx_bytes), 4),
-    }
-    return quantized, report
+        quantized = tidy(target.read_bytes())
+    ensure_smaller(LABEL, onnx_bytes, quantized)
+    return quantized, CompressionReport(
+        METHOD, len(onnx_bytes), len(quantized), {"weight_type": "QInt8", "quantized_nodes": len(nodes)}
+    )
