@@ -182,7 +182,8 @@ class PredictionIn(Schema):
     id: str = Field(max_length=128, description="Your request id; a retried batch is stored once")
     timestamp: datetime = Field(description="When the prediction was made (ISO 8601; naive means UTC)")
     features: dict[str, float] | list[float] = Field(
-        description="By feature name, or a list in the deployment's feature order. Finite numbers only."
+        description="By feature name, or a list in the deployment's feature order (faster). Finite numbers "
+        "unless the deployment allows NaN and infinity."
     )
     predicted_label: str = Field(description="One of the deployment's class labels")
     probabilities: list[float] | None = Field(None, description="One per class, in class_labels order")
@@ -193,9 +194,10 @@ class PredictionBatchIn(Schema):
 
 
 class IngestOut(Schema):
+    batch_id: int = Field(description="The stored batch")
     received: int
     created: int
-    duplicates: int = Field(description="Rows whose id was already stored with the same content")
+    replayed: bool = Field(description="True when this is the stored answer to an earlier request with the same key")
 
 
 class LabelIn(Schema):
