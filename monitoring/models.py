@@ -214,11 +214,18 @@ class PredictionBatch(models.Model):
 class Prediction(models.Model):
     """The narrow per-row index of stored traffic: who, when, where in which batch, and the true label."""
 
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="predictions")
+    # No foreign-key constraints in the database (db_constraint=False): Postgres checks each one with a
+    # trigger per row at commit, which was half the cost of storing a large batch. Rows are written only
+    # by services._batch_store, in the transaction that creates their batch, and deleted with it (the
+    # ORM's CASCADE, or the raw deletes in bench/); the unique constraint below still holds.
+    deployment = models.ForeignKey(
+        # db_index=False: the unique (deployment, request_id) index already leads with it.
+        Deployment, on_delete=models.CASCADE, related_name="predictions", db_constraint=False, db_index=False
+    )
     # The client's id, unique per deployment: labels arriving days later are joined on it.
     request_id = models.CharField(max_length=128)
     timestamp = models.DateTimeField()
-    batch = models.ForeignKey(PredictionBatch, on_delete=models.CASCADE, related_name="rows")
+    batch = models.ForeignKey(PredictionBatch, on_delete=models.CASCADE, related_name="rows", db_constraint=False)
     row = models.PositiveIntegerField(help_text="Offset of this prediction in its batch's columns")
     label_index = models.SmallIntegerField(null=True, blank=True, help_text="The true class: index into class_labels")
     labelled_at = models.DateTimeField(null=True, blank=True)

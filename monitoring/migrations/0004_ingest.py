@@ -149,7 +149,12 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='prediction',
             name='batch',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rows', to='monitoring.predictionbatch'),
+            field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.CASCADE, related_name='rows', to='monitoring.predictionbatch'),
+        ),
+        migrations.AlterField(
+            model_name='prediction',
+            name='deployment',
+            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='predictions', to='monitoring.deployment'),
         ),
         migrations.AlterField(
             model_name='prediction',
