@@ -101,6 +101,17 @@ def deployment_summary(*, deployment: Deployment) -> DeploymentSummary:
     )
 
 
+def per_class_rows(*, metrics: dict) -> list[dict]:
+    """The per-class table of one evaluation's metrics: [{"label", "precision", "recall", "f1", "support"}]."""
+    per_class, labels = metrics.get("per_class") or {}, metrics.get("labels") or []
+    if not per_class or len(per_class.get("f1", [])) != len(labels):
+        return []
+    return [
+        {"label": label, **{name: per_class[name][i] for name in ("precision", "recall", "f1", "support")}}
+        for i, label in enumerate(labels)
+    ]
+
+
 def metric_series(
     *, deployment: Deployment, names: list[str], source: str, since: datetime | None = None
 ) -> dict[str, dict[str, list]]:
