@@ -87,6 +87,12 @@ def test_the_openapi_schema_lists_every_endpoint_with_its_errors(db):
     assert {"401", "403", "413", "422"} <= set(ingest["responses"])
     body = ingest["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]["predictions"]["items"]["properties"]) >= {"id", "timestamp", "features", "predicted_label"}
+    assert {"Idempotency-Key"} <= {p["name"] for p in ingest["parameters"] if p["in"] == "header"}
+    assert {"/api/deployments/{slug}/predictions/upload", "/api/deployments/{slug}/labels/upload"} <= set(paths)
+    upload = paths["/api/deployments/{slug}/predictions/upload"]["post"]
+    assert "file" in upload["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    answer = schema["components"]["schemas"]["IngestOut"]["properties"]
+    assert set(answer) == {"batch_id", "received", "created", "replayed"}
     operations = [op for path in paths.values() for op in path.values()]
     assert all(op["summary"] and op["responses"] for op in operations)
     assert all(any(code.startswith("4") for code in op["responses"]) for op in operations)
