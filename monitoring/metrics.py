@@ -46,7 +46,11 @@ SCALAR_METRICS = (
 
 def encode(values: np.ndarray, labels: list[str]) -> np.ndarray:
     """Class indices of `values` (compared as strings) in `labels`; -1 for a value that is no label."""
-    values = np.asarray(values).astype(str)
+    labels = [str(label) for label in labels]
+    values = np.asarray(values)
+    if values.dtype.kind in "iu":
+        return _encode_integers(values, labels)
+    values = values.astype(str)
     table = np.asarray(labels, dtype=str)
     order = np.argsort(table)
     positions = np.searchsorted(table[order], values).clip(0, max(len(table) - 1, 0))
@@ -54,6 +58,17 @@ def encode(values: np.ndarray, labels: list[str]) -> np.ndarray:
         return np.full(len(values), -1, dtype=np.int64)
     found = table[order][positions] == values
     return np.where(found, order[positions], -1).astype(np.int64)
+
+
+def _encode_integers(values: np.ndarray, labels: list[str]) -> np.ndarray:
+    """encode() for integer outputs (a model's int64 label output), without turning a million ints into strings."""
+    numeric = {int(label): i for i, label in enumerate(labels) if label.lstrip("-").isdigit() and str(int(label)) == label}
+    if not numeric:
+        return np.full(len(values), -1, dtype=np.int64)
+    keys = np.array(sorted(numeric), dtype=np.int64)
+    codes = np.array([numeric[key] for key in keys], dtype=np.int64)
+    positions = np.searchsorted(keys, values).clip(0, len(keys) - 1)
+    return np.where(keys[positions] == values, codes[positions], -1)
 
 
 def classification_metrics(

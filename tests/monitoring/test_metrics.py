@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from monitoring.metrics import SCALAR_METRICS, classification_metrics
+from monitoring.metrics import SCALAR_METRICS, classification_metrics, encode
 
 
 def _sample(n_classes: int, n: int = 400, seed: int = 0):
@@ -100,3 +100,10 @@ def test_a_prediction_outside_the_labels_is_wrong_and_left_out_of_the_matrix():
     assert m.accuracy == pytest.approx(2 / 3)
     assert m.confusion_matrix == [[1, 0], [0, 1]]
     assert m.recall_macro == pytest.approx(skm.recall_score(["a", "b", "b"], ["a", "zzz", "b"], labels=["a", "b"], average="macro"))
+
+
+def test_integer_outputs_encode_like_their_strings():
+    labels = ["0", "1", "2", "10", "cat"]
+    values = np.array([10, 2, 7, 0, 1, 10])
+
+    assert encode(values, labels).tolist() == encode(values.astype(str), labels).tolist() == [3, 2, -1, 0, 1, 3]
