@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 # log loss clips probabilities away from 0 so one confident mistake costs -log(1e-15) ≈ 34.5, not infinity.
 LOG_LOSS_EPS = 1e-15
@@ -135,11 +134,21 @@ def _usable(probabilities: np.ndarray | None, k: int) -> bool:
 
 
 def _binary_auc(positive: np.ndarray, scores: np.ndarray) -> float:
-    """Mann-Whitney: the chance a positive outranks a negative, ties counting half (as roc_auc_score)."""
-    ranks = rankdata(scores)
+    """Mann-Whitney: the chance a positive outranks a negative, ties counting half (as roc_auc_score).
+
+    One unstable sort, then tied runs get their average rank: scipy's rankdata does a stable sort
+    and was two thirds of an evaluation's time at a million rows and ten classes.
+    """
+    order = np.argsort(scores)
+    ordered = scores[order]
+    starts = np.r_[True, ordered[1:] != ordered[:-1]]
+    run = np.cumsum(starts) - 1
+    bounds = np.r_[np.flatnonzero(starts), len(ordered)]
+    average_rank = (bounds[:-1] + 1 + bounds[1:]) / 2  # 1-based ranks first+1 .. last, averaged
     n_pos = int(positive.sum())
     n_neg = len(positive) - n_pos
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    rank_sum = float(average_rank[run][positive[order]].sum())
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def _roc_auc(true_index: np.ndarray, probabilities: np.ndarray | None, k: int) -> float | None:

@@ -61,6 +61,8 @@ def _aligned_probabilities(
         return None
     if not set(model_labels) <= set(labels):
         return None
+    if list(model_labels) == list(labels):
+        return probabilities  # already in the deployment's order: no million-row copy
     aligned = np.zeros((len(probabilities), len(labels)), dtype=np.float64)
     for j, label in enumerate(labels):
         if label in model_labels:
