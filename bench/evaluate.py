@@ -83,9 +83,12 @@ def main() -> None:
     print(f"stored and labelled {n:,} rows in {time.perf_counter() - started:.1f} s")
     start, end = T0, T0 + timedelta(days=30)
 
-    t = time.perf_counter()
-    window = selectors.production_window(deployment=deployment, start=start, end=end, labelled_only=True)
-    load = time.perf_counter() - t
+    # Best of three for each figure: the machine is shared, and the first read also sets Postgres' hint bits.
+    load = bare = job = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        window = selectors.production_window(deployment=deployment, start=start, end=end, labelled_only=True)
+        load = min(load, time.perf_counter() - t)
     assert window.X.shape == (n, 64)
 
     options = ort.SessionOptions()
@@ -93,16 +96,19 @@ def main() -> None:
     session = ort.InferenceSession(services.blob_read(version.sha256), sess_options=options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     X = np.ascontiguousarray(window.X, dtype=np.float32)
+    del window
     session.run(None, {name: X[:64]})  # warm-up
-    t = time.perf_counter()
-    for chunk in range(0, n, 65_536):
-        session.run(None, {name: X[chunk : chunk + 65_536]})
-    bare = time.perf_counter() - t
+    for _ in range(3):
+        t = time.perf_counter()
+        for chunk in range(0, n, 65_536):
+            session.run(None, {name: X[chunk : chunk + 65_536]})
+        bare = min(bare, time.perf_counter() - t)
 
-    t = time.perf_counter()
-    run = evaluate_version(version=version, source=EvaluationRun.Source.PRODUCTION, window_start=start, window_end=end)
-    job = time.perf_counter() - t
-    assert run is not None and run.status == EvaluationRun.Status.SUCCEEDED, run and run.error
+    for _ in range(3):
+        t = time.perf_counter()
+        run = evaluate_version(version=version, source=EvaluationRun.Source.PRODUCTION, window_start=start, window_end=end)
+        job = min(job, time.perf_counter() - t)
+        assert run is not None and run.status == EvaluationRun.Status.SUCCEEDED, run and run.error
     m = run.metrics
     print(f"window load (labelled, {n:,} × 64): {load:.2f} s; bare InferenceSession.run: {bare:.2f} s")
     print(f"evaluation job: {job:.2f} s (accuracy {m['accuracy']:.3f}, f1_macro {m['f1_macro']:.3f}, "
