@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 
-from _common import ROOT, T0, drop_deployment, make_deployment, stored_rows
+from _common import ROOT, drop_deployment, make_deployment, stored_rows
 
 import numpy as np
 import orjson
