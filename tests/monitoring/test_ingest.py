@@ -348,3 +348,16 @@ def test_the_summary_counts_recent_predictions_from_batch_headers(deployment):
     count, last = selectors.prediction_counts(deployment=deployment, since=T0 + timedelta(seconds=6))
 
     assert (count, last) == (4, T0 + timedelta(seconds=9))
+
+
+def test_ids_with_csv_and_copy_metacharacters_survive_storage_and_label_joins(deployment):
+    rows = prediction_rows(5, as_list=True)
+    odd = ['a,b "quoted"', "back\\slash\\N", " spaced\ttab ", "ünïcødé-€", "\\."]
+    for row, request_id in zip(rows, odd):
+        row["id"] = request_id
+
+    services.predictions_ingest(deployment=deployment, rows=rows)
+    services.labels_ingest(deployment=deployment, rows=[{"id": request_id, "label": "0"} for request_id in odd])
+
+    assert set(deployment.predictions.values_list("request_id", flat=True)) == set(odd)
+    assert window(deployment, labelled_only=True).request_ids.tolist() == odd
