@@ -156,6 +156,7 @@ def deployment_create(
     slug: str = "",
     description: str = "",
     metric_thresholds: dict | None = None,
+    allow_non_finite: bool = False,
 ) -> Deployment:
     slug = slug or slugify(name)
     errors = []
@@ -180,6 +181,7 @@ def deployment_create(
         feature_names=[str(f) for f in feature_names],
         class_labels=[str(c) for c in class_labels],
         metric_thresholds=metric_thresholds or {},
+        allow_non_finite=allow_non_finite,
         created_by=by,
     )
     audit_record(

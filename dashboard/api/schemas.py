@@ -38,6 +38,7 @@ class DeploymentIn(Schema):
     metric_thresholds: dict[str, float] = Field(
         default_factory=dict, description='Floors that raise an alert, e.g. {"accuracy": 0.9}'
     )
+    allow_non_finite: bool = Field(False, description="Accept NaN and infinite feature values in production traffic")
 
 
 class DeploymentOut(Schema):
@@ -49,6 +50,7 @@ class DeploymentOut(Schema):
     class_labels: list[str]
     metric_thresholds: dict[str, float]
     drift_p_value: float
+    allow_non_finite: bool
     active_version: int | None
     reference_dataset: int | None = Field(description="Id of the current reference dataset")
     evaluation_dataset: int | None = Field(description="Id of the current evaluation dataset")

@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from monitoring import services
-from monitoring.models import Alert, AuditEvent, Dataset, MaintenanceJob, ModelVersion, Prediction, PredictionBatch
+from monitoring.models import Alert, AuditEvent, Dataset, Deployment, MaintenanceJob, ModelVersion, Prediction, PredictionBatch
 from tests.conftest import CLASSES, FEATURES, breast_cancer_split, trained_model
 
 
@@ -457,6 +457,22 @@ def test_writes_need_the_csrf_token(deployment, approver):
 
 
 # ---------------------------------------------------------------- management: deployments and datasets
+
+
+def test_a_deployment_created_to_allow_nan_accepts_it_through_the_api(team, operator):
+    response = post_json(
+        client_for(operator), "/api/deployments",
+        {"name": "Sensors", "team": team.slug, "feature_names": ["a", "b"], "class_labels": ["x", "y"], "allow_non_finite": True},
+    )
+    _, token = services.token_create(deployment=Deployment.objects.get(slug="sensors"), name="t", by=operator)
+
+    sent = Client().post(
+        "/api/deployments/sensors/predictions", content_type="application/json", **bearer(token),
+        data='{"predictions": [{"id": "1", "timestamp": "2026-01-01T00:00:00Z", "features": [NaN, 1.0], "predicted_label": "x"}]}',
+    )
+
+    assert response.json()["allow_non_finite"] is True
+    assert sent.status_code == 200, sent.content
 
 
 def test_an_operator_creates_a_deployment_in_their_team(team, operator):
