@@ -118,6 +118,11 @@ MAX_MODEL_UPLOAD_BYTES = env_int("MAX_MODEL_UPLOAD_BYTES", 200 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 20 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 MAX_PREDICTION_BATCH = env_int("MAX_PREDICTION_BATCH", 10_000)
+# Labels are two short fields a row, so a batch may be larger (one COPY whatever its size).
+MAX_LABEL_BATCH = env_int("MAX_LABEL_BATCH", 100_000)
+# File uploads (CSV/Parquet) of predictions or labels: rows per file and bytes per request.
+MAX_UPLOAD_ROWS = env_int("MAX_UPLOAD_ROWS", 2_000_000)
+MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
 
 # Celery: JSON only (tasks take ids), job state lives in our own tables, so no result backend.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -23,6 +23,7 @@ from monitoring.models import (
     MetricPoint,
     ModelVersion,
     Prediction,
+    PredictionBatch,
     Team,
 )
 
@@ -85,15 +86,32 @@ class DatasetAdmin(admin.ModelAdmin):
 
 @admin.register(Prediction)
 class PredictionAdmin(admin.ModelAdmin):
-    list_display = ["request_id", "deployment", "timestamp", "predicted_label", "label"]
+    list_display = ["request_id", "deployment", "timestamp", "batch", "row", "label_index", "labelled_at"]
     list_filter = ["deployment"]
     search_fields = ["request_id"]
     date_hierarchy = "timestamp"
-    raw_id_fields = ["version"]
+    raw_id_fields = ["batch"]
     # The table is large: counting every row on each page view would be the slowest query here.
     show_full_result_count = False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(PredictionBatch)
+class PredictionBatchAdmin(admin.ModelAdmin):
+    # The column blobs are binary and large: the admin shows their shape, never their bytes.
+    list_display = ["id", "deployment", "source", "n_rows", "n_features", "t_min", "t_max", "received_at"]
+    list_filter = ["deployment", "source"]
+    search_fields = ["idempotency_key"]
+    fields = ["deployment", "version", "source", "idempotency_key", "n_rows", "n_features", "t_min", "t_max", "result", "received_at"]
+    readonly_fields = fields
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
 

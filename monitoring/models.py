@@ -57,6 +57,10 @@ class Deployment(models.Model):
     drift_p_value = models.FloatField(default=0.05, help_text="Family-wise significance for the KS tests")
     drift_window_hours = models.PositiveIntegerField(default=24)
     evaluation_window_days = models.PositiveIntegerField(default=7)
+    # Some sensors legitimately report NaN (a missing reading); most deployments want them refused at the door.
+    allow_non_finite = models.BooleanField(
+        default=False, help_text="Accept NaN and infinite feature values in production traffic"
+    )
     reference_dataset = models.ForeignKey(
         "Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -163,27 +167,84 @@ class Dataset(models.Model):
         return f"{self.deployment.slug}/{self.kind}/{self.name}"
 
 
-class Prediction(models.Model):
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="predictions")
+class PredictionBatch(models.Model):
+    """One accepted batch of production traffic, stored as columns (see README "Ingestion and storage").
+
+    Each column is one raw little-endian numpy array in a bytea, so a window of a million rows is a
+    few hundred memcpy-sized reads instead of a million JSON documents. The per-row facts that change
+    or are looked up by id (the label, the request id) live in Prediction, the narrow index.
+    """
+
+    class Source(models.TextChoices):
+        API = "api", "JSON API"
+        UPLOAD = "upload", "File upload"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="prediction_batches")
     version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    # The client's id: retried batches are deduplicated on (deployment, request_id).
+    # The client's Idempotency-Key, or a sha256 of the batch's content when it sent none.
+    idempotency_key = models.CharField(max_length=200)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
+    n_rows = models.PositiveIntegerField()
+    n_features = models.PositiveIntegerField()
+    # The batch's time range: a window reads only the batches that overlap it.
+    t_min = models.DateTimeField()
+    t_max = models.DateTimeField()
+    timestamps_us = models.BinaryField(help_text="int64 microseconds since the Unix epoch, UTC, one per row")
+    features = models.BinaryField(help_text="float32, n_rows × n_features, row-major")
+    predicted = models.BinaryField(help_text="int16 index into deployment.class_labels, one per row")
+    probabilities = models.BinaryField(null=True, help_text="float32, n_rows × n_classes; NaN where a row had none")
+    request_ids = models.BinaryField(help_text="UTF-8 request ids joined by newlines")
+    # The answer given to the client, replayed verbatim to a retry with the same key.
+    result = models.JSONField(default=dict)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "idempotency_key"], name="batch_unique_idempotency_key")
+        ]
+        indexes = [
+            # Windows: "this deployment's batches that overlap [start, end)".
+            models.Index(fields=["deployment", "t_min", "t_max"], name="batch_window_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment.slug} batch {self.pk} ({self.n_rows} rows)"
+
+
+class Prediction(models.Model):
+    """The narrow per-row index of stored traffic: who, when, where in which batch, and the true label."""
+
+    # No foreign-key constraints in the database (db_constraint=False): Postgres checks each one with a
+    # trigger per row at commit, which was half the cost of storing a large batch. Rows are written only
+    # by services._batch_store, in the transaction that creates their batch, and deleted with it (the
+    # ORM's CASCADE, or the raw deletes in bench/); the unique constraint below still holds.
+    deployment = models.ForeignKey(
+        # db_index=False: the unique (deployment, request_id) index already leads with it.
+        Deployment, on_delete=models.CASCADE, related_name="predictions", db_constraint=False, db_index=False
+    )
+    # The client's id, unique per deployment: labels arriving days later are joined on it.
     request_id = models.CharField(max_length=128)
     timestamp = models.DateTimeField()
-    features = models.JSONField()
-    predicted_label = models.CharField(max_length=64)
-    probabilities = models.JSONField(null=True, blank=True)
-    label = models.CharField(max_length=64, null=True, blank=True)
+    batch = models.ForeignKey(PredictionBatch, on_delete=models.CASCADE, related_name="rows", db_constraint=False)
+    row = models.PositiveIntegerField(help_text="Offset of this prediction in its batch's columns")
+    label_index = models.SmallIntegerField(null=True, blank=True, help_text="The true class: index into class_labels")
     labelled_at = models.DateTimeField(null=True, blank=True)
-    received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["deployment", "request_id"], name="prediction_unique_request_id")
         ]
         indexes = [
-            # Drift and evaluation windows: "this deployment's traffic between t0 and t1".
-            models.Index(fields=["deployment", "timestamp"], name="prediction_window_idx"),
+            # Labelled windows: "this deployment's labelled rows between t0 and t1". Partial, so rows
+            # inserted without a label (all of them, at ingest) cost this index nothing.
+            models.Index(
+                fields=["deployment", "timestamp"], name="prediction_labelled_idx", condition=Q(label_index__isnull=False)
+            ),
         ]
+
+    @property
+    def label(self) -> str | None:
+        return None if self.label_index is None else str(self.deployment.class_labels[self.label_index])
 
 
 class EvaluationRun(models.Model):

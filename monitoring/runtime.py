@@ -42,6 +42,8 @@ class ModelSignature:
 class Predictions:
     labels: np.ndarray  # canonical string labels
     probabilities: np.ndarray | None  # n_rows × n_classes, columns in class_labels order
+    # The label output as the model gave it (often int64): metrics encode it without string conversion.
+    raw_labels: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -178,13 +180,13 @@ class ModelRunner:
                 probabilities.append(np.asarray(outputs[1], dtype=np.float64))
         if not labels:
             return Predictions(np.array([], dtype=str), None)
-        label_array = np.concatenate(labels)
+        label_array = raw = np.concatenate(labels)
         if label_array.dtype.kind in "SO":
             label_array = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in label_array])
         else:
             label_array = label_array.astype(str)
         proba = np.concatenate(probabilities) if probabilities else None
-        return Predictions(label_array, proba)
+        return Predictions(label_array, proba, raw)
 
     def call(self, X: np.ndarray) -> None:
         self.session.run(None, {self.input_name: X})

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import math
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,13 +19,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
 
-from monitoring import storage
+from monitoring import batches, storage
 from monitoring.models import (
     Alert,
     ApiToken,
@@ -40,6 +38,7 @@ from monitoring.models import (
     MetricPoint,
     ModelVersion,
     Prediction,
+    PredictionBatch,
     Role,
     Team,
 )
@@ -157,6 +156,7 @@ def deployment_create(
     slug: str = "",
     description: str = "",
     metric_thresholds: dict | None = None,
+    allow_non_finite: bool = False,
 ) -> Deployment:
     slug = slug or slugify(name)
     errors = []
@@ -181,6 +181,7 @@ def deployment_create(
         feature_names=[str(f) for f in feature_names],
         class_labels=[str(c) for c in class_labels],
         metric_thresholds=metric_thresholds or {},
+        allow_non_finite=allow_non_finite,
         created_by=by,
     )
     audit_record(
@@ -542,142 +543,170 @@ def user_create(
 
 @dataclass(frozen=True)
 class IngestResult:
+    batch_id: int
     received: int
     created: int
-    duplicates: int
+    # True when this answer is the stored one of an earlier request with the same idempotency key.
+    replayed: bool = False
 
 
-def _row_error(index: int, field: str, message: str) -> dict:
-    return {"row": index, "field": field, "message": message}
-
-
-def _parse_features(deployment: Deployment, raw, index: int, errors: list[dict]) -> list[float] | None:
-    names = deployment.feature_names
-    if isinstance(raw, dict):
-        missing = [n for n in names if n not in raw]
-        extra = [k for k in raw if k not in set(names)]
-        if missing:
-            errors.append(_row_error(index, "features", f"missing feature(s): {', '.join(missing[:5])}"))
-            return None
-        if extra:
-            errors.append(_row_error(index, "features", f"unknown feature(s): {', '.join(map(str, extra[:5]))}"))
-            return None
-        values = [raw[n] for n in names]
-    elif isinstance(raw, list):
-        if len(raw) != len(names):
-            errors.append(_row_error(index, "features", f"expected {len(names)} values, got {len(raw)}"))
-            return None
-        values = raw
-    else:
-        errors.append(_row_error(index, "features", "must be an object keyed by feature name or a list"))
-        return None
-    parsed = []
-    for name, value in zip(names, values):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            errors.append(_row_error(index, f"features.{name}", f"must be a number, got {type(value).__name__}"))
-            return None
-        if not math.isfinite(value):
-            errors.append(_row_error(index, f"features.{name}", "must be finite (NaN and infinity are rejected)"))
-            return None
-        parsed.append(float(value))
-    return parsed
-
-
-def _parse_timestamp(raw, index: int, errors: list[dict]) -> datetime | None:
-    if isinstance(raw, datetime):
-        value = raw
-    elif isinstance(raw, str):
-        value = parse_datetime(raw)
-    else:
-        value = None
-    if value is None:
-        errors.append(_row_error(index, "timestamp", "must be an ISO 8601 date-time"))
-        return None
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value, timezone.utc)
-    return value
-
-
-def _parse_prediction(deployment: Deployment, row, index: int, errors: list[dict]) -> Prediction | None:
-    if not isinstance(row, dict):
-        errors.append(_row_error(index, "", "must be an object"))
-        return None
-    request_id = row.get("id")
-    if not isinstance(request_id, (str, int)) or isinstance(request_id, bool) or str(request_id) == "" or len(str(request_id)) > 128:
-        errors.append(_row_error(index, "id", "must be a non-empty string of at most 128 characters"))
-        return None
-    timestamp = _parse_timestamp(row.get("timestamp"), index, errors)
-    features = _parse_features(deployment, row.get("features"), index, errors)
-    label = row.get("predicted_label")
-    if label is None or str(label) not in deployment.class_labels:
-        errors.append(_row_error(index, "predicted_label", f"must be one of {deployment.class_labels}"))
-        return None
-    probabilities = row.get("probabilities")
-    if probabilities is not None:
-        if (
-            not isinstance(probabilities, list)
-            or len(probabilities) != len(deployment.class_labels)
-            or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and 0 <= p <= 1 for p in probabilities)
-        ):
-            errors.append(
-                _row_error(index, "probabilities", f"must be {len(deployment.class_labels)} finite numbers in [0, 1]")
-            )
-            return None
-    if timestamp is None or features is None:
-        return None
-    return Prediction(
-        deployment=deployment,
-        request_id=str(request_id),
-        timestamp=timestamp,
-        features=features,
-        predicted_label=str(label),
-        probabilities=[float(p) for p in probabilities] if probabilities is not None else None,
+def _schema(deployment: Deployment) -> batches.Schema:
+    return batches.Schema(
+        feature_names=[str(name) for name in deployment.feature_names],
+        class_labels=[str(label) for label in deployment.class_labels],
+        allow_non_finite=deployment.allow_non_finite,
     )
 
 
-def predictions_ingest(*, deployment: Deployment, rows: list) -> IngestResult:
-    """Store a batch of production predictions, all or nothing.
+def _replay(deployment: Deployment, key: str) -> IngestResult | None:
+    stored = (
+        PredictionBatch.objects.filter(deployment=deployment, idempotency_key=key).values_list("pk", "result").first()
+    )
+    if stored is None:
+        return None
+    pk, result = stored
+    return IngestResult(batch_id=pk, received=result["received"], created=result["created"], replayed=True)
 
-    A retried batch is harmless: ids already stored with the same content are counted as
-    duplicates; an id stored with different content is a conflict and stores nothing.
+
+def _check_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > 200:
+        raise ValidationFailed("The Idempotency-Key must be 1 to 200 characters.")
+    return key
+
+
+def predictions_ingest(*, deployment: Deployment, rows: list, idempotency_key: str | None = None) -> IngestResult:
+    """Store a batch of production predictions as one columnar block, all or nothing.
+
+    A retry is harmless: a batch with the idempotency key of a stored one (by default, a key derived
+    from its content) is answered with the stored result and stores nothing. A new batch reusing an
+    id already stored for the deployment is a conflict (409) and stores nothing.
     """
     if not isinstance(rows, list) or not rows:
         raise ValidationFailed("The batch must be a non-empty list of predictions.")
     if len(rows) > settings.MAX_PREDICTION_BATCH:
         raise TooLarge(f"The batch has {len(rows)} predictions; the limit is {settings.MAX_PREDICTION_BATCH}.")
-    errors: list[dict] = []
-    parsed = [_parse_prediction(deployment, row, i, errors) for i, row in enumerate(rows)]
-    seen: dict[str, int] = {}
-    for i, prediction in enumerate(parsed):
-        if prediction is None:
-            continue
-        if prediction.request_id in seen:
-            errors.append(_row_error(i, "id", f"duplicate id {prediction.request_id!r} (also row {seen[prediction.request_id]})"))
-        seen.setdefault(prediction.request_id, i)
-    if errors:
-        raise ValidationFailed(f"{len(errors)} row(s) are invalid; nothing was stored.", errors=errors[:100])
+    key = _check_key(idempotency_key)
+    if key is not None and (replay := _replay(deployment, key)) is not None:
+        return replay
+    try:
+        columns = batches.columns_from_rows(rows, _schema(deployment))
+    except batches.BatchInvalid as exc:
+        raise ValidationFailed(exc.message, errors=exc.errors) from None
+    return _batch_store(deployment, columns, key=key or columns.content_key(), source=PredictionBatch.Source.API)
 
-    with transaction.atomic():
-        existing = {
-            request_id: (label, features)
-            for request_id, label, features in Prediction.objects.filter(
-                deployment=deployment, request_id__in=list(seen)
-            ).values_list("request_id", "predicted_label", "features")
-        }
-        conflicts = [
-            _row_error(i, "id", f"id {p.request_id!r} was already stored with different content")
-            for i, p in enumerate(parsed)
-            if p.request_id in existing and existing[p.request_id] != (p.predicted_label, p.features)
+
+def predictions_upload(
+    *, deployment: Deployment, data: bytes, filename: str, idempotency_key: str | None = None
+) -> IngestResult:
+    """Store a CSV or Parquet file of predictions (columns id, timestamp, predicted_label, the features and
+    optionally proba_<class>) as one block, all or nothing. Retries are answered like predictions_ingest."""
+    key = _check_key(idempotency_key) or f"sha256:{storage.sha256_hex(data)}"
+    if (replay := _replay(deployment, key)) is not None:
+        return replay
+    try:
+        table = batches.read_table(data, filename=filename)
+        if table.num_rows > settings.MAX_UPLOAD_ROWS:
+            raise TooLarge(f"The file has {table.num_rows:,} rows; the limit is {settings.MAX_UPLOAD_ROWS:,}.")
+        columns = batches.columns_from_table(table, _schema(deployment))
+    except batches.BatchInvalid as exc:
+        raise ValidationFailed(exc.message, errors=exc.errors) from None
+    return _batch_store(deployment, columns, key=key, source=PredictionBatch.Source.UPLOAD)
+
+
+def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, source: str) -> IngestResult:
+    n = len(columns)
+    times = batches.as_datetime64(columns.timestamps_us)
+    result = {"received": n, "created": n}
+    try:
+        with transaction.atomic():
+            batch = PredictionBatch.objects.create(
+                deployment=deployment,
+                version=deployment.active_version(),
+                idempotency_key=key,
+                source=source,
+                n_rows=n,
+                n_features=columns.features.shape[1],
+                t_min=batches.us_to_datetime(columns.timestamps_us.min()),
+                t_max=batches.us_to_datetime(columns.timestamps_us.max()),
+                timestamps_us=columns.timestamps_us.astype("<i8").tobytes(),
+                features=columns.features.astype("<f4").tobytes(),
+                predicted=columns.predicted.astype("<i2").tobytes(),
+                probabilities=None if columns.probabilities is None else columns.probabilities.astype("<f4").tobytes(),
+                request_ids=batches.encode_ids(columns.request_ids),
+                result=result,
+            )
+            _index_insert(deployment, batch, columns.request_ids, times)
+    except IntegrityError:
+        # Either a concurrent retry stored the same key a moment ago, or some ids are taken.
+        if (replay := _replay(deployment, key)) is not None:
+            return replay
+        _raise_taken_ids(deployment, columns.request_ids)
+        raise
+    return IngestResult(batch_id=batch.pk, received=n, created=n)
+
+
+def _is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _index_insert(deployment: Deployment, batch: PredictionBatch, request_ids: list[str], times: np.ndarray) -> None:
+    """The per-row index: COPY on Postgres (several times faster than INSERT), bulk_create elsewhere (SQLite demo)."""
+    n = len(request_ids)
+    if not _is_postgres():
+        Prediction.objects.bulk_create(
+            (
+                Prediction(deployment=deployment, request_id=request_id, timestamp=batches.us_to_datetime(t), batch=batch, row=i)
+                for i, (request_id, t) in enumerate(zip(request_ids, times.astype(np.int64)))
+            ),
+            batch_size=500,
+        )
+        return
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    table = pa.table({
+        "deployment_id": pa.array(np.full(n, deployment.pk, dtype=np.int64)),
+        "request_id": pa.array(request_ids, type=pa.string()),
+        "timestamp": pa.array(times.astype(np.int64), type=pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        "batch_id": pa.array(np.full(n, batch.pk, dtype=np.int64)),
+        "row": pa.array(np.arange(n, dtype=np.int64)),
+    })
+    buffer = io.BytesIO()
+    pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False))
+    buffer.seek(0)
+    # copy_expert is psycopg2's own: wrap_database_errors turns its errors into Django's (IntegrityError).
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        cursor.copy_expert(
+            f"COPY {Prediction._meta.db_table} (deployment_id, request_id, timestamp, batch_id, row) "
+            "FROM STDIN WITH (FORMAT csv)",
+            buffer,
+        )
+
+
+def _raise_taken_ids(deployment: Deployment, request_ids: list[str]) -> None:
+    taken: set[str] = set()
+    # Chunks of 10,000 ids keep each IN list well inside Postgres' parameter limits.
+    for start in range(0, len(request_ids), 10_000):
+        chunk = request_ids[start : start + 10_000]
+        taken |= set(Prediction.objects.filter(deployment=deployment, request_id__in=chunk).values_list("request_id", flat=True))
+    if taken:
+        errors = [
+            _row_error(i, "id", f"id {request_id!r} is already stored in another batch")
+            for i, request_id in enumerate(request_ids)
+            if request_id in taken
         ]
-        if conflicts:
-            raise Conflict(f"{len(conflicts)} id(s) conflict with stored predictions; nothing was stored.", errors=conflicts[:100])
-        active = deployment.active_version()
-        fresh = [p for p in parsed if p.request_id not in existing]
-        for prediction in fresh:
-            prediction.version = active
-        # ignore_conflicts: a concurrent retry of the same batch inserts each id once.
-        Prediction.objects.bulk_create(fresh, batch_size=1000, ignore_conflicts=True)
-    return IngestResult(received=len(rows), created=len(fresh), duplicates=len(rows) - len(fresh))
+        raise Conflict(
+            f"{len(taken)} id(s) were already stored by another batch; nothing was stored. "
+            "Resend a batch with its Idempotency-Key (or byte-identical content) to retry it.",
+            errors=errors[:100],
+        )
+
+
+def _row_error(index: int, field: str, message: str) -> dict:
+    return {"row": index, "field": field, "message": message}
 
 
 @dataclass(frozen=True)
@@ -687,44 +716,132 @@ class LabelResult:
 
 
 def labels_ingest(*, deployment: Deployment, rows: list) -> LabelResult:
-    """Attach ground-truth labels to stored predictions by id, all or nothing."""
+    """Attach ground-truth labels to stored predictions by id, all or nothing. Sending a label again overwrites it."""
     if not isinstance(rows, list) or not rows:
         raise ValidationFailed("The batch must be a non-empty list of labels.")
-    if len(rows) > settings.MAX_PREDICTION_BATCH:
-        raise TooLarge(f"The batch has {len(rows)} labels; the limit is {settings.MAX_PREDICTION_BATCH}.")
+    if len(rows) > settings.MAX_LABEL_BATCH:
+        raise TooLarge(f"The batch has {len(rows)} labels; the limit is {settings.MAX_LABEL_BATCH}.")
+    return _labels_from_rows(deployment, rows)
+
+
+def _labels_from_rows(deployment: Deployment, rows: list) -> LabelResult:
+    classes = [str(label) for label in deployment.class_labels]
+    index = {label: i for i, label in enumerate(classes)}
     errors: list[dict] = []
-    wanted: dict[str, str] = {}
+    wanted: dict[str, tuple[int, int]] = {}  # id -> (row, class index)
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             errors.append(_row_error(i, "", "must be an object"))
             continue
         request_id, label = row.get("id"), row.get("label")
-        if not isinstance(request_id, (str, int)) or isinstance(request_id, bool) or str(request_id) == "":
+        if isinstance(request_id, bool) or not isinstance(request_id, (str, int)) or str(request_id) == "":
             errors.append(_row_error(i, "id", "must be the id of a stored prediction"))
-        elif label is None or str(label) not in deployment.class_labels:
-            errors.append(_row_error(i, "label", f"must be one of {deployment.class_labels}"))
-        elif str(request_id) in wanted and wanted[str(request_id)] != str(label):
-            errors.append(_row_error(i, "id", f"id {request_id!r} appears twice with different labels"))
+        elif label is None or isinstance(label, (bool, dict, list)) or str(label) not in index:
+            errors.append(_row_error(i, "label", f"must be one of {classes}"))
+        elif str(request_id) in wanted and wanted[str(request_id)][1] != index[str(label)]:
+            errors.append(_row_error(i, "id", f"id {request_id!r} appears twice with different labels (also row {wanted[str(request_id)][0]})"))
         else:
-            wanted[str(request_id)] = str(label)
-    if not errors:
-        known = set(
-            Prediction.objects.filter(deployment=deployment, request_id__in=list(wanted)).values_list("request_id", flat=True)
-        )
-        unknown = [rid for rid in wanted if rid not in known]
-        errors.extend(_row_error(-1, "id", f"no prediction with id {rid!r}") for rid in unknown[:100])
+            wanted.setdefault(str(request_id), (i, index[str(label)]))
+        if len(errors) >= 100:
+            break
     if errors:
-        raise ValidationFailed(f"{len(errors)} label(s) are invalid; nothing was stored.", errors=errors[:100])
+        raise ValidationFailed(f"{len(errors)} label(s) are invalid; nothing was stored.", errors=errors)
+    ids = list(wanted)
+    return _labels_store(deployment, ids, [wanted[i][0] for i in ids], np.array([wanted[i][1] for i in ids], dtype=np.int16), len(rows))
 
+
+def _labels_store(deployment: Deployment, ids: list[str], rows: list[int], codes: np.ndarray, received: int) -> LabelResult:
     now = timezone.now()
     with transaction.atomic():
-        by_label: dict[str, list[str]] = {}
-        for request_id, label in wanted.items():
-            by_label.setdefault(label, []).append(request_id)
-        updated = 0
-        for label, ids in by_label.items():
-            updated += Prediction.objects.filter(deployment=deployment, request_id__in=ids).update(label=label, labelled_at=now)
-    return LabelResult(received=len(rows), updated=updated)
+        if _is_postgres():
+            updated, unknown = _labels_copy(deployment, ids, rows, codes, now)
+        else:
+            updated, unknown = _labels_orm(deployment, ids, rows, codes, now)
+        if unknown:
+            # Raising inside the transaction undoes the update: a batch with one unknown id stores nothing.
+            raise ValidationFailed(
+                f"{len(unknown)} label(s) name no stored prediction; nothing was stored.",
+                errors=[_row_error(row, "id", f"no prediction with id {request_id!r}") for row, request_id in unknown[:100]],
+            )
+    return LabelResult(received=received, updated=updated)
+
+
+def _labels_copy(deployment, ids, rows, codes, now) -> tuple[int, list[tuple[int, str]]]:
+    """Labels through a temporary table: one COPY and one UPDATE ... FROM, whatever the batch size."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    buffer = io.BytesIO()
+    pacsv.write_csv(
+        pa.table({"row": pa.array(rows, type=pa.int64()), "request_id": pa.array(ids, type=pa.string()),
+                  "label_index": pa.array(codes, type=pa.int16())}),
+        buffer, pacsv.WriteOptions(include_header=False),
+    )
+    buffer.seek(0)
+    table = Prediction._meta.db_table
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        # ON COMMIT DROP and TRUNCATE: the table lives for this transaction, even when a caller's transaction
+        # ingests several label batches.
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS wk_labels_in (row integer, request_id text, label_index smallint) ON COMMIT DROP"
+        )
+        cursor.execute("TRUNCATE wk_labels_in")
+        cursor.copy_expert("COPY wk_labels_in FROM STDIN WITH (FORMAT csv)", buffer)
+        cursor.execute(
+            f"UPDATE {table} p SET label_index = l.label_index, labelled_at = %s FROM wk_labels_in l "
+            "WHERE p.deployment_id = %s AND p.request_id = l.request_id",
+            [now, deployment.pk],
+        )
+        updated = cursor.rowcount
+        unknown: list[tuple[int, str]] = []
+        if updated != len(ids):
+            cursor.execute(
+                f"SELECT l.row, l.request_id FROM wk_labels_in l LEFT JOIN {table} p "
+                "ON p.deployment_id = %s AND p.request_id = l.request_id WHERE p.id IS NULL ORDER BY l.row LIMIT 100",
+                [deployment.pk],
+            )
+            unknown = [(int(row), request_id) for row, request_id in cursor.fetchall()]
+    return updated, unknown
+
+
+def _labels_orm(deployment, ids, rows, codes, now) -> tuple[int, list[tuple[int, str]]]:
+    known: set[str] = set()
+    for start in range(0, len(ids), 500):  # SQLite allows at most 999 parameters per statement
+        known |= set(
+            Prediction.objects.filter(deployment=deployment, request_id__in=ids[start : start + 500]).values_list("request_id", flat=True)
+        )
+    unknown = [(row, request_id) for row, request_id in zip(rows, ids) if request_id not in known]
+    if unknown:
+        return 0, unknown
+    updated = 0
+    for code in np.unique(codes):
+        chosen = [request_id for request_id, c in zip(ids, codes) if c == code]
+        for start in range(0, len(chosen), 500):
+            updated += Prediction.objects.filter(deployment=deployment, request_id__in=chosen[start : start + 500]).update(
+                label_index=int(code), labelled_at=now
+            )
+    return updated, []
+
+
+def labels_upload(*, deployment: Deployment, data: bytes, filename: str) -> LabelResult:
+    """Labels from a CSV or Parquet file with columns id and label, all or nothing."""
+    import pyarrow as pa
+
+    try:
+        table = batches.read_table(data, filename=filename)
+    except batches.BatchInvalid as exc:
+        raise ValidationFailed(exc.message, errors=exc.errors) from None
+    missing = [name for name in ("id", "label") if name not in table.column_names]
+    if missing:
+        raise ValidationFailed(f"The file lacks column(s): {', '.join(missing)}.")
+    if table.num_rows > settings.MAX_UPLOAD_ROWS:
+        raise TooLarge(f"The file has {table.num_rows:,} rows; the limit is {settings.MAX_UPLOAD_ROWS:,}.")
+    ids = table.column("id").cast(pa.string()).to_pylist()
+    labels = table.column("label").cast(pa.string()).to_pylist()
+    rows = [{"id": i, "label": label} for i, label in zip(ids, labels)]
+    if not rows:
+        raise ValidationFailed("The file has no rows.")
+    return _labels_from_rows(deployment, rows)
 
 
 # ---------------------------------------------------------------- evaluation, drift, alerts

@@ -449,9 +449,9 @@ def _date_history(deployment: Deployment, *, start: datetime) -> None:
     Deployment.objects.filter(pk=deployment.pk).update(created_at=start - timedelta(hours=1))
     deployment.datasets.update(created_at=start - timedelta(minutes=30))
     deployment.versions.filter(number=1).update(created_at=start - timedelta(minutes=45), activated_at=start)
-    deployment.predictions.update(received_at=F("timestamp"))
+    deployment.prediction_batches.update(received_at=F("t_max"))
     # Ground truth arrives about a day after the prediction.
-    deployment.predictions.filter(label__isnull=False).update(labelled_at=F("timestamp") + DAY)
+    deployment.predictions.filter(label_index__isnull=False).update(labelled_at=F("timestamp") + DAY)
     deployment.evaluations.update(created_at=F("measured_at"), finished_at=F("measured_at"))
     DriftReport.objects.filter(deployment=deployment).update(created_at=F("window_end"))
     _date_open_alerts(deployment)

@@ -22,7 +22,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from monitoring import selectors, services
-from monitoring.metrics import classification_metrics
+from monitoring.metrics import encode, metrics_from_indices
 from monitoring.models import Dataset, Deployment, EvaluationRun, MaintenanceJob, ModelVersion
 from monitoring.runtime import SESSIONS, ModelRunner, measure_latency
 from monitoring.storage import BlobIntegrityError, BlobMissingError
@@ -61,6 +61,8 @@ def _aligned_probabilities(
         return None
     if not set(model_labels) <= set(labels):
         return None
+    if list(model_labels) == list(labels):
+        return probabilities  # already in the deployment's order: no million-row copy
     aligned = np.zeros((len(probabilities), len(labels)), dtype=np.float64)
     for j, label in enumerate(labels):
         if label in model_labels:
@@ -68,12 +70,23 @@ def _aligned_probabilities(
     return aligned
 
 
-def measure(*, version: ModelVersion, X: np.ndarray, y: np.ndarray, labels: list[str], latency: bool) -> dict:
-    """Quality metrics of `version` on (X, y), then, separately and after warm-up, its latency and throughput."""
+def measure(
+    *, version: ModelVersion, X: np.ndarray, y: np.ndarray, labels: list[str], latency: bool,
+    y_index: np.ndarray | None = None,
+) -> dict:
+    """Quality metrics of `version` on (X, y), then, separately and after warm-up, its latency and throughput.
+
+    y_index (class indices of y, as a production window carries them) spares encoding a million strings.
+    """
     runner = runner_for(version)
     predictions = runner.predict(X)
     probabilities = _aligned_probabilities(predictions.probabilities, [str(c) for c in version.class_labels], labels)
-    metrics = classification_metrics(y, predictions.labels, labels=labels, probabilities=probabilities).as_dict()
+    raw = predictions.raw_labels
+    predicted = raw if raw is not None and raw.dtype.kind in "iu" else predictions.labels
+    metrics = metrics_from_indices(
+        y_index if y_index is not None else encode(y, labels), encode(predicted, labels),
+        labels=[str(label) for label in labels], probabilities=probabilities,
+    ).as_dict()
     metrics["size_bytes"] = version.size_bytes
     if latency:
         sample = X[:LATENCY_ROWS]
@@ -84,6 +97,11 @@ def measure(*, version: ModelVersion, X: np.ndarray, y: np.ndarray, labels: list
             "latency_p95_ms": single.p95_ms,
             "latency_p99_ms": single.p99_ms,
             "throughput_rows_per_s": batched.throughput_rows_per_s,
+            # The same figures at the other batch size: a client calling one row at a time sees these.
+            "throughput_b1_rows_per_s": single.throughput_rows_per_s,
+            "latency_b64_p50_ms": batched.p50_ms,
+            "latency_b64_p95_ms": batched.p95_ms,
+            "latency_b64_p99_ms": batched.p99_ms,
         }
     return metrics
 
@@ -101,9 +119,13 @@ def _load_labelled(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def _finish(run: EvaluationRun, *, X: np.ndarray, y: np.ndarray, latency: bool, raise_alerts: bool) -> EvaluationRun:
+def _finish(
+    run: EvaluationRun, *, X: np.ndarray, y: np.ndarray, latency: bool, raise_alerts: bool, y_index: np.ndarray | None = None
+) -> EvaluationRun:
     try:
-        metrics = measure(version=run.version, X=X, y=y, labels=run.deployment.class_labels, latency=latency)
+        metrics = measure(
+            version=run.version, X=X, y=y, labels=run.deployment.class_labels, latency=latency, y_index=y_index
+        )
     except DatabaseError:
         raise  # transient: the task retries; there is no database to record a failure in anyway
     except Exception as exc:
@@ -131,6 +153,7 @@ def evaluate_versions(
     if any(v.deployment_id != deployment.pk for v in versions):
         raise ValueError("versions of different deployments cannot share an evaluation")
     rows: tuple[np.ndarray, np.ndarray] | None = None  # production rows are read before any run exists
+    y_index: np.ndarray | None = None
     if source == EvaluationRun.Source.EVALUATION_SET:
         dataset = deployment.evaluation_dataset
         if dataset is None:
@@ -146,7 +169,7 @@ def evaluate_versions(
         )
         if len(window.X) == 0:
             return []
-        rows = (window.X, window.labels)
+        rows, y_index = (window.X, window.labels), window.label_index
         measured_at = measured_at or window_end
     else:
         raise ValueError(f"unknown evaluation source {source!r}")
@@ -167,7 +190,7 @@ def evaluate_versions(
             logger.exception("loading evaluation dataset %s failed", dataset.pk)
             return [services.evaluation_fail(run=run, error=_describe(exc)) for run in runs]
     X, y = rows
-    return [_finish(run, X=X, y=y, latency=latency, raise_alerts=raise_alerts) for run in runs]
+    return [_finish(run, X=X, y=y, latency=latency, raise_alerts=raise_alerts, y_index=y_index) for run in runs]
 
 
 def evaluate_version(

@@ -59,6 +59,7 @@ def deployment_create(request: HttpRequest, payload: DeploymentIn) -> Status:
         feature_names=payload.feature_names,
         class_labels=[str(label) for label in payload.class_labels],
         metric_thresholds=payload.metric_thresholds,
+        allow_non_finite=payload.allow_non_finite,
         by=user_of(request),
     )
     return Status(201, deployment)

@@ -1,13 +1,14 @@
 """Ingestion: production predictions and, later, their true labels. Per-deployment token auth.
 
-The bodies are read with orjson and validated row by row in the services, not by pydantic:
-a batch of 10,000 rows is parsed once, and every error names its row and field.
+JSON bodies are read with orjson and validated as columns in monitoring/batches.py, not by pydantic:
+a batch of 10,000 rows is checked in a few numpy passes, and every error names its row and field.
+Files (CSV or Parquet) go through pyarrow. Every prediction batch is idempotent: see Idempotency-Key.
 """
 
 from __future__ import annotations
 
-from django.http import HttpRequest
-from ninja import Router
+from django.http import HttpRequest, HttpResponse
+from ninja import File, Header, Router, UploadedFile
 from ninja.decorators import decorate_view
 
 from dashboard.api.auth import deployment_for_token, token_auth
@@ -19,23 +20,68 @@ from monitoring import services
 router = Router(auth=token_auth, tags=["ingestion"])
 
 INGEST_ERRORS = error_responses(400, 401, 403, 409, 413, 422)
+IDEMPOTENCY_KEY = Header(
+    None,
+    alias="Idempotency-Key",
+    description="Any unique string per batch (a UUID). A retry with the same key is answered with the first "
+    "answer and stores nothing. Without it, a byte-identical resend counts as the same batch.",
+)
+
+
+def _answer(response: HttpResponse, result: services.IngestResult) -> services.IngestResult:
+    if result.replayed:
+        response["Idempotent-Replayed"] = "true"
+    return result
 
 
 @router.post("/deployments/{slug}/predictions", response={200: IngestOut, **INGEST_ERRORS},
              summary="Send a batch of predictions", openapi_extra=request_body_doc(PredictionBatchIn))
 @decorate_view(body_limit("DATA_UPLOAD_MAX_MEMORY_SIZE"))
-def predictions_ingest(request: HttpRequest, slug: str) -> services.IngestResult:
+def predictions_ingest(
+    request: HttpRequest, response: HttpResponse, slug: str, idempotency_key: str | None = IDEMPOTENCY_KEY
+) -> services.IngestResult:
     """All or nothing: one bad row rejects the batch (422, naming each bad row and field) and stores nothing.
-    Retrying a batch is safe: ids already stored with the same content count as duplicates.
-    An id stored with different content is a conflict (409). At most MAX_PREDICTION_BATCH rows."""
+    A batch larger than MAX_PREDICTION_BATCH rows or MAX_REQUEST_BYTES gets 413. Ids are unique per
+    deployment: a new batch reusing a stored id is a conflict (409). NaN and infinity are rejected unless
+    the deployment allows them."""
     deployment = deployment_for_token(request, slug)
-    return services.predictions_ingest(deployment=deployment, rows=json_object_body(request, "predictions"))
+    result = services.predictions_ingest(
+        deployment=deployment, rows=json_object_body(request, "predictions"), idempotency_key=idempotency_key
+    )
+    return _answer(response, result)
+
+
+@router.post("/deployments/{slug}/predictions/upload", response={200: IngestOut, **INGEST_ERRORS},
+             summary="Upload a file of predictions (CSV or Parquet)")
+@decorate_view(body_limit("MAX_UPLOAD_BYTES"))
+def predictions_upload(
+    request: HttpRequest, response: HttpResponse, slug: str, file: File[UploadedFile],
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
+) -> services.IngestResult:
+    """Columns: `id`, `timestamp` (ISO 8601; naive means UTC), `predicted_label`, one per feature and,
+    optionally, `proba_<class>` for every class. Stored as one batch, all or nothing, with the same
+    errors, conflicts and idempotency as the JSON batch. At most MAX_UPLOAD_ROWS rows and MAX_UPLOAD_BYTES."""
+    deployment = deployment_for_token(request, slug)
+    result = services.predictions_upload(
+        deployment=deployment, data=file.read(), filename=file.name or "", idempotency_key=idempotency_key
+    )
+    return _answer(response, result)
 
 
 @router.post("/deployments/{slug}/labels", response={200: LabelsOut, **INGEST_ERRORS},
              summary="Send true labels for stored predictions", openapi_extra=request_body_doc(LabelBatchIn))
 @decorate_view(body_limit("DATA_UPLOAD_MAX_MEMORY_SIZE"))
 def labels_ingest(request: HttpRequest, slug: str) -> services.LabelResult:
-    """All or nothing: an unknown id or class rejects the batch and stores nothing. Sending a label again overwrites it."""
+    """All or nothing: an unknown id or class rejects the batch (422, naming the row) and stores nothing.
+    Sending a label again overwrites it, so a retry is harmless. At most MAX_LABEL_BATCH rows."""
     deployment = deployment_for_token(request, slug)
     return services.labels_ingest(deployment=deployment, rows=json_object_body(request, "labels"))
+
+
+@router.post("/deployments/{slug}/labels/upload", response={200: LabelsOut, **INGEST_ERRORS},
+             summary="Upload a file of true labels (CSV or Parquet)")
+@decorate_view(body_limit("MAX_UPLOAD_BYTES"))
+def labels_upload(request: HttpRequest, slug: str, file: File[UploadedFile]) -> services.LabelResult:
+    """Columns `id` and `label`. All or nothing, like the JSON labels batch; at most MAX_UPLOAD_ROWS rows."""
+    deployment = deployment_for_token(request, slug)
+    return services.labels_upload(deployment=deployment, data=file.read(), filename=file.name or "")

@@ -38,6 +38,7 @@ class DeploymentIn(Schema):
     metric_thresholds: dict[str, float] = Field(
         default_factory=dict, description='Floors that raise an alert, e.g. {"accuracy": 0.9}'
     )
+    allow_non_finite: bool = Field(False, description="Accept NaN and infinite feature values in production traffic")
 
 
 class DeploymentOut(Schema):
@@ -49,6 +50,7 @@ class DeploymentOut(Schema):
     class_labels: list[str]
     metric_thresholds: dict[str, float]
     drift_p_value: float
+    allow_non_finite: bool
     active_version: int | None
     reference_dataset: int | None = Field(description="Id of the current reference dataset")
     evaluation_dataset: int | None = Field(description="Id of the current evaluation dataset")
@@ -182,7 +184,8 @@ class PredictionIn(Schema):
     id: str = Field(max_length=128, description="Your request id; a retried batch is stored once")
     timestamp: datetime = Field(description="When the prediction was made (ISO 8601; naive means UTC)")
     features: dict[str, float] | list[float] = Field(
-        description="By feature name, or a list in the deployment's feature order. Finite numbers only."
+        description="By feature name, or a list in the deployment's feature order (faster). Finite numbers "
+        "unless the deployment allows NaN and infinity."
     )
     predicted_label: str = Field(description="One of the deployment's class labels")
     probabilities: list[float] | None = Field(None, description="One per class, in class_labels order")
@@ -193,9 +196,10 @@ class PredictionBatchIn(Schema):
 
 
 class IngestOut(Schema):
+    batch_id: int = Field(description="The stored batch")
     received: int
     created: int
-    duplicates: int = Field(description="Rows whose id was already stored with the same content")
+    replayed: bool = Field(description="True when this is the stored answer to an earlier request with the same key")
 
 
 class LabelIn(Schema):

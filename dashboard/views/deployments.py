@@ -144,7 +144,8 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
     active = next((v for v in live_versions if v.status == ModelVersion.Status.ACTIVE), None)
     context = {
         "deployment": deployment,
-        "summary": selectors.deployment_summary(deployment=deployment),
+        "summary": (summary := selectors.deployment_summary(deployment=deployment)),
+        "per_class": selectors.per_class_rows(metrics=summary.latest_metrics),
         "can_operate": can(request.user, deployment, OPERATE),
         "can_approve": can(request.user, deployment, APPROVE),
         "charts": _charts(deployment, days),

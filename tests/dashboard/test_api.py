@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from monitoring import services
-from monitoring.models import Alert, AuditEvent, Dataset, MaintenanceJob, ModelVersion, Prediction
+from monitoring.models import Alert, AuditEvent, Dataset, Deployment, MaintenanceJob, ModelVersion, Prediction, PredictionBatch
 from tests.conftest import CLASSES, FEATURES, breast_cancer_split, trained_model
 from tests.workers.conftest import mlp_deployment  # noqa: F401  (a fixture: a digits MLP, which compresses)
 
@@ -88,6 +88,12 @@ def test_the_openapi_schema_lists_every_endpoint_with_its_errors(db):
     assert {"401", "403", "413", "422"} <= set(ingest["responses"])
     body = ingest["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]["predictions"]["items"]["properties"]) >= {"id", "timestamp", "features", "predicted_label"}
+    assert {"Idempotency-Key"} <= {p["name"] for p in ingest["parameters"] if p["in"] == "header"}
+    assert {"/api/deployments/{slug}/predictions/upload", "/api/deployments/{slug}/labels/upload"} <= set(paths)
+    upload = paths["/api/deployments/{slug}/predictions/upload"]["post"]
+    assert "file" in upload["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    answer = schema["components"]["schemas"]["IngestOut"]["properties"]
+    assert set(answer) == {"batch_id", "received", "created", "replayed"}
     operations = [op for path in paths.values() for op in path.values()]
     assert all(op["summary"] and op["responses"] for op in operations)
     assert all(any(code.startswith("4") for code in op["responses"]) for op in operations)
@@ -101,18 +107,90 @@ def test_it_ingests_predictions_with_the_deployments_token(deployment, token):
     response = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(10)}, **bearer(token))
 
     assert response.status_code == 200, response.content
-    assert response.json() == {"received": 10, "created": 10, "duplicates": 0}
+    batch = PredictionBatch.objects.get()
+    assert response.json() == {"batch_id": batch.pk, "received": 10, "created": 10, "replayed": False}
     assert deployment.predictions.count() == 10
 
 
 def test_a_retried_batch_is_stored_once(deployment, token):
     body = {"predictions": prediction_rows(10)}
-    post_json(Client(), "/api/deployments/tumour/predictions", body, **bearer(token))
+    first = post_json(Client(), "/api/deployments/tumour/predictions", body, **bearer(token))
 
     response = post_json(Client(), "/api/deployments/tumour/predictions", body, **bearer(token))
 
-    assert response.json() == {"received": 10, "created": 0, "duplicates": 10}
+    assert response.status_code == 200
+    assert response.json() == first.json() | {"replayed": True}
+    assert response["Idempotent-Replayed"] == "true"
     assert deployment.predictions.count() == 10
+
+
+def test_a_retry_with_the_same_idempotency_key_is_answered_without_storing(deployment, token):
+    key = {"HTTP_IDEMPOTENCY_KEY": "3f0c5a7e-batch-1"}
+    first = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(10)}, **bearer(token), **key)
+
+    # A client that rebuilt its batch (new formatting, a row more) but kept the key: still the same batch.
+    again = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(11)}, **bearer(token), **key)
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json() == first.json() | {"replayed": True}
+    assert deployment.predictions.count() == 10
+
+
+def test_a_new_batch_reusing_stored_ids_is_409_naming_the_rows(deployment, token):
+    post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(3)}, **bearer(token))
+
+    response = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(3, start=2)}, **bearer(token))
+
+    assert response.status_code == 409
+    assert [(e["row"], e["field"]) for e in response.json()["errors"]] == [(0, "id")]
+    assert deployment.predictions.count() == 3
+
+
+def test_a_batch_over_the_row_limit_is_413(deployment, token, settings):
+    settings.MAX_PREDICTION_BATCH = 5
+
+    response = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(6)}, **bearer(token))
+
+    assert response.status_code == 413
+    assert response.json()["detail"] == "The batch has 6 predictions; the limit is 5."
+    assert not Prediction.objects.exists()
+
+
+def test_a_wrong_feature_count_is_422_naming_row_and_field(deployment, token):
+    rows = prediction_rows(4)
+    rows[1]["features"] = [1.0, 2.0]
+
+    response = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": rows}, **bearer(token))
+
+    assert response.status_code == 422
+    assert [(e["row"], e["field"], e["message"]) for e in response.json()["errors"]] == [(1, "features", "expected 30 values, got 2")]
+    assert not PredictionBatch.objects.exists()
+
+
+def test_a_csv_upload_stores_a_batch_and_a_label_file_joins_it(deployment, token):
+    _, _, X_test, _ = breast_cancer_split()
+    header = ",".join(["id", "timestamp", "predicted_label", *FEATURES])
+    lines = [header] + [",".join([f"u-{i}", "2025-03-01T12:00:00", "1", *map(str, X_test[i])]) for i in range(25)]
+    upload = SimpleUploadedFile("traffic.csv", "\n".join(lines).encode(), content_type="text/csv")
+
+    response = Client().post("/api/deployments/tumour/predictions/upload", {"file": upload}, **bearer(token))
+    labels = SimpleUploadedFile("labels.csv", b"id,label\nu-0,0\nu-3,1\n", content_type="text/csv")
+    labelled = Client().post("/api/deployments/tumour/labels/upload", {"file": labels}, **bearer(token))
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["created"], labelled.json()) == (25, {"received": 2, "updated": 2})
+    assert deployment.predictions.count() == 25
+    assert dict(deployment.predictions.exclude(label_index=None).values_list("request_id", "label_index")) == {"u-0": 0, "u-3": 1}
+
+
+def test_an_upload_over_the_byte_limit_is_413(deployment, token, settings):
+    settings.MAX_UPLOAD_BYTES = 100
+    upload = SimpleUploadedFile("traffic.csv", b"id," * 100, content_type="text/csv")
+
+    response = Client().post("/api/deployments/tumour/predictions/upload", {"file": upload}, **bearer(token))
+
+    assert response.status_code == 413
+    assert "the limit is 100" in response.json()["detail"]
 
 
 @pytest.mark.parametrize(
@@ -207,7 +285,7 @@ def test_labels_attach_to_stored_predictions(deployment, token):
 
     assert response.status_code == 200
     assert response.json() == {"received": 2, "updated": 2}
-    assert dict(deployment.predictions.exclude(label=None).values_list("request_id", "label")) == {"req-0": "1", "req-1": "0"}
+    assert dict(deployment.predictions.exclude(label_index=None).values_list("request_id", "label_index")) == {"req-0": 1, "req-1": 0}
 
 
 def test_labels_for_an_unknown_id_store_nothing(deployment, token):
@@ -219,8 +297,8 @@ def test_labels_for_an_unknown_id_store_nothing(deployment, token):
     )
 
     assert response.status_code == 422
-    assert response.json()["errors"] == [{"row": -1, "line": None, "field": "id", "message": "no prediction with id 'ghost'"}]
-    assert not deployment.predictions.exclude(label=None).exists()
+    assert response.json()["errors"] == [{"row": 1, "line": None, "field": "id", "message": "no prediction with id 'ghost'"}]
+    assert not deployment.predictions.exclude(label_index=None).exists()
 
 
 def test_an_operator_creates_lists_and_revokes_tokens(deployment, operator):
@@ -380,6 +458,22 @@ def test_writes_need_the_csrf_token(deployment, approver):
 
 
 # ---------------------------------------------------------------- management: deployments and datasets
+
+
+def test_a_deployment_created_to_allow_nan_accepts_it_through_the_api(team, operator):
+    response = post_json(
+        client_for(operator), "/api/deployments",
+        {"name": "Sensors", "team": team.slug, "feature_names": ["a", "b"], "class_labels": ["x", "y"], "allow_non_finite": True},
+    )
+    _, token = services.token_create(deployment=Deployment.objects.get(slug="sensors"), name="t", by=operator)
+
+    sent = Client().post(
+        "/api/deployments/sensors/predictions", content_type="application/json", **bearer(token),
+        data='{"predictions": [{"id": "1", "timestamp": "2026-01-01T00:00:00Z", "features": [NaN, 1.0], "predicted_label": "x"}]}',
+    )
+
+    assert response.json()["allow_non_finite"] is True
+    assert sent.status_code == 200, sent.content
 
 
 def test_an_operator_creates_a_deployment_in_their_team(team, operator):

@@ -472,3 +472,17 @@ def test_times_are_shown_in_the_zone_from_the_tz_cookie(client, viewer, deployme
     assert "Asia/Tokyo" in page
     created = AuditEvent.objects.filter(deployment=deployment).first().at
     assert timezone.localtime(created, timezone=zoneinfo.ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d %H:%M:%S") in page
+
+
+def test_the_deployment_page_shows_per_class_results_of_a_real_evaluation(client, viewer, deployment):
+    from workers.evaluation import evaluate_version
+
+    evaluate_version(version=deployment.active_version(), source=EvaluationRun.Source.EVALUATION_SET, latency=False)
+
+    client.force_login(viewer)
+    page = client.get(reverse("deployment", args=["tumour"])).content.decode()
+
+    metrics = EvaluationRun.objects.get().metrics
+    assert 'data-table="per-class"' in page
+    assert f"<td>{metrics['per_class']['support'][1]}</td>" in page
+    assert f"{metrics['per_class']['f1'][0]:.3f}" in page

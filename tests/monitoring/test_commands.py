@@ -182,3 +182,32 @@ def test_create_user_that_exists_fails(approver):
         run("create_user", "alice", "--team", "Risk models", "--role", "viewer")
 
     assert Membership.objects.filter(user=approver).count() == 1
+
+
+# ---------------------------------------------------------------- upload_predictions
+
+
+def test_upload_predictions_loads_a_file_once_and_then_its_labels(deployment, tmp_path):
+    _, _, X_test, _ = breast_cancer_split()
+    header = ["id", "timestamp", "predicted_label", *FEATURES]
+    rows = [[f"c-{i}", "2025-03-01T12:00:00Z", "1", *X_test[i]] for i in range(30)]
+    traffic = write(tmp_path, "traffic.csv", csv_text(header, rows))
+
+    out, _ = run("upload_predictions", "tumour", traffic)
+    again, _ = run("upload_predictions", "tumour", traffic)
+    labelled, _ = run("upload_predictions", "tumour", write(tmp_path, "labels.csv", "id,label\nc-1,0\nc-2,1\n"), "--labels")
+
+    assert "Stored 30 predictions" in out and "nothing was stored again" in again
+    assert "Labelled 2 of tumour's predictions" in labelled
+    assert deployment.predictions.count() == 30
+    assert deployment.predictions.filter(label_index__isnull=False).count() == 2
+
+
+def test_upload_predictions_refuses_a_bad_file_naming_row_and_column(deployment, tmp_path):
+    header = ["id", "timestamp", "predicted_label", *FEATURES]
+    rows = [["a", "2025-03-01T12:00:00Z", "7", *([1.0] * len(FEATURES))]]
+
+    with pytest.raises(CommandError, match="predicted_label"):
+        run("upload_predictions", "tumour", write(tmp_path, "bad.csv", csv_text(header, rows)))
+
+    assert not deployment.predictions.exists()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from monitoring.metrics import SCALAR_METRICS, classification_metrics
+from monitoring.metrics import SCALAR_METRICS, classification_metrics, encode
 
 
 def _sample(n_classes: int, n: int = 400, seed: int = 0):
@@ -70,3 +70,40 @@ def test_every_scalar_metric_is_in_the_dict():
     as_dict = classification_metrics(y_true, y_pred, labels=labels, probabilities=probabilities).as_dict()
 
     assert all(isinstance(as_dict[name], float) for name in SCALAR_METRICS)
+
+
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_weighted_per_class_and_log_loss_equal_scikit_learns(n_classes):
+    labels, y_true, y_pred, probabilities = _sample(n_classes, n=3000, seed=n_classes)
+
+    m = classification_metrics(y_true, y_pred, labels=labels, probabilities=probabilities)
+
+    for name, score in (("precision", skm.precision_score), ("recall", skm.recall_score), ("f1", skm.f1_score)):
+        assert getattr(m, f"{name}_weighted") == pytest.approx(score(y_true, y_pred, labels=labels, average="weighted"))
+        assert m.per_class[name] == pytest.approx(list(score(y_true, y_pred, labels=labels, average=None)))
+    assert m.per_class["support"] == [int(np.sum(y_true == label)) for label in labels]
+    assert m.log_loss == pytest.approx(skm.log_loss(y_true, probabilities, labels=labels))
+
+
+def test_tied_scores_give_scikit_learns_auc():
+    y_true = np.array(["0", "1", "1", "0", "1", "0"])
+    scores = np.array([0.5, 0.5, 0.9, 0.1, 0.5, 0.5])
+
+    m = classification_metrics(y_true, y_true, labels=["0", "1"], probabilities=np.c_[1 - scores, scores])
+
+    assert m.roc_auc == pytest.approx(skm.roc_auc_score(y_true == "1", scores))
+
+
+def test_a_prediction_outside_the_labels_is_wrong_and_left_out_of_the_matrix():
+    m = classification_metrics(np.array(["a", "b", "b"]), np.array(["a", "zzz", "b"]), labels=["a", "b"])
+
+    assert m.accuracy == pytest.approx(2 / 3)
+    assert m.confusion_matrix == [[1, 0], [0, 1]]
+    assert m.recall_macro == pytest.approx(skm.recall_score(["a", "b", "b"], ["a", "zzz", "b"], labels=["a", "b"], average="macro"))
+
+
+def test_integer_outputs_encode_like_their_strings():
+    labels = ["0", "1", "2", "10", "cat"]
+    values = np.array([10, 2, 7, 0, 1, 10])
+
+    assert encode(values, labels).tolist() == encode(values.astype(str), labels).tolist() == [3, 2, -1, 0, 1, 3]

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 from sklearn.linear_model import LogisticRegression
 
 from monitoring import services
-from monitoring.models import ApiToken, AuditEvent, Membership, ModelVersion, Prediction, Role
+from monitoring.models import ApiToken, AuditEvent, Membership, ModelVersion, Role
 from monitoring.services import Conflict, ValidationFailed
 from tests.conftest import CLASSES, FEATURES, breast_cancer_split, trained_model
 from workers.training import estimator_to_onnx
@@ -46,20 +46,6 @@ def five_feature_model() -> bytes:
 def candidate(deployment, by) -> ModelVersion:
     onnx_bytes, recipe = trained_model(C=0.5)
     return services.version_register(deployment=deployment, data=onnx_bytes, recipe=recipe, by=by, notes="C=0.5")
-
-
-def prediction_rows(n: int, *, start: int = 0) -> list[dict]:
-    _, _, X_test, _ = breast_cancer_split()
-    return [
-        {
-            "id": f"req-{start + i}",
-            "timestamp": "2025-03-01T12:00:00Z",
-            "features": dict(zip(FEATURES, map(float, X_test[start + i]))),
-            "predicted_label": "1",
-            "probabilities": [0.2, 0.8],
-        }
-        for i in range(n)
-    ]
 
 
 # ---------------------------------------------------------------- version_register
@@ -205,112 +191,6 @@ def test_the_database_refuses_to_update_or_delete_audit_events(deployment):
 
     event.refresh_from_db()
     assert event.comment == ""
-
-
-# ---------------------------------------------------------------- predictions
-
-
-def test_a_retried_batch_is_stored_once(deployment):
-    rows = prediction_rows(20)
-
-    first = services.predictions_ingest(deployment=deployment, rows=rows)
-    again = services.predictions_ingest(deployment=deployment, rows=rows)
-
-    assert (first.received, first.created, first.duplicates) == (20, 20, 0)
-    assert (again.received, again.created, again.duplicates) == (20, 0, 20)
-    assert deployment.predictions.count() == 20
-    assert set(deployment.predictions.values_list("version__number", flat=True)) == {1}
-
-
-def test_a_batch_overlapping_a_stored_one_adds_only_the_new_rows(deployment):
-    services.predictions_ingest(deployment=deployment, rows=prediction_rows(10))
-
-    result = services.predictions_ingest(deployment=deployment, rows=prediction_rows(10, start=5))
-
-    assert (result.created, result.duplicates) == (5, 5)
-    assert deployment.predictions.count() == 15
-
-
-def test_an_id_stored_with_different_content_is_a_conflict(deployment):
-    rows = prediction_rows(3)
-    services.predictions_ingest(deployment=deployment, rows=rows)
-    rows[1]["predicted_label"] = "0"
-
-    with pytest.raises(Conflict) as failure:
-        services.predictions_ingest(deployment=deployment, rows=rows + prediction_rows(1, start=3))
-
-    assert failure.value.errors == [{"row": 1, "field": "id", "message": "id 'req-1' was already stored with different content"}]
-    assert deployment.predictions.count() == 3
-
-
-def _missing_feature(row: dict) -> None:
-    del row["features"]["f7"]
-
-
-def _nan_feature(row: dict) -> None:
-    row["features"]["f3"] = math.nan
-
-
-def _unknown_label(row: dict) -> None:
-    row["predicted_label"] = "2"
-
-
-@pytest.mark.parametrize(
-    ("spoil", "field", "message"),
-    [
-        (_missing_feature, "features", "missing feature(s): f7"),
-        (_nan_feature, "features.f3", "must be finite"),
-        (_unknown_label, "predicted_label", "must be one of ['0', '1']"),
-    ],
-    ids=["missing-feature", "nan", "unknown-label"],
-)
-def test_a_bad_row_rejects_the_whole_batch_naming_row_and_field(deployment, spoil, field, message):
-    rows = prediction_rows(5)
-    spoil(rows[3])
-
-    with pytest.raises(ValidationFailed) as failure:
-        services.predictions_ingest(deployment=deployment, rows=rows)
-
-    assert "nothing was stored" in failure.value.message
-    [error] = failure.value.errors
-    assert (error["row"], error["field"]) == (3, field)
-    assert message in error["message"]
-    assert not Prediction.objects.exists()
-
-
-def test_features_may_be_a_list_in_schema_order(deployment):
-    row = prediction_rows(1)[0]
-    row["features"] = [row["features"][name] for name in FEATURES]
-
-    services.predictions_ingest(deployment=deployment, rows=[row])
-
-    stored = deployment.predictions.get()
-    assert np.allclose(stored.features, row["features"])
-
-
-# ---------------------------------------------------------------- labels
-
-
-def test_labels_attach_to_stored_predictions(deployment):
-    services.predictions_ingest(deployment=deployment, rows=prediction_rows(4))
-
-    result = services.labels_ingest(deployment=deployment, rows=[{"id": "req-0", "label": "0"}, {"id": "req-2", "label": 1}])
-
-    assert (result.received, result.updated) == (2, 2)
-    assert dict(deployment.predictions.filter(label__isnull=False).values_list("request_id", "label")) == {
-        "req-0": "0",
-        "req-2": "1",
-    }
-
-
-def test_a_label_for_an_unknown_id_stores_nothing(deployment):
-    services.predictions_ingest(deployment=deployment, rows=prediction_rows(2))
-
-    with pytest.raises(ValidationFailed) as failure:
-        services.labels_ingest(deployment=deployment, rows=[{"id": "req-0", "label": "0"}, {"id": "nope", "label": "1"}])
-
-    assert failure.value.errors == [{"row": -1, "field": "id", "message": "no prediction with id 'nope'"}]
-    assert not deployment.predictions.filter(label__isnull=False).exists()
 
 
 # ---------------------------------------------------------------- tokens

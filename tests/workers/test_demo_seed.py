@@ -9,6 +9,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
+from monitoring import selectors
 from monitoring.models import (
     Alert,
     AuditEvent,
@@ -68,14 +69,15 @@ def test_it_seeds_three_real_deployments_with_history_and_a_second_run_changes_n
         assert deployment.drift_reports.count() == 12
         predictions = deployment.predictions
         assert predictions.count() > 12 * 40
-        assert predictions.filter(label__isnull=False).count() > 0.7 * predictions.count()
+        assert predictions.filter(label_index__isnull=False).count() > 0.7 * predictions.count()
         last_day = deployment.drift_reports.first()
-        assert not predictions.filter(timestamp__gte=last_day.window_start, label__isnull=False).exists()
+        assert not predictions.filter(timestamp__gte=last_day.window_start, label_index__isnull=False).exists()
         assert production.order_by("measured_at").first().metrics["accuracy"] > 0.9
         # The traffic was predicted by the real ONNX model that served it.
-        sample = list(predictions.filter(version=active).order_by("timestamp")[:50])
-        rerun = runner_for(active).predict(np.array([p.features for p in sample]))
-        assert list(rerun.labels) == [p.predicted_label for p in sample]
+        batch = deployment.prediction_batches.filter(version=active).order_by("-t_max").first()
+        served = selectors.production_window(deployment=deployment, start=batch.t_min, end=batch.t_max, limit=50)
+        rerun = runner_for(active).predict(served.X)
+        assert list(rerun.labels) == list(served.predicted)
         assert f"{deployment.slug}: 12 days" in output
 
     tumour = Deployment.objects.get(slug="tumour-logreg")

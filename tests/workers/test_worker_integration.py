@@ -40,3 +40,52 @@ def test_the_scheduled_fan_out_evaluates_every_served_deployment(celery_worker_p
         return set(runs.values_list("deployment__slug", flat=True))
 
     wait_for(lambda: evaluated() == {"tumour", "digits"})
+
+
+@pytest.fixture
+def second_worker(celery_worker_process, tmp_path_factory):
+    """Another real worker process beside the session's one, as on a second machine (same broker, database, media)."""
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings
+    from django.db import connection
+
+    from dashboard.celery import app
+    from tests.conftest import ROOT
+
+    env = dict(os.environ)
+    env["DATABASE_URL"] = "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**connection.settings_dict)
+    env["MEDIA_ROOT"] = str(tmp_path_factory.getbasetemp() / "media")
+    env["REDIS_URL"] = settings.CELERY_BROKER_URL
+    log = open(tmp_path_factory.getbasetemp() / "celery-second-worker.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "dashboard", "worker", "--loglevel=INFO", "-n", "second@%h",
+         "--queues=default", "--concurrency=1", "--pool=prefork", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    wait_for(lambda: process.poll() is None and len(app.control.ping(timeout=1.0)) >= 2, timeout=60)
+    yield process
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+def test_two_workers_share_the_fan_out_and_never_evaluate_one_deployment_at_once(
+    second_worker, deployment, mlp_deployment
+):
+    # Each deployment is sent three times, as when two beats or a retry overlap with the schedule.
+    for _ in range(3):
+        evaluate_all_task.delay()
+
+    def finished() -> list[EvaluationRun]:
+        runs = list(EvaluationRun.objects.filter(status=EvaluationRun.Status.SUCCEEDED).select_related("deployment"))
+        return runs if {run.deployment.slug for run in runs} == {"tumour", "digits"} else []
+
+    wait_for(finished, timeout=120)
+    wait_for(lambda: not EvaluationRun.objects.filter(status=EvaluationRun.Status.RUNNING).exists(), timeout=120)
+    # The per-deployment lock: whatever the number of workers, one deployment's runs never overlap in time.
+    for slug in ("tumour", "digits"):
+        runs = sorted(EvaluationRun.objects.filter(deployment__slug=slug), key=lambda run: run.created_at)
+        assert all(a.finished_at <= b.created_at for a, b in zip(runs, runs[1:])), [(r.created_at, r.finished_at) for r in runs]

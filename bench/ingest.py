@@ -1,0 +1,201 @@
+"""Rows per second accepted through the HTTP API (gunicorn, real Postgres, 4 concurrent clients,
+1,000-row batches × 20 features) and through bulk file upload (Parquet and CSV). Every row is
+counted back from the database: nothing lost, nothing duplicated.
+
+Baseline, measured in the same run: raw row-wise COPY into a table shaped like the old per-row
+Prediction table (features as jsonb, unique (deployment, request_id)).
+
+    .venv/bin/python bench/ingest.py [--quick] [--port 8404]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+from _common import ROOT, drop_deployment, make_deployment, stored_rows
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from django.db import connection
+
+from monitoring import services
+from monitoring.models import ApiToken
+
+CLIENTS = 4
+BATCH = 1_000
+N_FEATURES = 20
+
+
+def json_bodies(n_batches: int, *, prefix: str) -> list[bytes]:
+    rng = np.random.default_rng(0)
+    bodies = []
+    for b in range(n_batches):
+        X = rng.normal(size=(BATCH, N_FEATURES)).round(6)
+        rows = [
+            {"id": f"{prefix}{b}-{i}", "timestamp": f"2026-01-01T00:{(i // 60) % 60:02d}:{i % 60:02d}Z",
+             "features": X[i].tolist(), "predicted_label": str(i % 2)}
+            for i in range(BATCH)
+        ]
+        bodies.append(orjson.dumps({"predictions": rows}))
+    return bodies
+
+
+def table(n: int, *, prefix: str) -> pa.Table:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(n, N_FEATURES)).astype(np.float32)
+    columns = {
+        "id": pa.array([f"{prefix}{i}" for i in range(n)]),
+        "timestamp": pa.array(np.datetime64("2026-01-01T00:00:00", "us") + np.arange(n).astype("timedelta64[ms]")),
+        "predicted_label": pa.array(np.where(np.arange(n) % 2, "1", "0")),
+    }
+    columns |= {f"f{j}": X[:, j] for j in range(N_FEATURES)}
+    return pa.table(columns)
+
+
+def post(port: int, path: str, body: bytes, headers: dict) -> tuple[int, bytes]:
+    connection_ = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    connection_.request("POST", path, body=body, headers=headers)
+    response = connection_.getresponse()
+    data = response.read()
+    connection_.close()
+    return response.status, data
+
+
+def multipart(name: str, data: bytes) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def start_server(port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [str(ROOT / ".venv/bin/gunicorn"), "dashboard.wsgi", "-b", f"127.0.0.1:{port}", "-w", "4",
+         "--timeout", "300", "--log-level", "warning"],
+        cwd=ROOT, env=os.environ.copy(),
+    )
+    for _ in range(100):
+        try:
+            http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/api/openapi.json")
+            return server
+        except OSError:
+            time.sleep(0.2)
+    server.terminate()
+    raise SystemExit("gunicorn did not start")
+
+
+def http_rate(port: int, slug: str, token: str, bodies: list[bytes]) -> float:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    failures: list[str] = []
+
+    def client(share: list[bytes]) -> None:
+        for body in share:
+            status, data = post(port, f"/api/deployments/{slug}/predictions", body,
+                                headers | {"Idempotency-Key": uuid.uuid4().hex})
+            if status != 200:
+                failures.append(f"{status} {data[:200]!r}")
+
+    # Warm-up: each gunicorn worker imports numpy, pyarrow and opens its database connection once.
+    for body in bodies[:CLIENTS]:
+        post(port, f"/api/deployments/{slug}/predictions", body, headers)
+    threads = [threading.Thread(target=client, args=(bodies[CLIENTS + i :: CLIENTS],)) for i in range(CLIENTS)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    if failures:
+        raise SystemExit(f"{len(failures)} batches failed, first: {failures[0]}")
+    return (len(bodies) - CLIENTS) * BATCH / elapsed
+
+
+def upload_rate(port: int, slug: str, token: str, name: str, data: bytes, n: int) -> float:
+    body, content_type = multipart(name, data)
+    start = time.perf_counter()
+    status, answer = post(port, f"/api/deployments/{slug}/predictions/upload", body,
+                          {"Authorization": f"Bearer {token}", "Content-Type": content_type})
+    elapsed = time.perf_counter() - start
+    if status != 200 or orjson.loads(answer)["created"] != n:
+        raise SystemExit(f"upload failed: {status} {answer[:300]!r}")
+    return n / elapsed
+
+
+def copy_baseline(n: int) -> float:
+    """Raw COPY of n rows into the old per-row shape (features jsonb, unique ids), rows/s."""
+    rng = np.random.default_rng(2)
+    buffer = io.StringIO()
+    X = rng.normal(size=(n, N_FEATURES)).round(6)
+    for i in range(n):
+        buffer.write(f"1\tb{i}\t2026-01-01 00:00:00+00\t[{','.join(map(str, X[i]))}]\t0\n")
+    buffer.seek(0)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE bench_rows (id bigserial PRIMARY KEY, deployment_id bigint, request_id varchar(128), "
+            "timestamp timestamptz, features jsonb, predicted_label varchar(64), UNIQUE (deployment_id, request_id))"
+        )
+        cursor.execute("CREATE INDEX ON bench_rows (deployment_id, timestamp)")
+        start = time.perf_counter()
+        cursor.copy_expert(
+            "COPY bench_rows (deployment_id, request_id, timestamp, features, predicted_label) FROM STDIN", buffer
+        )
+        connection.commit() if not connection.get_autocommit() else None
+        elapsed = time.perf_counter() - start
+        cursor.execute("DROP TABLE bench_rows")
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20,000 rows over HTTP and 50,000 per upload")
+    parser.add_argument("--port", type=int, default=8404)
+    args = parser.parse_args()
+    n_batches = (20 if args.quick else 200) + CLIENTS
+    n_upload = 50_000 if args.quick else 1_000_000
+    slug = "bench-ingest"
+    deployment = make_deployment(slug, n_features=N_FEATURES, classes=["0", "1"])
+    prefix, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
+    ApiToken.objects.create(deployment=deployment, name="bench", prefix=prefix, secret_sha256=services._hash_secret(secret))
+    token = f"{services.TOKEN_PREFIX}_{prefix}_{secret}"
+    bodies = json_bodies(n_batches, prefix="h")
+    parquet, csv = io.BytesIO(), io.BytesIO()
+    pq.write_table(table(n_upload, prefix="p"), parquet)
+    pacsv.write_csv(table(n_upload, prefix="c"), csv)
+    server = start_server(args.port)
+    try:
+        http_rows_s = http_rate(args.port, slug, token, bodies)
+        parquet_rows_s = upload_rate(args.port, slug, token, "traffic.parquet", parquet.getvalue(), n_upload)
+        csv_rows_s = upload_rate(args.port, slug, token, "traffic.csv", csv.getvalue(), n_upload)
+        rows, distinct, in_batches = stored_rows(deployment)
+    finally:
+        server.terminate()
+        server.wait()
+        drop_deployment(slug)
+    expected = n_batches * BATCH + 2 * n_upload
+    baseline = copy_baseline(n_upload // 2)
+    print(f"HTTP JSON API ({CLIENTS} clients, {BATCH:,}-row batches × {N_FEATURES} features): {http_rows_s:,.0f} rows/s")
+    print(f"bulk upload, Parquet ({n_upload:,} rows): {parquet_rows_s:,.0f} rows/s")
+    print(f"bulk upload, CSV ({n_upload:,} rows): {csv_rows_s:,.0f} rows/s")
+    print(f"counted back: {rows:,} index rows, {distinct:,} distinct ids, {in_batches:,} rows in batches; expected {expected:,}")
+    print(f"baseline, raw row-wise COPY into the old per-row shape: {baseline:,.0f} rows/s")
+    print(f"ratio to baseline: HTTP {http_rows_s / baseline:.2f}x, Parquet upload {parquet_rows_s / baseline:.2f}x, "
+          f"CSV upload {csv_rows_s / baseline:.2f}x (targets: HTTP >= 100,000 rows/s, bulk >= 500,000 rows/s)")
+    if not rows == distinct == in_batches == expected:
+        print("FAILED: rows were lost or duplicated")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Seconds to load a production window (1,000,000 rows × 20 features) from storage into numpy.
+
+Baseline, measured in the same run: the previous layout, one row per prediction with its features
+as JSON (jsonb), read the way the old selector read it. It is slow, so it is measured on fewer rows
+and compared per row.
+
+    .venv/bin/python bench/window.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+from datetime import timedelta
+
+from _common import T0, drop_deployment, make_deployment, synthetic_columns
+
+import numpy as np
+from django.db import connection
+
+from monitoring import selectors, services
+
+BATCH = 1_000  # the HTTP bench's batch size: the worst case for a window (most blocks per row)
+
+
+def fill(deployment, n: int) -> None:
+    for start in range(0, n, BATCH):
+        columns = synthetic_columns(min(BATCH, n - start), n_features=deployment.n_features, n_classes=2, start=start)
+        services._batch_store(deployment, columns, key=f"bench-{start}", source="api")
+
+
+def label_all(deployment, n: int) -> None:
+    ids = [f"r{i}" for i in range(n)]
+    codes = (np.arange(n) % 2).astype(np.int16)
+    services._labels_store(deployment, ids, list(range(n)), codes, n)
+
+
+def old_layout_seconds(n: int, n_features: int) -> float:
+    """Load n rows from a table shaped like the old Prediction (features jsonb), as the old selector did."""
+    rng = np.random.default_rng(0)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE bench_json_rows (deployment_id bigint, request_id varchar(128), timestamp timestamptz, "
+            "features jsonb, predicted_label varchar(64), label varchar(64))"
+        )
+        buffer = io.StringIO()
+        for i in range(n):
+            features = "[" + ",".join(f"{v:.6f}" for v in rng.normal(size=n_features)) + "]"
+            buffer.write(f"1\tr{i}\t2026-01-01 00:00:00+00\t{features}\t0\t1\n")
+        buffer.seek(0)
+        cursor.copy_expert("COPY bench_json_rows FROM STDIN", buffer)
+        cursor.execute("CREATE INDEX ON bench_json_rows (deployment_id, timestamp)")
+        cursor.execute("ANALYZE bench_json_rows")
+        start = time.perf_counter()
+        cursor.execute(
+            "SELECT features, predicted_label, label, timestamp, request_id FROM bench_json_rows "
+            "WHERE deployment_id = 1 ORDER BY timestamp"
+        )
+        values = cursor.fetchall()
+        # Django's JSONField decodes each value with json.loads; the old selector then built the array.
+        X = np.array([json.loads(v[0]) for v in values], dtype=np.float64).reshape(-1, n_features)
+        elapsed = time.perf_counter() - start
+        cursor.execute("DROP TABLE bench_json_rows")
+    assert X.shape == (n, n_features)
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="50,000 rows instead of 1,000,000")
+    args = parser.parse_args()
+    n = 50_000 if args.quick else 1_000_000
+    n_old = 20_000 if args.quick else 200_000
+    n_features = 20
+    deployment = make_deployment("bench-window", n_features=n_features, classes=["0", "1"])
+    try:
+        started = time.perf_counter()
+        fill(deployment, n)
+        label_all(deployment, n)
+        print(f"stored {n:,} rows in {n // BATCH:,} batches of {BATCH:,} and labelled them in {time.perf_counter() - started:.1f} s")
+        end = T0 + timedelta(days=30)
+        timings = {}
+        for labelled in (False, True):
+            best = float("inf")
+            for _ in range(3):  # best of three: the first read also warms Postgres' buffer cache
+                start = time.perf_counter()
+                window = selectors.production_window(deployment=deployment, start=T0, end=end, labelled_only=labelled)
+                best = min(best, time.perf_counter() - start)
+            assert window.X.shape == (n, n_features) and len(window.request_ids) == n
+            timings[labelled] = best
+        old = old_layout_seconds(n_old, n_features)
+    finally:
+        drop_deployment("bench-window")
+    old_rate, new_rate = n_old / old, n / timings[False]
+    print(f"window, all rows:      {n:,} × {n_features} in {timings[False]:.3f} s ({new_rate:,.0f} rows/s)")
+    print(f"window, labelled only: {n:,} × {n_features} in {timings[True]:.3f} s ({n / timings[True]:,.0f} rows/s)")
+    print(f"baseline (old JSON-per-row layout): {n_old:,} rows in {old:.3f} s ({old_rate:,.0f} rows/s); "
+          f"{n:,} rows would take ~{n / old_rate:.1f} s")
+    print(f"ratio: columnar is {new_rate / old_rate:.1f}x the baseline's rows/s (target: 1M rows in <= 1 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,472 @@
+"""Batches of production traffic as columns: validation and the binary layout. No Django here.
+
+A batch arrives as JSON rows (the API) or as a table (a CSV or Parquet upload). Either way it becomes
+`Columns`: numpy arrays, one per field, which are stored as raw little-endian bytes (see
+monitoring.models.PredictionBatch) and read back with np.frombuffer, without parsing.
+
+Validation is vectorised for the common case of a clean batch. When the fast path meets anything
+unusual it hands over to a row-by-row pass whose only job is to name the row and field at fault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import chain
+from typing import Any
+
+import numpy as np
+
+MAX_ID_LENGTH = 128
+MAX_ERRORS = 100  # a batch with thousands of bad rows answers with the first hundred, not a megabyte of errors
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_US = timedelta(microseconds=1)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class Schema:
+    feature_names: list[str]
+    class_labels: list[str]
+    allow_non_finite: bool = False
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+
+@dataclass(frozen=True)
+class Columns:
+    request_ids: list[str]
+    timestamps_us: np.ndarray  # int64, microseconds since the epoch, UTC
+    features: np.ndarray  # float32, n × d
+    predicted: np.ndarray  # int16, index into class_labels
+    probabilities: np.ndarray | None  # float32, n × k; NaN rows where a row had none
+
+    def __len__(self) -> int:
+        return len(self.request_ids)
+
+    def content_key(self) -> str:
+        """A key naming this content, for batches sent without an Idempotency-Key: an identical resend is a retry."""
+        digest = hashlib.sha256()
+        digest.update("\n".join(self.request_ids).encode())
+        for array in (self.timestamps_us, self.features, self.predicted):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        if self.probabilities is not None:
+            digest.update(np.ascontiguousarray(self.probabilities).tobytes())
+        return f"sha256:{digest.hexdigest()}"
+
+
+class BatchInvalid(ValueError):
+    """A batch that cannot be stored. `errors` are {"row", "field", "message"}; row is 0-based."""
+
+    def __init__(self, message: str, errors: list[dict]):
+        super().__init__(message)
+        self.message = message
+        self.errors = errors[:MAX_ERRORS]
+
+
+def _error(row: int, field: str, message: str) -> dict:
+    return {"row": row, "field": field, "message": message}
+
+
+def _invalid(errors: list[dict], what: str = "row") -> BatchInvalid:
+    return BatchInvalid(f"{len(errors)} {what}(s) are invalid; nothing was stored.", errors)
+
+
+# ---------------------------------------------------------------- the binary layout
+
+
+def encode_ids(request_ids: list[str]) -> bytes:
+    return "\n".join(request_ids).encode()
+
+
+def decode_ids(data: bytes, n_rows: int) -> list[str]:
+    if n_rows == 0:
+        return []
+    ids = bytes(data).decode().split("\n")
+    if len(ids) != n_rows:
+        raise ValueError(f"a batch holds {len(ids)} ids for {n_rows} rows")
+    return ids
+
+
+def to_timestamps_us(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype="datetime64[us]").astype(np.int64)
+
+
+def as_datetime64(timestamps_us: np.ndarray) -> np.ndarray:
+    return np.asarray(timestamps_us, dtype=np.int64).astype("datetime64[us]")
+
+
+def us_to_datetime(value: int) -> datetime:
+    return EPOCH + int(value) * ONE_US
+
+
+# ---------------------------------------------------------------- JSON rows
+
+
+def _timestamp_us(value: Any) -> int:
+    """Microseconds since the epoch of an ISO 8601 string or a datetime; naive means UTC. Raises ValueError."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    elif not isinstance(value, datetime):
+        raise ValueError("not a date-time")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - EPOCH) // ONE_US
+
+
+def columns_from_rows(rows: list, schema: Schema) -> Columns:
+    """Validate JSON rows ({"id", "timestamp", "features", "predicted_label", "probabilities"?}) into columns.
+
+    All or nothing: raises BatchInvalid naming every bad row and field (up to MAX_ERRORS).
+    """
+    try:
+        columns = _fast_columns(rows, schema)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+        columns = None
+    return columns if columns is not None else _careful_columns(rows, schema)
+
+
+def _fast_columns(rows: list, schema: Schema) -> Columns | None:
+    """The clean-batch path: a handful of C-speed passes. None (or an exception) means "look closer"."""
+    n = len(rows)
+    if not all(type(row) is dict for row in rows):
+        return None
+    ids = [row["id"] for row in rows]
+    if set(map(type, ids)) != {str} or len(set(ids)) != n:
+        return None
+    joined = "\n".join(ids)
+    if min(map(len, ids)) == 0 or max(map(len, ids)) > MAX_ID_LENGTH or joined.count("\n") != n - 1:
+        return None
+    timestamps = np.fromiter((_timestamp_us(row["timestamp"]) for row in rows), dtype=np.int64, count=n)
+    index = {label: i for i, label in enumerate(schema.class_labels)}
+    predicted = np.fromiter((index[row["predicted_label"]] for row in rows), dtype=np.int16, count=n)
+    features = [row["features"] for row in rows]
+    if set(map(type, features)) != {list}:
+        return None
+    # bool is an int to Python and to numpy; a JSON true in a feature is a client bug, so it is not let through.
+    if not set(map(type, chain.from_iterable(features))) <= {float, int}:
+        return None
+    X = np.array(features, dtype=np.float64)
+    if X.shape != (n, schema.n_features):
+        return None
+    if not _finite_ok(X, schema):
+        return None
+    probabilities = _fast_probabilities(rows, schema)
+    if probabilities is False:
+        return None
+    return Columns(ids, timestamps, X.astype(np.float32), predicted, probabilities)
+
+
+def _finite_ok(X: np.ndarray, schema: Schema) -> bool:
+    finite = np.isfinite(X)
+    if not schema.allow_non_finite and not finite.all():
+        return False
+    # A finite float64 beyond float32's range would be stored as infinity: refuse it rather than change it.
+    return not np.any(np.abs(X[finite]) > FLOAT32_MAX)
+
+
+def _fast_probabilities(rows: list, schema: Schema):
+    raw = [row.get("probabilities") for row in rows]
+    if all(p is None for p in raw):
+        return None
+    if any(p is None for p in raw):
+        return False  # mixed: the careful pass fills NaN rows
+    if set(map(type, raw)) != {list} or not set(map(type, chain.from_iterable(raw))) <= {float, int}:
+        return False
+    P = np.array(raw, dtype=np.float64)
+    if P.shape != (len(rows), len(schema.class_labels)) or not (np.isfinite(P).all() and (P >= 0).all() and (P <= 1).all()):
+        return False
+    return P.astype(np.float32)
+
+
+def _careful_columns(rows: list, schema: Schema) -> Columns:
+    """Row by row: name every fault; build the columns when there is none."""
+    if not isinstance(rows, list):
+        raise BatchInvalid("The batch must be a list of predictions.", [])
+    errors: list[dict] = []
+    ids: list[str] = []
+    timestamps: list[int] = []
+    features: list[list[float]] = []
+    predicted: list[int] = []
+    probabilities: list[list[float] | None] = []
+    seen: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        parsed = _careful_row(i, row, schema, errors)
+        if parsed is None:
+            continue
+        request_id = parsed[0]
+        if request_id in seen:
+            errors.append(_error(i, "id", f"duplicate id {request_id!r} (also row {seen[request_id]})"))
+            continue
+        seen[request_id] = i
+        ids.append(request_id)
+        timestamps.append(parsed[1])
+        features.append(parsed[2])
+        predicted.append(parsed[3])
+        probabilities.append(parsed[4])
+    if errors:
+        raise _invalid(errors)
+    P = None
+    if any(p is not None for p in probabilities):
+        P = np.full((len(rows), len(schema.class_labels)), np.nan, dtype=np.float32)
+        for i, p in enumerate(probabilities):
+            if p is not None:
+                P[i] = p
+    return Columns(
+        ids,
+        np.asarray(timestamps, dtype=np.int64),
+        np.asarray(features, dtype=np.float32).reshape(len(ids), schema.n_features),
+        np.asarray(predicted, dtype=np.int16),
+        P,
+    )
+
+
+def _careful_row(i: int, row: Any, schema: Schema, errors: list[dict]) -> tuple | None:
+    if not isinstance(row, dict):
+        errors.append(_error(i, "", "must be an object"))
+        return None
+    before = len(errors)
+    request_id = _careful_id(i, row.get("id"), errors)
+    try:
+        timestamp = _timestamp_us(row.get("timestamp"))
+    except (TypeError, ValueError, OverflowError):
+        errors.append(_error(i, "timestamp", "must be an ISO 8601 date-time"))
+        timestamp = None
+    features = _careful_features(i, row.get("features"), schema, errors)
+    label = row.get("predicted_label")
+    if label is None or isinstance(label, (dict, list)) or str(label) not in schema.class_labels:
+        errors.append(_error(i, "predicted_label", f"must be one of {schema.class_labels}"))
+    probabilities = _careful_probabilities(i, row.get("probabilities"), schema, errors)
+    if len(errors) > before:
+        return None
+    return request_id, timestamp, features, schema.class_labels.index(str(label)), probabilities
+
+
+def _careful_id(i: int, value: Any, errors: list[dict]) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        errors.append(_error(i, "id", f"must be a string, got {type(value).__name__}"))
+        return None
+    text = str(value)
+    if not text or len(text) > MAX_ID_LENGTH or "\n" in text:
+        errors.append(_error(i, "id", f"must be a non-empty string of at most {MAX_ID_LENGTH} characters, on one line"))
+        return None
+    return text
+
+
+def _careful_features(i: int, raw: Any, schema: Schema, errors: list[dict]) -> list[float] | None:
+    names = schema.feature_names
+    if isinstance(raw, dict):
+        missing = [name for name in names if name not in raw]
+        extra = [str(key) for key in raw if key not in set(names)]
+        if missing:
+            errors.append(_error(i, "features", f"missing feature(s): {', '.join(missing[:5])}"))
+            return None
+        if extra:
+            errors.append(_error(i, "features", f"unknown feature(s): {', '.join(extra[:5])}"))
+            return None
+        values = [raw[name] for name in names]
+    elif isinstance(raw, list):
+        if len(raw) != len(names):
+            errors.append(_error(i, "features", f"expected {len(names)} values, got {len(raw)}"))
+            return None
+        values = raw
+    else:
+        errors.append(_error(i, "features", "must be an object keyed by feature name or a list"))
+        return None
+    parsed = []
+    for name, value in zip(names, values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append(_error(i, f"features.{name}", f"must be a number, got {type(value).__name__}"))
+            return None
+        if not math.isfinite(value) and not schema.allow_non_finite:
+            errors.append(_error(i, f"features.{name}", "must be finite (NaN and infinity are rejected)"))
+            return None
+        if math.isfinite(value) and abs(value) > FLOAT32_MAX:
+            errors.append(_error(i, f"features.{name}", "is beyond the float32 range"))
+            return None
+        parsed.append(float(value))
+    return parsed
+
+
+def _careful_probabilities(i: int, raw: Any, schema: Schema, errors: list[dict]) -> list[float] | None:
+    if raw is None:
+        return None
+    k = len(schema.class_labels)
+    if (
+        not isinstance(raw, list)
+        or len(raw) != k
+        or not all(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and 0 <= p <= 1 for p in raw)
+    ):
+        errors.append(_error(i, "probabilities", f"must be {k} finite numbers in [0, 1]"))
+        return None
+    return [float(p) for p in raw]
+
+
+# ---------------------------------------------------------------- tables (CSV and Parquet uploads)
+
+ID_COLUMN = "id"
+TIMESTAMP_COLUMN = "timestamp"
+PREDICTED_COLUMN = "predicted_label"
+PROBABILITY_PREFIX = "proba_"
+
+
+def columns_from_table(table, schema: Schema) -> Columns:
+    """Validate a pyarrow Table with columns id, timestamp, predicted_label, every feature and optionally
+    proba_<class> for every class. Errors name the 0-based data row and the column."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = set(table.column_names)
+    required = [ID_COLUMN, TIMESTAMP_COLUMN, PREDICTED_COLUMN, *schema.feature_names]
+    missing = [name for name in required if name not in names]
+    if missing:
+        raise BatchInvalid(f"The file lacks column(s): {', '.join(missing[:5])}.", [_error(-1, missing[0], "missing column")])
+    proba_columns = [f"{PROBABILITY_PREFIX}{label}" for label in schema.class_labels]
+    has_proba = any(name in names for name in proba_columns)
+    known = set(required) | (set(proba_columns) if has_proba else set())
+    unknown = sorted(names - known)
+    if unknown or (has_proba and not all(name in names for name in proba_columns)):
+        what = unknown or [name for name in proba_columns if name not in names]
+        raise BatchInvalid(
+            f"The file has unexpected or incomplete column(s): {', '.join(what[:5])}.", [_error(-1, what[0], "unexpected column")]
+        )
+    n = table.num_rows
+    if n == 0:
+        raise BatchInvalid("The file has no rows.", [])
+
+    ids_column = table.column(ID_COLUMN).cast(pa.string())
+    if ids_column.null_count:
+        row = int(pc.index(pc.is_null(ids_column), True).as_py())
+        raise _invalid([_error(row, ID_COLUMN, "is empty")])
+    lengths = pc.utf8_length(ids_column).to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero((lengths == 0) | (lengths > MAX_ID_LENGTH))
+    if len(bad):
+        raise _invalid([_error(int(r), ID_COLUMN, f"must be 1 to {MAX_ID_LENGTH} characters") for r in bad])
+    ids = ids_column.to_pylist()
+    if len(set(ids)) != n:
+        first: dict[str, int] = {}
+        errors = []
+        for row, request_id in enumerate(ids):
+            if request_id in first:
+                errors.append(_error(row, ID_COLUMN, f"duplicate id {request_id!r} (also row {first[request_id]})"))
+            first.setdefault(request_id, row)
+        raise _invalid(errors)
+    if any("\n" in request_id for request_id in ids):
+        raise _invalid([_error(r, ID_COLUMN, "must be on one line") for r, v in enumerate(ids) if "\n" in v])
+
+    timestamps = _table_timestamps(table.column(TIMESTAMP_COLUMN))
+    predicted = _table_labels(table.column(PREDICTED_COLUMN), schema)
+    X = np.empty((n, schema.n_features), dtype=np.float32)
+    errors: list[dict] = []
+    for j, name in enumerate(schema.feature_names):
+        values = _numeric(table.column(name), name, errors)
+        if values is None:
+            continue
+        bad = np.flatnonzero(~np.isfinite(values)) if not schema.allow_non_finite else np.array([], dtype=int)
+        errors += [_error(int(r), name, "must be finite (NaN and infinity are rejected)") for r in bad[:MAX_ERRORS]]
+        X[:, j] = values
+    P = None
+    if has_proba:
+        P = np.empty((n, len(schema.class_labels)), dtype=np.float32)
+        for j, name in enumerate(proba_columns):
+            values = _numeric(table.column(name), name, errors)
+            if values is None:
+                continue
+            bad = np.flatnonzero(~((values >= 0) & (values <= 1)))
+            errors += [_error(int(r), name, "must be a number in [0, 1]") for r in bad[:MAX_ERRORS]]
+            P[:, j] = values
+    if errors:
+        raise _invalid(sorted(errors, key=lambda e: e["row"]))
+    return Columns(ids, timestamps, X, predicted, P)
+
+
+def _numeric(column, name: str, errors: list[dict]) -> np.ndarray | None:
+    import pyarrow as pa
+
+    if column.null_count:
+        bad = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
+        errors += [_error(int(r), name, "is empty") for r in bad[:MAX_ERRORS]]
+        return None
+    if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+        # A text column: the CSV reader could not read every cell as a number. Find the cells to blame.
+        text = column.cast(pa.string())
+        for r, value in enumerate(text.to_pylist()):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                errors.append(_error(r, name, f"{str(value)[:40]!r} is not a number"))
+                if len(errors) >= MAX_ERRORS:
+                    break
+        return None
+    values = column.to_numpy().astype(np.float64)
+    finite = np.isfinite(values)
+    over = np.flatnonzero(finite & (np.abs(values) > FLOAT32_MAX))
+    errors += [_error(int(r), name, "is beyond the float32 range") for r in over[:MAX_ERRORS]]
+    return values
+
+
+def _table_timestamps(column) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_timestamp(column.type):
+        if column.null_count:
+            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+            raise _invalid([_error(row, TIMESTAMP_COLUMN, "is empty")])
+        # Naive means UTC, as in the JSON API.
+        return column.cast(pa.timestamp("us", tz=column.type.tz)).to_numpy().astype("datetime64[us]").astype(np.int64)
+    text = column.cast(pa.string())
+    try:
+        parsed = pc.cast(text, pa.timestamp("us", tz="UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        parsed = None
+    if parsed is None or parsed.null_count:
+        errors = []
+        for r, value in enumerate(text.to_pylist()):
+            try:
+                _timestamp_us(value)
+            except (TypeError, ValueError, OverflowError):
+                errors.append(_error(r, TIMESTAMP_COLUMN, "must be an ISO 8601 date-time"))
+                if len(errors) >= MAX_ERRORS:
+                    break
+        if errors:
+            raise _invalid(errors)
+        return np.fromiter((_timestamp_us(v) for v in text.to_pylist()), dtype=np.int64, count=len(text))
+    return parsed.to_numpy().astype("datetime64[us]").astype(np.int64)
+
+
+def _table_labels(column, schema: Schema) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = column.cast(pa.string())
+    codes = pc.index_in(text, value_set=pa.array(schema.class_labels, type=pa.string()))
+    if codes.null_count:
+        bad = np.flatnonzero(codes.is_null().to_numpy(zero_copy_only=False))
+        raise _invalid(
+            [_error(int(r), PREDICTED_COLUMN, f"must be one of {schema.class_labels}") for r in bad[:MAX_ERRORS]]
+        )
+    return codes.to_numpy().astype(np.int16)
+
+
+def read_table(data: bytes, *, filename: str):
+    """A pyarrow Table from the bytes of a .csv or .parquet file. Raises BatchInvalid on unreadable input."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    try:
+        if filename.lower().endswith(".parquet") or data[:4] == b"PAR1":
+            return pq.read_table(io.BytesIO(data))
+        # Ids stay text even when they look like numbers; timestamps are parsed by us (naive means UTC).
+        options = pacsv.ConvertOptions(column_types={ID_COLUMN: pa.string(), TIMESTAMP_COLUMN: pa.string(),
+                                                     PREDICTED_COLUMN: pa.string()})
+        return pacsv.read_csv(io.BytesIO(data), convert_options=options)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise BatchInvalid(f"The file cannot be read as {'Parquet' if filename.endswith('.parquet') else 'CSV'}: {exc}", []) from None

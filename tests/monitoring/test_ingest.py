@@ -1,0 +1,363 @@
+"""Ingestion into columnar batches: validation, idempotency, conflicts, labels and the window read-back."""
+
+from __future__ import annotations
+
+import io
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from monitoring import selectors, services
+from monitoring.models import Prediction, PredictionBatch
+from monitoring.services import Conflict, TooLarge, ValidationFailed
+from tests.conftest import FEATURES, breast_cancer_split
+
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def prediction_rows(n: int, *, start: int = 0, as_list: bool = False) -> list[dict]:
+    _, _, X_test, _ = breast_cancer_split()
+    return [
+        {
+            "id": f"req-{start + i}",
+            "timestamp": (T0 + timedelta(seconds=start + i)).isoformat(),
+            "features": list(map(float, X_test[start + i])) if as_list else dict(zip(FEATURES, map(float, X_test[start + i]))),
+            "predicted_label": "1" if (start + i) % 3 else "0",
+            "probabilities": [0.2, 0.8],
+        }
+        for i in range(n)
+    ]
+
+
+def window(deployment, **kwargs):
+    return selectors.production_window(deployment=deployment, start=T0 - timedelta(days=1), end=T0 + timedelta(days=1), **kwargs)
+
+
+# ---------------------------------------------------------------- storing and reading back
+
+
+@pytest.mark.parametrize("as_list", [False, True], ids=["features-by-name", "features-as-list"])
+def test_a_batch_reads_back_exactly_as_sent(deployment, as_list):
+    rows = prediction_rows(40, as_list=as_list)
+
+    result = services.predictions_ingest(deployment=deployment, rows=rows)
+
+    assert (result.received, result.created, result.replayed) == (40, 40, False)
+    stored = window(deployment)
+    _, _, X_test, _ = breast_cancer_split()
+    assert np.array_equal(stored.X, X_test[:40].astype(np.float32))
+    assert stored.request_ids.tolist() == [row["id"] for row in rows]
+    assert stored.predicted.tolist() == [row["predicted_label"] for row in rows]
+    assert stored.timestamps.tolist() == [T0.replace(tzinfo=None) + timedelta(seconds=i) for i in range(40)]
+    assert np.allclose(stored.probabilities, [[0.2, 0.8]] * 40)
+    assert stored.labels is None
+    assert PredictionBatch.objects.get().version.number == 1
+
+
+def test_a_window_keeps_only_its_rows_in_time_order_across_batches(deployment):
+    services.predictions_ingest(deployment=deployment, rows=prediction_rows(10, start=10))
+    services.predictions_ingest(deployment=deployment, rows=prediction_rows(10, start=0))
+
+    stored = selectors.production_window(
+        deployment=deployment, start=T0 + timedelta(seconds=5), end=T0 + timedelta(seconds=15)
+    )
+
+    assert stored.request_ids.tolist() == [f"req-{i}" for i in range(5, 15)]
+    assert stored.X.shape == (10, len(FEATURES))
+    assert len(selectors.production_window(deployment=deployment, start=T0, end=T0 + timedelta(days=1), limit=3).X) == 3
+
+
+def test_an_empty_window_has_the_right_shapes(deployment):
+    stored = window(deployment, labelled_only=True)
+
+    assert stored.X.shape == (0, len(FEATURES))
+    assert len(stored.predicted) == len(stored.labels) == len(stored.request_ids) == 0
+
+
+# ---------------------------------------------------------------- retries and conflicts
+
+
+def test_a_retried_batch_is_stored_once_and_answered_the_same(deployment):
+    rows = prediction_rows(20)
+
+    first = services.predictions_ingest(deployment=deployment, rows=rows)
+    again = services.predictions_ingest(deployment=deployment, rows=rows)
+
+    assert (again.batch_id, again.received, again.created, again.replayed) == (first.batch_id, 20, 20, True)
+    assert deployment.predictions.count() == 20
+    assert PredictionBatch.objects.count() == 1
+
+
+def test_an_idempotency_key_replays_even_when_the_body_changed(deployment):
+    first = services.predictions_ingest(deployment=deployment, rows=prediction_rows(5), idempotency_key="batch-7")
+
+    again = services.predictions_ingest(deployment=deployment, rows=prediction_rows(8), idempotency_key="batch-7")
+
+    assert (again.batch_id, again.created, again.replayed) == (first.batch_id, 5, True)
+    assert deployment.predictions.count() == 5
+
+
+def test_a_new_batch_reusing_a_stored_id_is_a_conflict_and_stores_nothing(deployment):
+    services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
+
+    with pytest.raises(Conflict) as failure:
+        services.predictions_ingest(deployment=deployment, rows=prediction_rows(4, start=2))
+
+    assert failure.value.errors == [{"row": 0, "field": "id", "message": "id 'req-2' is already stored in another batch"}]
+    assert deployment.predictions.count() == 3
+    assert PredictionBatch.objects.count() == 1
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _missing_feature(row: dict) -> None:
+    del row["features"]["f7"]
+
+
+def _nan_feature(row: dict) -> None:
+    row["features"]["f3"] = math.nan
+
+
+def _text_feature(row: dict) -> None:
+    row["features"]["f2"] = "1.5"
+
+
+def _bool_feature(row: dict) -> None:
+    row["features"]["f2"] = True
+
+
+def _short_list(row: dict) -> None:
+    row["features"] = list(row["features"].values())[:29]
+
+
+def _unknown_label(row: dict) -> None:
+    row["predicted_label"] = "2"
+
+
+def _bad_timestamp(row: dict) -> None:
+    row["timestamp"] = "yesterday"
+
+
+def _duplicate_id(row: dict) -> None:
+    row["id"] = "req-1"
+
+
+def _bad_probabilities(row: dict) -> None:
+    row["probabilities"] = [0.5, 1.5]
+
+
+def _huge_feature(row: dict) -> None:
+    row["features"]["f0"] = 1e300
+
+
+@pytest.mark.parametrize(
+    ("spoil", "field", "message"),
+    [
+        (_missing_feature, "features", "missing feature(s): f7"),
+        (_nan_feature, "features.f3", "must be finite"),
+        (_text_feature, "features.f2", "must be a number, got str"),
+        (_bool_feature, "features.f2", "must be a number, got bool"),
+        (_short_list, "features", "expected 30 values, got 29"),
+        (_unknown_label, "predicted_label", "must be one of ['0', '1']"),
+        (_bad_timestamp, "timestamp", "must be an ISO 8601 date-time"),
+        (_duplicate_id, "id", "duplicate id 'req-1' (also row 1)"),
+        (_bad_probabilities, "probabilities", "must be 2 finite numbers in [0, 1]"),
+        (_huge_feature, "features.f0", "beyond the float32 range"),
+    ],
+    ids=["missing-feature", "nan", "text", "bool", "short-list", "unknown-label", "timestamp", "duplicate-id",
+         "probabilities", "float32-overflow"],
+)
+def test_a_bad_row_rejects_the_whole_batch_naming_row_and_field(deployment, spoil, field, message):
+    rows = prediction_rows(5)
+    spoil(rows[3])
+
+    with pytest.raises(ValidationFailed) as failure:
+        services.predictions_ingest(deployment=deployment, rows=rows)
+
+    assert "nothing was stored" in failure.value.message
+    [error] = failure.value.errors
+    assert (error["row"], error["field"]) == (3, field)
+    assert message in error["message"]
+    assert not Prediction.objects.exists()
+    assert not PredictionBatch.objects.exists()
+
+
+def test_a_deployment_that_allows_nan_stores_it(deployment):
+    deployment.allow_non_finite = True
+    deployment.save()
+    rows = prediction_rows(3, as_list=True)
+    rows[1]["features"][4] = math.nan
+    rows[2]["features"][0] = math.inf
+
+    services.predictions_ingest(deployment=deployment, rows=rows)
+
+    X = window(deployment).X
+    assert np.isnan(X[1, 4]) and np.isinf(X[2, 0])
+    assert np.isfinite(X[0]).all()
+
+
+def test_rows_with_and_without_probabilities_mix(deployment):
+    rows = prediction_rows(3)
+    rows[1]["probabilities"] = None
+
+    services.predictions_ingest(deployment=deployment, rows=rows)
+
+    P = window(deployment).probabilities
+    assert np.isnan(P[1]).all()
+    assert np.allclose(P[[0, 2]], [[0.2, 0.8], [0.2, 0.8]])
+
+
+def test_a_batch_over_the_row_limit_is_too_large(deployment, settings):
+    settings.MAX_PREDICTION_BATCH = 4
+
+    with pytest.raises(TooLarge, match="The batch has 5 predictions; the limit is 4"):
+        services.predictions_ingest(deployment=deployment, rows=prediction_rows(5))
+
+    assert not PredictionBatch.objects.exists()
+
+
+# ---------------------------------------------------------------- files
+
+
+def _table(n: int, *, start: int = 0) -> pa.Table:
+    _, _, X_test, _ = breast_cancer_split()
+    columns = {
+        "id": [f"file-{start + i}" for i in range(n)],
+        "timestamp": [(T0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S") for i in range(n)],
+        "predicted_label": ["1"] * n,
+    }
+    columns |= {name: X_test[start : start + n, j] for j, name in enumerate(FEATURES)}
+    return pa.table(columns)
+
+
+def _csv(table: pa.Table) -> bytes:
+    import pyarrow.csv as pacsv
+
+    buffer = io.BytesIO()
+    pacsv.write_csv(table, buffer)
+    return buffer.getvalue()
+
+
+def _parquet(table: pa.Table) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("encode", "name"), [(_csv, "traffic.csv"), (_parquet, "traffic.parquet")])
+def test_a_file_upload_stores_every_row_once(deployment, encode, name):
+    data = encode(_table(50))
+
+    first = services.predictions_upload(deployment=deployment, data=data, filename=name)
+    again = services.predictions_upload(deployment=deployment, data=data, filename=name)
+
+    assert (first.created, again.replayed) == (50, True)
+    stored = window(deployment)
+    _, _, X_test, _ = breast_cancer_split()
+    assert np.array_equal(stored.X, X_test[:50].astype(np.float32))
+    assert stored.request_ids.tolist() == [f"file-{i}" for i in range(50)]
+    assert deployment.predictions.count() == 50
+
+
+def test_a_bad_cell_in_a_file_names_row_and_column_and_stores_nothing(deployment):
+    data = _csv(_table(10)).replace(b"\n", b"\n", 1)
+    lines = data.split(b"\n")
+    cells = lines[4].split(b",")
+    cells[5] = b"oops"
+    lines[4] = b",".join(cells)
+
+    with pytest.raises(ValidationFailed) as failure:
+        services.predictions_upload(deployment=deployment, data=b"\n".join(lines), filename="bad.csv")
+
+    [error] = failure.value.errors
+    assert (error["row"], error["field"]) == (3, FEATURES[2])
+    assert "'oops' is not a number" in error["message"]
+    assert not PredictionBatch.objects.exists()
+
+
+def test_a_file_missing_a_feature_column_is_refused(deployment):
+    with pytest.raises(ValidationFailed, match="lacks column"):
+        services.predictions_upload(deployment=deployment, data=_csv(_table(3).drop_columns(["f4"])), filename="x.csv")
+
+
+# ---------------------------------------------------------------- labels
+
+
+def test_labels_arriving_later_join_by_id_and_fill_the_labelled_window(deployment):
+    services.predictions_ingest(deployment=deployment, rows=prediction_rows(6))
+
+    result = services.labels_ingest(deployment=deployment, rows=[{"id": "req-4", "label": "0"}, {"id": "req-1", "label": 1}])
+
+    assert (result.received, result.updated) == (2, 2)
+    labelled = window(deployment, labelled_only=True)
+    assert labelled.request_ids.tolist() == ["req-1", "req-4"]
+    assert labelled.labels.tolist() == ["1", "0"]
+    assert labelled.predicted.tolist() == ["1", "1"]
+    _, _, X_test, _ = breast_cancer_split()
+    assert np.array_equal(labelled.X, X_test[[1, 4]].astype(np.float32))
+    assert Prediction.objects.get(request_id="req-4").labelled_at is not None
+
+
+def test_a_label_sent_again_overwrites_the_first(deployment):
+    services.predictions_ingest(deployment=deployment, rows=prediction_rows(2))
+    services.labels_ingest(deployment=deployment, rows=[{"id": "req-0", "label": "0"}])
+
+    services.labels_ingest(deployment=deployment, rows=[{"id": "req-0", "label": "1"}])
+
+    assert window(deployment, labelled_only=True).labels.tolist() == ["1"]
+
+
+def test_a_label_for_an_unknown_id_stores_nothing(deployment):
+    services.predictions_ingest(deployment=deployment, rows=prediction_rows(2))
+
+    with pytest.raises(ValidationFailed) as failure:
+        services.labels_ingest(deployment=deployment, rows=[{"id": "req-0", "label": "0"}, {"id": "nope", "label": "1"}])
+
+    assert failure.value.errors == [{"row": 1, "field": "id", "message": "no prediction with id 'nope'"}]
+    assert not deployment.predictions.filter(label_index__isnull=False).exists()
+
+
+def test_conflicting_labels_for_one_id_are_refused(deployment):
+    services.predictions_ingest(deployment=deployment, rows=prediction_rows(2))
+
+    with pytest.raises(ValidationFailed) as failure:
+        services.labels_ingest(deployment=deployment, rows=[{"id": "req-0", "label": "0"}, {"id": "req-0", "label": "1"}])
+
+    assert failure.value.errors[0]["row"] == 1
+    assert not deployment.predictions.filter(label_index__isnull=False).exists()
+
+
+def test_a_large_label_file_joins_every_row(deployment):
+    services.predictions_upload(deployment=deployment, data=_parquet(_table(100)), filename="t.parquet")
+    labels = pa.table({"id": [f"file-{i}" for i in range(100)], "label": [str(i % 2) for i in range(100)]})
+
+    result = services.labels_upload(deployment=deployment, data=_parquet(labels), filename="labels.parquet")
+
+    assert result.updated == 100
+    assert window(deployment, labelled_only=True).labels.tolist() == [str(i % 2) for i in range(100)]
+
+
+def test_the_summary_counts_recent_predictions_from_batch_headers(deployment):
+    services.predictions_ingest(deployment=deployment, rows=prediction_rows(10))
+
+    count, last = selectors.prediction_counts(deployment=deployment, since=T0 + timedelta(seconds=6))
+
+    assert (count, last) == (4, T0 + timedelta(seconds=9))
+
+
+def test_ids_with_csv_and_copy_metacharacters_survive_storage_and_label_joins(deployment):
+    rows = prediction_rows(5, as_list=True)
+    odd = ['a,b "quoted"', "back\\slash\\N", " spaced\ttab ", "ünïcødé-€", "\\."]
+    for row, request_id in zip(rows, odd):
+        row["id"] = request_id
+
+    services.predictions_ingest(deployment=deployment, rows=rows)
+    services.labels_ingest(deployment=deployment, rows=[{"id": request_id, "label": "0"} for request_id in odd])
+
+    assert set(deployment.predictions.values_list("request_id", flat=True)) == set(odd)
+    assert window(deployment, labelled_only=True).request_ids.tolist() == odd
