@@ -13,7 +13,9 @@ from django.utils import timezone
 from monitoring.models import (
     ROLE_RANK,
     Alert,
+    Dataset,
     Deployment,
+    DriftFeaturePoint,
     DriftReport,
     EvaluationRun,
     MaintenanceJob,
@@ -21,6 +23,7 @@ from monitoring.models import (
     MetricPoint,
     ModelVersion,
     Prediction,
+    ReferenceProfile,
     Role,
 )
 
@@ -189,3 +192,57 @@ def production_window(
     predicted = np.array([v[1] for v in values], dtype=str)
     labels = np.array([v[2] for v in values], dtype=str) if labelled_only else None
     return ProductionWindow(X, predicted, labels, [v[3] for v in values], [v[4] for v in values])
+
+
+# ---------------------------------------------------------------- drift
+
+
+def reference_profile_for(*, dataset: Dataset, model_sha256: str) -> ReferenceProfile | None:
+    return ReferenceProfile.objects.filter(dataset=dataset, model_sha256=model_sha256).first()
+
+
+def drift_feature_series(
+    *, deployment: Deployment, since: datetime | None = None, features: list[str] | None = None
+) -> dict[str, dict[str, list]]:
+    """{"feature": {"at": [...], "statistic": [...], "threshold": [...], "drifted": [...], "test": [...]}}, oldest
+    first: each feature's drift statistic over the stored checks."""
+    points = DriftFeaturePoint.objects.filter(deployment=deployment)
+    if since is not None:
+        points = points.filter(at__gte=since)
+    if features is not None:
+        points = points.filter(feature__in=features)
+    series: dict[str, dict[str, list]] = {}
+    rows = points.order_by("at").values_list("feature", "at", "statistic", "threshold", "drifted", "test")
+    for feature, at, statistic, threshold, drifted, test in rows:
+        s = series.setdefault(feature, {"at": [], "statistic": [], "threshold": [], "drifted": [], "test": []})
+        for key, value in zip(("at", "statistic", "threshold", "drifted", "test"), (at, statistic, threshold, drifted, test)):
+            s[key].append(value)
+    return series
+
+
+def accuracy_baseline(*, version: ModelVersion) -> tuple[float, int] | None:
+    """(accuracy, rows) of the version's latest successful run on the evaluation set: the concept-drift baseline."""
+    run = (
+        EvaluationRun.objects.filter(
+            version=version, source=EvaluationRun.Source.EVALUATION_SET, status=EvaluationRun.Status.SUCCEEDED
+        )
+        .order_by("-measured_at")
+        .first()
+    )
+    if run is None or "accuracy" not in run.metrics or not run.n_rows:
+        return None
+    return float(run.metrics["accuracy"]), int(run.n_rows)
+
+
+def deployments_due_for_drift(*, deployment_ids: list[int], now: datetime) -> list[int]:
+    """Of these deployments, those whose own drift interval has passed since their last check (or that have
+    none: then every beat is due)."""
+    due = []
+    for deployment in Deployment.objects.filter(pk__in=deployment_ids).only("pk", "drift_interval_minutes"):
+        if not deployment.drift_interval_minutes:
+            due.append(deployment.pk)
+            continue
+        last = deployment.drift_reports.order_by("-created_at").values_list("created_at", flat=True).first()
+        if last is None or now - last >= timedelta(minutes=deployment.drift_interval_minutes):
+            due.append(deployment.pk)
+    return due

@@ -15,10 +15,12 @@ from celery import Task, shared_task
 from celery.exceptions import TimeLimitExceeded
 from django.conf import settings
 from django.db import OperationalError
+from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError
 
+from monitoring import selectors
 from monitoring.models import Deployment, ModelVersion
 from workers.drift_check import check_drift
 from workers.evaluation import evaluate_deployment
@@ -131,6 +133,6 @@ def evaluate_all_task() -> None:
 
 @shared_task(**RETRY_POLICY)
 def check_drift_all_task() -> None:
-    """Beat: one drift check per served deployment."""
-    for deployment_id in _served_deployment_ids():
+    """Beat: one drift check per served deployment whose own drift interval has passed."""
+    for deployment_id in selectors.deployments_due_for_drift(deployment_ids=_served_deployment_ids(), now=timezone.now()):
         check_drift_task.delay(deployment_id)

@@ -14,6 +14,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import threadpool_limits
 
 # Per side, at most this many rows: ROC-AUC is then known to about +-0.005 and training takes seconds.
 MAX_ROWS = 20_000
@@ -21,6 +22,8 @@ FOLDS = 3
 # Fewer rows than this per side and the classifier's AUC is mostly noise: no verdict.
 MIN_ROWS = 50
 SEED = 0
+# 50 boosting rounds: enough to separate shifted windows (AUC within 0.01 of 200 rounds on our tests), half the time.
+BOOSTING_ROUNDS = 50
 
 
 @dataclass(frozen=True)
@@ -61,13 +64,21 @@ def domain_classifier(
     y = np.r_[np.zeros(len(reference), dtype=int), np.ones(len(current), dtype=int)]
     out_of_fold = np.zeros(len(X))
     importance = np.zeros(X.shape[1])
-    for train, test in StratifiedKFold(FOLDS, shuffle=True, random_state=SEED).split(X, y):
-        # NaN is a value here (HistGradientBoosting routes it), so missing data can itself reveal drift.
-        model = HistGradientBoostingClassifier(max_iter=100, early_stopping=False, random_state=SEED)
-        model.fit(X[train], y[train])
-        out_of_fold[test] = model.predict_proba(X[test])[:, 1]
-        shuffled = permutation_importance(model, X[test], y[test], scoring="roc_auc", n_repeats=3, random_state=SEED)
-        importance += shuffled.importances_mean / FOLDS
+    # One OpenMP thread: on a shared two-core machine, small fits spent most of their time spin-waiting for
+    # threads (60 s instead of 4 s for 500 rows). Drift checks of several deployments run in parallel anyway.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        folds = StratifiedKFold(FOLDS, shuffle=True, random_state=SEED).split(X, y)
+        for k, (train, test) in enumerate(folds):
+            # NaN is a value here (HistGradientBoosting routes it), so missing data can itself reveal drift.
+            model = HistGradientBoostingClassifier(max_iter=BOOSTING_ROUNDS, early_stopping=False, random_state=SEED)
+            model.fit(X[train], y[train])
+            out_of_fold[test] = model.predict_proba(X[test])[:, 1]
+            if k == 0:
+                # Importances from one held-out fold: ranking what moved needs no more precision than that.
+                shuffled = permutation_importance(
+                    model, X[test], y[test], scoring="roc_auc", n_repeats=2, random_state=SEED
+                )
+                importance = shuffled.importances_mean
     auc = float(roc_auc_score(y, out_of_fold))
     order = np.argsort(-importance, kind="stable")
     ranked = [{"feature": feature_names[j], "importance": round(max(float(importance[j]), 0.0), 6)} for j in order]
