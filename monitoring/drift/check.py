@@ -12,8 +12,10 @@ import numpy as np
 from monitoring.drift import categorical, numeric
 from monitoring.drift.profile import FeatureProfile, ReferenceProfile
 
-# Evidently's default rule: with at most this many reference values a feature gets a p-value test (KS or
-# chi-square); with more, any real-world shift is "significant", so a distance with a 0.1 threshold decides.
+# Evidently's default rule, on both sides: while either sample has at most this many values a feature gets a
+# p-value test (KS or chi-square); with more on both, any real-world shift is "significant", so a distance with
+# a 0.1 threshold decides. Evidently looks at the reference alone; but a 70-row window against a large reference
+# has normalised-Wasserstein sampling noise around 0.1-0.2, so a distance would flag noise as drift.
 SMALL_SAMPLE_MAX = 1000
 # A numeric column with at most this many distinct reference values is treated as categorical (Evidently's rule).
 CATEGORICAL_MAX_UNIQUE = 5
@@ -155,10 +157,10 @@ def decide_kind(profile: FeatureProfile, rule: FeatureRule) -> str:
     return "categorical" if 0 < profile.n_unique <= CATEGORICAL_MAX_UNIQUE else "numeric"
 
 
-def decide_test(kind: str, n_reference: int, rule: FeatureRule) -> str:
+def decide_test(kind: str, n_reference: int, n_current: int, rule: FeatureRule) -> str:
     if rule.test:
         return rule.test
-    if n_reference <= SMALL_SAMPLE_MAX:
+    if min(n_reference, n_current) <= SMALL_SAMPLE_MAX:
         return "ks" if kind == "numeric" else "chisquare"
     return "wasserstein" if kind == "numeric" else "jensenshannon"
 
@@ -185,9 +187,9 @@ def compare_feature(profile: FeatureProfile, current_column: np.ndarray, rule: F
     reference = profile.sorted_values.astype(np.float64, copy=False)
     current = np.sort(current_column[np.isfinite(current_column)])
     kind = decide_kind(profile, rule)
-    test = decide_test(kind, profile.n, rule)
+    test = decide_test(kind, profile.n, len(current), rule)
     if test not in (NUMERIC_TESTS if kind == "numeric" else CATEGORICAL_TESTS):
-        test = decide_test(kind, profile.n, FeatureRule())  # a deployment-wide test that does not fit this kind
+        test = decide_test(kind, profile.n, len(current), FeatureRule())  # a deployment-wide test unfit for this kind
     threshold = rule.threshold if rule.threshold is not None else (
         p_value if test in P_VALUE_TESTS else DISTANCE_THRESHOLDS[test]
     )

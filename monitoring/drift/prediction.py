@@ -16,7 +16,7 @@ def prediction_drift(
     *,
     p_value: float = 0.05,
 ) -> dict:
-    """Predicted-class shares (chi-square for small references, Jensen-Shannon at 0.1 for large ones, the same
+    """Predicted-class shares (chi-square for small samples, Jensen-Shannon at 0.1 for large ones, the same
     rule as a categorical feature) and, when scores are given, the top-class probability as a numeric feature.
     Empty when the profile holds no predictions or the window has none."""
     if not profile.predicted_counts or predicted is None or len(predicted) == 0:
@@ -24,11 +24,14 @@ def prediction_drift(
     current_counts = categorical.counts_of(np.asarray(predicted).astype(str))
     comparison = categorical.align(profile.predicted_counts, current_counts)
     n_reference = int(comparison.reference_counts.sum())
-    test = decide_test("categorical", n_reference, FeatureRule())
+    test = decide_test("categorical", n_reference, len(predicted), FeatureRule())
     chi2, chi2_p = categorical.chi_square(comparison)
     js, psi = categorical.distances(comparison)
+    with_scores = profile.sorted_scores is not None and scores is not None and len(scores) > 0
+    # Classes and scores are two tests of one question: Bonferroni keeps their family at p_value.
+    alpha = p_value / 2 if with_scores else p_value
     if test == "chisquare":
-        statistic, threshold, drifted = chi2, p_value, chi2_p < p_value
+        statistic, threshold, drifted = chi2, alpha, chi2_p <= alpha
     else:
         statistic, threshold, drifted = js, 0.1, js >= 0.1
     result = {
@@ -44,9 +47,9 @@ def prediction_drift(
         "unseen": [str(c) for c in comparison.unseen],
         "drifted": bool(drifted),
     }
-    if profile.sorted_scores is not None and scores is not None and len(scores):
+    if with_scores:
         reference_scores = feature_profile("score", profile.sorted_scores)
-        raw = compare_feature(reference_scores, np.asarray(scores, dtype=np.float64), FeatureRule(kind="numeric"), p_value)
+        raw = compare_feature(reference_scores, np.asarray(scores, dtype=np.float64), FeatureRule(kind="numeric"), alpha)
         drifted_score = raw.p_value <= raw.threshold if raw.p_value is not None else raw.statistic >= raw.threshold
         result["score"] = {
             "test": raw.test,
