@@ -200,13 +200,13 @@ def compare_feature(profile: FeatureProfile, current_column: np.ndarray, rule: F
         histogram = numeric.histogram(reference, current, HISTOGRAM_BINS) if kind == "numeric" else {}
         return _Raw(profile.name, kind, test, 0.0, 1.0 if test in P_VALUE_TESTS else None, threshold, 0.0,
                     current, stats_, histogram, [], note)
-    binned_js = numeric.jensen_shannon(profile.bin_counts, numeric.binned_counts(current, profile.inner_edges))
+    current_bins = numeric.binned_counts(current, profile.inner_edges)
+    binned_js = numeric.jensen_shannon(profile.bin_counts, current_bins)
     unseen: list = []
     if kind == "numeric":
         r = numeric.ranks(reference, current)
         ks = numeric.ks_two_sample(reference, current, r)
         norm = max(profile.std, numeric.MIN_NORM_STD)
-        current_bins = numeric.binned_counts(current, profile.inner_edges)
         stats_ = {
             "ks": ks.statistic,
             "ks_p_value": ks.p_value,
