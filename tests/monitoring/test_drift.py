@@ -268,3 +268,17 @@ def test_prediction_drift_compares_class_shares_and_the_score_distribution():
     steady = drift.prediction_drift(profile, reference[::2], np.linspace(0.5, 1, 500))
     assert not steady["drifted"] and not steady["score"]["drifted"]
     assert drift.prediction_drift(profile, np.array([], dtype=str)) == {}
+
+
+def test_benjamini_hochberg_finds_more_of_many_small_shifts_than_bonferroni():
+    rng = np.random.default_rng(11)
+    names = [f"f{j}" for j in range(20)]
+    reference, current = rng.normal(size=(800, 20)), rng.normal(size=(800, 20))
+    current[:, :10] += 0.12  # ten modest shifts among twenty features
+
+    bonferroni = drift.feature_drift(_profile(reference, names), current)
+    bh = drift.feature_drift(_profile(reference, names), current, config=DriftConfig.from_json({"correction": "bh"}))
+
+    assert bh.correction == "bh" and bh.n_drifted > bonferroni.n_drifted
+    assert {f.feature for f in bh.features if f.drifted} <= {f"f{j}" for j in range(10)}
+    assert all(f.p_value <= f.threshold for f in bh.features if f.drifted)
