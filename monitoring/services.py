@@ -450,6 +450,11 @@ def _dataset_create(deployment, kind, name, sha, size, n_rows, has_labels, by, m
         field = "reference_dataset" if kind == Dataset.Kind.REFERENCE else "evaluation_dataset"
         setattr(deployment, field, dataset)
         deployment.save(update_fields=[field])
+        if kind == Dataset.Kind.REFERENCE:
+            from workers.tasks import build_reference_profile_task
+
+            # The drift profile is computed once, when the dataset becomes the reference (not at the first check).
+            transaction.on_commit(lambda: build_reference_profile_task.delay(deployment.pk))
     audit_record(
         action="dataset.register",
         actor=by,

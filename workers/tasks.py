@@ -22,7 +22,7 @@ from redis.exceptions import LockError
 
 from monitoring import selectors
 from monitoring.models import Deployment, ModelVersion
-from workers.drift_check import check_drift
+from workers.drift_check import check_drift, reference_profile
 from workers.evaluation import evaluate_deployment
 from workers.jobs import job_fail, run_job
 
@@ -115,6 +115,16 @@ def check_drift_task(deployment_id: int) -> None:
             logger.info("drift check of %s skipped: another worker is checking it", deployment.slug)
             return
         check_drift(deployment=deployment)
+
+
+@shared_task(soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT, **RETRY_POLICY)
+def build_reference_profile_task(deployment_id: int) -> None:
+    """A dataset just became the reference: profile it now, so the next drift check does not pay for it.
+    Idempotent (the profile is keyed by dataset and model), so a redelivery only finds it built."""
+    deployment = Deployment.objects.filter(pk=deployment_id).select_related("reference_dataset").first()
+    if deployment is None or deployment.reference_dataset is None:
+        return
+    reference_profile(deployment, deployment.active_version())
 
 
 def _served_deployment_ids() -> list[int]:

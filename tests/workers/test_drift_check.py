@@ -259,3 +259,22 @@ def test_a_deployment_with_its_own_interval_is_due_only_once_it_has_passed(deplo
     now = timezone.now()
     assert selectors.deployments_due_for_drift(deployment_ids=[deployment.pk], now=now) == []
     assert selectors.deployments_due_for_drift(deployment_ids=[deployment.pk], now=now + timedelta(minutes=61)) == [deployment.pk]
+
+
+def test_a_new_reference_dataset_queues_its_profile_and_the_task_builds_it_once(deployment, approver, django_capture_on_commit_callbacks):
+    from monitoring import services
+    from monitoring.models import Dataset, ReferenceProfile
+    from workers.tasks import build_reference_profile_task
+
+    X, y = holdout()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        services.dataset_register(deployment=deployment, kind=Dataset.Kind.REFERENCE, name="newer", X=X, y=y, by=approver)
+        services.dataset_register(deployment=deployment, kind=Dataset.Kind.EVALUATION, name="eval", X=X, y=y, by=approver)
+    assert len(callbacks) == 1  # only the reference is profiled
+
+    deployment.refresh_from_db()
+    build_reference_profile_task(deployment.pk)
+    build_reference_profile_task(deployment.pk)  # a redelivery finds it built
+
+    profile = ReferenceProfile.objects.get()
+    assert profile.dataset == deployment.reference_dataset and profile.n_rows == len(X)
