@@ -220,21 +220,22 @@ MAX_FEATURE_BARS = 60
 
 
 def drift_features_chart(*, features: list[dict]) -> str | None:
-    """Per-feature test statistic of one drift report, largest on top, drifted features in red."""
+    """How much each feature moved in one drift report (Jensen-Shannon distance on reference-quantile bins, one
+    scale for every test), largest on top, drifted features in red."""
     if not features:
         return None
-    rows = sorted(features, key=lambda f: f["statistic"], reverse=True)[:MAX_FEATURE_BARS]
+    rows = sorted(features, key=lambda f: f.get("moved", f["statistic"]), reverse=True)[:MAX_FEATURE_BARS]
     rows.reverse()  # Plotly draws the first category at the bottom
     trace = go.Bar(
-        x=[f["statistic"] for f in rows],
+        x=[f.get("moved", f["statistic"]) for f in rows],
         y=[str(f["feature"]) for f in rows],
         orientation="h",
         marker={"color": [RED if f["drifted"] else "#93c5fd" for f in rows]},
-        customdata=[[f["p_value"], f["threshold"]] for f in rows],
-        hovertemplate="%{y}: statistic %{x:.3f}, p %{customdata[0]:.2e} (threshold %{customdata[1]:.2e})<extra></extra>",
+        customdata=[[f["test"], f["statistic"], f["threshold"]] for f in rows],
+        hovertemplate="%{y}: moved %{x:.3f}; %{customdata[0]} %{customdata[1]:.3g} (threshold %{customdata[2]:.2g})<extra></extra>",
     )
     layout = _layout(height=max(220, 18 * len(rows) + 70), showlegend=False, hovermode="closest")
-    layout["xaxis"] = {"gridcolor": "#eef0f3", "title": {"text": "test statistic"}, "rangemode": "tozero"}
+    layout["xaxis"] = {"gridcolor": "#eef0f3", "title": {"text": "how much it moved (Jensen-Shannon)"}, "rangemode": "tozero"}
     layout["yaxis"] = {"automargin": True, "tickfont": {"size": 11}}
     layout["margin"] = {"l": 8, "r": 16, "t": 10, "b": 40}
     return _to_json(go.Figure(data=[trace], layout=layout))
@@ -278,3 +279,55 @@ def pareto_chart(*, versions: Sequence, trials: Sequence[dict] = (), highlight: 
     figure.update_layout(**_layout(height=320, y_title="F1 (macro), evaluation set"))
     figure.update_xaxes(title_text="Model size (KiB, log scale)", type="log")
     return _to_json(figure)
+def drift_histogram_chart(*, feature: dict) -> str | None:
+    """Reference and current shares of one feature, overlaid: bins for numeric features, bars per category."""
+    histogram = feature.get("histogram") or {}
+    if not histogram.get("reference") and not histogram.get("current"):
+        return None
+    if "categories" in histogram:
+        x = histogram["categories"]
+        x_axis = {"type": "category", "title": {"text": feature["feature"]}}
+        width = None
+    else:
+        edges = histogram["edges"]
+        x = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+        x_axis = {"type": "linear", "gridcolor": "#eef0f3", "title": {"text": feature["feature"]}}
+        width = [b - a for a, b in zip(edges[:-1], edges[1:])]
+    traces = [
+        go.Bar(x=x, y=histogram[side], name=side, width=width, marker={"color": colour}, opacity=0.55,
+               hovertemplate=f"{side}: %{{y:.1%}} at %{{x}}<extra></extra>")
+        for side, colour in (("reference", GREY), ("current", RED if feature["drifted"] else BLUE))
+    ]
+    layout = _layout(height=200, y_title="share", barmode="overlay", bargap=0, hovermode="closest")
+    layout["xaxis"] = x_axis
+    layout["yaxis"]["tickformat"] = ".0%"
+    layout["margin"] = {"l": 48, "r": 8, "t": 24, "b": 36}
+    return _to_json(go.Figure(data=traces, layout=layout))
+
+
+# Lines on one drift-over-time chart: more stop being readable; the report table lists every feature.
+MAX_SERIES_LINES = 8
+
+
+def drift_feature_series_chart(*, series: dict[str, dict[str, list]], tz: tzinfo, features: list[str]) -> str | None:
+    """Each named feature's drift statistic per check, over time; checks where it drifted are red markers."""
+    traces = []
+    for name in features[:MAX_SERIES_LINES]:
+        s = series.get(name)
+        if not s or not s["at"]:
+            continue
+        keep = downsample_indices(s["statistic"])
+        drifted = _pick(s["drifted"], keep)
+        traces.append(go.Scatter(
+            x=local_times(_pick(s["at"], keep), tz),
+            y=_pick(s["statistic"], keep),
+            name=name,
+            mode="lines+markers",
+            line={"width": 1.5},
+            marker={"size": 6, "color": [RED if d else BLUE for d in drifted]},
+            customdata=[[t, th] for t, th in zip(_pick(s["test"], keep), _pick(s["threshold"], keep))],
+            hovertemplate=f"{name}: %{{customdata[0]}} %{{y:.3g}} (threshold %{{customdata[1]:.2g}})<extra></extra>",
+        ))
+    if not traces:
+        return None
+    return _to_json(go.Figure(data=traces, layout=_layout(y_title="test statistic")))

@@ -16,6 +16,7 @@ from monitoring.models import (
     AuditEvent,
     Dataset,
     Deployment,
+    DriftFeaturePoint,
     DriftReport,
     EvaluationRun,
     MaintenanceJob,
@@ -24,6 +25,7 @@ from monitoring.models import (
     ModelVersion,
     Prediction,
     PredictionBatch,
+    ReferenceProfile,
     Team,
 )
 
@@ -143,7 +145,21 @@ class MetricPointAdmin(admin.ModelAdmin):
 class DriftReportAdmin(admin.ModelAdmin):
     list_display = ["deployment", "window_start", "window_end", "n_current", "n_drifted", "drifted"]
     list_filter = ["drifted", "deployment"]
-    raw_id_fields = ["reference_dataset"]
+    raw_id_fields = ["reference_dataset", "profile"]
+
+
+@admin.register(ReferenceProfile)
+class ReferenceProfileAdmin(admin.ModelAdmin):
+    list_display = ["dataset", "model_sha256", "sha256", "n_rows", "size_bytes", "created_at"]
+    raw_id_fields = ["dataset"]
+
+
+@admin.register(DriftFeaturePoint)
+class DriftFeaturePointAdmin(admin.ModelAdmin):
+    list_display = ["deployment", "feature", "at", "test", "statistic", "threshold", "drifted"]
+    list_filter = ["drifted", "test", "deployment"]
+    raw_id_fields = ["report"]
+    show_full_result_count = False
 
 
 @admin.register(Alert)

@@ -56,6 +56,12 @@ class Deployment(models.Model):
     metric_thresholds = models.JSONField(default=dict, blank=True)
     drift_p_value = models.FloatField(default=0.05, help_text="Family-wise significance for the KS tests")
     drift_window_hours = models.PositiveIntegerField(default=24)
+    # Drift settings over the defaults (monitoring.drift.DriftConfig): tests, thresholds, correction, per feature.
+    drift_config = models.JSONField(default=dict, blank=True)
+    # "The last N rows" windows: the newest N predictions within drift_window_hours; empty = the whole time window.
+    drift_window_rows = models.PositiveIntegerField(null=True, blank=True)
+    # Minutes between scheduled drift checks; empty = every beat (settings.DRIFT_INTERVAL_MINUTES).
+    drift_interval_minutes = models.PositiveIntegerField(null=True, blank=True)
     evaluation_window_days = models.PositiveIntegerField(default=7)
     # Some sensors legitimately report NaN (a missing reading); most deployments want them refused at the door.
     allow_non_finite = models.BooleanField(
@@ -307,13 +313,21 @@ class DriftReport(models.Model):
     window_end = models.DateTimeField()
     n_reference = models.PositiveIntegerField()
     n_current = models.PositiveIntegerField()
-    # [{"feature", "test", "statistic", "p_value", "threshold", "drifted"}], sorted by statistic, largest first.
+    # monitoring.drift.FeatureDrift as dicts (test, statistic, p_value, threshold, verdict, histograms), drifted
+    # first, then by how much each moved.
     features = models.JSONField(default=list)
     n_drifted = models.PositiveIntegerField(default=0)
     share_drifted = models.FloatField(default=0.0)
     drifted = models.BooleanField(default=False)
     # Predicted-class shares: {"reference": {...}, "current": {...}, "statistic": .., "p_value": ..}
     prediction_drift = models.JSONField(default=dict, blank=True)
+    # The domain classifier: {"auc", "threshold", "drifted", "ranked": [{"feature", "importance"}], ...}
+    multivariate = models.JSONField(default=dict, blank=True)
+    # Concept drift: {"labelled": PerformanceDrop, "estimated": EstimatedPerformance}, either may be absent.
+    performance = models.JSONField(default=dict, blank=True)
+    drift_share = models.FloatField(default=0.5)
+    correction = models.CharField(max_length=16, default="bonferroni")
+    profile = models.ForeignKey("ReferenceProfile", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -324,6 +338,46 @@ class DriftReport(models.Model):
             models.UniqueConstraint(
                 fields=["deployment", "window_start", "window_end"], name="drift_unique_window"
             )
+        ]
+
+
+class ReferenceProfile(models.Model):
+    """A reference dataset profiled for drift checks (monitoring.drift.ReferenceProfile), stored as a blob.
+
+    Keyed by the model too: the profile holds the predictions of the version that was active when it was built.
+    """
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="profiles")
+    model_sha256 = models.CharField(max_length=64, blank=True)  # "" when no version was active
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    n_rows = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "model_sha256"], name="reference_profile_unique_model")
+        ]
+
+
+class DriftFeaturePoint(models.Model):
+    """One feature's result in one drift report: the series behind the drift-over-time charts."""
+
+    report = models.ForeignKey(DriftReport, on_delete=models.CASCADE, related_name="points")
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+")
+    feature = models.CharField(max_length=200)
+    at = models.DateTimeField()  # the window's end
+    test = models.CharField(max_length=32)
+    statistic = models.FloatField()
+    p_value = models.FloatField(null=True)
+    threshold = models.FloatField()
+    moved = models.FloatField()
+    drifted = models.BooleanField()
+
+    class Meta:
+        indexes = [
+            # Drift-over-time charts: "this deployment's features between t0 and t1".
+            models.Index(fields=["deployment", "at"], name="drift_feature_series_idx")
         ]
 
 

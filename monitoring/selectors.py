@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from functools import lru_cache
 
@@ -16,7 +16,9 @@ from monitoring import batches, pgcopy
 from monitoring.models import (
     ROLE_RANK,
     Alert,
+    Dataset,
     Deployment,
+    DriftFeaturePoint,
     DriftReport,
     EvaluationRun,
     MaintenanceJob,
@@ -25,6 +27,7 @@ from monitoring.models import (
     ModelVersion,
     Prediction,
     PredictionBatch,
+    ReferenceProfile,
     Role,
 )
 
@@ -189,6 +192,15 @@ class ProductionWindow:
     probabilities: np.ndarray | None = None  # float32, n × n_classes; NaN rows where a prediction had none
     predicted_index: np.ndarray | None = None  # int16 index into class_labels
     label_index: np.ndarray | None = None  # int16 index into class_labels (labelled_only)
+
+    def newest(self, n: int) -> ProductionWindow:
+        """The last n rows (the window is oldest first), every column cut alike."""
+        return ProductionWindow(
+            **{f.name: (None if (v := getattr(self, f.name)) is None else v[-n:]) for f in fields(self)}
+        )
+
+    def first_timestamp(self) -> datetime:
+        return batches.us_to_datetime(int(self.timestamps[0].astype("datetime64[us]").astype(np.int64)))
 
 
 _BATCH_COLUMNS = ("id", "n_rows", "timestamps_us", "features", "predicted", "probabilities", "request_ids")
@@ -453,3 +465,58 @@ def version_points(*, deployment: Deployment) -> list[VersionPoint]:
             metrics.get("f1_macro"), metrics.get("latency_p50_ms"),
         ))
     return points
+
+
+
+# ---------------------------------------------------------------- drift
+
+
+def reference_profile_for(*, dataset: Dataset, model_sha256: str) -> ReferenceProfile | None:
+    return ReferenceProfile.objects.filter(dataset=dataset, model_sha256=model_sha256).first()
+
+
+def drift_feature_series(
+    *, deployment: Deployment, since: datetime | None = None, features: list[str] | None = None
+) -> dict[str, dict[str, list]]:
+    """{"feature": {"at": [...], "statistic": [...], "threshold": [...], "drifted": [...], "test": [...]}}, oldest
+    first: each feature's drift statistic over the stored checks."""
+    points = DriftFeaturePoint.objects.filter(deployment=deployment)
+    if since is not None:
+        points = points.filter(at__gte=since)
+    if features is not None:
+        points = points.filter(feature__in=features)
+    series: dict[str, dict[str, list]] = {}
+    rows = points.order_by("at").values_list("feature", "at", "statistic", "threshold", "drifted", "test")
+    for feature, at, statistic, threshold, drifted, test in rows:
+        s = series.setdefault(feature, {"at": [], "statistic": [], "threshold": [], "drifted": [], "test": []})
+        for key, value in zip(("at", "statistic", "threshold", "drifted", "test"), (at, statistic, threshold, drifted, test)):
+            s[key].append(value)
+    return series
+
+
+def accuracy_baseline(*, version: ModelVersion) -> tuple[float, int] | None:
+    """(accuracy, rows) of the version's latest successful run on the evaluation set: the concept-drift baseline."""
+    run = (
+        EvaluationRun.objects.filter(
+            version=version, source=EvaluationRun.Source.EVALUATION_SET, status=EvaluationRun.Status.SUCCEEDED
+        )
+        .order_by("-measured_at")
+        .first()
+    )
+    if run is None or "accuracy" not in run.metrics or not run.n_rows:
+        return None
+    return float(run.metrics["accuracy"]), int(run.n_rows)
+
+
+def deployments_due_for_drift(*, deployment_ids: list[int], now: datetime) -> list[int]:
+    """Of these deployments, those whose own drift interval has passed since their last check (or that have
+    none: then every beat is due)."""
+    due = []
+    for deployment in Deployment.objects.filter(pk__in=deployment_ids).only("pk", "drift_interval_minutes"):
+        if not deployment.drift_interval_minutes:
+            due.append(deployment.pk)
+            continue
+        last = deployment.drift_reports.order_by("-created_at").values_list("created_at", flat=True).first()
+        if last is None or now - last >= timedelta(minutes=deployment.drift_interval_minutes):
+            due.append(deployment.pk)
+    return due

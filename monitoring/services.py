@@ -25,12 +25,14 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from monitoring import batches, storage
+from monitoring.drift import DriftConfig, DriftConfigError
 from monitoring.models import (
     Alert,
     ApiToken,
     AuditEvent,
     Dataset,
     Deployment,
+    DriftFeaturePoint,
     DriftReport,
     EvaluationRun,
     MaintenanceJob,
@@ -39,6 +41,7 @@ from monitoring.models import (
     ModelVersion,
     Prediction,
     PredictionBatch,
+    ReferenceProfile,
     Role,
     Team,
 )
@@ -448,6 +451,11 @@ def _dataset_create(deployment, kind, name, sha, size, n_rows, has_labels, by, m
         field = "reference_dataset" if kind == Dataset.Kind.REFERENCE else "evaluation_dataset"
         setattr(deployment, field, dataset)
         deployment.save(update_fields=[field])
+        if kind == Dataset.Kind.REFERENCE:
+            from workers.tasks import build_reference_profile_task
+
+            # The drift profile is computed once, when the dataset becomes the reference (not at the first check).
+            transaction.on_commit(lambda: build_reference_profile_task.delay(deployment.pk))
     audit_record(
         action="dataset.register",
         actor=by,
@@ -994,6 +1002,7 @@ def evaluation_fail(*, run: EvaluationRun, error: str) -> EvaluationRun:
     return run
 
 
+@transaction.atomic
 def drift_report_record(
     *,
     deployment: Deployment,
@@ -1001,8 +1010,12 @@ def drift_report_record(
     window_start: datetime,
     window_end: datetime,
     reference_dataset: Dataset | None,
+    multivariate: dict | None = None,
+    performance: dict | None = None,
+    profile: ReferenceProfile | None = None,
 ) -> DriftReport:
-    """Store a drift check's result; a re-run for the same window updates the one report for it."""
+    """Store a drift check's result and its per-feature series points; a re-run for the same window updates the
+    one report for it (and replaces its points)."""
     report, _ = DriftReport.objects.update_or_create(
         deployment=deployment,
         window_start=window_start,
@@ -1016,9 +1029,65 @@ def drift_report_record(
             "share_drifted": result.share_drifted,
             "drifted": result.drifted,
             "prediction_drift": result.prediction_drift,
+            "multivariate": multivariate or {},
+            "performance": performance or {},
+            "drift_share": result.drift_share,
+            "correction": result.correction,
+            "profile": profile,
         },
     )
+    report.points.all().delete()
+    DriftFeaturePoint.objects.bulk_create(
+        DriftFeaturePoint(
+            report=report, deployment=deployment, feature=f.feature, at=window_end, test=f.test,
+            statistic=f.statistic, p_value=f.p_value, threshold=f.threshold, moved=f.moved, drifted=f.drifted,
+        )
+        for f in result.features
+    )
     return report
+
+
+def reference_profile_store(*, dataset: Dataset, model_sha256: str, data: bytes, n_rows: int) -> ReferenceProfile:
+    """Keep a built profile (bytes of monitoring.drift.ReferenceProfile) as a blob; building the same profile
+    twice, e.g. by two workers at once, keeps the first row."""
+    with _stored_blobs() as put, transaction.atomic():
+        sha = put(data)
+        profile, _ = ReferenceProfile.objects.get_or_create(
+            dataset=dataset, model_sha256=model_sha256, defaults={"sha256": sha, "size_bytes": len(data), "n_rows": n_rows}
+        )
+    return profile
+
+
+def deployment_drift_configure(
+    *,
+    deployment: Deployment,
+    by: AbstractBaseUser | None,
+    config: dict | None = None,
+    window_rows: int | None = None,
+    interval_minutes: int | None = None,
+) -> Deployment:
+    """Set how drift is judged (tests, thresholds, correction; per feature) and the window and schedule."""
+    config = config or {}
+    try:
+        DriftConfig.from_json(config, p_value=deployment.drift_p_value, feature_names=deployment.feature_names)
+    except DriftConfigError as error:
+        raise ValidationFailed(str(error), errors=[{"field": "drift_config", "message": str(error)}]) from None
+    for field, value in (("window_rows", window_rows), ("interval_minutes", interval_minutes)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValidationFailed(f"{field} must be a positive whole number.", errors=[{"field": field, "message": "positive integer"}])
+    before = {"config": deployment.drift_config, "window_rows": deployment.drift_window_rows,
+              "interval_minutes": deployment.drift_interval_minutes}
+    with transaction.atomic():
+        deployment.drift_config = config
+        deployment.drift_window_rows = window_rows
+        deployment.drift_interval_minutes = interval_minutes
+        deployment.save(update_fields=["drift_config", "drift_window_rows", "drift_interval_minutes"])
+        audit_record(
+            action="deployment.drift_configure", actor=by, actor_label="" if by else "system", deployment=deployment,
+            obj=deployment, before=before,
+            after={"config": config, "window_rows": window_rows, "interval_minutes": interval_minutes},
+        )
+    return deployment
 
 
 # ---------------------------------------------------------------- maintenance jobs

@@ -15,12 +15,14 @@ from celery import Task, shared_task
 from celery.exceptions import TimeLimitExceeded
 from django.conf import settings
 from django.db import OperationalError
+from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError
 
+from monitoring import selectors
 from monitoring.models import Deployment, ModelVersion
-from workers.drift_check import check_drift
+from workers.drift_check import check_drift, reference_profile
 from workers.evaluation import evaluate_deployment
 from workers.jobs import job_fail, jobs_reap, run_job
 
@@ -115,6 +117,16 @@ def check_drift_task(deployment_id: int) -> None:
         check_drift(deployment=deployment)
 
 
+@shared_task(soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT, **RETRY_POLICY)
+def build_reference_profile_task(deployment_id: int) -> None:
+    """A dataset just became the reference: profile it now, so the next drift check does not pay for it.
+    Idempotent (the profile is keyed by dataset and model), so a redelivery only finds it built."""
+    deployment = Deployment.objects.filter(pk=deployment_id).select_related("reference_dataset").first()
+    if deployment is None or deployment.reference_dataset is None:
+        return
+    reference_profile(deployment, deployment.active_version())
+
+
 def _served_deployment_ids() -> list[int]:
     # Only a deployment with an active version has anything to evaluate or compare with its reference.
     return list(
@@ -131,8 +143,8 @@ def evaluate_all_task() -> None:
 
 @shared_task(**RETRY_POLICY)
 def check_drift_all_task() -> None:
-    """Beat: one drift check per served deployment."""
-    for deployment_id in _served_deployment_ids():
+    """Beat: one drift check per served deployment whose own drift interval has passed."""
+    for deployment_id in selectors.deployments_due_for_drift(deployment_ids=_served_deployment_ids(), now=timezone.now()):
         check_drift_task.delay(deployment_id)
 
 

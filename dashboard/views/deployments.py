@@ -175,20 +175,36 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "deployments/detail.html", context)
 
 
+# Overlaid histograms drawn on a report page: the features that moved most; the table lists every feature.
+DRIFT_HISTOGRAMS_ON_PAGE = 24
+# Drift-over-time chart on a report page: the checks of the last this-many days up to the report.
+DRIFT_SERIES_DAYS = 30
+
+
 @login_required
 def drift_report(request: HttpRequest, slug: str, report_id: int) -> HttpResponse:
     deployment = get_deployment_for(request.user, slug)
     report = get_object_or_404(deployment.drift_reports, pk=report_id)
     prediction = report.prediction_drift or {}
-    classes = sorted(set(prediction.get("reference", {})) | set(prediction.get("current", {})))
+    tz = timezone.get_current_timezone()
+    moved = [f["feature"] for f in report.features]  # stored drifted first, then by how much each moved
+    series = selectors.drift_feature_series(
+        deployment=deployment, since=report.window_end - timedelta(days=DRIFT_SERIES_DAYS), features=moved[: charts.MAX_SERIES_LINES]
+    )
     context = {
         "deployment": deployment,
         "report": report,
         "chart": charts.drift_features_chart(features=report.features),
-        "prediction_rows": [
-            (c, prediction.get("reference", {}).get(c), prediction.get("current", {}).get(c)) for c in classes
+        "histograms": [
+            (f, charts.drift_histogram_chart(feature=f)) for f in report.features[:DRIFT_HISTOGRAMS_ON_PAGE]
         ],
+        "series_chart": charts.drift_feature_series_chart(series=series, tz=tz, features=moved),
+        "prediction_rows": list(zip(prediction.get("classes", []), prediction.get("reference", []), prediction.get("current", []))),
         "prediction": prediction,
+        "multivariate": report.multivariate or {},
+        "ranked": (report.multivariate or {}).get("ranked", [])[:10],
+        "estimated": (report.performance or {}).get("estimated"),
+        "labelled": (report.performance or {}).get("labelled"),
     }
     return render(request, "deployments/drift_report.html", context)
 

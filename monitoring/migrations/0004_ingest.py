@@ -63,7 +63,7 @@ def store_blocks_uncompressed(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0002_audit_append_only'),
+        ('monitoring', '0003_drift'),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0002_audit_append_only'),
+        ('monitoring', '0004_ingest'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,164 @@
+"""The reference profile: everything a drift check needs from the reference data, computed once and stored.
+
+A check never re-reads or re-sorts the reference dataset: it loads this profile (one content-addressed blob)
+and compares the current window with it. Numeric columns keep their full sorted values, so KS and Wasserstein
+stay exact; bins, moments and a row sample for the domain classifier are precomputed. No Django here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from monitoring.drift import numeric
+from monitoring.drift.categorical import counts_of
+
+PROFILE_FORMAT = 1
+# PSI and Jensen-Shannon use this many reference-quantile bins (deciles: the usual PSI convention).
+QUANTILE_BINS = 10
+# The domain classifier trains on at most this many rows per side: its ROC-AUC is then known to about +-0.005,
+# far finer than the 0.55 verdict threshold, and training stays within seconds on two cores.
+SAMPLE_ROWS = 20_000
+SAMPLE_SEED = 0
+
+
+@dataclass(frozen=True)
+class FeatureProfile:
+    name: str
+    sorted_values: np.ndarray  # finite values, ascending, in the dataset's own dtype (float32 is lossless here)
+    n_missing: int
+    mean: float
+    std: float
+    n_unique: int
+    inner_edges: np.ndarray  # reference-quantile bin edges (deduplicated)
+    bin_counts: np.ndarray  # reference counts in those bins
+
+    @property
+    def n(self) -> int:
+        return len(self.sorted_values)
+
+
+@dataclass(frozen=True)
+class ReferenceProfile:
+    feature_names: list[str]
+    n_rows: int
+    features: list[FeatureProfile]
+    sample: np.ndarray  # up to SAMPLE_ROWS reference rows, for the multivariate (domain classifier) check
+    sample_labels: np.ndarray | None = None  # true labels of those rows, when the reference is labelled
+    predicted_counts: dict = field(default_factory=dict)  # the model's predicted class on the reference: counts
+    sorted_scores: np.ndarray | None = None  # the model's top-class probability on the reference, ascending
+
+    def to_bytes(self) -> bytes:
+        """An uncompressed .npz: sorted floats barely compress, and a check should not pay to inflate them."""
+        header = {
+            "format": PROFILE_FORMAT,
+            "feature_names": self.feature_names,
+            "n_rows": self.n_rows,
+            "features": [
+                {"name": f.name, "n_missing": f.n_missing, "mean": f.mean, "std": f.std, "n_unique": f.n_unique}
+                for f in self.features
+            ],
+            "predicted_counts": [[k, v] for k, v in self.predicted_counts.items()],
+        }
+        arrays = {
+            "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+            "values": np.concatenate([f.sorted_values for f in self.features]) if self.features else np.empty(0),
+            "offsets": np.cumsum([0] + [f.n for f in self.features]).astype(np.int64),
+            "edge_offsets": np.cumsum([0] + [len(f.inner_edges) for f in self.features]).astype(np.int64),
+            "edges": np.concatenate([f.inner_edges for f in self.features]) if self.features else np.empty(0),
+            "bin_counts": np.concatenate([f.bin_counts for f in self.features]) if self.features else np.empty(0),
+            "sample": self.sample,
+        }
+        if self.sample_labels is not None:
+            arrays["sample_labels"] = np.asarray(self.sample_labels).astype(str)
+        if self.sorted_scores is not None:
+            arrays["sorted_scores"] = self.sorted_scores
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ReferenceProfile:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            header = json.loads(archive["header"].tobytes())
+            if header.get("format") != PROFILE_FORMAT:
+                raise ValueError(f"unknown reference profile format {header.get('format')!r}")
+            values, offsets = archive["values"], archive["offsets"]
+            edges, edge_offsets, bins = archive["edges"], archive["edge_offsets"], archive["bin_counts"]
+            features = []
+            for j, meta in enumerate(header["features"]):
+                e0, e1 = edge_offsets[j], edge_offsets[j + 1]
+                features.append(
+                    FeatureProfile(
+                        name=meta["name"],
+                        sorted_values=values[offsets[j] : offsets[j + 1]],
+                        n_missing=meta["n_missing"],
+                        mean=meta["mean"],
+                        std=meta["std"],
+                        n_unique=meta["n_unique"],
+                        inner_edges=edges[e0:e1],
+                        # one more bin than inner edges per feature
+                        bin_counts=bins[e0 + j : e1 + j + 1],
+                    )
+                )
+            return cls(
+                feature_names=header["feature_names"],
+                n_rows=header["n_rows"],
+                features=features,
+                sample=archive["sample"],
+                sample_labels=archive["sample_labels"] if "sample_labels" in archive.files else None,
+                predicted_counts={k: v for k, v in header["predicted_counts"]},
+                sorted_scores=archive["sorted_scores"] if "sorted_scores" in archive.files else None,
+            )
+
+
+def feature_profile(name: str, column: np.ndarray) -> FeatureProfile:
+    finite = np.sort(column[np.isfinite(column)])
+    as64 = finite.astype(np.float64, copy=False)
+    edges = numeric.quantile_edges(as64, QUANTILE_BINS)
+    return FeatureProfile(
+        name=name,
+        sorted_values=finite,
+        n_missing=int(len(column) - len(finite)),
+        mean=float(as64.mean()) if len(as64) else 0.0,
+        std=float(as64.std()) if len(as64) else 0.0,
+        n_unique=int(np.count_nonzero(np.diff(as64)) + 1) if len(as64) else 0,
+        inner_edges=edges,
+        bin_counts=numeric.binned_counts(as64, edges),
+    )
+
+
+def build_profile(
+    X: np.ndarray,
+    *,
+    feature_names: list[str],
+    labels: np.ndarray | None = None,
+    predicted: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
+) -> ReferenceProfile:
+    """Profile a reference matrix (n_rows x n_features). `predicted`/`scores` are the model's outputs on X."""
+    X = np.asarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if X.ndim != 2 or X.shape[1] != len(feature_names):
+        raise ValueError(f"reference has shape {list(X.shape)}; expected n_rows x {len(feature_names)}")
+    rows = _sample_rows(len(X))
+    return ReferenceProfile(
+        feature_names=list(feature_names),
+        n_rows=len(X),
+        features=[feature_profile(name, X[:, j]) for j, name in enumerate(feature_names)],
+        sample=np.ascontiguousarray(X[rows]),
+        sample_labels=None if labels is None else np.asarray(labels).astype(str)[rows],
+        predicted_counts=counts_of(np.asarray(predicted).astype(str)) if predicted is not None else {},
+        sorted_scores=None if scores is None else np.sort(np.asarray(scores, dtype=np.float64)),
+    )
+
+
+def _sample_rows(n: int) -> np.ndarray:
+    if n <= SAMPLE_ROWS:
+        return np.arange(n)
+    # Fixed seed and sorted indices: the same reference always gives the same sample.
+    return np.sort(np.random.default_rng(SAMPLE_SEED).choice(n, SAMPLE_ROWS, replace=False))
