@@ -42,6 +42,26 @@ def _pairs():
     yield rng.normal(size=200_000), rng.normal(size=60)  # huge reference, tiny window
 
 
+def _shifted_pairs():
+    """Large samples whose p-values fall where scipy's finite-n distribution is slow (1e-3 down to 1e-300)."""
+    rng = np.random.default_rng(7)
+    for shift in (0.02, 0.05, 0.1, 0.5):
+        yield rng.normal(size=300_000), rng.normal(shift, 1, size=200_000)
+
+
+@pytest.mark.parametrize("pair", list(_shifted_pairs()), ids=lambda p: f"shift-{np.mean(p[1]):.2f}")
+def test_tiny_ks_p_values_from_the_asymptotic_tail_equal_scipys_to_1e_9(pair):
+    reference, current = pair
+
+    ks = numeric.ks_two_sample(np.sort(reference), np.sort(current))
+
+    expected = stats.ks_2samp(reference, current)
+    assert ks.statistic == expected.statistic
+    assert abs(ks.p_value - expected.pvalue) <= 1e-9
+    # Same verdict at any significance level a user can set: both are below the smallest one.
+    assert (ks.p_value < 1e-9) == (expected.pvalue < 1e-9)
+
+
 @pytest.mark.parametrize("pair", list(_pairs()), ids=lambda p: f"{len(p[0])}x{len(p[1])}")
 def test_ks_statistic_and_p_value_equal_scipys_to_1e_9(pair):
     reference, current = pair
