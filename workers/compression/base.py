@@ -123,15 +123,37 @@ def replace_initializer(model: onnx.ModelProto, name: str, nodes: list[onnx.Node
     model.graph.node.extend(nodes + existing)
 
 
+# Metadata the quantizers stamp on their output; nothing reads it back.
+_TOOL_METADATA = frozenset({"onnx.infer"})
+
+
 def tidy(data: bytes) -> bytes:
-    """Drop what the runtime does not need (inferred value_info, node names, doc strings): on a classifier of a
-    few kilobytes these are a tenth of the file."""
+    """Drop what the runtime does not need (inferred value_info, node names, doc strings, tool stamps) and give
+    internal tensors short names: on a classifier of a few kilobytes the quantizers' long generated names
+    ("mul_result1_output_quantized_cast_output") are a sixth of the file. Graph inputs and outputs keep theirs."""
     model = onnx.load_model_from_string(data)
     del model.graph.value_info[:]
     model.graph.doc_string = ""
+    kept = [prop for prop in model.metadata_props if prop.key not in _TOOL_METADATA]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    public = {t.name for t in model.graph.input} | {t.name for t in model.graph.output}
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in model.graph.node for a in n.attribute):
+        # Subgraphs (If, Loop, Scan) may read outer tensors by name: renaming safely would mean walking them too.
+        public |= {name for node in model.graph.node for name in (*node.input, *node.output)}
+        public |= {t.name for t in model.graph.initializer}
+    short: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        return name if not name or name in public else short.setdefault(name, f"t{len(short)}")
+
+    for initializer in model.graph.initializer:
+        initializer.name = rename(initializer.name)
     for node in model.graph.node:
         node.name = ""
         node.doc_string = ""
+        node.input[:] = [rename(name) for name in node.input]
+        node.output[:] = [rename(name) for name in node.output]
     return model.SerializeToString()
 
 
