@@ -827,7 +827,7 @@ def _labels_copy(deployment, ids, rows, codes, now) -> tuple[int, list[tuple[int
         if updated != len(ids):
             cursor.execute(
                 f"SELECT l.row, l.request_id FROM wk_labels_in l LEFT JOIN {table} p "
-                "ON p.deployment_id = %s AND p.request_id = l.request_id WHERE p.id IS NULL ORDER BY l.row LIMIT 100",
+                "ON p.deployment_id = %s AND p.request_id = l.request_id WHERE p.request_id IS NULL ORDER BY l.row LIMIT 100",
                 [deployment.pk],
             )
             unknown = [(int(row), request_id) for row, request_id in cursor.fetchall()]
