@@ -361,3 +361,19 @@ def test_ids_with_csv_and_copy_metacharacters_survive_storage_and_label_joins(de
 
     assert set(deployment.predictions.values_list("request_id", flat=True)) == set(odd)
     assert window(deployment, labelled_only=True).request_ids.tolist() == odd
+
+
+def test_the_index_rows_carry_each_id_timestamp_and_offset_exactly(deployment):
+    # The index is written as a binary COPY built with numpy (monitoring/pgcopy.py): ids of every
+    # length, multi-byte UTF-8 included, must land in the right row with the right timestamp and offset.
+    rows = prediction_rows(5)
+    ids = ["a", "é-ü-2", "x" * 128, "数据-4", "5"]
+    for row, request_id in zip(rows, ids):
+        row["id"] = request_id
+
+    result = services.predictions_ingest(deployment=deployment, rows=rows)
+
+    stored = {p.request_id: (p.timestamp, p.batch_id, p.row) for p in Prediction.objects.filter(deployment=deployment)}
+    assert stored == {request_id: (T0 + timedelta(seconds=i), result.batch_id, i) for i, request_id in enumerate(ids)}
+    assert services.labels_ingest(deployment=deployment, rows=[{"id": "数据-4", "label": "1"}]).updated == 1
+    assert Prediction.objects.get(deployment=deployment, request_id="数据-4").label_index == 1
