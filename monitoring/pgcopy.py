@@ -95,12 +95,15 @@ INDEX_ROW = np.dtype([
 ])
 
 
-def index_rows(*, deployment_id: int, batch_id: int, timestamps_us: np.ndarray, joined_ids: bytes) -> bytes:
+def index_rows(
+    *, deployment_id: int, batch_id: int, rows: np.ndarray, timestamps_us: np.ndarray, joined_ids: bytes
+) -> bytes:
     """Rows for COPY <index> (deployment_id, timestamp, batch_id, row, request_id) FROM STDIN (FORMAT binary).
 
-    joined_ids is the UTF-8 request ids joined by newlines (ids never contain one: batches.py rejects it),
-    the very bytes stored in the batch row. The variable-length id comes last in each row so that a row is
-    one fixed 50-byte record followed by the id's bytes, and the whole payload is two masked assignments.
+    rows are the offsets in the batch, timestamps_us and joined_ids (UTF-8 request ids joined by newlines;
+    ids never contain one: batches.py rejects it) in the same order. The variable-length id comes last in
+    each row so that a row is one fixed 50-byte record followed by the id's bytes, and the whole payload
+    is two masked assignments.
     """
     n = len(timestamps_us)
     raw = np.frombuffer(joined_ids, dtype=np.uint8)
@@ -114,7 +117,7 @@ def index_rows(*, deployment_id: int, batch_id: int, timestamps_us: np.ndarray, 
     fixed["deployment_len"], fixed["deployment_id"] = 8, deployment_id
     fixed["timestamp_len"], fixed["timestamp"] = 8, timestamps_us.astype(np.int64) - PG_EPOCH_US
     fixed["batch_len"], fixed["batch_id"] = 8, batch_id
-    fixed["row_len"], fixed["row"] = 4, np.arange(n)
+    fixed["row_len"], fixed["row"] = 4, rows
     fixed["request_id_len"] = lengths
     width = INDEX_ROW.itemsize
     id_bytes = raw[raw != 10] if len(newlines) else raw

@@ -644,7 +644,7 @@ def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, 
     try:
         with transaction.atomic():
             if _is_postgres():
-                batch_id = _batch_copy(fields, columns.timestamps_us)
+                batch_id = _batch_copy(fields, columns)
             else:
                 batch_id = _batch_orm(fields, columns)
     except IntegrityError:
@@ -669,16 +669,30 @@ _BATCH_COLUMNS = [
 ]
 
 
-def _batch_copy(fields: dict, timestamps_us: np.ndarray) -> int:
+# Index rows of batches this large are sent sorted by id: the primary-key b-tree then takes them leaf by
+# leaf instead of at random places. Measured on this machine, 1M ids into a table already holding 1M:
+# 4.7 s sorted against 8.7 s in arrival order; sorting them here costs about 0.6 s. Below ~10,000 rows a
+# batch touches few leaves anyway and the sort would not pay for itself.
+SORT_INDEX_FROM = 10_000
+
+
+def _batch_copy(fields: dict, columns: batches.Columns) -> int:
     """The batch row and its index rows, each as one binary COPY (no hex-escaped bytea, no formatted timestamps)."""
     import orjson
 
     batch_table, index_table = PredictionBatch._meta.db_table, Prediction._meta.db_table
+    timestamps_us = columns.timestamps_us.astype(np.int64)
     now_us = int(timezone.now().timestamp() * 1_000_000)
     values = fields | {
         "t_min": int(timestamps_us.min()), "t_max": int(timestamps_us.max()),
         "result": orjson.dumps(fields["result"]), "received_at": now_us,
     }
+    n = len(timestamps_us)
+    if n >= SORT_INDEX_FROM:
+        order = np.argsort(np.array(columns.request_ids), kind="stable")
+        joined_ids = "\n".join([columns.request_ids[i] for i in order]).encode()
+    else:
+        order, joined_ids = np.arange(n), fields["request_ids"]
     # copy_expert is psycopg2's own: wrap_database_errors turns its errors into Django's (IntegrityError).
     with connection.cursor() as cursor, connection.wrap_database_errors:
         cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [batch_table])
@@ -689,8 +703,8 @@ def _batch_copy(fields: dict, timestamps_us: np.ndarray) -> int:
             io.BytesIO(row),
         )
         index = pgcopy.index_rows(
-            deployment_id=fields["deployment_id"], batch_id=batch_id, timestamps_us=timestamps_us,
-            joined_ids=fields["request_ids"],
+            deployment_id=fields["deployment_id"], batch_id=batch_id, rows=order,
+            timestamps_us=timestamps_us[order], joined_ids=joined_ids,
         )
         cursor.copy_expert(
             f"COPY {index_table} (deployment_id, timestamp, batch_id, row, request_id) FROM STDIN (FORMAT binary)",
