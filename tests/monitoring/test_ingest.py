@@ -264,6 +264,25 @@ def test_a_file_upload_stores_every_row_once(deployment, encode, name):
     assert deployment.predictions.count() == 50
 
 
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        ["2025-03-01 12:00:00.250000", "2025-03-01T12:00:01"],  # naive: UTC (pyarrow's own CSV writes these)
+        ["2025-03-01T13:00:00.25+01:00", "2025-03-01T12:00:01Z"],  # zoned
+        ["2025-03-01T12:00:00.25", "2025-03-01T13:00:01+01:00"],  # a mix: the row-by-row pass
+    ],
+    ids=["naive", "zoned", "mixed"],
+)
+def test_file_timestamps_read_as_utc_whether_naive_zoned_or_mixed(deployment, stamps):
+    table = _table(2).set_column(1, "timestamp", pa.array(stamps))
+
+    services.predictions_upload(deployment=deployment, data=_csv(table), filename="t.csv")
+
+    assert window(deployment).timestamps.tolist() == [
+        T0.replace(tzinfo=None) + timedelta(microseconds=250_000), T0.replace(tzinfo=None) + timedelta(seconds=1)
+    ]
+
+
 def test_a_bad_cell_in_a_file_names_row_and_column_and_stores_nothing(deployment):
     data = _csv(_table(10)).replace(b"\n", b"\n", 1)
     lines = data.split(b"\n")
