@@ -399,3 +399,11 @@ def test_the_index_rows_carry_each_id_timestamp_and_offset_exactly(deployment, m
     assert stored == {request_id: (T0 + timedelta(seconds=i), result.batch_id, i) for i, request_id in enumerate(ids)}
     assert services.labels_ingest(deployment=deployment, rows=[{"id": "数据-4", "label": "1"}]).updated == 1
     assert Prediction.objects.get(deployment=deployment, request_id="数据-4").label_index == 1
+
+
+def test_the_binary_copy_of_a_batch_row_names_every_column_of_the_table():
+    # services._BATCH_COLUMNS spells out the batch row for COPY (FORMAT binary). A column added to
+    # PredictionBatch without being added there would be left NULL (or fail NOT NULL) on Postgres only.
+    columns = {field.column for field in PredictionBatch._meta.concrete_fields}
+
+    assert {name for name, _ in services._BATCH_COLUMNS} == columns
