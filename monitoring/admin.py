@@ -23,7 +23,6 @@ from monitoring.models import (
     Membership,
     MetricPoint,
     ModelVersion,
-    Prediction,
     PredictionBatch,
     ReferenceProfile,
     Team,
@@ -86,18 +85,8 @@ class DatasetAdmin(admin.ModelAdmin):
         return False
 
 
-@admin.register(Prediction)
-class PredictionAdmin(admin.ModelAdmin):
-    list_display = ["request_id", "deployment", "timestamp", "batch", "row", "label_index", "labelled_at"]
-    list_filter = ["deployment"]
-    search_fields = ["request_id"]
-    date_hierarchy = "timestamp"
-    raw_id_fields = ["batch"]
-    # The table is large: counting every row on each page view would be the slowest query here.
-    show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+# Prediction (the per-row index) is not registered: its primary key is (deployment, request_id), and
+# Django 5.2's admin cannot show composite-key models. Its rows are visible through their batch.
 
 
 @admin.register(PredictionBatch)

@@ -420,10 +420,15 @@ def _table_timestamps(column) -> np.ndarray:
         # Naive means UTC, as in the JSON API.
         return column.cast(pa.timestamp("us", tz=column.type.tz)).to_numpy().astype("datetime64[us]").astype(np.int64)
     text = column.cast(pa.string())
-    try:
-        parsed = pc.cast(text, pa.timestamp("us", tz="UTC"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        parsed = None
+    parsed = None
+    # Vectorised first: all with a zone offset, or all naive (naive means UTC: the same microseconds).
+    # Only a mix, or a value Arrow cannot read, takes the row-by-row pass below (4 s per million rows).
+    for target in (pa.timestamp("us", tz="UTC"), pa.timestamp("us")):
+        try:
+            parsed = pc.cast(text, target)
+            break
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
     if parsed is None or parsed.null_count:
         errors = []
         for r, value in enumerate(text.to_pylist()):

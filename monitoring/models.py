@@ -223,23 +223,30 @@ class Prediction(models.Model):
     # No foreign-key constraints in the database (db_constraint=False): Postgres checks each one with a
     # trigger per row at commit, which was half the cost of storing a large batch. Rows are written only
     # by services._batch_store, in the transaction that creates their batch, and deleted with it (the
-    # ORM's CASCADE, or the raw deletes in bench/); the unique constraint below still holds.
+    # ORM's CASCADE, or the raw deletes in bench/); the primary key below still holds.
+    #
+    # The primary key is (deployment, request_id), not a surrogate id: ids must be unique per deployment
+    # anyway, and that one b-tree then serves both the uniqueness check and the label join. A surrogate
+    # key cost a second b-tree insert per row, about a quarter of the index COPY (README, "Figures").
+    # The Django admin cannot show composite-key models (5.2), so Prediction is not registered there.
+    pk = models.CompositePrimaryKey("deployment", "request_id")
     deployment = models.ForeignKey(
-        # db_index=False: the unique (deployment, request_id) index already leads with it.
+        # db_index=False: the primary key (deployment, request_id) already leads with it.
         Deployment, on_delete=models.CASCADE, related_name="predictions", db_constraint=False, db_index=False
     )
     # The client's id, unique per deployment: labels arriving days later are joined on it.
     request_id = models.CharField(max_length=128)
     timestamp = models.DateTimeField()
-    batch = models.ForeignKey(PredictionBatch, on_delete=models.CASCADE, related_name="rows", db_constraint=False)
+    # db_index=False: nothing reads rows by batch except deleting a deployment (one scan); the b-tree cost
+    # an insert per row at ingest.
+    batch = models.ForeignKey(
+        PredictionBatch, on_delete=models.CASCADE, related_name="rows", db_constraint=False, db_index=False
+    )
     row = models.PositiveIntegerField(help_text="Offset of this prediction in its batch's columns")
     label_index = models.SmallIntegerField(null=True, blank=True, help_text="The true class: index into class_labels")
     labelled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["deployment", "request_id"], name="prediction_unique_request_id")
-        ]
         indexes = [
             # Labelled windows: "this deployment's labelled rows between t0 and t1". Partial, so rows
             # inserted without a label (all of them, at ingest) cost this index nothing.

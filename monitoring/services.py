@@ -24,7 +24,7 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.text import slugify
 
-from monitoring import batches, storage
+from monitoring import batches, pgcopy, storage
 from monitoring.drift import DriftConfig, DriftConfigError
 from monitoring.models import (
     Alert,
@@ -626,72 +626,108 @@ def predictions_upload(
 
 def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, source: str) -> IngestResult:
     n = len(columns)
-    times = batches.as_datetime64(columns.timestamps_us)
     result = {"received": n, "created": n}
+    fields = {
+        "deployment_id": deployment.pk,
+        "version_id": getattr(deployment.active_version(), "pk", None),
+        "idempotency_key": key,
+        "source": source,
+        "n_rows": n,
+        "n_features": columns.features.shape[1],
+        "timestamps_us": columns.timestamps_us.astype("<i8").tobytes(),
+        "features": columns.features.astype("<f4").tobytes(),
+        "predicted": columns.predicted.astype("<i2").tobytes(),
+        "probabilities": None if columns.probabilities is None else columns.probabilities.astype("<f4").tobytes(),
+        "request_ids": batches.encode_ids(columns.request_ids),
+        "result": result,
+    }
     try:
         with transaction.atomic():
-            batch = PredictionBatch.objects.create(
-                deployment=deployment,
-                version=deployment.active_version(),
-                idempotency_key=key,
-                source=source,
-                n_rows=n,
-                n_features=columns.features.shape[1],
-                t_min=batches.us_to_datetime(columns.timestamps_us.min()),
-                t_max=batches.us_to_datetime(columns.timestamps_us.max()),
-                timestamps_us=columns.timestamps_us.astype("<i8").tobytes(),
-                features=columns.features.astype("<f4").tobytes(),
-                predicted=columns.predicted.astype("<i2").tobytes(),
-                probabilities=None if columns.probabilities is None else columns.probabilities.astype("<f4").tobytes(),
-                request_ids=batches.encode_ids(columns.request_ids),
-                result=result,
-            )
-            _index_insert(deployment, batch, columns.request_ids, times)
+            if _is_postgres():
+                batch_id = _batch_copy(fields, columns)
+            else:
+                batch_id = _batch_orm(fields, columns)
     except IntegrityError:
         # Either a concurrent retry stored the same key a moment ago, or some ids are taken.
         if (replay := _replay(deployment, key)) is not None:
             return replay
         _raise_taken_ids(deployment, columns.request_ids)
         raise
-    return IngestResult(batch_id=batch.pk, received=n, created=n)
+    return IngestResult(batch_id=batch_id, received=n, created=n)
 
 
 def _is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _index_insert(deployment: Deployment, batch: PredictionBatch, request_ids: list[str], times: np.ndarray) -> None:
-    """The per-row index: COPY on Postgres (several times faster than INSERT), bulk_create elsewhere (SQLite demo)."""
-    n = len(request_ids)
-    if not _is_postgres():
-        Prediction.objects.bulk_create(
-            (
-                Prediction(deployment=deployment, request_id=request_id, timestamp=batches.us_to_datetime(t), batch=batch, row=i)
-                for i, (request_id, t) in enumerate(zip(request_ids, times.astype(np.int64)))
-            ),
-            batch_size=500,
-        )
-        return
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+# Column types of the batch row, in COPY order (monitoring_predictionbatch as created by the migrations).
+_BATCH_COLUMNS = [
+    ("id", "int8"), ("deployment_id", "int8"), ("version_id", "int8"), ("idempotency_key", "text"),
+    ("source", "text"), ("n_rows", "int4"), ("n_features", "int4"), ("t_min", "timestamptz"),
+    ("t_max", "timestamptz"), ("timestamps_us", "bytea"), ("features", "bytea"), ("predicted", "bytea"),
+    ("probabilities", "bytea"), ("request_ids", "bytea"), ("result", "jsonb"), ("received_at", "timestamptz"),
+]
 
-    table = pa.table({
-        "deployment_id": pa.array(np.full(n, deployment.pk, dtype=np.int64)),
-        "request_id": pa.array(request_ids, type=pa.string()),
-        "timestamp": pa.array(times.astype(np.int64), type=pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-        "batch_id": pa.array(np.full(n, batch.pk, dtype=np.int64)),
-        "row": pa.array(np.arange(n, dtype=np.int64)),
-    })
-    buffer = io.BytesIO()
-    pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False))
-    buffer.seek(0)
+
+# Index rows of batches this large are sent sorted by id: the primary-key b-tree then takes them leaf by
+# leaf instead of at random places. Measured on this machine, 1M ids into a table already holding 1M:
+# 4.7 s sorted against 8.7 s in arrival order; sorting them here costs about 0.6 s. Below ~10,000 rows a
+# batch touches few leaves anyway and the sort would not pay for itself.
+SORT_INDEX_FROM = 10_000
+
+
+def _batch_copy(fields: dict, columns: batches.Columns) -> int:
+    """The batch row and its index rows, each as one binary COPY (no hex-escaped bytea, no formatted timestamps)."""
+    import orjson
+
+    batch_table, index_table = PredictionBatch._meta.db_table, Prediction._meta.db_table
+    timestamps_us = columns.timestamps_us.astype(np.int64)
+    now_us = int(timezone.now().timestamp() * 1_000_000)
+    values = fields | {
+        "t_min": int(timestamps_us.min()), "t_max": int(timestamps_us.max()),
+        "result": orjson.dumps(fields["result"]), "received_at": now_us,
+    }
+    n = len(timestamps_us)
+    if n >= SORT_INDEX_FROM:
+        order = np.argsort(np.array(columns.request_ids), kind="stable")
+        joined_ids = "\n".join([columns.request_ids[i] for i in order]).encode()
+    else:
+        order, joined_ids = np.arange(n), fields["request_ids"]
     # copy_expert is psycopg2's own: wrap_database_errors turns its errors into Django's (IntegrityError).
     with connection.cursor() as cursor, connection.wrap_database_errors:
+        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [batch_table])
+        values["id"] = batch_id = cursor.fetchone()[0]
+        row = pgcopy.one_row([(values[name], kind) for name, kind in _BATCH_COLUMNS])
         cursor.copy_expert(
-            f"COPY {Prediction._meta.db_table} (deployment_id, request_id, timestamp, batch_id, row) "
-            "FROM STDIN WITH (FORMAT csv)",
-            buffer,
+            f"COPY {batch_table} ({', '.join(name for name, _ in _BATCH_COLUMNS)}) FROM STDIN (FORMAT binary)",
+            io.BytesIO(row),
         )
+        index = pgcopy.index_rows(
+            deployment_id=fields["deployment_id"], batch_id=batch_id, rows=order,
+            timestamps_us=timestamps_us[order], joined_ids=joined_ids,
+        )
+        cursor.copy_expert(
+            f"COPY {index_table} (deployment_id, timestamp, batch_id, row, request_id) FROM STDIN (FORMAT binary)",
+            io.BytesIO(index),
+        )
+    return batch_id
+
+
+def _batch_orm(fields: dict, columns: batches.Columns) -> int:
+    """SQLite (the embedded demo): the ORM, the index through bulk_create."""
+    batch = PredictionBatch.objects.create(
+        **fields,
+        t_min=batches.us_to_datetime(columns.timestamps_us.min()),
+        t_max=batches.us_to_datetime(columns.timestamps_us.max()),
+    )
+    Prediction.objects.bulk_create(
+        (
+            Prediction(deployment_id=batch.deployment_id, request_id=request_id, timestamp=batches.us_to_datetime(t), batch=batch, row=i)
+            for i, (request_id, t) in enumerate(zip(columns.request_ids, columns.timestamps_us.astype(np.int64)))
+        ),
+        batch_size=500,
+    )
+    return batch.pk
 
 
 def _raise_taken_ids(deployment: Deployment, request_ids: list[str]) -> None:
@@ -805,7 +841,7 @@ def _labels_copy(deployment, ids, rows, codes, now) -> tuple[int, list[tuple[int
         if updated != len(ids):
             cursor.execute(
                 f"SELECT l.row, l.request_id FROM wk_labels_in l LEFT JOIN {table} p "
-                "ON p.deployment_id = %s AND p.request_id = l.request_id WHERE p.id IS NULL ORDER BY l.row LIMIT 100",
+                "ON p.deployment_id = %s AND p.request_id = l.request_id WHERE p.request_id IS NULL ORDER BY l.row LIMIT 100",
                 [deployment.pk],
             )
             unknown = [(int(row), request_id) for row, request_id in cursor.fetchall()]

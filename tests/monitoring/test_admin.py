@@ -1,4 +1,4 @@
-"""The Django admin shows every table; the audit log is read-only there."""
+"""The Django admin shows every table but the per-row prediction index; the audit log is read-only there."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.test import Client
 from django.urls import reverse
 
 from monitoring import services
-from monitoring.models import AuditEvent
+from monitoring.models import AuditEvent, Prediction
 
 
 @pytest.fixture
@@ -23,6 +23,11 @@ def staff_client(db) -> Client:
 def test_every_model_has_a_working_changelist_and_change_page(deployment, operator, staff_client):
     services.token_create(deployment=deployment, name="scorer", by=operator)
     for model in apps.get_app_config("monitoring").get_models():
+        if model is Prediction:
+            # The per-row index has a composite primary key (deployment, request_id), which Django 5.2's
+            # admin cannot show; it is deliberately left out (monitoring/admin.py).
+            assert not admin.site.is_registered(model)
+            continue
         assert admin.site.is_registered(model), model
         url = reverse(f"admin:monitoring_{model._meta.model_name}_changelist")
         assert staff_client.get(url).status_code == 200, url

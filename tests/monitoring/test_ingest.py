@@ -264,6 +264,25 @@ def test_a_file_upload_stores_every_row_once(deployment, encode, name):
     assert deployment.predictions.count() == 50
 
 
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        ["2025-03-01 12:00:00.250000", "2025-03-01T12:00:01"],  # naive: UTC (pyarrow's own CSV writes these)
+        ["2025-03-01T13:00:00.25+01:00", "2025-03-01T12:00:01Z"],  # zoned
+        ["2025-03-01T12:00:00.25", "2025-03-01T13:00:01+01:00"],  # a mix: the row-by-row pass
+    ],
+    ids=["naive", "zoned", "mixed"],
+)
+def test_file_timestamps_read_as_utc_whether_naive_zoned_or_mixed(deployment, stamps):
+    table = _table(2).set_column(1, "timestamp", pa.array(stamps))
+
+    services.predictions_upload(deployment=deployment, data=_csv(table), filename="t.csv")
+
+    assert window(deployment).timestamps.tolist() == [
+        T0.replace(tzinfo=None) + timedelta(microseconds=250_000), T0.replace(tzinfo=None) + timedelta(seconds=1)
+    ]
+
+
 def test_a_bad_cell_in_a_file_names_row_and_column_and_stores_nothing(deployment):
     data = _csv(_table(10)).replace(b"\n", b"\n", 1)
     lines = data.split(b"\n")
@@ -361,3 +380,30 @@ def test_ids_with_csv_and_copy_metacharacters_survive_storage_and_label_joins(de
 
     assert set(deployment.predictions.values_list("request_id", flat=True)) == set(odd)
     assert window(deployment, labelled_only=True).request_ids.tolist() == odd
+
+
+@pytest.mark.parametrize("sorted_from", [10_000, 1], ids=["arrival-order", "sorted-by-id"])
+def test_the_index_rows_carry_each_id_timestamp_and_offset_exactly(deployment, monkeypatch, sorted_from):
+    # The index is written as a binary COPY built with numpy (monitoring/pgcopy.py), sorted by id for
+    # large batches: ids of every length, multi-byte UTF-8 included, must land in the right row with the
+    # right timestamp and offset either way.
+    monkeypatch.setattr(services, "SORT_INDEX_FROM", sorted_from)
+    rows = prediction_rows(5)
+    ids = ["a", "é-ü-2", "x" * 128, "数据-4", "5"]
+    for row, request_id in zip(rows, ids):
+        row["id"] = request_id
+
+    result = services.predictions_ingest(deployment=deployment, rows=rows)
+
+    stored = {p.request_id: (p.timestamp, p.batch_id, p.row) for p in Prediction.objects.filter(deployment=deployment)}
+    assert stored == {request_id: (T0 + timedelta(seconds=i), result.batch_id, i) for i, request_id in enumerate(ids)}
+    assert services.labels_ingest(deployment=deployment, rows=[{"id": "数据-4", "label": "1"}]).updated == 1
+    assert Prediction.objects.get(deployment=deployment, request_id="数据-4").label_index == 1
+
+
+def test_the_binary_copy_of_a_batch_row_names_every_column_of_the_table():
+    # services._BATCH_COLUMNS spells out the batch row for COPY (FORMAT binary). A column added to
+    # PredictionBatch without being added there would be left NULL (or fail NOT NULL) on Postgres only.
+    columns = {field.column for field in PredictionBatch._meta.concrete_fields}
+
+    assert {name for name, _ in services._BATCH_COLUMNS} == columns
