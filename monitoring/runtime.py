@@ -11,10 +11,13 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+
+from monitoring.metrics import encode
 
 # Attribute names that tree/linear/SVM classifiers from skl2onnx use for their classes.
 _CLASS_LABEL_ATTRIBUTES = ("classlabels_int64s", "classlabels_ints", "classlabels_strings")
@@ -40,10 +43,20 @@ class ModelSignature:
 
 @dataclass
 class Predictions:
-    labels: np.ndarray  # canonical string labels
+    # The label output as the model gave it: int64, or an object array of str for string classes.
+    raw_labels: np.ndarray
     probabilities: np.ndarray | None  # n_rows × n_classes, columns in class_labels order
-    # The label output as the model gave it (often int64): metrics encode it without string conversion.
-    raw_labels: np.ndarray | None = None
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        """Canonical string labels, decoded on first use: evaluation works in class indices and never needs them."""
+        if self.raw_labels.dtype.kind in "SO":
+            return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in self.raw_labels])
+        return self.raw_labels.astype(str)
+
+    def label_indices(self, class_labels: list[str]) -> np.ndarray:
+        """Index of each predicted label in class_labels (-1 for none), without making strings of them."""
+        return encode(self.raw_labels, class_labels)
 
 
 @dataclass(frozen=True)
@@ -165,28 +178,30 @@ class ModelRunner:
         self.probability_output = probability_output
         self.class_labels = [str(c) for c in class_labels]
 
-    def predict(self, X: np.ndarray, *, batch_size: int = 65_536) -> Predictions:
-        """Predict in fixed-size batches: bounded memory whatever the window size."""
+    def predict(
+        self, X: np.ndarray, *, batch_size: int = 65_536, probability_dtype: type = np.float64
+    ) -> Predictions:
+        """Predict in fixed-size batches: bounded memory whatever the window size.
+
+        Each output is allocated once and filled batch by batch. probability_dtype=np.float32 keeps the
+        model's own precision (the same values, without a widened copy), as evaluation does.
+        """
         X = np.ascontiguousarray(X, dtype=np.float32)
-        wanted = [self.label_output] + ([self.probability_output] if self.probability_output else [])
-        labels, probabilities = [], []
-        for start in range(0, max(len(X), 1), batch_size):
-            chunk = X[start : start + batch_size]
-            if len(chunk) == 0:
-                break
-            outputs = self.session.run(wanted, {self.input_name: chunk})
-            labels.append(np.asarray(outputs[0]))
-            if self.probability_output:
-                probabilities.append(np.asarray(outputs[1], dtype=np.float64))
-        if not labels:
+        if len(X) == 0:
             return Predictions(np.array([], dtype=str), None)
-        label_array = raw = np.concatenate(labels)
-        if label_array.dtype.kind in "SO":
-            label_array = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in label_array])
-        else:
-            label_array = label_array.astype(str)
-        proba = np.concatenate(probabilities) if probabilities else None
-        return Predictions(label_array, proba, raw)
+        wanted = [self.label_output] + ([self.probability_output] if self.probability_output else [])
+        raw = probabilities = None
+        for start in range(0, len(X), batch_size):
+            part = slice(start, start + batch_size)
+            outputs = [np.asarray(output) for output in self.session.run(wanted, {self.input_name: X[part]})]
+            if raw is None:
+                raw = np.empty((len(X), *outputs[0].shape[1:]), dtype=outputs[0].dtype)
+                if self.probability_output:
+                    probabilities = np.empty((len(X), *outputs[1].shape[1:]), dtype=probability_dtype)
+            raw[part] = outputs[0]
+            if probabilities is not None:
+                probabilities[part] = outputs[1]
+        return Predictions(raw, probabilities)
 
     def call(self, X: np.ndarray) -> None:
         self.session.run(None, {self.input_name: X})

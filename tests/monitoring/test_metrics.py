@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from monitoring.metrics import SCALAR_METRICS, classification_metrics, encode
+from monitoring.metrics import SCALAR_METRICS, classification_metrics, encode, metrics_from_indices
 
 
 def _sample(n_classes: int, n: int = 400, seed: int = 0):
@@ -107,3 +107,56 @@ def test_integer_outputs_encode_like_their_strings():
     values = np.array([10, 2, 7, 0, 1, 10])
 
     assert encode(values, labels).tolist() == encode(values.astype(str), labels).tolist() == [3, 2, -1, 0, 1, 3]
+
+
+def test_class_indices_and_float32_scores_give_scikit_learns_metrics_at_ten_classes():
+    # The evaluation job's path: class indices in, the model's float32 probabilities, many tied scores.
+    rng = np.random.default_rng(7)
+    n, k = 20_000, 10
+    labels = [str(i) for i in range(k)]
+    true_index = rng.integers(0, k, n)
+    scores = rng.random((n, k)) + np.eye(k)[true_index] * 0.8
+    probabilities = np.round(scores / scores.sum(axis=1, keepdims=True), 2).astype(np.float32)
+    pred_index = probabilities.argmax(axis=1)
+    y_true, y_pred = np.array(labels)[true_index], np.array(labels)[pred_index]
+
+    m = metrics_from_indices(true_index.astype(np.int16), pred_index, labels=labels, probabilities=probabilities)
+
+    assert m.accuracy == skm.accuracy_score(y_true, y_pred)
+    assert m.confusion_matrix == skm.confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    for name, score in (("precision", skm.precision_score), ("recall", skm.recall_score), ("f1", skm.f1_score)):
+        for average in ("macro", "weighted"):
+            assert getattr(m, f"{name}_{average}") == pytest.approx(score(y_true, y_pred, labels=labels, average=average))
+        assert m.per_class[name] == pytest.approx(list(score(y_true, y_pred, labels=labels, average=None)))
+    # One-vs-rest macro by hand: the rounded rows no longer sum to one, which multi_class="ovr" insists on.
+    expected_auc = np.mean([skm.roc_auc_score(true_index == j, probabilities[:, j]) for j in range(k)])
+    assert m.roc_auc == pytest.approx(expected_auc, rel=1e-12)
+    # Our log loss renormalises each row (as scikit-learn did before 1.5); 1.9 expects rows that already sum to one.
+    widened = probabilities.astype(np.float64)
+    expected_loss = skm.log_loss(y_true, widened / widened.sum(axis=1, keepdims=True), labels=labels)
+    assert m.log_loss == pytest.approx(expected_loss, rel=1e-12)
+
+
+def test_a_binary_auc_with_runs_of_ties_equals_scikit_learns():
+    rng = np.random.default_rng(3)
+    positive = rng.random(5000) < 0.3
+    scores = np.round(rng.random(5000) * 0.5 + positive * 0.3, 1)  # six distinct values: every row is in a tie
+
+    m = metrics_from_indices(positive.astype(int), positive.astype(int), labels=["0", "1"], probabilities=np.c_[1 - scores, scores])
+
+    assert m.roc_auc == pytest.approx(skm.roc_auc_score(positive, scores), rel=1e-12)
+
+
+def test_object_arrays_encode_like_their_strings():
+    # onnxruntime gives a string label output as an object array of str; bytes and numbers take the string path.
+    labels = ["0", "1", "10", "cat"]
+    values = np.array(["cat", "10", b"1", 0, "dog", np.str_("1"), "0"], dtype=object)
+
+    assert encode(values, labels).tolist() == encode(values.astype(str), labels).tolist() == [3, 2, 1, 0, -1, 1, 0]
+
+
+def test_a_value_outside_the_labels_is_wrong_even_against_another_outsider():
+    m = metrics_from_indices(np.array([-1, 0, 1]), np.array([-1, 0, 0]), labels=["a", "b"])
+
+    assert m.accuracy == pytest.approx(1 / 3)
+    assert m.confusion_matrix == [[1, 0], [1, 0]]

@@ -115,3 +115,25 @@ def test_the_session_cache_loads_once_per_hash_and_evicts_the_oldest():
         cache.get(key, loader(key))
 
     assert loads == ["a", "b", "c", "b"]  # "a" was used again, so "b" was the oldest when "c" arrived
+
+
+def test_a_string_label_model_gives_class_indices_and_float32_probabilities_without_changing_its_answers():
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    from workers.training import estimator_to_onnx
+
+    X, y = load_digits(return_X_y=True)
+    classes = [str(i) for i in range(10)]
+    estimator = LogisticRegression(max_iter=300).fit(X, y.astype(str))  # string classes: a tensor(string) output
+    data = estimator_to_onnx(estimator, feature_names=[f"px{i}" for i in range(64)], class_labels=classes)
+    runner = _runner(data)
+    X = X.astype(np.float32)
+
+    wide, narrow = runner.predict(X, batch_size=500), runner.predict(X, batch_size=500, probability_dtype=np.float32)
+
+    assert wide.raw_labels.dtype == object
+    assert narrow.label_indices(classes).tolist() == [classes.index(label) for label in wide.labels]
+    assert wide.labels.tolist() == estimator.predict(X).tolist()
+    assert narrow.probabilities.dtype == np.float32 and wide.probabilities.dtype == np.float64
+    np.testing.assert_array_equal(narrow.probabilities, wide.probabilities)  # the same values, only narrower
