@@ -82,7 +82,9 @@ def ensure_database(url: str) -> None:
     )
     if exists.returncode == 0 and exists.stdout.strip() != "1":
         say(f"creating database {name}")
-        subprocess.run(base + ["-d", "postgres", "-c", f'CREATE DATABASE "{name}"'], check=False)
+        # stdout is eval'd by the caller: psql's "CREATE DATABASE" must not reach it.
+        subprocess.run(base + ["-d", "postgres", "-c", f'CREATE DATABASE "{name}"'], check=False,
+                       stdout=subprocess.DEVNULL)
 
 
 def resolve(require: bool) -> dict[str, str]:
