@@ -9,7 +9,7 @@ from functools import lru_cache
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from monitoring import batches, pgcopy
@@ -511,12 +511,13 @@ def accuracy_baseline(*, version: ModelVersion) -> tuple[float, int] | None:
 def deployments_due_for_drift(*, deployment_ids: list[int], now: datetime) -> list[int]:
     """Of these deployments, those whose own drift interval has passed since their last check (or that have
     none: then every beat is due)."""
-    due = []
-    for deployment in Deployment.objects.filter(pk__in=deployment_ids).only("pk", "drift_interval_minutes"):
-        if not deployment.drift_interval_minutes:
-            due.append(deployment.pk)
-            continue
-        last = deployment.drift_reports.order_by("-created_at").values_list("created_at", flat=True).first()
-        if last is None or now - last >= timedelta(minutes=deployment.drift_interval_minutes):
-            due.append(deployment.pk)
-    return due
+    # One query for every deployment, not one per deployment: beat runs this on each tick.
+    rows = (
+        Deployment.objects.filter(pk__in=deployment_ids)
+        .annotate(last_check=Max("drift_reports__created_at"))
+        .values_list("pk", "drift_interval_minutes", "last_check")
+    )
+    return [
+        pk for pk, interval, last in rows
+        if not interval or last is None or now - last >= timedelta(minutes=interval)
+    ]
