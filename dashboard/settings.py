@@ -152,6 +152,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.check_drift_all_task",
         "schedule": DRIFT_INTERVAL_MINUTES * 60.0,
     },
+    "index-pending-batches": {"task": "workers.tasks.index_pending_all_task", "schedule": 15.0},
     # A job whose worker died is failed within STALE_AFTER (90 s) plus this minute.
     "reap-stale-maintenance-jobs": {"task": "workers.tasks.reap_stale_jobs_task", "schedule": 60.0},
 }

@@ -173,6 +173,12 @@ class Dataset(models.Model):
         return f"{self.deployment.slug}/{self.kind}/{self.name}"
 
 
+class PredictionBatchQuerySet(models.QuerySet):
+    def live(self) -> PredictionBatchQuerySet:
+        """The batches whose rows count: all but the rejected ones, whose columns are gone."""
+        return self.exclude(state=PredictionBatch.State.REJECTED)
+
+
 class PredictionBatch(models.Model):
     """One accepted batch of production traffic, stored as columns (see README "Ingestion and storage").
 
@@ -185,11 +191,20 @@ class PredictionBatch(models.Model):
         API = "api", "JSON API"
         UPLOAD = "upload", "File upload"
 
+    class State(models.TextChoices):
+        # Stored and counted in drift windows; its rows are not in the Prediction index yet (monitoring/indexing.py).
+        PENDING = "pending", "Pending index"
+        INDEXED = "indexed", "Indexed"
+        # The indexer found ids that an earlier batch already holds: its columns were dropped, its errors kept.
+        REJECTED = "rejected", "Rejected"
+
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="prediction_batches")
     version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # The client's Idempotency-Key, or a sha256 of the batch's content when it sent none.
     idempotency_key = models.CharField(max_length=200)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
+    # db_default: the batch row is written by a binary COPY that names its columns (services._batch_copy).
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING, db_default=State.PENDING)
     n_rows = models.PositiveIntegerField()
     n_features = models.PositiveIntegerField()
     # The batch's time range: a window reads only the batches that overlap it.
@@ -203,6 +218,10 @@ class PredictionBatch(models.Model):
     # The answer given to the client, replayed verbatim to a retry with the same key.
     result = models.JSONField(default=dict)
     received_at = models.DateTimeField(default=timezone.now)
+    # When the indexer took it (indexed or rejected); received_at to indexed_at is the index lag.
+    indexed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PredictionBatchQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -211,6 +230,8 @@ class PredictionBatch(models.Model):
         indexes = [
             # Windows: "this deployment's batches that overlap [start, end)".
             models.Index(fields=["deployment", "t_min", "t_max"], name="batch_window_idx"),
+            # The indexer's queue: small, because batches leave it within seconds.
+            models.Index(fields=["deployment", "id"], name="batch_pending_idx", condition=Q(state="pending")),
         ]
 
     def __str__(self) -> str:
@@ -393,6 +414,7 @@ class Alert(models.Model):
         METRIC_BELOW_THRESHOLD = "metric_below_threshold", "Metric below threshold"
         DATA_DRIFT = "data_drift", "Data drift"
         JOB_FAILED = "job_failed", "Maintenance job failed"
+        BATCH_REJECTED = "batch_rejected", "Prediction batch rejected"
 
     class Severity(models.TextChoices):
         INFO = "info", "Info"

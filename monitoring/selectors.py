@@ -208,7 +208,7 @@ _BATCH_COLUMNS = ("id", "n_rows", "timestamps_us", "features", "predicted", "pro
 
 def _read_batches(deployment: Deployment, *, start: datetime, end: datetime, ids: list[int] | None) -> list:
     """(id, n_rows, column bytes...) of the deployment's batches overlapping [start, end), oldest first."""
-    batches = PredictionBatch.objects.filter(deployment=deployment, t_min__lt=end, t_max__gte=start)
+    batches = PredictionBatch.objects.live().filter(deployment=deployment, t_min__lt=end, t_max__gte=start)
     if ids is not None:
         batches = batches.filter(pk__in=ids)
     if connection.vendor != "postgresql":
@@ -216,6 +216,7 @@ def _read_batches(deployment: Deployment, *, start: datetime, end: datetime, ids
     table = PredictionBatch._meta.db_table
     sql = (
         f"SELECT {', '.join(_BATCH_COLUMNS)} FROM {table} WHERE deployment_id = %s AND t_min < %s AND t_max >= %s"
+        f" AND state <> '{PredictionBatch.State.REJECTED}'"
         + (" AND id = ANY(%s)" if ids is not None else "") + " ORDER BY t_min, id"
     )
     params = [deployment.pk, end, start] + ([list(ids)] if ids is not None else [])
@@ -328,7 +329,7 @@ def prediction_counts(*, deployment: Deployment, since: datetime) -> tuple[int, 
 
     Only batches that straddle `since` have their timestamp column read.
     """
-    stored = PredictionBatch.objects.filter(deployment=deployment)
+    stored = PredictionBatch.objects.live().filter(deployment=deployment)
     last = stored.order_by("-t_max").values_list("t_max", flat=True).first()
     recent = stored.filter(t_max__gte=since)
     count = sum(recent.filter(t_min__gte=since).values_list("n_rows", flat=True))
@@ -506,6 +507,19 @@ def accuracy_baseline(*, version: ModelVersion) -> tuple[float, int] | None:
     if run is None or "accuracy" not in run.metrics or not run.n_rows:
         return None
     return float(run.metrics["accuracy"]), int(run.n_rows)
+
+
+def deployments_with_pending_batches() -> list[int]:
+    return list(
+        PredictionBatch.objects.filter(state=PredictionBatch.State.PENDING).values_list("deployment_id", flat=True).distinct()
+    )
+
+
+def batch_for(*, deployment: Deployment, batch_id: int) -> PredictionBatch:
+    """One of the deployment's batches, without its columns. Raises PredictionBatch.DoesNotExist."""
+    return PredictionBatch.objects.defer(
+        "timestamps_us", "features", "predicted", "probabilities", "request_ids"
+    ).get(deployment=deployment, pk=batch_id)
 
 
 def deployments_due_for_drift(*, deployment_ids: list[int], now: datetime) -> list[int]:

@@ -24,7 +24,7 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.text import slugify
 
-from monitoring import batches, pgcopy, storage
+from monitoring import batches, indexing, pgcopy, storage
 from monitoring.drift import DriftConfig, DriftConfigError
 from monitoring.models import (
     Alert,
@@ -556,6 +556,8 @@ class IngestResult:
     created: int
     # True when this answer is the stored one of an earlier request with the same idempotency key.
     replayed: bool = False
+    # The batch's PredictionBatch.State: "pending" until the indexer has taken its ids (seconds).
+    status: str = PredictionBatch.State.PENDING
 
 
 def _schema(deployment: Deployment) -> batches.Schema:
@@ -567,13 +569,18 @@ def _schema(deployment: Deployment) -> batches.Schema:
 
 
 def _replay(deployment: Deployment, key: str) -> IngestResult | None:
+    """The stored answer to the batch with this key; a Conflict if the indexer has since rejected that batch."""
     stored = (
-        PredictionBatch.objects.filter(deployment=deployment, idempotency_key=key).values_list("pk", "result").first()
+        PredictionBatch.objects.filter(deployment=deployment, idempotency_key=key)
+        .values_list("pk", "state", "result")
+        .first()
     )
     if stored is None:
         return None
-    pk, result = stored
-    return IngestResult(batch_id=pk, received=result["received"], created=result["created"], replayed=True)
+    pk, state, result = stored
+    if state == PredictionBatch.State.REJECTED:
+        raise Conflict(f"Batch {pk} with this key was rejected: {result['message']}", errors=result["errors"])
+    return IngestResult(batch_id=pk, received=result["received"], created=result["created"], replayed=True, status=state)
 
 
 def _check_key(key: str | None) -> str | None:
@@ -590,15 +597,14 @@ def predictions_ingest(*, deployment: Deployment, rows: list, idempotency_key: s
 
     A retry is harmless: a batch with the idempotency key of a stored one (by default, a key derived
     from its content) is answered with the stored result and stores nothing. A new batch reusing an
-    id already stored for the deployment is a conflict (409) and stores nothing.
+    id already indexed for the deployment is a conflict (409) and stores nothing; one reusing an id of a
+    batch still pending is rejected by the indexer instead (see monitoring/indexing.py).
     """
     if not isinstance(rows, list) or not rows:
         raise ValidationFailed("The batch must be a non-empty list of predictions.")
     if len(rows) > settings.MAX_PREDICTION_BATCH:
         raise TooLarge(f"The batch has {len(rows)} predictions; the limit is {settings.MAX_PREDICTION_BATCH}.")
     key = _check_key(idempotency_key)
-    if key is not None and (replay := _replay(deployment, key)) is not None:
-        return replay
     try:
         columns = batches.columns_from_rows(rows, _schema(deployment))
     except batches.BatchInvalid as exc:
@@ -624,12 +630,29 @@ def predictions_upload(
     return _batch_store(deployment, columns, key=key, source=PredictionBatch.Source.UPLOAD)
 
 
+# Batches up to this size are checked against the index before they are stored, so reusing an old id is
+# a 409 at once: about 1 ms per 1,000 ids. Larger ones (file uploads) are checked by the indexer only.
+CHECK_IDS_UP_TO = 10_000
+
+
 def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, source: str) -> IngestResult:
+    """Store the batch's columns as one row; the per-row index follows from a worker (monitoring/indexing.py).
+
+    Replays are found by the unique key when the insert fails, not by a query before it: retries are rare
+    and the common path then costs one round trip less.
+    """
     n = len(columns)
+    if n <= CHECK_IDS_UP_TO and (taken := indexing.taken_ids(deployment.pk, columns.request_ids)):
+        if (replay := _replay(deployment, key)) is not None:
+            return replay
+        raise Conflict(
+            f"{len(taken)} id(s) were already stored by another batch; nothing was stored. "
+            "Resend a batch with its Idempotency-Key (or byte-identical content) to retry it.",
+            errors=indexing.conflict_errors(columns.request_ids, taken),
+        )
     result = {"received": n, "created": n}
     fields = {
         "deployment_id": deployment.pk,
-        "version_id": getattr(deployment.active_version(), "pk", None),
         "idempotency_key": key,
         "source": source,
         "n_rows": n,
@@ -643,17 +666,34 @@ def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, 
     }
     try:
         with transaction.atomic():
-            if _is_postgres():
-                batch_id = _batch_copy(fields, columns)
-            else:
-                batch_id = _batch_orm(fields, columns)
+            batch_id = _batch_copy(fields, columns) if _is_postgres() else _batch_orm(fields, columns)
+            transaction.on_commit(lambda: _index_soon(deployment.pk))
     except IntegrityError:
-        # Either a concurrent retry stored the same key a moment ago, or some ids are taken.
+        # The only unique key of a batch row is (deployment, idempotency key): this is a retry.
         if (replay := _replay(deployment, key)) is not None:
             return replay
-        _raise_taken_ids(deployment, columns.request_ids)
         raise
     return IngestResult(batch_id=batch_id, received=n, created=n)
+
+
+def _index_soon(deployment_id: int) -> None:
+    from workers.tasks import index_batches_soon
+
+    index_batches_soon(deployment_id)
+
+
+def batches_index(*, deployment_id: int, wait: bool = True) -> indexing.IndexOutcome:
+    """Index the deployment's pending batches now, and raise an alert for each one rejected."""
+    outcome = indexing.index_pending(deployment_id=deployment_id, wait=wait)
+    for batch in outcome.rejected:
+        alert_raise(
+            deployment=Deployment.objects.get(pk=deployment_id),
+            kind=Alert.Kind.BATCH_REJECTED,
+            dedup_key="batch-rejected",
+            title=f"Prediction batch {batch.pk} was rejected: its ids were already stored",
+            message=batch.result["message"],
+        )
+    return outcome
 
 
 def _is_postgres() -> bool:
@@ -661,6 +701,7 @@ def _is_postgres() -> bool:
 
 
 # Column types of the batch row, in COPY order (monitoring_predictionbatch as created by the migrations).
+# state and indexed_at are left to their database defaults ("pending", NULL).
 _BATCH_COLUMNS = [
     ("id", "int8"), ("deployment_id", "int8"), ("version_id", "int8"), ("idempotency_key", "text"),
     ("source", "text"), ("n_rows", "int4"), ("n_features", "int4"), ("t_min", "timestamptz"),
@@ -669,84 +710,43 @@ _BATCH_COLUMNS = [
 ]
 
 
-# Index rows of batches this large are sent sorted by id: the primary-key b-tree then takes them leaf by
-# leaf instead of at random places. Measured on this machine, 1M ids into a table already holding 1M:
-# 4.7 s sorted against 8.7 s in arrival order; sorting them here costs about 0.6 s. Below ~10,000 rows a
-# batch touches few leaves anyway and the sort would not pay for itself.
-SORT_INDEX_FROM = 10_000
-
-
 def _batch_copy(fields: dict, columns: batches.Columns) -> int:
-    """The batch row and its index rows, each as one binary COPY (no hex-escaped bytea, no formatted timestamps)."""
+    """The batch row as one binary COPY: no hex-escaped bytea, no formatted timestamps."""
     import orjson
 
-    batch_table, index_table = PredictionBatch._meta.db_table, Prediction._meta.db_table
+    batch_table = PredictionBatch._meta.db_table
     timestamps_us = columns.timestamps_us.astype(np.int64)
     now_us = int(timezone.now().timestamp() * 1_000_000)
     values = fields | {
         "t_min": int(timestamps_us.min()), "t_max": int(timestamps_us.max()),
         "result": orjson.dumps(fields["result"]), "received_at": now_us,
     }
-    n = len(timestamps_us)
-    if n >= SORT_INDEX_FROM:
-        order = np.argsort(np.array(columns.request_ids), kind="stable")
-        joined_ids = "\n".join([columns.request_ids[i] for i in order]).encode()
-    else:
-        order, joined_ids = np.arange(n), fields["request_ids"]
     # copy_expert is psycopg2's own: wrap_database_errors turns its errors into Django's (IntegrityError).
     with connection.cursor() as cursor, connection.wrap_database_errors:
-        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [batch_table])
-        values["id"] = batch_id = cursor.fetchone()[0]
+        # One round trip for the batch's id and the version serving now.
+        cursor.execute(
+            f"SELECT nextval(pg_get_serial_sequence(%s, 'id')), (SELECT id FROM {ModelVersion._meta.db_table} "
+            "WHERE deployment_id = %s AND status = %s LIMIT 1)",
+            [batch_table, fields["deployment_id"], ModelVersion.Status.ACTIVE],
+        )
+        values["id"], values["version_id"] = batch_id, _ = cursor.fetchone()
         row = pgcopy.one_row([(values[name], kind) for name, kind in _BATCH_COLUMNS])
         cursor.copy_expert(
             f"COPY {batch_table} ({', '.join(name for name, _ in _BATCH_COLUMNS)}) FROM STDIN (FORMAT binary)",
-            io.BytesIO(row),
-        )
-        index = pgcopy.index_rows(
-            deployment_id=fields["deployment_id"], batch_id=batch_id, rows=order,
-            timestamps_us=timestamps_us[order], joined_ids=joined_ids,
-        )
-        cursor.copy_expert(
-            f"COPY {index_table} (deployment_id, timestamp, batch_id, row, request_id) FROM STDIN (FORMAT binary)",
-            io.BytesIO(index),
+            io.BytesIO(row), size=1 << 20,
         )
     return batch_id
 
 
 def _batch_orm(fields: dict, columns: batches.Columns) -> int:
-    """SQLite (the embedded demo): the ORM, the index through bulk_create."""
+    """SQLite (the embedded demo): the ORM."""
     batch = PredictionBatch.objects.create(
         **fields,
+        version_id=getattr(Deployment.objects.get(pk=fields["deployment_id"]).active_version(), "pk", None),
         t_min=batches.us_to_datetime(columns.timestamps_us.min()),
         t_max=batches.us_to_datetime(columns.timestamps_us.max()),
     )
-    Prediction.objects.bulk_create(
-        (
-            Prediction(deployment_id=batch.deployment_id, request_id=request_id, timestamp=batches.us_to_datetime(t), batch=batch, row=i)
-            for i, (request_id, t) in enumerate(zip(columns.request_ids, columns.timestamps_us.astype(np.int64)))
-        ),
-        batch_size=500,
-    )
     return batch.pk
-
-
-def _raise_taken_ids(deployment: Deployment, request_ids: list[str]) -> None:
-    taken: set[str] = set()
-    # Chunks of 10,000 ids keep each IN list well inside Postgres' parameter limits.
-    for start in range(0, len(request_ids), 10_000):
-        chunk = request_ids[start : start + 10_000]
-        taken |= set(Prediction.objects.filter(deployment=deployment, request_id__in=chunk).values_list("request_id", flat=True))
-    if taken:
-        errors = [
-            _row_error(i, "id", f"id {request_id!r} is already stored in another batch")
-            for i, request_id in enumerate(request_ids)
-            if request_id in taken
-        ]
-        raise Conflict(
-            f"{len(taken)} id(s) were already stored by another batch; nothing was stored. "
-            "Resend a batch with its Idempotency-Key (or byte-identical content) to retry it.",
-            errors=errors[:100],
-        )
 
 
 def _row_error(index: int, field: str, message: str) -> dict:
@@ -795,6 +795,8 @@ def _labels_from_rows(deployment: Deployment, rows: list) -> LabelResult:
 
 
 def _labels_store(deployment: Deployment, ids: list[str], rows: list[int], codes: np.ndarray, received: int) -> LabelResult:
+    # Labels join on the index: the batches accepted a moment ago must be in it first.
+    batches_index(deployment_id=deployment.pk)
     now = timezone.now()
     with transaction.atomic():
         if _is_postgres():

@@ -20,7 +20,7 @@ from kombu.exceptions import OperationalError as BrokerOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError
 
-from monitoring import selectors
+from monitoring import selectors, services
 from monitoring.models import Deployment, ModelVersion
 from workers.drift_check import check_drift, reference_profile
 from workers.evaluation import evaluate_deployment
@@ -146,6 +146,37 @@ def check_drift_all_task() -> None:
     """Beat: one drift check per served deployment whose own drift interval has passed."""
     for deployment_id in selectors.deployments_due_for_drift(deployment_ids=_served_deployment_ids(), now=timezone.now()):
         check_drift_task.delay(deployment_id)
+
+
+def _index_flag(deployment_id: int) -> str:
+    return f"watchkeeper:index-queued:{deployment_id}"
+
+
+def index_batches_soon(deployment_id: int) -> None:
+    """Queue an indexer for the deployment, unless one is queued and has not started yet.
+
+    Under steady traffic that is one task per indexer run instead of one per batch (a Redis round trip
+    instead of a publish per request). The task clears the flag before it reads the pending batches, so a
+    batch stored after that queues the next one. The flag expires, in case a queued task is lost; the beat
+    sweep (index_pending_all_task) covers that minute.
+    """
+    if settings.CELERY_TASK_ALWAYS_EAGER or _redis().set(_index_flag(deployment_id), 1, nx=True, ex=60):
+        index_batches_task.delay(deployment_id)
+
+
+@shared_task(acks_late=True, **RETRY_POLICY)  # acks_late: indexing is idempotent, and a lost batch is worse than a redo
+def index_batches_task(deployment_id: int) -> None:
+    """Put the deployment's newly accepted batches in the per-row index."""
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        _redis().delete(_index_flag(deployment_id))
+    services.batches_index(deployment_id=deployment_id, wait=True)
+
+
+@shared_task(**RETRY_POLICY)
+def index_pending_all_task() -> None:
+    """Beat: index what the per-batch tasks missed (a worker down when they were sent, or a lost race)."""
+    for deployment_id in selectors.deployments_with_pending_batches():
+        services.batches_index(deployment_id=deployment_id, wait=False)
 
 
 @shared_task(**RETRY_POLICY)

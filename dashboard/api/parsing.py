@@ -6,12 +6,14 @@ import json
 from typing import Any
 
 import orjson
+from django.conf import settings
 from django.http import HttpRequest
+from ninja import UploadedFile
 from ninja.openapi.schema import REF_TEMPLATE
 from ninja.parser import Parser
 from pydantic import BaseModel
 
-from monitoring.services import ServiceError, ValidationFailed
+from monitoring.services import ServiceError, TooLarge, ValidationFailed
 
 # Python's json.dumps writes these for float('nan') and float('inf'). They are not JSON (RFC 8259), so orjson refuses them.
 _NON_FINITE_LITERALS = (b"NaN", b"Infinity")
@@ -48,6 +50,26 @@ def json_object_body(request: HttpRequest, key: str) -> list:
     if not isinstance(body, dict) or not isinstance(body.get(key), list):
         raise ValidationFailed(f'The body must be a JSON object with a "{key}" list.')
     return body[key]
+
+
+def uploaded_file(request: HttpRequest, file: UploadedFile | None) -> tuple[bytes, str]:
+    """(content, file name) of an upload sent as a multipart field or as the whole request body.
+
+    The raw body is read from the stream, not through request.body, whose limit is the JSON endpoints'
+    (DATA_UPLOAD_MAX_MEMORY_SIZE). body_limit has already refused a declared length over MAX_UPLOAD_BYTES;
+    a chunked body declares none, so its length is checked here as it is read.
+    """
+    if file is not None:
+        return file.read(), file.name or ""
+    if request.content_type.startswith("multipart/"):
+        raise ValidationFailed('The form has no "file" field.')
+    limit = settings.MAX_UPLOAD_BYTES
+    data = request.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"The request body is larger than {limit} bytes.")
+    if not data:
+        raise ValidationFailed("Send the file as a multipart field named file, or as the request body.")
+    return data, ""
 
 
 def request_body_doc(model: type[BaseModel]) -> dict:

@@ -200,6 +200,34 @@ class IngestOut(Schema):
     received: int
     created: int
     replayed: bool = Field(description="True when this is the stored answer to an earlier request with the same key")
+    status: str = Field(
+        description="pending: stored, and counted in drift windows; its ids reach the label index within seconds. "
+        "indexed: labels can be joined to it. See GET /deployments/{slug}/batches/{batch_id}."
+    )
+
+
+class BatchOut(Schema):
+    batch_id: int = Field(alias="pk")
+    source: str
+    status: str = Field(
+        alias="state",
+        description="pending, indexed, or rejected (an id was already stored by an earlier batch; nothing of it is kept)",
+    )
+    n_rows: int
+    received_at: datetime
+    indexed_at: datetime | None
+    t_min: datetime = Field(description="The earliest prediction timestamp in the batch")
+    t_max: datetime
+    message: str = Field("", description="Why the batch was rejected")
+    errors: list[dict] = Field(default_factory=list, description="The rows at fault (at most 100), when rejected")
+
+    @staticmethod
+    def resolve_message(batch) -> str:
+        return batch.result.get("message", "")
+
+    @staticmethod
+    def resolve_errors(batch) -> list[dict]:
+        return batch.result.get("errors", [])
 
 
 class LabelIn(Schema):

@@ -93,7 +93,8 @@ def test_the_openapi_schema_lists_every_endpoint_with_its_errors(db):
     upload = paths["/api/deployments/{slug}/predictions/upload"]["post"]
     assert "file" in upload["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
     answer = schema["components"]["schemas"]["IngestOut"]["properties"]
-    assert set(answer) == {"batch_id", "received", "created", "replayed"}
+    assert set(answer) == {"batch_id", "received", "created", "replayed", "status"}
+    assert "404" in paths["/api/deployments/{slug}/batches/{batch_id}"]["get"]["responses"]
     operations = [op for path in paths.values() for op in path.values()]
     assert all(op["summary"] and op["responses"] for op in operations)
     assert all(any(code.startswith("4") for code in op["responses"]) for op in operations)
@@ -108,8 +109,44 @@ def test_it_ingests_predictions_with_the_deployments_token(deployment, token):
 
     assert response.status_code == 200, response.content
     batch = PredictionBatch.objects.get()
-    assert response.json() == {"batch_id": batch.pk, "received": 10, "created": 10, "replayed": False}
+    assert response.json() == {"batch_id": batch.pk, "received": 10, "created": 10, "replayed": False, "status": "pending"}
+    services.batches_index(deployment_id=deployment.pk)
     assert deployment.predictions.count() == 10
+
+
+def test_a_batch_status_says_pending_then_indexed(deployment, token):
+    batch_id = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(4)}, **bearer(token)).json()["batch_id"]
+    url = f"/api/deployments/tumour/batches/{batch_id}"
+
+    pending = Client().get(url, **bearer(token)).json()
+    services.batches_index(deployment_id=deployment.pk)
+    indexed = Client().get(url, **bearer(token)).json()
+
+    assert (pending["status"], pending["indexed_at"], pending["n_rows"]) == ("pending", None, 4)
+    assert (indexed["status"], indexed["errors"]) == ("indexed", [])
+    assert indexed["indexed_at"] is not None
+
+
+def test_a_rejected_batch_status_names_the_rows(deployment, token):
+    post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(3)}, **bearer(token))
+    late = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(3, start=1)}, **bearer(token))
+    services.batches_index(deployment_id=deployment.pk)
+
+    status = Client().get(f"/api/deployments/tumour/batches/{late.json()['batch_id']}", **bearer(token)).json()
+
+    assert status["status"] == "rejected"
+    assert [(e["row"], e["field"]) for e in status["errors"]] == [(0, "id"), (1, "id")]
+    assert "already stored" in status["message"]
+
+
+def test_a_batch_of_another_deployment_or_unknown_is_404(deployment, token, other_deployment):
+    theirs = services.predictions_ingest(deployment=other_deployment, rows=prediction_rows(2))
+
+    for batch_id in (theirs.batch_id, 999_999):
+        response = Client().get(f"/api/deployments/tumour/batches/{batch_id}", **bearer(token))
+        assert response.status_code == 404
+        assert response.json()["detail"] == f"This deployment has no batch {batch_id}."
+    assert Client().get(f"/api/deployments/theirs/batches/{theirs.batch_id}", **bearer(token)).status_code == 403
 
 
 def test_a_retried_batch_is_stored_once(deployment, token):
@@ -121,6 +158,7 @@ def test_a_retried_batch_is_stored_once(deployment, token):
     assert response.status_code == 200
     assert response.json() == first.json() | {"replayed": True}
     assert response["Idempotent-Replayed"] == "true"
+    services.batches_index(deployment_id=deployment.pk)
     assert deployment.predictions.count() == 10
 
 
@@ -133,11 +171,13 @@ def test_a_retry_with_the_same_idempotency_key_is_answered_without_storing(deplo
 
     assert (first.status_code, again.status_code) == (200, 200)
     assert again.json() == first.json() | {"replayed": True}
+    services.batches_index(deployment_id=deployment.pk)
     assert deployment.predictions.count() == 10
 
 
-def test_a_new_batch_reusing_stored_ids_is_409_naming_the_rows(deployment, token):
+def test_a_new_batch_reusing_indexed_ids_is_409_naming_the_rows(deployment, token):
     post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(3)}, **bearer(token))
+    services.batches_index(deployment_id=deployment.pk)
 
     response = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(3, start=2)}, **bearer(token))
 
@@ -181,6 +221,30 @@ def test_a_csv_upload_stores_a_batch_and_a_label_file_joins_it(deployment, token
     assert (response.json()["created"], labelled.json()) == (25, {"received": 2, "updated": 2})
     assert deployment.predictions.count() == 25
     assert dict(deployment.predictions.exclude(label_index=None).values_list("request_id", "label_index")) == {"u-0": 0, "u-3": 1}
+
+
+def test_a_file_sent_as_the_request_body_is_stored_like_a_form_upload(deployment, token):
+    _, _, X_test, _ = breast_cancer_split()
+    header = ",".join(["id", "timestamp", "predicted_label", *FEATURES])
+    lines = [header] + [",".join([f"raw-{i}", "2025-03-01T12:00:00", "1", *map(str, X_test[i])]) for i in range(7)]
+
+    response = Client().post("/api/deployments/tumour/predictions/upload", "\n".join(lines).encode(),
+                             content_type="text/csv", **bearer(token))
+    empty = Client().post("/api/deployments/tumour/predictions/upload", b"", content_type="text/csv", **bearer(token))
+
+    assert response.status_code == 200, response.content
+    assert response.json()["created"] == 7
+    assert PredictionBatch.objects.get().source == PredictionBatch.Source.UPLOAD
+    assert (empty.status_code, empty.json()["detail"]) == (422, "Send the file as a multipart field named file, or as the request body.")
+
+
+def test_a_raw_body_over_the_byte_limit_is_413_and_stores_nothing(deployment, token, settings):
+    settings.MAX_UPLOAD_BYTES = 100
+
+    response = Client().post("/api/deployments/tumour/predictions/upload", b"id," * 100, content_type="text/csv", **bearer(token))
+
+    assert response.status_code == 413
+    assert not PredictionBatch.objects.exists()
 
 
 def test_an_upload_over_the_byte_limit_is_413(deployment, token, settings):

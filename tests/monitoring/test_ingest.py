@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from monitoring import selectors, services
-from monitoring.models import Prediction, PredictionBatch
+from monitoring import indexing, selectors, services
+from monitoring.models import Alert, Prediction, PredictionBatch
 from monitoring.services import Conflict, TooLarge, ValidationFailed
 from tests.conftest import FEATURES, breast_cancer_split
 
@@ -81,13 +81,22 @@ def test_an_empty_window_has_the_right_shapes(deployment):
 # ---------------------------------------------------------------- retries and conflicts
 
 
+def index(deployment) -> indexing.IndexOutcome:
+    """What the worker does moments after a batch is accepted (workers.tasks.index_batches_task)."""
+    return services.batches_index(deployment_id=deployment.pk)
+
+
 def test_a_retried_batch_is_stored_once_and_answered_the_same(deployment):
     rows = prediction_rows(20)
 
     first = services.predictions_ingest(deployment=deployment, rows=rows)
-    again = services.predictions_ingest(deployment=deployment, rows=rows)
+    while_pending = services.predictions_ingest(deployment=deployment, rows=rows)
+    index(deployment)
+    once_indexed = services.predictions_ingest(deployment=deployment, rows=rows)
 
-    assert (again.batch_id, again.received, again.created, again.replayed) == (first.batch_id, 20, 20, True)
+    assert (first.status, while_pending.status, once_indexed.status) == ("pending", "pending", "indexed")
+    for again in (while_pending, once_indexed):
+        assert (again.batch_id, again.received, again.created, again.replayed) == (first.batch_id, 20, 20, True)
     assert deployment.predictions.count() == 20
     assert PredictionBatch.objects.count() == 1
 
@@ -96,13 +105,15 @@ def test_an_idempotency_key_replays_even_when_the_body_changed(deployment):
     first = services.predictions_ingest(deployment=deployment, rows=prediction_rows(5), idempotency_key="batch-7")
 
     again = services.predictions_ingest(deployment=deployment, rows=prediction_rows(8), idempotency_key="batch-7")
+    index(deployment)
 
     assert (again.batch_id, again.created, again.replayed) == (first.batch_id, 5, True)
     assert deployment.predictions.count() == 5
 
 
-def test_a_new_batch_reusing_a_stored_id_is_a_conflict_and_stores_nothing(deployment):
+def test_a_new_batch_reusing_an_indexed_id_is_a_conflict_at_once_and_stores_nothing(deployment):
     services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
+    index(deployment)
 
     with pytest.raises(Conflict) as failure:
         services.predictions_ingest(deployment=deployment, rows=prediction_rows(4, start=2))
@@ -110,6 +121,36 @@ def test_a_new_batch_reusing_a_stored_id_is_a_conflict_and_stores_nothing(deploy
     assert failure.value.errors == [{"row": 0, "field": "id", "message": "id 'req-2' is already stored in another batch"}]
     assert deployment.predictions.count() == 3
     assert PredictionBatch.objects.count() == 1
+
+
+def test_a_batch_reusing_an_id_still_pending_is_rejected_by_the_indexer_and_keeps_nothing(deployment):
+    kept = services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
+    late = services.predictions_ingest(deployment=deployment, rows=prediction_rows(4, start=2), idempotency_key="b-2")
+
+    outcome = index(deployment)
+
+    assert (outcome.indexed_batches, [b.pk for b in outcome.rejected]) == (1, [late.batch_id])
+    rejected = PredictionBatch.objects.get(pk=late.batch_id)
+    assert rejected.state == PredictionBatch.State.REJECTED and rejected.indexed_at is not None
+    assert rejected.result["errors"] == [{"row": 0, "field": "id", "message": "id 'req-2' is already stored in another batch"}]
+    assert bytes(rejected.features) == b"" and bytes(rejected.request_ids) == b""
+    assert sorted(deployment.predictions.values_list("request_id", flat=True)) == ["req-0", "req-1", "req-2"]
+    assert window(deployment).request_ids.tolist() == ["req-0", "req-1", "req-2"]
+    assert PredictionBatch.objects.get(pk=kept.batch_id).state == PredictionBatch.State.INDEXED
+    alert = Alert.objects.get(deployment=deployment, kind=Alert.Kind.BATCH_REJECTED)
+    assert str(late.batch_id) in alert.title
+    # A retry of the rejected batch is told so, not answered as if it had been stored.
+    with pytest.raises(Conflict, match="was rejected"):
+        services.predictions_ingest(deployment=deployment, rows=prediction_rows(4, start=2), idempotency_key="b-2")
+
+
+def test_indexing_is_idempotent_and_takes_batches_in_arrival_order(deployment):
+    first = services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
+    second = services.predictions_ingest(deployment=deployment, rows=prediction_rows(3, start=3))
+
+    assert index(deployment).indexed_rows == 6
+    assert index(deployment).indexed_rows == 0
+    assert sorted(deployment.predictions.values_list("batch_id", flat=True).distinct()) == [first.batch_id, second.batch_id]
 
 
 # ---------------------------------------------------------------- validation
@@ -257,6 +298,7 @@ def test_a_file_upload_stores_every_row_once(deployment, encode, name):
     again = services.predictions_upload(deployment=deployment, data=data, filename=name)
 
     assert (first.created, again.replayed) == (50, True)
+    index(deployment)
     stored = window(deployment)
     _, _, X_test, _ = breast_cancer_split()
     assert np.array_equal(stored.X, X_test[:50].astype(np.float32))
@@ -387,13 +429,14 @@ def test_the_index_rows_carry_each_id_timestamp_and_offset_exactly(deployment, m
     # The index is written as a binary COPY built with numpy (monitoring/pgcopy.py), sorted by id for
     # large batches: ids of every length, multi-byte UTF-8 included, must land in the right row with the
     # right timestamp and offset either way.
-    monkeypatch.setattr(services, "SORT_INDEX_FROM", sorted_from)
+    monkeypatch.setattr(indexing, "SORT_INDEX_FROM", sorted_from)
     rows = prediction_rows(5)
     ids = ["a", "é-ü-2", "x" * 128, "数据-4", "5"]
     for row, request_id in zip(rows, ids):
         row["id"] = request_id
 
     result = services.predictions_ingest(deployment=deployment, rows=rows)
+    index(deployment)
 
     stored = {p.request_id: (p.timestamp, p.batch_id, p.row) for p in Prediction.objects.filter(deployment=deployment)}
     assert stored == {request_id: (T0 + timedelta(seconds=i), result.batch_id, i) for i, request_id in enumerate(ids)}
@@ -403,7 +446,8 @@ def test_the_index_rows_carry_each_id_timestamp_and_offset_exactly(deployment, m
 
 def test_the_binary_copy_of_a_batch_row_names_every_column_of_the_table():
     # services._BATCH_COLUMNS spells out the batch row for COPY (FORMAT binary). A column added to
-    # PredictionBatch without being added there would be left NULL (or fail NOT NULL) on Postgres only.
-    columns = {field.column for field in PredictionBatch._meta.concrete_fields}
+    # PredictionBatch without being added there would be left NULL (or fail NOT NULL) on Postgres only;
+    # state and indexed_at are the two left to their database defaults.
+    columns = {field.column for field in PredictionBatch._meta.concrete_fields} - {"state", "indexed_at"}
 
     assert {name for name, _ in services._BATCH_COLUMNS} == columns

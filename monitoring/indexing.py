@@ -1,0 +1,170 @@
+"""The per-row index (Prediction), built after a batch is accepted rather than while its client waits.
+
+Accepting a batch writes one row: its columns (services._batch_store). Inserting a row per prediction
+into the (deployment, request_id) b-tree costs about 3 µs each on this machine, which was two thirds
+of a 1,000-row request and five of the seven seconds of a 1M-row upload (README, "Ingestion and
+storage"). So that work happens here, in a worker, moments later, for every pending batch of a
+deployment in arrival order. A batch whose ids an earlier batch already holds is rejected here: its
+columns are dropped and its errors kept, where the client and the dashboard can read them.
+
+Readers that need the index (the label join) call `index_pending` first, so they never miss a row.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from monitoring import batches, pgcopy
+from monitoring.models import Deployment, Prediction, PredictionBatch
+
+# Index rows of batches this large are sent sorted by id: the primary-key b-tree then takes them leaf by
+# leaf instead of at random places. Measured on this machine, 1M ids into a table already holding 1M:
+# 4.7 s sorted against 8.7 s in arrival order; sorting them here costs about 0.6 s. Below ~10,000 rows a
+# batch touches few leaves anyway and the sort would not pay for itself.
+SORT_INDEX_FROM = 10_000
+# One transaction indexes at most about this many rows, so a backlog is worked off in bounded steps.
+ROWS_PER_TRANSACTION = 2_000_000
+MAX_ERRORS = 100
+
+
+@dataclass
+class IndexOutcome:
+    indexed_batches: int = 0
+    indexed_rows: int = 0
+    rejected: list[PredictionBatch] = field(default_factory=list)
+
+
+def index_pending(*, deployment_id: int, wait: bool = True) -> IndexOutcome:
+    """Index every pending batch of the deployment, oldest first. Idempotent; safe to call from anywhere.
+
+    Indexers of one deployment take turns on its row lock: FOR NO KEY UPDATE, which does not block the
+    key-share lock that storing a new batch takes on its deployment. With wait=False a caller that finds another
+    indexer at work returns at once: that one will take the batches it came for, or the next sweep will.
+    """
+    outcome = IndexOutcome()
+    while True:
+        with transaction.atomic():
+            locked = Deployment.objects.select_for_update(skip_locked=not wait, no_key=True).filter(pk=deployment_id)
+            if not locked.values_list("pk", flat=True):
+                return outcome
+            pending = list(
+                PredictionBatch.objects.filter(deployment_id=deployment_id, state=PredictionBatch.State.PENDING)
+                .order_by("pk")
+                .values_list("pk", "n_rows")
+            )
+            if not pending:
+                return outcome
+            chosen, rows = [], 0
+            for pk, n_rows in pending:
+                if chosen and rows + n_rows > ROWS_PER_TRANSACTION:
+                    break
+                chosen.append(pk)
+                rows += n_rows
+            for batch in PredictionBatch.objects.filter(pk__in=chosen).order_by("pk").only(
+                "pk", "deployment_id", "n_rows", "request_ids", "timestamps_us", "result"
+            ):
+                if _index_batch(batch):
+                    outcome.indexed_batches += 1
+                    outcome.indexed_rows += batch.n_rows
+                else:
+                    outcome.rejected.append(batch)
+        if len(chosen) == len(pending):
+            return outcome
+
+
+def _index_batch(batch: PredictionBatch) -> bool:
+    """Write the batch's index rows and mark it indexed; or, if some ids are taken, reject it. True if indexed."""
+    request_ids = batches.decode_ids(batch.request_ids, batch.n_rows)
+    timestamps_us = np.frombuffer(batch.timestamps_us, dtype="<i8").astype(np.int64)
+    try:
+        with transaction.atomic():  # a savepoint: a conflict undoes this batch's rows only
+            if connection.vendor == "postgresql":
+                _copy_rows(batch, request_ids, timestamps_us)
+            else:
+                _orm_rows(batch, request_ids, timestamps_us)
+    except IntegrityError:
+        _reject(batch, request_ids)
+        return False
+    PredictionBatch.objects.filter(pk=batch.pk).update(state=PredictionBatch.State.INDEXED, indexed_at=timezone.now())
+    return True
+
+
+def _copy_rows(batch: PredictionBatch, request_ids: list[str], timestamps_us: np.ndarray) -> None:
+    n = len(request_ids)
+    if n >= SORT_INDEX_FROM:
+        order = np.argsort(np.array(request_ids), kind="stable")
+        joined_ids = "\n".join([request_ids[i] for i in order]).encode()
+    else:
+        order, joined_ids = np.arange(n), bytes(batch.request_ids)
+    data = pgcopy.index_rows(
+        deployment_id=batch.deployment_id, batch_id=batch.pk, rows=order,
+        timestamps_us=timestamps_us[order], joined_ids=joined_ids,
+    )
+    # copy_expert is psycopg2's own: wrap_database_errors turns its errors into Django's (IntegrityError).
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        cursor.copy_expert(
+            f"COPY {Prediction._meta.db_table} (deployment_id, timestamp, batch_id, row, request_id) "
+            "FROM STDIN (FORMAT binary)",
+            io.BytesIO(data), size=1 << 20,
+        )
+
+
+def _orm_rows(batch: PredictionBatch, request_ids: list[str], timestamps_us: np.ndarray) -> None:
+    """SQLite (the embedded demo)."""
+    Prediction.objects.bulk_create(
+        (
+            Prediction(deployment_id=batch.deployment_id, request_id=request_id, timestamp=batches.us_to_datetime(t),
+                       batch_id=batch.pk, row=i)
+            for i, (request_id, t) in enumerate(zip(request_ids, timestamps_us))
+        ),
+        batch_size=500,
+    )
+
+
+def taken_ids(deployment_id: int, request_ids: list[str]) -> set[str]:
+    """The ids among request_ids that the index already holds for the deployment."""
+    if connection.vendor == "postgresql":
+        # One array parameter: an IN list of 1,000 parameters costs more to build and plan than to run.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT request_id FROM {Prediction._meta.db_table} WHERE deployment_id = %s AND request_id = ANY(%s)",
+                [deployment_id, request_ids],
+            )
+            return {request_id for (request_id,) in cursor.fetchall()}
+    taken: set[str] = set()
+    # Chunks keep each IN list well inside SQLite's parameter limit.
+    for start in range(0, len(request_ids), 500):
+        chunk = request_ids[start : start + 500]
+        taken |= set(
+            Prediction.objects.filter(deployment_id=deployment_id, request_id__in=chunk).values_list("request_id", flat=True)
+        )
+    return taken
+
+
+def conflict_errors(request_ids: list[str], taken: set[str]) -> list[dict]:
+    return [
+        {"row": i, "field": "id", "message": f"id {request_id!r} is already stored in another batch"}
+        for i, request_id in enumerate(request_ids)
+        if request_id in taken
+    ][:MAX_ERRORS]
+
+
+def _reject(batch: PredictionBatch, request_ids: list[str]) -> None:
+    taken = taken_ids(batch.deployment_id, request_ids)
+    message = (
+        f"{len(taken)} id(s) were already stored by an earlier batch, so this batch was rejected when it was "
+        "indexed and nothing of it is kept. Resend it with fresh ids."
+    )
+    batch.result = batch.result | {"status": "rejected", "message": message, "errors": conflict_errors(request_ids, taken)}
+    batch.state = PredictionBatch.State.REJECTED
+    # Its columns go: a rejected batch must not count in any window. The row stays as the record of why.
+    empty = b""
+    PredictionBatch.objects.filter(pk=batch.pk).update(
+        state=batch.state, result=batch.result, timestamps_us=empty, features=empty, predicted=empty,
+        probabilities=None, request_ids=empty, indexed_at=timezone.now(),
+    )
