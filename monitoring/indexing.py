@@ -110,7 +110,7 @@ def _copy_rows(batch: PredictionBatch, request_ids: list[str], timestamps_us: np
         cursor.copy_expert(
             f"COPY {Prediction._meta.db_table} (deployment_id, timestamp, batch_id, row, request_id) "
             "FROM STDIN (FORMAT binary)",
-            io.BytesIO(data), size=1 << 20,
+            io.BytesIO(data), 1 << 20,  # 1 MB CopyData messages; positional for Django's debug cursor
         )
 
 

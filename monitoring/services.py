@@ -733,7 +733,7 @@ def _batch_copy(fields: dict, columns: batches.Columns) -> int:
         row = pgcopy.one_row([(values[name], kind) for name, kind in _BATCH_COLUMNS])
         cursor.copy_expert(
             f"COPY {batch_table} ({', '.join(name for name, _ in _BATCH_COLUMNS)}) FROM STDIN (FORMAT binary)",
-            io.BytesIO(row), size=1 << 20,
+            io.BytesIO(row), 1 << 20,  # 1 MB CopyData messages; positional for Django's debug cursor
         )
     return batch_id
 

@@ -144,6 +144,30 @@ def test_a_batch_reusing_an_id_still_pending_is_rejected_by_the_indexer_and_keep
         services.predictions_ingest(deployment=deployment, rows=prediction_rows(4, start=2), idempotency_key="b-2")
 
 
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        ["2025-03-01T12:00:00Z", "2025-03-01T14:00:01+02:00"],  # zoned: Arrow's fast path
+        ["2025-03-01T12:00:00", "2025-03-01 12:00:01.000000"],  # naive means UTC: Arrow's naive cast
+        ["2025-03-01T12:00:00Z", "2025-03-01T12:00:01"],  # mixed: row by row
+    ],
+    ids=["zoned", "naive", "mixed"],
+)
+def test_json_timestamps_read_as_utc_whether_naive_zoned_or_mixed(deployment, stamps):
+    rows = prediction_rows(2)
+    for row, stamp in zip(rows, stamps):
+        row["timestamp"] = stamp
+
+    services.predictions_ingest(deployment=deployment, rows=rows)
+
+    stored = selectors.production_window(
+        deployment=deployment, start=datetime(2025, 3, 1, tzinfo=UTC), end=datetime(2025, 3, 2, tzinfo=UTC)
+    )
+    assert stored.timestamps.tolist() == [
+        datetime(2025, 3, 1, 12), datetime(2025, 3, 1, 12, 0, 1)
+    ]
+
+
 def test_indexing_is_idempotent_and_takes_batches_in_arrival_order(deployment):
     first = services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
     second = services.predictions_ingest(deployment=deployment, rows=prediction_rows(3, start=3))

@@ -89,3 +89,21 @@ def test_two_workers_share_the_fan_out_and_never_evaluate_one_deployment_at_once
     for slug in ("tumour", "digits"):
         runs = sorted(EvaluationRun.objects.filter(deployment__slug=slug), key=lambda run: run.created_at)
         assert all(a.finished_at <= b.created_at for a, b in zip(runs, runs[1:])), [(r.created_at, r.finished_at) for r in runs]
+
+
+def test_the_worker_indexes_accepted_batches_and_rejects_a_late_duplicate(celery_worker_process, deployment):
+    from monitoring.models import Alert, PredictionBatch
+    from tests.monitoring.test_ingest import prediction_rows
+
+    # Committed at once (no surrounding transaction): each store's on_commit queues the indexer.
+    first = services.predictions_ingest(deployment=deployment, rows=prediction_rows(50))
+    second = services.predictions_ingest(deployment=deployment, rows=prediction_rows(50, start=50))
+    late = services.predictions_ingest(deployment=deployment, rows=prediction_rows(10, start=95))
+
+    wait_for(lambda: not PredictionBatch.objects.filter(state=PredictionBatch.State.PENDING).exists())
+
+    states = dict(PredictionBatch.objects.values_list("pk", "state"))
+    assert states[first.batch_id] == states[second.batch_id] == "indexed"
+    assert states[late.batch_id] == "rejected"
+    assert deployment.predictions.count() == 100
+    assert Alert.objects.filter(deployment=deployment, kind=Alert.Kind.BATCH_REJECTED).exists()
