@@ -22,9 +22,9 @@ from redis.exceptions import LockError
 
 from monitoring import selectors, services
 from monitoring.models import Deployment, ModelVersion
-from workers.drift_check import check_drift, reference_profile
-from workers.evaluation import evaluate_deployment
-from workers.jobs import job_fail, jobs_reap, run_job
+
+# The work itself (workers.drift_check, .evaluation, .jobs) is imported inside each task: it pulls in
+# scikit-learn, skl2onnx and the compression methods, 1.4 s that a web process enqueuing a task must not pay.
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,8 @@ class MaintenanceJobTask(Task):
             error = f"The job ran past its time limit ({self.time_limit} s) and was stopped."
         else:
             error = f"The job stopped: {type(exc).__name__}: {exc}"
+        from workers.jobs import job_fail
+
         job_fail(job_id=job_id, error=error)
 
 
@@ -90,11 +92,15 @@ class MaintenanceJobTask(Task):
     **RETRY_POLICY,
 )
 def run_maintenance_job_task(job_id: int) -> None:
+    from workers.jobs import run_job
+
     run_job(job_id)
 
 
 @shared_task(soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT, **RETRY_POLICY)
 def evaluate_deployment_task(deployment_id: int) -> None:
+    from workers.evaluation import evaluate_deployment
+
     deployment = Deployment.objects.filter(pk=deployment_id).first()
     if deployment is None:
         return
@@ -107,6 +113,8 @@ def evaluate_deployment_task(deployment_id: int) -> None:
 
 @shared_task(soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT, **RETRY_POLICY)
 def check_drift_task(deployment_id: int) -> None:
+    from workers.drift_check import check_drift
+
     deployment = Deployment.objects.filter(pk=deployment_id).first()
     if deployment is None:
         return
@@ -121,6 +129,8 @@ def check_drift_task(deployment_id: int) -> None:
 def build_reference_profile_task(deployment_id: int) -> None:
     """A dataset just became the reference: profile it now, so the next drift check does not pay for it.
     Idempotent (the profile is keyed by dataset and model), so a redelivery only finds it built."""
+    from workers.drift_check import reference_profile
+
     deployment = Deployment.objects.filter(pk=deployment_id).select_related("reference_dataset").first()
     if deployment is None or deployment.reference_dataset is None:
         return
@@ -182,6 +192,8 @@ def index_pending_all_task() -> None:
 @shared_task(**RETRY_POLICY)
 def reap_stale_jobs_task() -> None:
     """Beat: fail the maintenance jobs whose worker died mid-job, so none stays "running" forever."""
+    from workers.jobs import jobs_reap
+
     reaped = jobs_reap()
     if reaped:
         logger.warning("failed %d maintenance job(s) whose worker stopped: %s", len(reaped), reaped)
