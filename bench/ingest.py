@@ -95,7 +95,9 @@ WORKER: subprocess.Popen | None = None
 
 
 def wait_indexed(deployment, start: float, timeout: float = 600) -> float:
-    """Seconds from start until no batch of the deployment is pending."""
+    """Seconds from start until no batch of the deployment is pending (nan when no worker runs yet)."""
+    if WORKER is None:
+        return float("nan")
     pending = PredictionBatch.objects.filter(deployment=deployment, state=PredictionBatch.State.PENDING)
     deadline = time.perf_counter() + timeout
     while pending.exists():
@@ -103,6 +105,25 @@ def wait_indexed(deployment, start: float, timeout: float = 600) -> float:
             raise SystemExit("the worker did not index the batches in time")
         time.sleep(0.05)
     return time.perf_counter() - start
+
+
+def drain(deployment) -> tuple[int, float]:
+    """Start the worker on a backlog: (rows indexed, seconds from the worker being ready to the last batch indexed)."""
+    global WORKER
+    from dashboard.celery import app
+    from workers.tasks import index_batches_task
+
+    backlog = PredictionBatch.objects.filter(deployment=deployment, state=PredictionBatch.State.PENDING)
+    rows = sum(backlog.values_list("n_rows", flat=True))
+    # The indexer tasks queued by the requests would start it before it answers a ping: drop them, queue one.
+    app.control.purge()
+    WORKER = start_worker()
+    while not app.control.ping(timeout=0.5):
+        if WORKER.poll() is not None:
+            raise SystemExit("the worker did not start")
+    start = time.perf_counter()
+    index_batches_task.delay(deployment.pk)
+    return rows, wait_indexed(deployment, start)
 
 
 def start_server(port: int) -> subprocess.Popen:
@@ -200,6 +221,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20,000 rows over HTTP and 50,000 per upload")
     parser.add_argument("--port", type=int, default=8404)
     parser.add_argument("--http-only", action="store_true", help="skip the uploads")
+    parser.add_argument(
+        "--indexer", choices=["concurrent", "after"], default="concurrent",
+        help="concurrent: the worker indexes while clients send (one machine, as `make demo` runs it); "
+        "after: clients send with no indexer running (a burst, or indexers on other machines), then the worker "
+        "indexes the backlog alone",
+    )
     args = parser.parse_args()
     n_batches = (20 if args.quick else 200) + CLIENTS
     n_upload = 50_000 if args.quick else 1_000_000
@@ -217,17 +244,22 @@ def main() -> None:
         files[label] = (name, buffer.getvalue())
     global WORKER
     server = start_server(args.port)
-    worker = WORKER = start_worker()
+    if args.indexer == "concurrent":
+        WORKER = start_worker()
     results = {}
+    backlog = None
     try:
         results["HTTP JSON API"] = http_rate(args.port, deployment, token, bodies)
         for label, (name, data) in files.items():
             results[f"upload, {label}"] = upload_rate(args.port, deployment, token, name, data, n_upload, form="form" in label)
+        if WORKER is None:
+            backlog = drain(deployment)
         rows, distinct, in_batches = stored_rows(deployment)
     finally:
-        for process in (server, worker):
-            process.terminate()
-            process.wait()
+        for process in (server, WORKER):
+            if process is not None:
+                process.terminate()
+                process.wait()
         drop_deployment(slug)
     expected = n_batches * BATCH + len(files) * n_upload
     baseline = copy_baseline(n_upload // 2)
@@ -235,6 +267,8 @@ def main() -> None:
     print(f"{'path':24s} {'accepted rows/s':>16s} {'x baseline':>11s} {'indexed rows/s':>15s}")
     for label, (accepted, indexed) in results.items():
         print(f"{label:24s} {accepted:16,.0f} {accepted / baseline:10.2f}x {indexed:15,.0f}")
+    if backlog is not None:
+        print(f"indexer alone, on the backlog: {backlog[0]:,} rows in {backlog[1]:.2f} s = {backlog[0] / backlog[1]:,.0f} rows/s")
     print(f"counted back: {rows:,} index rows, {distinct:,} distinct ids, {in_batches:,} rows in batches; expected {expected:,}")
     print(f"baseline, raw row-wise COPY into the old per-row shape: {baseline:,.0f} rows/s")
     print("targets: HTTP >= 100,000 rows/s accepted, bulk >= 500,000 rows/s accepted")
