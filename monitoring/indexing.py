@@ -1,11 +1,12 @@
-"""The per-row index (Prediction), built after a batch is accepted rather than while its client waits.
+"""The per-row index (Prediction): written with a small batch, or built after a large one is accepted.
 
-Accepting a batch writes one row: its columns (services._batch_store). Inserting a row per prediction
-into the (deployment, request_id) b-tree costs about 3 µs each on this machine, which was two thirds
-of a 1,000-row request and five of the seven seconds of a 1M-row upload (README, "Ingestion and
-storage"). So that work happens here, in a worker, moments later, for every pending batch of a
-deployment in arrival order. A batch whose ids an earlier batch already holds is rejected here: its
-columns are dropped and its errors kept, where the client and the dashboard can read them.
+A batch of up to services.INDEX_IN_REQUEST_UP_TO rows (every JSON batch) writes its index rows in the
+request, so a reused id is a 409 at once. A larger one (a file upload) is stored as its columns only:
+inserting a row per prediction into the (deployment, request_id) b-tree costs 3–7 µs each here, five of
+the seven seconds of a 1M-row upload (README, "Ingestion and storage"). Its index is built here, in a
+worker, moments later, for every pending batch of a deployment in arrival order. A batch whose ids are
+already indexed is rejected: its columns are dropped and its errors kept, where the client and the
+dashboard can read them.
 
 Readers that need the index (the label join) call `index_pending` first, so they never miss a row.
 """
@@ -83,10 +84,8 @@ def _index_batch(batch: PredictionBatch) -> bool:
     timestamps_us = np.frombuffer(batch.timestamps_us, dtype="<i8").astype(np.int64)
     try:
         with transaction.atomic():  # a savepoint: a conflict undoes this batch's rows only
-            if connection.vendor == "postgresql":
-                _copy_rows(batch, request_ids, timestamps_us)
-            else:
-                _orm_rows(batch, request_ids, timestamps_us)
+            write_rows(deployment_id=batch.deployment_id, batch_id=batch.pk, request_ids=request_ids,
+                       timestamps_us=timestamps_us, joined_ids=bytes(batch.request_ids))
     except IntegrityError:
         _reject(batch, request_ids)
         return False
@@ -94,16 +93,26 @@ def _index_batch(batch: PredictionBatch) -> bool:
     return True
 
 
-def _copy_rows(batch: PredictionBatch, request_ids: list[str], timestamps_us: np.ndarray) -> None:
+def write_rows(
+    *, deployment_id: int, batch_id: int, request_ids: list[str], timestamps_us: np.ndarray, joined_ids: bytes
+) -> None:
+    """The index rows of one batch (joined_ids: its ids as stored, batches.encode_ids). Raises IntegrityError
+    if an id is taken; the caller's transaction or savepoint then undoes them all."""
+    if connection.vendor == "postgresql":
+        _copy_rows(deployment_id, batch_id, request_ids, timestamps_us, joined_ids)
+    else:
+        _orm_rows(deployment_id, batch_id, request_ids, timestamps_us)
+
+
+def _copy_rows(deployment_id: int, batch_id: int, request_ids: list[str], timestamps_us: np.ndarray, joined_ids: bytes) -> None:
     n = len(request_ids)
     if n >= SORT_INDEX_FROM:
         order = np.argsort(np.array(request_ids), kind="stable")
         joined_ids = "\n".join([request_ids[i] for i in order]).encode()
     else:
-        order, joined_ids = np.arange(n), bytes(batch.request_ids)
+        order = np.arange(n)
     data = pgcopy.index_rows(
-        deployment_id=batch.deployment_id, batch_id=batch.pk, rows=order,
-        timestamps_us=timestamps_us[order], joined_ids=joined_ids,
+        deployment_id=deployment_id, batch_id=batch_id, rows=order, timestamps_us=timestamps_us[order], joined_ids=joined_ids
     )
     # copy_expert is psycopg2's own: wrap_database_errors turns its errors into Django's (IntegrityError).
     with connection.cursor() as cursor, connection.wrap_database_errors:
@@ -114,12 +123,12 @@ def _copy_rows(batch: PredictionBatch, request_ids: list[str], timestamps_us: np
         )
 
 
-def _orm_rows(batch: PredictionBatch, request_ids: list[str], timestamps_us: np.ndarray) -> None:
+def _orm_rows(deployment_id: int, batch_id: int, request_ids: list[str], timestamps_us: np.ndarray) -> None:
     """SQLite (the embedded demo)."""
     Prediction.objects.bulk_create(
         (
-            Prediction(deployment_id=batch.deployment_id, request_id=request_id, timestamp=batches.us_to_datetime(t),
-                       batch_id=batch.pk, row=i)
+            Prediction(deployment_id=deployment_id, request_id=request_id, timestamp=batches.us_to_datetime(t),
+                       batch_id=batch_id, row=i)
             for i, (request_id, t) in enumerate(zip(request_ids, timestamps_us))
         ),
         batch_size=500,

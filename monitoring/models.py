@@ -192,10 +192,11 @@ class PredictionBatch(models.Model):
         UPLOAD = "upload", "File upload"
 
     class State(models.TextChoices):
-        # Stored and counted in drift windows; its rows are not in the Prediction index yet (monitoring/indexing.py).
+        # A large batch, stored and counted in drift windows; its ids are not in the Prediction index yet
+        # (monitoring/indexing.py). Small batches are indexed as they are stored.
         PENDING = "pending", "Pending index"
         INDEXED = "indexed", "Indexed"
-        # The indexer found ids that an earlier batch already holds: its columns were dropped, its errors kept.
+        # The indexer found ids that another batch already holds: its columns were dropped, its errors kept.
         REJECTED = "rejected", "Rejected"
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="prediction_batches")
@@ -203,8 +204,7 @@ class PredictionBatch(models.Model):
     # The client's Idempotency-Key, or a sha256 of the batch's content when it sent none.
     idempotency_key = models.CharField(max_length=200)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
-    # db_default: the batch row is written by a binary COPY that names its columns (services._batch_copy).
-    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING, db_default=State.PENDING)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     n_rows = models.PositiveIntegerField()
     n_features = models.PositiveIntegerField()
     # The batch's time range: a window reads only the batches that overlap it.
@@ -218,7 +218,7 @@ class PredictionBatch(models.Model):
     # The answer given to the client, replayed verbatim to a retry with the same key.
     result = models.JSONField(default=dict)
     received_at = models.DateTimeField(default=timezone.now)
-    # When the indexer took it (indexed or rejected); received_at to indexed_at is the index lag.
+    # When its ids were indexed, or it was rejected; received_at to indexed_at is the index lag.
     indexed_at = models.DateTimeField(null=True, blank=True)
 
     objects = PredictionBatchQuerySet.as_manager()

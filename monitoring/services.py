@@ -630,31 +630,27 @@ def predictions_upload(
     return _batch_store(deployment, columns, key=key, source=PredictionBatch.Source.UPLOAD)
 
 
-# Batches up to this size are checked against the index before they are stored, so reusing an old id is
-# a 409 at once: about 1 ms per 1,000 ids. Larger ones (file uploads) are checked by the indexer only.
-CHECK_IDS_UP_TO = 10_000
+# Batches up to this size write their index rows in the request (a reused id is a 409 at once); larger
+# ones, file uploads, leave them to the indexer (monitoring/indexing.py). At 10,000 rows the index costs
+# the request 30–70 ms; at a million, seconds.
+INDEX_IN_REQUEST_UP_TO = 10_000
 
 
 def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, source: str) -> IngestResult:
-    """Store the batch's columns as one row; the per-row index follows from a worker (monitoring/indexing.py).
+    """Store the batch's columns as one row, and its index rows with it when it is small.
 
     Replays are found by the unique key when the insert fails, not by a query before it: retries are rare
     and the common path then costs one round trip less.
     """
     n = len(columns)
-    if n <= CHECK_IDS_UP_TO and (taken := indexing.taken_ids(deployment.pk, columns.request_ids)):
-        if (replay := _replay(deployment, key)) is not None:
-            return replay
-        raise Conflict(
-            f"{len(taken)} id(s) were already stored by another batch; nothing was stored. "
-            "Resend a batch with its Idempotency-Key (or byte-identical content) to retry it.",
-            errors=indexing.conflict_errors(columns.request_ids, taken),
-        )
+    index_now = n <= INDEX_IN_REQUEST_UP_TO
+    state = PredictionBatch.State.INDEXED if index_now else PredictionBatch.State.PENDING
     result = {"received": n, "created": n}
     fields = {
         "deployment_id": deployment.pk,
         "idempotency_key": key,
         "source": source,
+        "state": state,
         "n_rows": n,
         "n_features": columns.features.shape[1],
         "timestamps_us": columns.timestamps_us.astype("<i8").tobytes(),
@@ -663,17 +659,31 @@ def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, 
         "probabilities": None if columns.probabilities is None else columns.probabilities.astype("<f4").tobytes(),
         "request_ids": batches.encode_ids(columns.request_ids),
         "result": result,
+        "received_at": timezone.now(),
+        "indexed_at": timezone.now() if index_now else None,
     }
     try:
         with transaction.atomic():
             batch_id = _batch_copy(fields, columns) if _is_postgres() else _batch_orm(fields, columns)
-            transaction.on_commit(lambda: _index_soon(deployment.pk))
+            if index_now:
+                indexing.write_rows(
+                    deployment_id=deployment.pk, batch_id=batch_id, request_ids=columns.request_ids,
+                    timestamps_us=columns.timestamps_us.astype(np.int64), joined_ids=fields["request_ids"],
+                )
+            else:
+                transaction.on_commit(lambda: _index_soon(deployment.pk))
     except IntegrityError:
-        # The only unique key of a batch row is (deployment, idempotency key): this is a retry.
+        # Either a retry (the batch's key is taken: answer as the first time), or some ids are.
         if (replay := _replay(deployment, key)) is not None:
             return replay
+        if taken := indexing.taken_ids(deployment.pk, columns.request_ids):
+            raise Conflict(
+                f"{len(taken)} id(s) were already stored by another batch; nothing was stored. "
+                "Resend a batch with its Idempotency-Key (or byte-identical content) to retry it.",
+                errors=indexing.conflict_errors(columns.request_ids, taken),
+            ) from None
         raise
-    return IngestResult(batch_id=batch_id, received=n, created=n)
+    return IngestResult(batch_id=batch_id, received=n, created=n, status=state)
 
 
 def _index_soon(deployment_id: int) -> None:
@@ -701,12 +711,12 @@ def _is_postgres() -> bool:
 
 
 # Column types of the batch row, in COPY order (monitoring_predictionbatch as created by the migrations).
-# state and indexed_at are left to their database defaults ("pending", NULL).
 _BATCH_COLUMNS = [
     ("id", "int8"), ("deployment_id", "int8"), ("version_id", "int8"), ("idempotency_key", "text"),
-    ("source", "text"), ("n_rows", "int4"), ("n_features", "int4"), ("t_min", "timestamptz"),
+    ("source", "text"), ("state", "text"), ("n_rows", "int4"), ("n_features", "int4"), ("t_min", "timestamptz"),
     ("t_max", "timestamptz"), ("timestamps_us", "bytea"), ("features", "bytea"), ("predicted", "bytea"),
     ("probabilities", "bytea"), ("request_ids", "bytea"), ("result", "jsonb"), ("received_at", "timestamptz"),
+    ("indexed_at", "timestamptz"),
 ]
 
 
@@ -716,10 +726,10 @@ def _batch_copy(fields: dict, columns: batches.Columns) -> int:
 
     batch_table = PredictionBatch._meta.db_table
     timestamps_us = columns.timestamps_us.astype(np.int64)
-    now_us = int(timezone.now().timestamp() * 1_000_000)
     values = fields | {
         "t_min": int(timestamps_us.min()), "t_max": int(timestamps_us.max()),
-        "result": orjson.dumps(fields["result"]), "received_at": now_us,
+        "result": orjson.dumps(fields["result"]), "received_at": _us_since_epoch(fields["received_at"]),
+        "indexed_at": None if fields["indexed_at"] is None else _us_since_epoch(fields["indexed_at"]),
     }
     # copy_expert is psycopg2's own: wrap_database_errors turns its errors into Django's (IntegrityError).
     with connection.cursor() as cursor, connection.wrap_database_errors:
@@ -736,6 +746,10 @@ def _batch_copy(fields: dict, columns: batches.Columns) -> int:
             io.BytesIO(row), 1 << 20,  # 1 MB CopyData messages; positional for Django's debug cursor
         )
     return batch_id
+
+
+def _us_since_epoch(moment: datetime) -> int:
+    return (moment - batches.EPOCH) // batches.ONE_US
 
 
 def _batch_orm(fields: dict, columns: batches.Columns) -> int:

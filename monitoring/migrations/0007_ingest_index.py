@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='predictionbatch',
             name='state',
-            field=models.CharField(choices=[('pending', 'Pending index'), ('indexed', 'Indexed'), ('rejected', 'Rejected')], db_default='pending', default='pending', max_length=16),
+            field=models.CharField(choices=[('pending', 'Pending index'), ('indexed', 'Indexed'), ('rejected', 'Rejected')], default='pending', max_length=16),
         ),
         migrations.AddField(
             model_name='predictionbatch',

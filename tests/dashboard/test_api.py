@@ -109,12 +109,17 @@ def test_it_ingests_predictions_with_the_deployments_token(deployment, token):
 
     assert response.status_code == 200, response.content
     batch = PredictionBatch.objects.get()
-    assert response.json() == {"batch_id": batch.pk, "received": 10, "created": 10, "replayed": False, "status": "pending"}
-    services.batches_index(deployment_id=deployment.pk)
+    assert response.json() == {"batch_id": batch.pk, "received": 10, "created": 10, "replayed": False, "status": "indexed"}
     assert deployment.predictions.count() == 10
 
 
-def test_a_batch_status_says_pending_then_indexed(deployment, token):
+@pytest.fixture
+def deferred(monkeypatch):
+    """Every batch takes the large-batch path: stored now, indexed by the indexer."""
+    monkeypatch.setattr(services, "INDEX_IN_REQUEST_UP_TO", 0)
+
+
+def test_a_large_batch_status_says_pending_then_indexed(deployment, token, deferred):
     batch_id = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(4)}, **bearer(token)).json()["batch_id"]
     url = f"/api/deployments/tumour/batches/{batch_id}"
 
@@ -127,7 +132,7 @@ def test_a_batch_status_says_pending_then_indexed(deployment, token):
     assert indexed["indexed_at"] is not None
 
 
-def test_a_rejected_batch_status_names_the_rows(deployment, token):
+def test_a_rejected_batch_status_names_the_rows(deployment, token, deferred):
     post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(3)}, **bearer(token))
     late = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(3, start=1)}, **bearer(token))
     services.batches_index(deployment_id=deployment.pk)
@@ -158,7 +163,6 @@ def test_a_retried_batch_is_stored_once(deployment, token):
     assert response.status_code == 200
     assert response.json() == first.json() | {"replayed": True}
     assert response["Idempotent-Replayed"] == "true"
-    services.batches_index(deployment_id=deployment.pk)
     assert deployment.predictions.count() == 10
 
 
@@ -171,13 +175,11 @@ def test_a_retry_with_the_same_idempotency_key_is_answered_without_storing(deplo
 
     assert (first.status_code, again.status_code) == (200, 200)
     assert again.json() == first.json() | {"replayed": True}
-    services.batches_index(deployment_id=deployment.pk)
     assert deployment.predictions.count() == 10
 
 
-def test_a_new_batch_reusing_indexed_ids_is_409_naming_the_rows(deployment, token):
+def test_a_new_batch_reusing_stored_ids_is_409_naming_the_rows(deployment, token):
     post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(3)}, **bearer(token))
-    services.batches_index(deployment_id=deployment.pk)
 
     response = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(3, start=2)}, **bearer(token))
 

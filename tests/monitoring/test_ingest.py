@@ -82,11 +82,29 @@ def test_an_empty_window_has_the_right_shapes(deployment):
 
 
 def index(deployment) -> indexing.IndexOutcome:
-    """What the worker does moments after a batch is accepted (workers.tasks.index_batches_task)."""
+    """What the worker does moments after a large batch is accepted (workers.tasks.index_batches_task)."""
     return services.batches_index(deployment_id=deployment.pk)
 
 
+@pytest.fixture
+def deferred(monkeypatch):
+    """Every batch takes the large-batch path: stored now, indexed by the indexer."""
+    monkeypatch.setattr(services, "INDEX_IN_REQUEST_UP_TO", 0)
+
+
 def test_a_retried_batch_is_stored_once_and_answered_the_same(deployment):
+    rows = prediction_rows(20)
+
+    first = services.predictions_ingest(deployment=deployment, rows=rows)
+    again = services.predictions_ingest(deployment=deployment, rows=rows)
+
+    assert first.status == again.status == "indexed"
+    assert (again.batch_id, again.received, again.created, again.replayed) == (first.batch_id, 20, 20, True)
+    assert deployment.predictions.count() == 20
+    assert PredictionBatch.objects.count() == 1
+
+
+def test_a_large_batch_retried_before_and_after_indexing_is_stored_once(deployment, deferred):
     rows = prediction_rows(20)
 
     first = services.predictions_ingest(deployment=deployment, rows=rows)
@@ -105,15 +123,13 @@ def test_an_idempotency_key_replays_even_when_the_body_changed(deployment):
     first = services.predictions_ingest(deployment=deployment, rows=prediction_rows(5), idempotency_key="batch-7")
 
     again = services.predictions_ingest(deployment=deployment, rows=prediction_rows(8), idempotency_key="batch-7")
-    index(deployment)
 
     assert (again.batch_id, again.created, again.replayed) == (first.batch_id, 5, True)
     assert deployment.predictions.count() == 5
 
 
-def test_a_new_batch_reusing_an_indexed_id_is_a_conflict_at_once_and_stores_nothing(deployment):
+def test_a_new_batch_reusing_a_stored_id_is_a_conflict_at_once_and_stores_nothing(deployment):
     services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
-    index(deployment)
 
     with pytest.raises(Conflict) as failure:
         services.predictions_ingest(deployment=deployment, rows=prediction_rows(4, start=2))
@@ -123,7 +139,7 @@ def test_a_new_batch_reusing_an_indexed_id_is_a_conflict_at_once_and_stores_noth
     assert PredictionBatch.objects.count() == 1
 
 
-def test_a_batch_reusing_an_id_still_pending_is_rejected_by_the_indexer_and_keeps_nothing(deployment):
+def test_a_large_batch_reusing_an_indexed_id_is_rejected_by_the_indexer_and_keeps_nothing(deployment, deferred):
     kept = services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
     late = services.predictions_ingest(deployment=deployment, rows=prediction_rows(4, start=2), idempotency_key="b-2")
 
@@ -168,7 +184,7 @@ def test_json_timestamps_read_as_utc_whether_naive_zoned_or_mixed(deployment, st
     ]
 
 
-def test_indexing_is_idempotent_and_takes_batches_in_arrival_order(deployment):
+def test_indexing_is_idempotent_and_takes_batches_in_arrival_order(deployment, deferred):
     first = services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
     second = services.predictions_ingest(deployment=deployment, rows=prediction_rows(3, start=3))
 
@@ -322,7 +338,6 @@ def test_a_file_upload_stores_every_row_once(deployment, encode, name):
     again = services.predictions_upload(deployment=deployment, data=data, filename=name)
 
     assert (first.created, again.replayed) == (50, True)
-    index(deployment)
     stored = window(deployment)
     _, _, X_test, _ = breast_cancer_split()
     assert np.array_equal(stored.X, X_test[:50].astype(np.float32))
@@ -460,7 +475,6 @@ def test_the_index_rows_carry_each_id_timestamp_and_offset_exactly(deployment, m
         row["id"] = request_id
 
     result = services.predictions_ingest(deployment=deployment, rows=rows)
-    index(deployment)
 
     stored = {p.request_id: (p.timestamp, p.batch_id, p.row) for p in Prediction.objects.filter(deployment=deployment)}
     assert stored == {request_id: (T0 + timedelta(seconds=i), result.batch_id, i) for i, request_id in enumerate(ids)}
@@ -470,8 +484,7 @@ def test_the_index_rows_carry_each_id_timestamp_and_offset_exactly(deployment, m
 
 def test_the_binary_copy_of_a_batch_row_names_every_column_of_the_table():
     # services._BATCH_COLUMNS spells out the batch row for COPY (FORMAT binary). A column added to
-    # PredictionBatch without being added there would be left NULL (or fail NOT NULL) on Postgres only;
-    # state and indexed_at are the two left to their database defaults.
-    columns = {field.column for field in PredictionBatch._meta.concrete_fields} - {"state", "indexed_at"}
+    # PredictionBatch without being added there would be left NULL (or fail NOT NULL) on Postgres only.
+    columns = {field.column for field in PredictionBatch._meta.concrete_fields}
 
     assert {name for name, _ in services._BATCH_COLUMNS} == columns
