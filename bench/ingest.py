@@ -95,10 +95,10 @@ WORKER: subprocess.Popen | None = None
 
 
 def wait_indexed(deployment, start: float, timeout: float = 600) -> float:
-    """Seconds from start until no batch of the deployment is pending (nan when no worker runs yet)."""
-    if WORKER is None:
-        return float("nan")
+    """Seconds from start until no batch of the deployment is pending (nan while pending with no worker yet)."""
     pending = PredictionBatch.objects.filter(deployment=deployment, state=PredictionBatch.State.PENDING)
+    if WORKER is None and pending.exists():
+        return float("nan")
     deadline = time.perf_counter() + timeout
     while pending.exists():
         if time.perf_counter() > deadline or WORKER.poll() is not None:

@@ -130,14 +130,17 @@ def metrics_chart(
     thresholds: dict[str, float],
     tz: tzinfo,
     rollouts: list[tuple[datetime, str]] = (),
+    production_day: dict[str, dict[str, list]] | None = None,
 ) -> str | None:
-    """Quality over time: solid lines on labelled production windows, dotted on the evaluation set.
+    """Quality over time: solid lines on the labelled production window, dashed on its last 24 hours,
+    dotted on the evaluation set.
 
     `rollouts` marks when each version went live, so a step in the lines can be read against it.
     """
     traces = []
     for source, series_by_name, dash, suffix in (
         ("production", production, "solid", "production"),
+        ("production_day", production_day or {}, "dash", "production, 24 h"),
         ("evaluation_set", evaluation_set, "dot", "evaluation set"),
     ):
         for name, series in series_by_name.items():

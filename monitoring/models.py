@@ -284,7 +284,10 @@ class Prediction(models.Model):
 class EvaluationRun(models.Model):
     class Source(models.TextChoices):
         EVALUATION_SET = "evaluation_set", "Evaluation set"
+        # The last deployment.evaluation_window_days (a week by default): what alerts go by.
         PRODUCTION = "production", "Labelled production window"
+        # The last 24 hours: a drop shows here first, on fewer rows.
+        PRODUCTION_DAY = "production_day", "Labelled production, last 24 h"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"

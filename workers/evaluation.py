@@ -112,6 +112,13 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+# The production sources and the length of their window, ending now.
+PRODUCTION_WINDOW_DAYS = {
+    EvaluationRun.Source.PRODUCTION: lambda deployment: deployment.evaluation_window_days,
+    EvaluationRun.Source.PRODUCTION_DAY: lambda deployment: 1,
+}
+
+
 def _load_labelled(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     X, y = services.dataset_load(dataset)
     if y is None:
@@ -160,10 +167,10 @@ def evaluate_versions(
             return []
         window_start = window_end = None
         measured_at = measured_at or timezone.now()
-    elif source == EvaluationRun.Source.PRODUCTION:
+    elif source in PRODUCTION_WINDOW_DAYS:
         dataset = None
         window_end = window_end or timezone.now()
-        window_start = window_start or window_end - timedelta(days=deployment.evaluation_window_days)
+        window_start = window_start or window_end - timedelta(days=PRODUCTION_WINDOW_DAYS[source](deployment))
         window = selectors.production_window(
             deployment=deployment, start=window_start, end=window_end, labelled_only=True
         )
@@ -217,11 +224,17 @@ def evaluate_version(
 
 
 def evaluate_deployment(*, deployment: Deployment) -> list[EvaluationRun]:
-    """The scheduled evaluation: the active version on the evaluation set and on the labelled production window."""
+    """The scheduled evaluation: the active version on the evaluation set, on the labelled traffic of the
+    last 24 hours and on that of the deployment's evaluation window (a week by default).
+
+    Threshold alerts go by the evaluation set and the longer window: a day of labels is often too few
+    rows for a floor to mean anything, while its line on the chart shows a drop first.
+    """
     active = deployment.active_version()
     if active is None:
         return []
-    runs = []
-    for source in (EvaluationRun.Source.EVALUATION_SET, EvaluationRun.Source.PRODUCTION):
-        runs += evaluate_versions(versions=[active], source=source)
-    return runs
+    Source = EvaluationRun.Source
+    runs = evaluate_versions(versions=[active], source=Source.EVALUATION_SET)
+    if deployment.evaluation_window_days > 1:
+        runs += evaluate_versions(versions=[active], source=Source.PRODUCTION_DAY, raise_alerts=False)
+    return runs + evaluate_versions(versions=[active], source=Source.PRODUCTION)

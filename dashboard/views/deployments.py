@@ -123,6 +123,7 @@ def _charts(deployment: Deployment, days: int) -> dict[str, str | None]:
     return {
         "metrics": charts.metrics_chart(
             production=series(QUALITY_METRICS, Source.PRODUCTION),
+            production_day=series(QUALITY_METRICS, Source.PRODUCTION_DAY),
             evaluation_set=series(QUALITY_METRICS, Source.EVALUATION_SET),
             thresholds=deployment.metric_thresholds,
             tz=tz,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.conf import settings
 from django.utils import timezone
@@ -112,7 +113,31 @@ def test_the_scheduled_evaluation_covers_labelled_traffic_too(deployment):
 
     runs = evaluate_deployment(deployment=deployment)
 
-    assert sorted((r.source, r.n_rows) for r in runs) == [(Source.EVALUATION_SET, 219), (Source.PRODUCTION, 50)]
+    assert sorted((r.source, r.n_rows) for r in runs) == [
+        (Source.EVALUATION_SET, 219), (Source.PRODUCTION, 50), (Source.PRODUCTION_DAY, 50)
+    ]
+
+
+def test_the_daily_and_weekly_windows_each_score_their_own_rows_and_store_per_class_series(deployment):
+    X, y = holdout()
+    now = timezone.now()
+    # 40 labelled rows three days ago, 30 in the last hours: the week sees 70, the day only the 30.
+    ingest_traffic(deployment, X[:40], predicted=y[:40], labels=y[:40], start=now - timedelta(days=3), prefix="old")
+    flipped = np.where(y[40:70] == "0", "1", "0")  # the recent truth turned over: the model is now mostly wrong
+    ingest_traffic(deployment, X[40:70], predicted=y[40:70], labels=flipped, start=now - timedelta(hours=2), prefix="new")
+
+    runs = {run.source: run for run in evaluate_deployment(deployment=deployment)}
+
+    day, week = runs[Source.PRODUCTION_DAY], runs[Source.PRODUCTION]
+    assert (day.n_rows, week.n_rows) == (30, 70)
+    assert day.window_end - day.window_start == timedelta(days=1)
+    assert week.window_end - week.window_start == timedelta(days=deployment.evaluation_window_days)
+    assert day.metrics["accuracy"] < 0.2 < week.metrics["accuracy"] - 0.3
+    assert len(day.metrics["per_class"]["f1"]) == len(deployment.class_labels)
+    point = MetricPoint.objects.filter(run=day, name="accuracy", source=Source.PRODUCTION_DAY).get()
+    assert point.value == day.metrics["accuracy"]
+    # Alerts go by the week: the day's collapse opens none of its own.
+    assert not Alert.objects.filter(dedup_key__endswith=Source.PRODUCTION_DAY).exists()
 
 
 def test_a_model_file_that_fails_verification_gives_a_failed_run_with_the_reason(deployment, monkeypatch):
