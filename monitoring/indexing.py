@@ -166,7 +166,7 @@ def conflict_errors(request_ids: list[str], taken: set[str]) -> list[dict]:
 def _reject(batch: PredictionBatch, request_ids: list[str]) -> None:
     taken = taken_ids(batch.deployment_id, request_ids)
     message = (
-        f"{len(taken)} id(s) were already stored by an earlier batch, so this batch was rejected when it was "
+        f"{len(taken)} id(s) were already stored by another batch, so this batch was rejected when it was "
         "indexed and nothing of it is kept. Resend it with fresh ids."
     )
     batch.result = batch.result | {"status": "rejected", "message": message, "errors": conflict_errors(request_ids, taken)}

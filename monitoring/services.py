@@ -556,7 +556,8 @@ class IngestResult:
     created: int
     # True when this answer is the stored one of an earlier request with the same idempotency key.
     replayed: bool = False
-    # The batch's PredictionBatch.State: "pending" until the indexer has taken its ids (seconds).
+    # The batch's PredictionBatch.State: "indexed", or for a large batch "pending" until the indexer has
+    # taken its ids (seconds).
     status: str = PredictionBatch.State.PENDING
 
 
@@ -597,8 +598,7 @@ def predictions_ingest(*, deployment: Deployment, rows: list, idempotency_key: s
 
     A retry is harmless: a batch with the idempotency key of a stored one (by default, a key derived
     from its content) is answered with the stored result and stores nothing. A new batch reusing an
-    id already indexed for the deployment is a conflict (409) and stores nothing; one reusing an id of a
-    batch still pending is rejected by the indexer instead (see monitoring/indexing.py).
+    id already stored for the deployment is a conflict (409) and stores nothing.
     """
     if not isinstance(rows, list) or not rows:
         raise ValidationFailed("The batch must be a non-empty list of predictions.")
@@ -645,6 +645,7 @@ def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, 
     n = len(columns)
     index_now = n <= INDEX_IN_REQUEST_UP_TO
     state = PredictionBatch.State.INDEXED if index_now else PredictionBatch.State.PENDING
+    now = timezone.now()
     result = {"received": n, "created": n}
     fields = {
         "deployment_id": deployment.pk,
@@ -659,8 +660,8 @@ def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, 
         "probabilities": None if columns.probabilities is None else columns.probabilities.astype("<f4").tobytes(),
         "request_ids": batches.encode_ids(columns.request_ids),
         "result": result,
-        "received_at": timezone.now(),
-        "indexed_at": timezone.now() if index_now else None,
+        "received_at": now,
+        "indexed_at": now if index_now else None,
     }
     try:
         with transaction.atomic():

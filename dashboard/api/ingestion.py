@@ -44,8 +44,7 @@ def predictions_ingest(
     """All or nothing: one bad row rejects the batch (422, naming each bad row and field) and stores nothing.
     A batch larger than MAX_PREDICTION_BATCH rows or MAX_REQUEST_BYTES gets 413. Ids are unique per
     deployment: a new batch reusing a stored id is a conflict (409). NaN and infinity are rejected unless
-    the deployment allows them. A batch reusing an id of a batch not yet indexed is accepted, then rejected by
-    the indexer within seconds: its status says so (GET .../batches/{batch_id}) and an alert is raised."""
+    the deployment allows them."""
     deployment = deployment_for_token(request, slug)
     result = services.predictions_ingest(
         deployment=deployment, rows=json_object_body(request, "predictions"), idempotency_key=idempotency_key
@@ -70,7 +69,7 @@ def predictions_upload(
 ) -> services.IngestResult:
     """Columns: `id`, `timestamp` (ISO 8601; naive means UTC), `predicted_label`, one per feature and,
     optionally, `proba_<class>` for every class. Stored as one batch, all or nothing, with the same
-    errors and idempotency as the JSON batch. Its ids are checked against earlier batches by the indexer,
+    errors and idempotency as the JSON batch. A file over 10,000 rows has its ids checked by the indexer,
     moments later: see the batch's status. At most MAX_UPLOAD_ROWS rows and MAX_UPLOAD_BYTES."""
     deployment = deployment_for_token(request, slug)
     data, filename = uploaded_file(request, file)
@@ -84,7 +83,7 @@ def predictions_upload(
             summary="A prediction batch's status")
 def batch_status(request: HttpRequest, slug: str, batch_id: int) -> PredictionBatch:
     """Whether the batch's ids are in the label index yet (pending, indexed) and, if the indexer rejected it
-    because an earlier batch holds some of its ids, which rows."""
+    because another batch holds some of its ids, which rows."""
     deployment = deployment_for_token(request, slug)
     try:
         return selectors.batch_for(deployment=deployment, batch_id=batch_id)

@@ -201,8 +201,9 @@ class IngestOut(Schema):
     created: int
     replayed: bool = Field(description="True when this is the stored answer to an earlier request with the same key")
     status: str = Field(
-        description="pending: stored, and counted in drift windows; its ids reach the label index within seconds. "
-        "indexed: labels can be joined to it. See GET /deployments/{slug}/batches/{batch_id}."
+        description="indexed: stored, and labels can be joined to it (every batch up to 10,000 rows). pending: a "
+        "larger batch, stored and counted in drift windows, whose ids the indexer checks and indexes within "
+        "seconds. See GET /deployments/{slug}/batches/{batch_id}."
     )
 
 
@@ -211,7 +212,7 @@ class BatchOut(Schema):
     source: str
     status: str = Field(
         alias="state",
-        description="pending, indexed, or rejected (an id was already stored by an earlier batch; nothing of it is kept)",
+        description="pending, indexed, or rejected (an id was already stored by another batch; nothing of it is kept)",
     )
     n_rows: int
     received_at: datetime
