@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
 from monitoring import services
-from monitoring.models import Dataset, Deployment, Membership, ModelVersion, Team
+from monitoring.models import Dataset, Deployment, Membership, ModelVersion, PredictionBatch, Team
 from tests.conftest import FEATURES, breast_cancer_split, trained_model
 
 
@@ -201,6 +201,22 @@ def test_upload_predictions_loads_a_file_once_and_then_its_labels(deployment, tm
     assert "Labelled 2 of tumour's predictions" in labelled
     assert deployment.predictions.count() == 30
     assert deployment.predictions.filter(label_index__isnull=False).count() == 2
+
+
+def test_upload_predictions_indexes_a_large_file_before_it_returns(deployment, tmp_path, monkeypatch):
+    monkeypatch.setattr(services, "INDEX_IN_REQUEST_UP_TO", 10)  # 30 rows: the large-batch path
+    _, _, X_test, _ = breast_cancer_split()
+    header = ["id", "timestamp", "predicted_label", *FEATURES]
+    traffic = write(tmp_path, "traffic.csv", csv_text(header, [[f"c-{i}", "2025-03-01T12:00:00Z", "1", *X_test[i]] for i in range(30)]))
+    clash = write(tmp_path, "clash.csv", csv_text(header, [[f"c-{i}", "2025-03-01T12:00:00Z", "1", *X_test[i]] for i in range(25, 40)]))
+
+    out, _ = run("upload_predictions", "tumour", traffic)
+    with pytest.raises(CommandError, match="already stored by another batch"):
+        run("upload_predictions", "tumour", clash)
+
+    assert "Indexed its ids (30 rows)" in out
+    assert deployment.predictions.count() == 30
+    assert PredictionBatch.objects.get(state=PredictionBatch.State.REJECTED).n_rows == 15
 
 
 def test_upload_predictions_refuses_a_bad_file_naming_row_and_column(deployment, tmp_path):

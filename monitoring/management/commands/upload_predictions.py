@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from monitoring import services
+from monitoring.models import PredictionBatch
 from monitoring.management.commands._cli import deployment_named, read_file, service_errors
 
 
@@ -39,3 +40,10 @@ class Command(BaseCommand):
             self.stdout.write(f"{name} was already stored as batch {result.batch_id}; nothing was stored again.")
         else:
             self.stdout.write(f"Stored {result.created:,} predictions for {deployment.slug} as batch {result.batch_id}.")
+        if result.status == PredictionBatch.State.PENDING:
+            # Nobody waits on a web request here, so the command finishes the job: when it returns, labels join.
+            outcome = services.batches_index(deployment_id=deployment.pk)
+            rejected = [batch for batch in outcome.rejected if batch.pk == result.batch_id]
+            if rejected:
+                raise CommandError(rejected[0].result["message"])
+            self.stdout.write(f"Indexed its ids ({outcome.indexed_rows:,} rows): labels can now be joined to it.")
