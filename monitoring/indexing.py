@@ -14,6 +14,7 @@ Readers that need the index (the label join) call `index_pending` first, so they
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,20 +39,26 @@ class IndexOutcome:
     indexed_batches: int = 0
     indexed_rows: int = 0
     rejected: list[PredictionBatch] = field(default_factory=list)
+    # wait=False found another indexer holding the deployment: nothing was done.
+    busy: bool = False
 
 
-def index_pending(*, deployment_id: int, wait: bool = True) -> IndexOutcome:
+def index_pending(
+    *, deployment_id: int, wait: bool = True, on_reject: Callable[[PredictionBatch], None] | None = None
+) -> IndexOutcome:
     """Index every pending batch of the deployment, oldest first. Idempotent; safe to call from anywhere.
 
     Indexers of one deployment take turns on its row lock: FOR NO KEY UPDATE, which does not block the
     key-share lock that storing a new batch takes on its deployment. With wait=False a caller that finds another
-    indexer at work returns at once: that one will take the batches it came for, or the next sweep will.
+    indexer at work returns at once with outcome.busy set. on_reject runs for each rejected batch inside the
+    transaction that rejects it, so whatever it records (an alert) commits with the rejection or not at all.
     """
     outcome = IndexOutcome()
     while True:
         with transaction.atomic():
             locked = Deployment.objects.select_for_update(skip_locked=not wait, no_key=True).filter(pk=deployment_id)
             if not locked.values_list("pk", flat=True):
+                outcome.busy = not wait and Deployment.objects.filter(pk=deployment_id).exists()
                 return outcome
             pending = list(
                 PredictionBatch.objects.filter(deployment_id=deployment_id, state=PredictionBatch.State.PENDING)
@@ -74,6 +81,8 @@ def index_pending(*, deployment_id: int, wait: bool = True) -> IndexOutcome:
                     outcome.indexed_rows += batch.n_rows
                 else:
                     outcome.rejected.append(batch)
+                    if on_reject is not None:
+                        on_reject(batch)
         if len(chosen) == len(pending):
             return outcome
 
@@ -167,7 +176,7 @@ def _reject(batch: PredictionBatch, request_ids: list[str]) -> None:
     taken = taken_ids(batch.deployment_id, request_ids)
     message = (
         f"{len(taken)} id(s) were already stored by another batch, so this batch was rejected when it was "
-        "indexed and nothing of it is kept. Resend it with fresh ids."
+        "indexed and nothing of it is kept. Resend it with fresh ids and a new Idempotency-Key."
     )
     batch.result = batch.result | {"status": "rejected", "message": message, "errors": conflict_errors(request_ids, taken)}
     batch.state = PredictionBatch.State.REJECTED

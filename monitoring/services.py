@@ -672,7 +672,8 @@ def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, 
                     timestamps_us=columns.timestamps_us.astype(np.int64), joined_ids=fields["request_ids"],
                 )
             else:
-                transaction.on_commit(lambda: _index_soon(deployment.pk))
+                # robust: the batch is stored whatever happens to the broker; the beat sweep indexes it then.
+                transaction.on_commit(lambda: _index_soon(deployment.pk), robust=True)
     except IntegrityError:
         # Either a retry (the batch's key is taken: answer as the first time), or some ids are.
         if (replay := _replay(deployment, key)) is not None:
@@ -694,9 +695,9 @@ def _index_soon(deployment_id: int) -> None:
 
 
 def batches_index(*, deployment_id: int, wait: bool = True) -> indexing.IndexOutcome:
-    """Index the deployment's pending batches now, and raise an alert for each one rejected."""
-    outcome = indexing.index_pending(deployment_id=deployment_id, wait=wait)
-    for batch in outcome.rejected:
+    """Index the deployment's pending batches now, raising an alert with each rejection (in its transaction)."""
+
+    def alert(batch: PredictionBatch) -> None:
         alert_raise(
             deployment=Deployment.objects.get(pk=deployment_id),
             kind=Alert.Kind.BATCH_REJECTED,
@@ -704,7 +705,8 @@ def batches_index(*, deployment_id: int, wait: bool = True) -> indexing.IndexOut
             title=f"Prediction batch {batch.pk} was rejected: its ids were already stored",
             message=batch.result["message"],
         )
-    return outcome
+
+    return indexing.index_pending(deployment_id=deployment_id, wait=wait, on_reject=alert)
 
 
 def _is_postgres() -> bool:

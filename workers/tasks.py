@@ -174,12 +174,19 @@ def index_batches_soon(deployment_id: int) -> None:
         index_batches_task.delay(deployment_id)
 
 
+# While another indexer holds the deployment, a task comes back after this long instead of blocking a worker.
+INDEX_BUSY_RETRY_SECONDS = 2
+
+
 @shared_task(acks_late=True, **RETRY_POLICY)  # acks_late: indexing is idempotent, and a lost batch is worse than a redo
 def index_batches_task(deployment_id: int) -> None:
     """Put the deployment's newly accepted batches in the per-row index."""
     if not settings.CELERY_TASK_ALWAYS_EAGER:
         _redis().delete(_index_flag(deployment_id))
-    services.batches_index(deployment_id=deployment_id, wait=True)
+    # Not waiting on the lock: tasks share the default queue with evaluations and drift checks, and a run
+    # already at work may have read the pending list before the batch this task came for.
+    if services.batches_index(deployment_id=deployment_id, wait=False).busy:
+        index_batches_task.apply_async((deployment_id,), countdown=INDEX_BUSY_RETRY_SECONDS)
 
 
 @shared_task(**RETRY_POLICY)

@@ -56,8 +56,9 @@ def uploaded_file(request: HttpRequest, file: UploadedFile | None) -> tuple[byte
     """(content, file name) of an upload sent as a multipart field or as the whole request body.
 
     The raw body is read from the stream, not through request.body, whose limit is the JSON endpoints'
-    (DATA_UPLOAD_MAX_MEMORY_SIZE). body_limit has already refused a declared length over MAX_UPLOAD_BYTES;
-    a chunked body declares none, so its length is checked here as it is read.
+    (DATA_UPLOAD_MAX_MEMORY_SIZE); body_limit has already refused a declared length over MAX_UPLOAD_BYTES,
+    and the read stops one byte past it anyway. Django's WSGI layer reads nothing of a body without a
+    Content-Length (chunked), so that gets its own message.
     """
     if file is not None:
         return file.read(), file.name or ""
@@ -67,6 +68,8 @@ def uploaded_file(request: HttpRequest, file: UploadedFile | None) -> tuple[byte
     data = request.read(limit + 1)
     if len(data) > limit:
         raise TooLarge(f"The request body is larger than {limit} bytes.")
+    if not data and request.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        raise ValidationFailed("Send the file with a Content-Length: chunked bodies are not read.")
     if not data:
         raise ValidationFailed("Send the file as a multipart field named file, or as the request body.")
     return data, ""

@@ -214,7 +214,7 @@ def test_upload_predictions_indexes_a_large_file_before_it_returns(deployment, t
     with pytest.raises(CommandError, match="already stored by another batch"):
         run("upload_predictions", "tumour", clash)
 
-    assert "Indexed its ids (30 rows)" in out
+    assert "Indexed its 30 ids" in out
     assert deployment.predictions.count() == 30
     assert PredictionBatch.objects.get(state=PredictionBatch.State.REJECTED).n_rows == 15
 

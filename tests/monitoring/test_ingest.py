@@ -488,3 +488,25 @@ def test_the_binary_copy_of_a_batch_row_names_every_column_of_the_table():
     columns = {field.column for field in PredictionBatch._meta.concrete_fields}
 
     assert {name for name, _ in services._BATCH_COLUMNS} == columns
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_indexer_that_finds_the_deployment_busy_returns_at_once_and_says_so(deployment, deferred):
+    import psycopg2
+    from django.db import connection
+
+    stored = services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
+    settings = connection.settings_dict
+    other = psycopg2.connect(dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"], port=settings["PORT"])
+    try:
+        with other.cursor() as cursor:  # another indexer at work: it holds the deployment's row
+            cursor.execute("SELECT id FROM monitoring_deployment WHERE id = %s FOR NO KEY UPDATE", [deployment.pk])
+        busy = services.batches_index(deployment_id=deployment.pk, wait=False)
+    finally:
+        other.rollback()
+        other.close()
+    free = services.batches_index(deployment_id=deployment.pk, wait=False)
+
+    assert (busy.busy, busy.indexed_rows) == (True, 0)
+    assert (free.busy, free.indexed_rows) == (False, 3)
+    assert PredictionBatch.objects.get(pk=stored.batch_id).state == PredictionBatch.State.INDEXED

@@ -42,8 +42,9 @@ class Command(BaseCommand):
             self.stdout.write(f"Stored {result.created:,} predictions for {deployment.slug} as batch {result.batch_id}.")
         if result.status == PredictionBatch.State.PENDING:
             # Nobody waits on a web request here, so the command finishes the job: when it returns, labels join.
-            outcome = services.batches_index(deployment_id=deployment.pk)
-            rejected = [batch for batch in outcome.rejected if batch.pk == result.batch_id]
-            if rejected:
-                raise CommandError(rejected[0].result["message"])
-            self.stdout.write(f"Indexed its ids ({outcome.indexed_rows:,} rows): labels can now be joined to it.")
+            # The batch's own state decides, whoever indexed it (this call, a worker, or an in-process task).
+            services.batches_index(deployment_id=deployment.pk)
+            state, stored = PredictionBatch.objects.values_list("state", "result").get(pk=result.batch_id)
+            if state == PredictionBatch.State.REJECTED:
+                raise CommandError(stored["message"])
+            self.stdout.write(f"Indexed its {result.created:,} ids: labels can now be joined to it.")
