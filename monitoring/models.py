@@ -204,7 +204,8 @@ class PredictionBatch(models.Model):
     # The client's Idempotency-Key, or a sha256 of the batch's content when it sent none.
     idempotency_key = models.CharField(max_length=200)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    # db_default: a batch inserted by code that predates this column (a rolling deploy) wrote its index rows.
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING, db_default=State.INDEXED)
     n_rows = models.PositiveIntegerField()
     n_features = models.PositiveIntegerField()
     # The batch's time range: a window reads only the batches that overlap it.

@@ -3,11 +3,6 @@
 from django.db import migrations, models
 
 
-def mark_existing_indexed(apps, schema_editor):
-    # Batches stored before this migration wrote their index rows in the same transaction.
-    apps.get_model("monitoring", "PredictionBatch").objects.update(state="indexed")
-
-
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -18,14 +13,13 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='predictionbatch',
             name='state',
-            field=models.CharField(choices=[('pending', 'Pending index'), ('indexed', 'Indexed'), ('rejected', 'Rejected')], default='pending', max_length=16),
+            field=models.CharField(choices=[('pending', 'Pending index'), ('indexed', 'Indexed'), ('rejected', 'Rejected')], db_default='indexed', default='pending', max_length=16),
         ),
         migrations.AddField(
             model_name='predictionbatch',
             name='indexed_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
-        migrations.RunPython(mark_existing_indexed, migrations.RunPython.noop),
         migrations.AlterField(
             model_name='alert',
             name='kind',
