@@ -104,6 +104,10 @@ def us_to_datetime(value: int) -> datetime:
     return EPOCH + int(value) * ONE_US
 
 
+def datetime_to_us(moment: datetime) -> int:
+    return (moment - EPOCH) // ONE_US
+
+
 # ---------------------------------------------------------------- JSON rows
 
 
@@ -125,15 +129,11 @@ def _timestamps_us(values: list) -> np.ndarray:
     import pyarrow as pa
 
     try:
-        strings = pa.array(values, type=pa.string())
-        try:
-            parsed = strings.cast(pa.timestamp("us", tz="UTC"))
-        except pa.ArrowInvalid:  # no zone offset: naive, which means UTC here
-            parsed = strings.cast(pa.timestamp("us"))
-        if parsed.null_count == 0:
-            return parsed.cast(pa.int64()).to_numpy()
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        pass
+        parsed = _arrow_timestamps(pa.array(values, type=pa.string()))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all strings
+        parsed = None
+    if parsed is not None and parsed.null_count == 0:
+        return parsed.cast(pa.int64()).to_numpy()
     return np.fromiter((_timestamp_us(value) for value in values), dtype=np.int64, count=len(values))
 
 
@@ -439,15 +439,8 @@ def _table_timestamps(column) -> np.ndarray:
         # Naive means UTC, as in the JSON API.
         return column.cast(pa.timestamp("us", tz=column.type.tz)).to_numpy().astype("datetime64[us]").astype(np.int64)
     text = column.cast(pa.string())
-    parsed = None
-    # Vectorised first: all with a zone offset, or all naive (naive means UTC: the same microseconds).
     # Only a mix, or a value Arrow cannot read, takes the row-by-row pass below (4 s per million rows).
-    for target in (pa.timestamp("us", tz="UTC"), pa.timestamp("us")):
-        try:
-            parsed = pc.cast(text, target)
-            break
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            continue
+    parsed = _arrow_timestamps(text)
     if parsed is None or parsed.null_count:
         errors = []
         for r, value in enumerate(text.to_pylist()):
@@ -461,6 +454,20 @@ def _table_timestamps(column) -> np.ndarray:
             raise _invalid(errors)
         return np.fromiter((_timestamp_us(v) for v in text.to_pylist()), dtype=np.int64, count=len(text))
     return parsed.to_numpy().astype("datetime64[us]").astype(np.int64)
+
+
+def _arrow_timestamps(text):
+    """ISO 8601 strings (an Arrow string array) cast in C: all with a zone offset, or all naive (naive means
+    UTC: the same microseconds). None when Arrow cannot read them all one way."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for target in (pa.timestamp("us", tz="UTC"), pa.timestamp("us")):
+        try:
+            return pc.cast(text, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    return None
 
 
 def _table_labels(column, schema: Schema) -> np.ndarray:

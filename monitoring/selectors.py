@@ -257,7 +257,7 @@ def production_window(
     if labelled_only:
         wanted = _labelled_by_batch(*_labelled_rows(deployment, start, end))
     stored = _read_batches(deployment, start=start, end=end, ids=list(wanted) if wanted is not None else None)
-    lo, hi = _us(start), _us(end)
+    lo, hi = batches.datetime_to_us(start), batches.datetime_to_us(end)
     selections = []
     for batch_id, n_rows, t_raw, *_ in stored:
         if wanted is not None:
@@ -320,10 +320,6 @@ def _labelled_by_batch(batch_ids: np.ndarray, rows: np.ndarray, codes: np.ndarra
     return {int(batch_ids[a]): (rows[a:b], codes[a:b]) for a, b in zip(starts, ends)}
 
 
-def _us(moment: datetime) -> int:
-    return (moment - batches.EPOCH) // batches.ONE_US
-
-
 def prediction_counts(*, deployment: Deployment, since: datetime) -> tuple[int, datetime | None]:
     """(predictions with timestamp >= since, the latest prediction's time), from batch headers.
 
@@ -333,7 +329,7 @@ def prediction_counts(*, deployment: Deployment, since: datetime) -> tuple[int, 
     last = stored.order_by("-t_max").values_list("t_max", flat=True).first()
     recent = stored.filter(t_max__gte=since)
     count = sum(recent.filter(t_min__gte=since).values_list("n_rows", flat=True))
-    lo = _us(since)
+    lo = batches.datetime_to_us(since)
     for raw in recent.filter(t_min__lt=since).values_list("timestamps_us", flat=True):
         count += int(np.count_nonzero(np.frombuffer(raw, dtype="<i8") >= lo))
     return count, last

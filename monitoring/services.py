@@ -731,8 +731,8 @@ def _batch_copy(fields: dict, columns: batches.Columns) -> int:
     timestamps_us = columns.timestamps_us.astype(np.int64)
     values = fields | {
         "t_min": int(timestamps_us.min()), "t_max": int(timestamps_us.max()),
-        "result": orjson.dumps(fields["result"]), "received_at": _us_since_epoch(fields["received_at"]),
-        "indexed_at": None if fields["indexed_at"] is None else _us_since_epoch(fields["indexed_at"]),
+        "result": orjson.dumps(fields["result"]), "received_at": batches.datetime_to_us(fields["received_at"]),
+        "indexed_at": None if fields["indexed_at"] is None else batches.datetime_to_us(fields["indexed_at"]),
     }
     # copy_expert is psycopg2's own: wrap_database_errors turns its errors into Django's (IntegrityError).
     with connection.cursor() as cursor, connection.wrap_database_errors:
@@ -749,10 +749,6 @@ def _batch_copy(fields: dict, columns: batches.Columns) -> int:
             io.BytesIO(row), 1 << 20,  # 1 MB CopyData messages; positional for Django's debug cursor
         )
     return batch_id
-
-
-def _us_since_epoch(moment: datetime) -> int:
-    return (moment - batches.EPOCH) // batches.ONE_US
 
 
 def _batch_orm(fields: dict, columns: batches.Columns) -> int:

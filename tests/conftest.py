@@ -26,6 +26,12 @@ FEATURES = [f"f{i}" for i in range(30)]
 CLASSES = ["0", "1"]
 
 
+@pytest.fixture
+def deferred(monkeypatch):
+    """Every batch takes the large-batch path: stored now, indexed by the indexer (monitoring/indexing.py)."""
+    monkeypatch.setattr(services, "INDEX_IN_REQUEST_UP_TO", 0)
+
+
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path_factory):
     settings.MEDIA_ROOT = tmp_path_factory.getbasetemp() / "media"

@@ -113,12 +113,6 @@ def test_it_ingests_predictions_with_the_deployments_token(deployment, token):
     assert deployment.predictions.count() == 10
 
 
-@pytest.fixture
-def deferred(monkeypatch):
-    """Every batch takes the large-batch path: stored now, indexed by the indexer."""
-    monkeypatch.setattr(services, "INDEX_IN_REQUEST_UP_TO", 0)
-
-
 def test_a_large_batch_status_says_pending_then_indexed(deployment, token, deferred):
     batch_id = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(4)}, **bearer(token)).json()["batch_id"]
     url = f"/api/deployments/tumour/batches/{batch_id}"

@@ -86,12 +86,6 @@ def index(deployment) -> indexing.IndexOutcome:
     return services.batches_index(deployment_id=deployment.pk)
 
 
-@pytest.fixture
-def deferred(monkeypatch):
-    """Every batch takes the large-batch path: stored now, indexed by the indexer."""
-    monkeypatch.setattr(services, "INDEX_IN_REQUEST_UP_TO", 0)
-
-
 def test_a_retried_batch_is_stored_once_and_answered_the_same(deployment):
     rows = prediction_rows(20)
 

@@ -91,11 +91,10 @@ def test_two_workers_share_the_fan_out_and_never_evaluate_one_deployment_at_once
         assert all(a.finished_at <= b.created_at for a, b in zip(runs, runs[1:])), [(r.created_at, r.finished_at) for r in runs]
 
 
-def test_the_worker_indexes_large_batches_and_rejects_a_late_duplicate(celery_worker_process, deployment, monkeypatch):
+def test_the_worker_indexes_large_batches_and_rejects_a_late_duplicate(celery_worker_process, deployment, deferred):
     from monitoring.models import Alert, PredictionBatch
     from tests.monitoring.test_ingest import prediction_rows
 
-    monkeypatch.setattr(services, "INDEX_IN_REQUEST_UP_TO", 0)  # these batches take the large-batch path
     # Committed at once (no surrounding transaction): each store's on_commit queues the indexer.
     first = services.predictions_ingest(deployment=deployment, rows=prediction_rows(50))
     second = services.predictions_ingest(deployment=deployment, rows=prediction_rows(50, start=50))
