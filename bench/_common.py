@@ -52,7 +52,7 @@ def drop_deployment(slug: str) -> None:
 def synthetic_columns(n: int, *, n_features: int, n_classes: int, start: int, seed: int = 0) -> batches.Columns:
     rng = np.random.default_rng(seed + start)
     return batches.Columns(
-        request_ids=[f"r{i}" for i in range(start, start + n)],
+        joined_ids=batches.encode_ids([f"r{i}" for i in range(start, start + n)]),
         timestamps_us=batches.to_timestamps_us(np.datetime64(T0.replace(tzinfo=None), "us"))
         + np.arange(start, start + n, dtype=np.int64) * 1000,
         features=rng.normal(size=(n, n_features)).astype(np.float32),

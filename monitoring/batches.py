@@ -14,6 +14,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from itertools import chain
 from typing import Any
 
@@ -39,19 +40,25 @@ class Schema:
 
 @dataclass(frozen=True)
 class Columns:
-    request_ids: list[str]
+    # The request ids as stored: UTF-8, joined by newlines (validation rejects an id holding one). A
+    # million-row upload never becomes a million Python strings unless something asks for request_ids.
+    joined_ids: bytes
     timestamps_us: np.ndarray  # int64, microseconds since the epoch, UTC
     features: np.ndarray  # float32, n × d
     predicted: np.ndarray  # int16, index into class_labels
     probabilities: np.ndarray | None  # float32, n × k; NaN rows where a row had none
 
     def __len__(self) -> int:
-        return len(self.request_ids)
+        return len(self.timestamps_us)
+
+    @cached_property
+    def request_ids(self) -> list[str]:
+        return decode_ids(self.joined_ids, len(self))
 
     def content_key(self) -> str:
         """A key naming this content, for batches sent without an Idempotency-Key: an identical resend is a retry."""
         digest = hashlib.sha256()
-        digest.update("\n".join(self.request_ids).encode())
+        digest.update(self.joined_ids)
         for array in (self.timestamps_us, self.features, self.predicted):
             digest.update(np.ascontiguousarray(array).tobytes())
         if self.probabilities is not None:
@@ -177,7 +184,7 @@ def _fast_columns(rows: list, schema: Schema) -> Columns | None:
     probabilities = _fast_probabilities(rows, schema)
     if probabilities is False:
         return None
-    return Columns(ids, timestamps, X.astype(np.float32), predicted, probabilities)
+    return Columns(joined.encode(), timestamps, X.astype(np.float32), predicted, probabilities)
 
 
 def _finite_ok(X: np.ndarray, schema: Schema) -> bool:
@@ -236,7 +243,7 @@ def _careful_columns(rows: list, schema: Schema) -> Columns:
             if p is not None:
                 P[i] = p
     return Columns(
-        ids,
+        encode_ids(ids),
         np.asarray(timestamps, dtype=np.int64),
         np.asarray(features, dtype=np.float32).reshape(len(ids), schema.n_features),
         np.asarray(predicted, dtype=np.int16),
@@ -357,26 +364,7 @@ def columns_from_table(table, schema: Schema) -> Columns:
     if n == 0:
         raise BatchInvalid("The file has no rows.", [])
 
-    ids_column = table.column(ID_COLUMN).cast(pa.string())
-    if ids_column.null_count:
-        row = int(pc.index(pc.is_null(ids_column), True).as_py())
-        raise _invalid([_error(row, ID_COLUMN, "is empty")])
-    lengths = pc.utf8_length(ids_column).to_numpy(zero_copy_only=False)
-    bad = np.flatnonzero((lengths == 0) | (lengths > MAX_ID_LENGTH))
-    if len(bad):
-        raise _invalid([_error(int(r), ID_COLUMN, f"must be 1 to {MAX_ID_LENGTH} characters") for r in bad])
-    ids = ids_column.to_pylist()
-    if len(set(ids)) != n:
-        first: dict[str, int] = {}
-        errors = []
-        for row, request_id in enumerate(ids):
-            if request_id in first:
-                errors.append(_error(row, ID_COLUMN, f"duplicate id {request_id!r} (also row {first[request_id]})"))
-            first.setdefault(request_id, row)
-        raise _invalid(errors)
-    if any("\n" in request_id for request_id in ids):
-        raise _invalid([_error(r, ID_COLUMN, "must be on one line") for r, v in enumerate(ids) if "\n" in v])
-
+    joined_ids = _table_ids(table.column(ID_COLUMN))
     timestamps = _table_timestamps(table.column(TIMESTAMP_COLUMN))
     predicted = _table_labels(table.column(PREDICTED_COLUMN), schema)
     X = np.empty((n, schema.n_features), dtype=np.float32)
@@ -400,7 +388,36 @@ def columns_from_table(table, schema: Schema) -> Columns:
             P[:, j] = values
     if errors:
         raise _invalid(sorted(errors, key=lambda e: e["row"]))
-    return Columns(ids, timestamps, X, predicted, P)
+    return Columns(joined_ids, timestamps, X, predicted, P)
+
+
+def _table_ids(column) -> bytes:
+    """The id column checked and joined (Columns.joined_ids), in Arrow's C++ kernels: as Python strings in a
+    set, a million ids took 0.45 s, a fifth of storing the upload. The rows at fault are found in Python."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = column.cast(pa.string()).combine_chunks()
+    n = len(ids)
+    if ids.null_count:
+        raise _invalid([_error(int(pc.index(pc.is_null(ids), True).as_py()), ID_COLUMN, "is empty")])
+    lengths = pc.utf8_length(ids).to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero((lengths == 0) | (lengths > MAX_ID_LENGTH))
+    if len(bad):
+        raise _invalid([_error(int(r), ID_COLUMN, f"must be 1 to {MAX_ID_LENGTH} characters") for r in bad])
+    if pc.any(pc.match_substring(ids, "\n")).as_py():
+        raise _invalid([_error(r, ID_COLUMN, "must be on one line") for r, v in enumerate(ids.to_pylist()) if "\n" in v])
+    if len(ids.unique()) != n:
+        first: dict[str, int] = {}
+        errors = []
+        for row, request_id in enumerate(ids.to_pylist()):
+            if request_id in first:
+                errors.append(_error(row, ID_COLUMN, f"duplicate id {request_id!r} (also row {first[request_id]})"))
+            first.setdefault(request_id, row)
+        raise _invalid(errors)
+    # One list holding every id, joined with newlines by Arrow: the bytes encode_ids would make.
+    whole = pa.ListArray.from_arrays(pa.array([0, n], type=pa.int32()), ids)
+    return pc.binary_join(whole, "\n")[0].as_buffer().to_pybytes()
 
 
 def _numeric(column, name: str, errors: list[dict]) -> np.ndarray | None:

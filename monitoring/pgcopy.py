@@ -132,9 +132,10 @@ def index_rows(
     return HEADER + body.tobytes() + TRAILER
 
 
-def _field(value: object, kind: str) -> bytes:
+def _field(value: object, kind: str) -> list[bytes | memoryview]:
+    """The field's length word and its bytes; a bytea value is passed on as it is, not copied."""
     if value is None:
-        return struct.pack(">i", -1)
+        return [struct.pack(">i", -1)]
     if kind == "int8":
         data = struct.pack(">q", value)
     elif kind == "int4":
@@ -146,12 +147,39 @@ def _field(value: object, kind: str) -> bytes:
     elif kind == "jsonb":  # jsonb's binary input: a version byte, then the JSON text
         data = b"\x01" + bytes(value)
     elif kind == "bytea":
-        data = value if isinstance(value, (bytes, memoryview)) else bytes(value)
+        data = memoryview(value).cast("B")
     else:
         raise ValueError(f"unsupported type {kind}")
-    return struct.pack(">i", len(data)) + bytes(data)
+    return [struct.pack(">i", len(data)), data]
 
 
-def one_row(fields: list[tuple[object, str]]) -> bytes:
-    """One row for COPY ... FROM STDIN (FORMAT binary): fields as (value, postgres type) pairs, in column order."""
-    return b"".join([HEADER, struct.pack(">h", len(fields)), *(_field(v, kind) for v, kind in fields), TRAILER])
+def one_row(fields: list[tuple[object, str]]) -> PartsReader:
+    """One row for COPY ... FROM STDIN (FORMAT binary), as a file for copy_expert: fields as (value,
+    postgres type) pairs, in column order. A 1M-row batch carries 97 MB of bytea; joining it into one
+    bytes object first cost three copies, a tenth of a second."""
+    parts: list[bytes | memoryview] = [HEADER, struct.pack(">h", len(fields))]
+    for value, kind in fields:
+        parts += _field(value, kind)
+    return PartsReader([*parts, TRAILER])
+
+
+class PartsReader:
+    """A read-only file over a list of byte buffers, read in order without joining them."""
+
+    def __init__(self, parts: list[bytes | memoryview]):
+        self._parts = [memoryview(part).cast("B") for part in parts]
+        self._current = 0
+        self._offset = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunks: list[memoryview] = []
+        wanted = size if size >= 0 else sum(len(part) for part in self._parts)
+        while wanted > 0 and self._current < len(self._parts):
+            part = self._parts[self._current]
+            chunk = part[self._offset : self._offset + wanted]
+            chunks.append(chunk)
+            wanted -= len(chunk)
+            self._offset += len(chunk)
+            if self._offset >= len(part):
+                self._current, self._offset = self._current + 1, 0
+        return b"".join(chunks)

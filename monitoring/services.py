@@ -654,11 +654,11 @@ def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, 
         "state": state,
         "n_rows": n,
         "n_features": columns.features.shape[1],
-        "timestamps_us": columns.timestamps_us.astype("<i8").tobytes(),
-        "features": columns.features.astype("<f4").tobytes(),
-        "predicted": columns.predicted.astype("<i2").tobytes(),
-        "probabilities": None if columns.probabilities is None else columns.probabilities.astype("<f4").tobytes(),
-        "request_ids": batches.encode_ids(columns.request_ids),
+        "timestamps_us": _little_endian(columns.timestamps_us, "<i8"),
+        "features": _little_endian(columns.features, "<f4"),
+        "predicted": _little_endian(columns.predicted, "<i2"),
+        "probabilities": None if columns.probabilities is None else _little_endian(columns.probabilities, "<f4"),
+        "request_ids": columns.joined_ids,
         "result": result,
         "received_at": now,
         "indexed_at": now if index_now else None,
@@ -746,9 +746,14 @@ def _batch_copy(fields: dict, columns: batches.Columns) -> int:
         row = pgcopy.one_row([(values[name], kind) for name, kind in _BATCH_COLUMNS])
         cursor.copy_expert(
             f"COPY {batch_table} ({', '.join(name for name, _ in _BATCH_COLUMNS)}) FROM STDIN (FORMAT binary)",
-            io.BytesIO(row), 1 << 20,  # 1 MB CopyData messages; positional for Django's debug cursor
+            row, 1 << 20,  # 1 MB CopyData messages; positional for Django's debug cursor
         )
     return batch_id
+
+
+def _little_endian(array: np.ndarray, dtype: str) -> memoryview:
+    """The array's bytes as stored (see PredictionBatch), without a copy when it is already in that layout."""
+    return memoryview(np.ascontiguousarray(array, dtype=dtype)).cast("B")
 
 
 def _batch_orm(fields: dict, columns: batches.Columns) -> int:
