@@ -367,28 +367,41 @@ def columns_from_table(table, schema: Schema) -> Columns:
     joined_ids = _table_ids(table.column(ID_COLUMN))
     timestamps = _table_timestamps(table.column(TIMESTAMP_COLUMN))
     predicted = _table_labels(table.column(PREDICTED_COLUMN), schema)
-    X = np.empty((n, schema.n_features), dtype=np.float32)
     errors: list[dict] = []
-    for j, name in enumerate(schema.feature_names):
+    features = []
+    for name in schema.feature_names:
         values = _numeric(table.column(name), name, errors)
-        if values is None:
-            continue
-        bad = np.flatnonzero(~np.isfinite(values)) if not schema.allow_non_finite else np.array([], dtype=int)
-        errors += [_error(int(r), name, "must be finite (NaN and infinity are rejected)") for r in bad[:MAX_ERRORS]]
-        X[:, j] = values
-    P = None
-    if has_proba:
-        P = np.empty((n, len(schema.class_labels)), dtype=np.float32)
-        for j, name in enumerate(proba_columns):
-            values = _numeric(table.column(name), name, errors)
-            if values is None:
-                continue
+        if values is not None and not schema.allow_non_finite and not np.isfinite(values).all():
+            bad = np.flatnonzero(~np.isfinite(values))
+            errors += [_error(int(r), name, "must be finite (NaN and infinity are rejected)") for r in bad[:MAX_ERRORS]]
+        features.append(values)
+    probabilities = []
+    for name in proba_columns if has_proba else []:
+        values = _numeric(table.column(name), name, errors)
+        if values is not None and not ((values >= 0) & (values <= 1)).all():
             bad = np.flatnonzero(~((values >= 0) & (values <= 1)))
             errors += [_error(int(r), name, "must be a number in [0, 1]") for r in bad[:MAX_ERRORS]]
-            P[:, j] = values
+        probabilities.append(values)
     if errors:
         raise _invalid(sorted(errors, key=lambda e: e["row"]))
-    return Columns(joined_ids, timestamps, X, predicted, P)
+    return Columns(joined_ids, timestamps, _interleave(features), predicted, _interleave(probabilities) if has_proba else None)
+
+
+# Rows per block when columns are interleaved into a row-major array: 16,384 rows × 20 float32 features is
+# 1.3 MB, which stays in cache while each column's slice is written into it. Column by column over the
+# whole array, every write lands on another cache line: 0.12 s for 1M × 20 against 0.04 s in blocks.
+INTERLEAVE_ROWS = 16_384
+
+
+def _interleave(columns: list[np.ndarray]) -> np.ndarray:
+    """float32 n × len(columns), row-major, from one array per column."""
+    n = len(columns[0]) if columns else 0
+    out = np.empty((n, len(columns)), dtype=np.float32)
+    for start in range(0, n, INTERLEAVE_ROWS):
+        block = out[start : start + INTERLEAVE_ROWS]
+        for j, values in enumerate(columns):
+            block[:, j] = values[start : start + INTERLEAVE_ROWS]
+    return out
 
 
 def _table_ids(column) -> bytes:
@@ -427,22 +440,36 @@ def _numeric(column, name: str, errors: list[dict]) -> np.ndarray | None:
         bad = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))
         errors += [_error(int(r), name, "is empty") for r in bad[:MAX_ERRORS]]
         return None
-    if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
-        # A text column: the CSV reader could not read every cell as a number. Find the cells to blame.
-        text = column.cast(pa.string())
-        for r, value in enumerate(text.to_pylist()):
-            try:
-                float(value)
-            except (TypeError, ValueError):
-                errors.append(_error(r, name, f"{str(value)[:40]!r} is not a number"))
-                if len(errors) >= MAX_ERRORS:
-                    break
+    if pa.types.is_boolean(column.type):  # as in the JSON API: true is a client bug, not the number 1
+        errors.append(_error(-1, name, "must hold numbers, not true/false"))
         return None
-    values = column.to_numpy().astype(np.float64)
-    finite = np.isfinite(values)
-    over = np.flatnonzero(finite & (np.abs(values) > FLOAT32_MAX))
-    errors += [_error(int(r), name, "is beyond the float32 range") for r in over[:MAX_ERRORS]]
+    if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+        try:  # a decimal column, or text that Arrow reads as numbers
+            values = column.cast(pa.float64()).to_numpy()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            values = _numbers_from_text(column, name, errors)
+    else:
+        values = column.to_numpy()
+    if values is not None and values.dtype == np.float64:  # float32 and integer columns always fit
+        over = np.flatnonzero(np.isfinite(values) & (np.abs(values) > FLOAT32_MAX))
+        errors += [_error(int(r), name, "is beyond the float32 range") for r in over[:MAX_ERRORS]]
     return values
+
+
+def _numbers_from_text(column, name: str, errors: list[dict]) -> np.ndarray | None:
+    """A text column cell by cell, as Python reads numbers; None with errors naming the cells that are not."""
+    import pyarrow as pa
+
+    values = []
+    before = len(errors)
+    for r, value in enumerate(column.cast(pa.string()).to_pylist()):
+        try:
+            values.append(float(value))
+        except (TypeError, ValueError):
+            errors.append(_error(r, name, f"{str(value)[:40]!r} is not a number"))
+            if len(errors) - before >= MAX_ERRORS:
+                break
+    return None if len(errors) > before else np.asarray(values, dtype=np.float64)
 
 
 def _table_timestamps(column) -> np.ndarray:

@@ -14,7 +14,7 @@ import pytest
 from monitoring import indexing, selectors, services
 from monitoring.models import Alert, Prediction, PredictionBatch
 from monitoring.services import Conflict, TooLarge, ValidationFailed
-from tests.conftest import FEATURES, breast_cancer_split
+from tests.conftest import CLASSES, FEATURES, breast_cancer_split
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -337,6 +337,49 @@ def test_a_file_upload_stores_every_row_once(deployment, encode, name):
     assert np.array_equal(stored.X, X_test[:50].astype(np.float32))
     assert stored.request_ids.tolist() == [f"file-{i}" for i in range(50)]
     assert deployment.predictions.count() == 50
+
+
+def test_file_feature_columns_of_any_numeric_type_store_their_values(deployment):
+    from decimal import Decimal
+
+    table = _table(3)
+    columns = {
+        FEATURES[0]: pa.array([Decimal("1.25"), Decimal("-2"), Decimal("3.5")], type=pa.decimal128(6, 2)),
+        FEATURES[1]: pa.array([" 1.5", "2", "1e3"]),  # text Arrow cannot cast, Python reads
+        FEATURES[2]: pa.array([1, 2, 3], type=pa.int8()),
+        FEATURES[3]: pa.array([0.5, 1.5, 2.5], type=pa.float32()),
+    }
+    for name, values in columns.items():
+        table = table.set_column(table.column_names.index(name), name, values)
+
+    services.predictions_upload(deployment=deployment, data=_parquet(table), filename="t.parquet")
+
+    assert window(deployment).X[:, :4].tolist() == [[1.25, 1.5, 1, 0.5], [-2, 2, 2, 1.5], [3.5, 1000, 3, 2.5]]
+
+
+def test_a_true_false_feature_column_is_refused(deployment):
+    table = _table(3)
+    table = table.set_column(table.column_names.index(FEATURES[2]), FEATURES[2], pa.array([True, False, True]))
+
+    with pytest.raises(ValidationFailed) as failure:
+        services.predictions_upload(deployment=deployment, data=_parquet(table), filename="t.parquet")
+
+    assert failure.value.errors[0]["field"] == FEATURES[2]
+    assert not PredictionBatch.objects.exists()
+
+
+def test_file_probabilities_are_stored_and_checked_per_cell(deployment):
+    p1 = np.array([0.9, 0.2, 0.6])
+    good = _table(3).append_column(f"proba_{CLASSES[0]}", pa.array(1 - p1)).append_column(f"proba_{CLASSES[1]}", pa.array(p1))
+    spoilt = good.column_names.index(f"proba_{CLASSES[1]}")
+    bad = good.set_column(spoilt, f"proba_{CLASSES[1]}", pa.array([0.9, 1.2, 0.6]))
+
+    with pytest.raises(ValidationFailed) as failure:
+        services.predictions_upload(deployment=deployment, data=_parquet(bad), filename="t.parquet")
+    services.predictions_upload(deployment=deployment, data=_parquet(good), filename="t.parquet")
+
+    assert [(e["row"], e["field"]) for e in failure.value.errors] == [(1, f"proba_{CLASSES[1]}")]
+    assert np.allclose(window(deployment).probabilities, np.column_stack([1 - p1, p1]))
 
 
 @pytest.mark.parametrize(
