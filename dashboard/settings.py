@@ -123,6 +123,10 @@ MAX_LABEL_BATCH = env_int("MAX_LABEL_BATCH", 100_000)
 # File uploads (CSV/Parquet) of predictions or labels: rows per file and bytes per request.
 MAX_UPLOAD_ROWS = env_int("MAX_UPLOAD_ROWS", 2_000_000)
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
+# A batch whose columns take this many bytes or more is stored in the media store (MEDIA_ROOT, which every
+# machine then shares), the rest in Postgres. 8 MB: about 100,000 rows of 20 features (a full JSON batch of
+# 20 features is 1 MB).
+BATCH_COLUMNS_IN_MEDIA_FROM_BYTES = env_int("BATCH_COLUMNS_IN_MEDIA_FROM_BYTES", 8 * 1024 * 1024)
 
 # Celery: JSON only (tasks take ids), job state lives in our own tables, so no result backend.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -155,6 +159,7 @@ CELERY_BEAT_SCHEDULE = {
     "index-pending-batches": {"task": "workers.tasks.index_pending_all_task", "schedule": 15.0},
     # A job whose worker died is failed within STALE_AFTER (90 s) plus this minute.
     "reap-stale-maintenance-jobs": {"task": "workers.tasks.reap_stale_jobs_task", "schedule": 60.0},
+    "collect-media-garbage": {"task": "workers.tasks.collect_media_garbage_task", "schedule": 6 * 3600.0},
 }
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

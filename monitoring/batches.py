@@ -11,6 +11,7 @@ unusual it hands over to a row-by-row pass whose only job is to name the row and
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,6 +51,11 @@ class Columns:
 
     def __len__(self) -> int:
         return len(self.timestamps_us)
+
+    @property
+    def nbytes(self) -> int:
+        extra = 0 if self.probabilities is None else self.probabilities.nbytes
+        return len(self.joined_ids) + self.timestamps_us.nbytes + self.features.nbytes + self.predicted.nbytes + extra
 
     @cached_property
     def request_ids(self) -> list[str]:
@@ -97,6 +103,31 @@ def decode_ids(data: bytes, n_rows: int) -> list[str]:
     if len(ids) != n_rows:
         raise ValueError(f"a batch holds {len(ids)} ids for {n_rows} rows")
     return ids
+
+
+# The columns of a large batch are kept in the media store as one uncompressed .npz (as datasets are),
+# each member the little-endian array its bytea column would hold, the ids as the bytes of joined_ids.
+NPZ_MEMBERS = {"timestamps_us": "<i8", "features": "<f4", "predicted": "<i2", "probabilities": "<f4", "request_ids": "u1"}
+
+
+def columns_npz(columns: Columns) -> bytes:
+    arrays = {
+        "timestamps_us": columns.timestamps_us, "features": columns.features, "predicted": columns.predicted,
+        "probabilities": columns.probabilities, "request_ids": np.frombuffer(columns.joined_ids, dtype=np.uint8),
+    }
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: np.ascontiguousarray(a, dtype=NPZ_MEMBERS[name]) for name, a in arrays.items() if a is not None})
+    return buffer.getvalue()
+
+
+def stored_columns_from_npz(data: bytes) -> dict[str, memoryview | None]:
+    """{column: its raw bytes, as the bytea column would hold them (None: no probabilities)} of a columns_npz file."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        stored = {name: archive[name] if name in archive.files else None for name in NPZ_MEMBERS}
+    for name, array in stored.items():
+        if array is not None and array.dtype != np.dtype(NPZ_MEMBERS[name]):
+            raise ValueError(f"the stored column {name} is {array.dtype}, not {NPZ_MEMBERS[name]}")
+    return {name: None if array is None else memoryview(array).cast("B") for name, array in stored.items()}
 
 
 def to_timestamps_us(values: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from monitoring import batches, pgcopy
+from monitoring import batches, pgcopy, selectors
 from monitoring.models import Deployment, Prediction, PredictionBatch
 
 # Index rows of batches this large are sent sorted by id: the primary-key b-tree then takes them leaf by
@@ -74,7 +74,7 @@ def index_pending(
                 chosen.append(pk)
                 rows += n_rows
             for batch in PredictionBatch.objects.filter(pk__in=chosen).order_by("pk").only(
-                "pk", "deployment_id", "n_rows", "request_ids", "timestamps_us", "result"
+                "pk", "deployment_id", "n_rows", "request_ids", "timestamps_us", "result", "columns_sha256"
             ):
                 if _index_batch(batch):
                     outcome.indexed_batches += 1
@@ -89,12 +89,13 @@ def index_pending(
 
 def _index_batch(batch: PredictionBatch) -> bool:
     """Write the batch's index rows and mark it indexed; or, if some ids are taken, reject it. True if indexed."""
-    request_ids = batches.decode_ids(batch.request_ids, batch.n_rows)
-    timestamps_us = np.frombuffer(batch.timestamps_us, dtype="<i8").astype(np.int64)
+    stored = selectors.stored_columns(batch)
+    request_ids = batches.decode_ids(stored["request_ids"], batch.n_rows)
+    timestamps_us = np.frombuffer(stored["timestamps_us"], dtype="<i8").astype(np.int64)
     try:
         with transaction.atomic():  # a savepoint: a conflict undoes this batch's rows only
             write_rows(deployment_id=batch.deployment_id, batch_id=batch.pk, request_ids=request_ids,
-                       timestamps_us=timestamps_us, joined_ids=bytes(batch.request_ids))
+                       timestamps_us=timestamps_us, joined_ids=bytes(stored["request_ids"]))
     except IntegrityError:
         _reject(batch, request_ids)
         return False
@@ -180,9 +181,10 @@ def _reject(batch: PredictionBatch, request_ids: list[str]) -> None:
     )
     batch.result = batch.result | {"status": "rejected", "message": message, "errors": conflict_errors(request_ids, taken)}
     batch.state = PredictionBatch.State.REJECTED
-    # Its columns go: a rejected batch must not count in any window. The row stays as the record of why.
+    # Its columns go: a rejected batch must not count in any window. The row stays as the record of why. A
+    # file in the media store is left to storage_collect_garbage: an identical batch may share it.
     empty = b""
     PredictionBatch.objects.filter(pk=batch.pk).update(
         state=batch.state, result=batch.result, timestamps_us=empty, features=empty, predicted=empty,
-        probabilities=None, request_ids=empty, indexed_at=timezone.now(),
+        probabilities=None, request_ids=empty, columns_sha256="", indexed_at=timezone.now(),
     )

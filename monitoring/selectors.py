@@ -7,12 +7,13 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
-from monitoring import batches, pgcopy
+from monitoring import batches, pgcopy, storage
 from monitoring.models import (
     ROLE_RANK,
     Alert,
@@ -203,7 +204,30 @@ class ProductionWindow:
         return batches.us_to_datetime(int(self.timestamps[0].astype("datetime64[us]").astype(np.int64)))
 
 
-_BATCH_COLUMNS = ("id", "n_rows", "timestamps_us", "features", "predicted", "probabilities", "request_ids")
+_STORED_COLUMNS = ("timestamps_us", "features", "predicted", "probabilities", "request_ids")
+_BATCH_COLUMNS = ("id", "n_rows", *_STORED_COLUMNS, "columns_sha256")
+
+
+def stored_columns(batch: PredictionBatch) -> dict[str, memoryview | bytes | None]:
+    """{column: raw little-endian bytes} of a batch, from its row or, for a large batch, from its .npz in the
+    media store, verified against its sha256 first (storage.BlobIntegrityError if the file changed)."""
+    if batch.columns_sha256:
+        return _columns_in_media(batch.columns_sha256)
+    return {name: getattr(batch, name) for name in _STORED_COLUMNS}
+
+
+def _columns_in_media(sha256: str) -> dict[str, memoryview | None]:
+    return batches.stored_columns_from_npz(storage.read_blob(settings.MEDIA_ROOT, sha256))
+
+
+def _with_columns(row: tuple) -> tuple:
+    """(id, n_rows, column bytes...) of a _BATCH_COLUMNS row, its columns read from the media store if they are there."""
+    *head, sha256 = row
+    sha256 = bytes(sha256).decode() if isinstance(sha256, memoryview) else sha256
+    if not sha256:
+        return tuple(head)
+    stored = _columns_in_media(sha256)
+    return (head[0], head[1], *(stored[name] for name in _STORED_COLUMNS))
 
 
 def _read_batches(deployment: Deployment, *, start: datetime, end: datetime, ids: list[int] | None) -> list:
@@ -212,7 +236,7 @@ def _read_batches(deployment: Deployment, *, start: datetime, end: datetime, ids
     if ids is not None:
         batches = batches.filter(pk__in=ids)
     if connection.vendor != "postgresql":
-        return list(batches.order_by("t_min", "pk").values_list(*_BATCH_COLUMNS))
+        return [_with_columns(row) for row in batches.order_by("t_min", "pk").values_list(*_BATCH_COLUMNS)]
     table = PredictionBatch._meta.db_table
     sql = (
         f"SELECT {', '.join(_BATCH_COLUMNS)} FROM {table} WHERE deployment_id = %s AND t_min < %s AND t_max >= %s"
@@ -222,7 +246,7 @@ def _read_batches(deployment: Deployment, *, start: datetime, end: datetime, ids
     params = [deployment.pk, end, start] + ([list(ids)] if ids is not None else [])
     with connection.cursor() as cursor:
         rows = pgcopy.parse_rows(pgcopy.copy_out(cursor.cursor, sql, params))
-    return [(int.from_bytes(r[0], "big"), int.from_bytes(r[1], "big"), *r[2:]) for r in rows]
+    return [_with_columns((int.from_bytes(r[0], "big"), int.from_bytes(r[1], "big"), *r[2:])) for r in rows]
 
 
 def _labelled_rows(deployment: Deployment, start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -330,8 +354,8 @@ def prediction_counts(*, deployment: Deployment, since: datetime) -> tuple[int, 
     recent = stored.filter(t_max__gte=since)
     count = sum(recent.filter(t_min__gte=since).values_list("n_rows", flat=True))
     lo = batches.datetime_to_us(since)
-    for raw in recent.filter(t_min__lt=since).values_list("timestamps_us", flat=True):
-        count += int(np.count_nonzero(np.frombuffer(raw, dtype="<i8") >= lo))
+    for batch in recent.filter(t_min__lt=since).only("timestamps_us", "columns_sha256"):
+        count += int(np.count_nonzero(np.frombuffer(stored_columns(batch)["timestamps_us"], dtype="<i8") >= lo))
     return count, last
 
 
@@ -513,9 +537,7 @@ def deployments_with_pending_batches() -> list[int]:
 
 def batch_for(*, deployment: Deployment, batch_id: int) -> PredictionBatch:
     """One of the deployment's batches, without its columns. Raises PredictionBatch.DoesNotExist."""
-    return PredictionBatch.objects.defer(
-        "timestamps_us", "features", "predicted", "probabilities", "request_ids"
-    ).get(deployment=deployment, pk=batch_id)
+    return PredictionBatch.objects.defer(*_STORED_COLUMNS).get(deployment=deployment, pk=batch_id)
 
 
 def deployments_due_for_drift(*, deployment_ids: list[int], now: datetime) -> list[int]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import io
 import secrets
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.conf import settings
@@ -128,9 +129,11 @@ def _stored_blobs():
     created: list[str] = []
 
     def put(data: bytes) -> str:
-        if not storage.blob_exists(settings.MEDIA_ROOT, storage.sha256_hex(data)):
-            created.append(storage.sha256_hex(data))
-        return blob_put(data)
+        digest = storage.sha256_hex(data)  # once: a batch's columns run to a hundred megabytes
+        if not storage.blob_exists(settings.MEDIA_ROOT, digest):
+            storage.put_blob(settings.MEDIA_ROOT, data, sha256=digest)
+            created.append(digest)
+        return digest
 
     try:
         yield put
@@ -138,6 +141,27 @@ def _stored_blobs():
         for digest in created:
             storage.delete_blob(settings.MEDIA_ROOT, digest)
         raise
+
+
+# A file younger than this may belong to a row whose transaction has not committed yet.
+BLOB_GRACE = timedelta(hours=1)
+
+
+def storage_collect_garbage(*, older_than: timedelta = BLOB_GRACE) -> int:
+    """Delete the media store's files that no row names any more (batches rejected or deleted with their
+    deployment, deleted versions and datasets), and temporary files of writes that never finished.
+    Returns how many were deleted."""
+    referenced = set(ModelVersion.objects.values_list("sha256", flat=True))
+    referenced |= set(ModelVersion.objects.values_list("recipe_sha256", flat=True))
+    referenced |= set(Dataset.objects.values_list("sha256", flat=True))
+    referenced |= set(ReferenceProfile.objects.values_list("sha256", flat=True))
+    referenced |= set(PredictionBatch.objects.values_list("columns_sha256", flat=True))
+    deleted = 0
+    for digest, path in storage.files_older_than(settings.MEDIA_ROOT, time.time() - older_than.total_seconds()):
+        if digest not in referenced:
+            path.unlink(missing_ok=True)
+            deleted += 1
+    return deleted
 
 
 # ---------------------------------------------------------------- deployments and versions
@@ -654,22 +678,18 @@ def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, 
         "state": state,
         "n_rows": n,
         "n_features": columns.features.shape[1],
-        "timestamps_us": _little_endian(columns.timestamps_us, "<i8"),
-        "features": _little_endian(columns.features, "<f4"),
-        "predicted": _little_endian(columns.predicted, "<i2"),
-        "probabilities": None if columns.probabilities is None else _little_endian(columns.probabilities, "<f4"),
-        "request_ids": columns.joined_ids,
         "result": result,
         "received_at": now,
         "indexed_at": now if index_now else None,
     }
     try:
-        with transaction.atomic():
+        with _stored_blobs() as put, transaction.atomic():
+            fields |= _column_fields(columns, put)
             batch_id = _batch_copy(fields, columns) if _is_postgres() else _batch_orm(fields, columns)
             if index_now:
                 indexing.write_rows(
                     deployment_id=deployment.pk, batch_id=batch_id, request_ids=columns.request_ids,
-                    timestamps_us=columns.timestamps_us.astype(np.int64), joined_ids=fields["request_ids"],
+                    timestamps_us=columns.timestamps_us.astype(np.int64), joined_ids=columns.joined_ids,
                 )
             else:
                 # robust: the batch is stored whatever happens to the broker; the beat sweep indexes it then.
@@ -686,6 +706,22 @@ def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, 
             ) from None
         raise
     return IngestResult(batch_id=batch_id, received=n, created=n, status=state)
+
+
+def _column_fields(columns: batches.Columns, put) -> dict:
+    """The batch row's column fields: the columns themselves, or for a large batch the sha256 of the .npz
+    that `put` stores them in (see PredictionBatch.columns_sha256)."""
+    if columns.nbytes >= settings.BATCH_COLUMNS_IN_MEDIA_FROM_BYTES:
+        empty = dict.fromkeys(["timestamps_us", "features", "predicted", "request_ids"], b"")
+        return empty | {"probabilities": None, "columns_sha256": put(batches.columns_npz(columns))}
+    return {
+        "timestamps_us": _little_endian(columns.timestamps_us, "<i8"),
+        "features": _little_endian(columns.features, "<f4"),
+        "predicted": _little_endian(columns.predicted, "<i2"),
+        "probabilities": None if columns.probabilities is None else _little_endian(columns.probabilities, "<f4"),
+        "request_ids": columns.joined_ids,
+        "columns_sha256": "",
+    }
 
 
 def _index_soon(deployment_id: int) -> None:
@@ -719,7 +755,7 @@ _BATCH_COLUMNS = [
     ("source", "text"), ("state", "text"), ("n_rows", "int4"), ("n_features", "int4"), ("t_min", "timestamptz"),
     ("t_max", "timestamptz"), ("timestamps_us", "bytea"), ("features", "bytea"), ("predicted", "bytea"),
     ("probabilities", "bytea"), ("request_ids", "bytea"), ("result", "jsonb"), ("received_at", "timestamptz"),
-    ("indexed_at", "timestamptz"),
+    ("indexed_at", "timestamptz"), ("columns_sha256", "text"),
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -30,11 +31,12 @@ def _path_for(root: Path, sha256: str) -> Path:
     return Path(root) / "blobs" / sha256[:2] / sha256[2:4] / sha256
 
 
-def put_blob(root: Path, data: bytes) -> str:
-    """Store bytes and return their sha256. Storing the same bytes twice is a no-op."""
-    digest = sha256_hex(data)
+def put_blob(root: Path, data: bytes, *, sha256: str | None = None) -> str:
+    """Store bytes and return their sha256 (pass it if already known). Storing the same bytes twice is a no-op."""
+    digest = sha256 or sha256_hex(data)
     path = _path_for(root, digest)
     if path.exists():
+        path.touch()  # fresh again: garbage collection spares young files, whose rows may not have committed yet
         return digest
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename: a crash never leaves a half-written file under a valid name.
@@ -69,3 +71,15 @@ def blob_exists(root: Path, sha256: str) -> bool:
 
 def delete_blob(root: Path, sha256: str) -> None:
     _path_for(root, sha256).unlink(missing_ok=True)
+
+
+def files_older_than(root: Path, cutoff: float) -> Iterator[tuple[str | None, Path]]:
+    """(sha256, path) of every stored file last written before `cutoff` (a Unix time); sha256 is None for a
+    write that never finished (a temporary file left by a crash)."""
+    for path in (Path(root) / "blobs").glob("*/*/*"):
+        try:
+            if path.stat().st_mtime >= cutoff:
+                continue
+        except FileNotFoundError:
+            continue
+        yield (None if path.name.startswith(".incoming-") else path.name), path

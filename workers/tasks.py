@@ -204,3 +204,11 @@ def reap_stale_jobs_task() -> None:
     reaped = jobs_reap()
     if reaped:
         logger.warning("failed %d maintenance job(s) whose worker stopped: %s", len(reaped), reaped)
+
+
+@shared_task(**RETRY_POLICY)
+def collect_media_garbage_task() -> None:
+    """Beat: delete media-store files that no row names any more (rejected batches, deleted deployments)."""
+    deleted = services.storage_collect_garbage()
+    if deleted:
+        logger.info("deleted %d unreferenced file(s) from the media store", deleted)

@@ -547,3 +547,75 @@ def test_an_indexer_that_finds_the_deployment_busy_returns_at_once_and_says_so(d
     assert (busy.busy, busy.indexed_rows) == (True, 0)
     assert (free.busy, free.indexed_rows) == (False, 3)
     assert PredictionBatch.objects.get(pk=stored.batch_id).state == PredictionBatch.State.INDEXED
+
+
+# ---------------------------------------------------------------- large batches in the media store
+
+
+@pytest.fixture
+def in_media(settings, tmp_path):
+    """Every batch counts as large enough to keep its columns in the media store, one of its own."""
+    settings.BATCH_COLUMNS_IN_MEDIA_FROM_BYTES = 0
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings
+
+
+def _media_files(settings) -> set[str]:
+    return {path.name for path in (settings.MEDIA_ROOT / "blobs").glob("*/*/*")}
+
+
+def test_a_large_batch_keeps_its_columns_in_the_media_store_and_reads_back_the_same(deployment, in_media, deferred):
+    rows = prediction_rows(30)
+    result = services.predictions_ingest(deployment=deployment, rows=rows)
+
+    batch = PredictionBatch.objects.get(pk=result.batch_id)
+    assert batch.columns_sha256 in _media_files(in_media)
+    assert bytes(batch.features) == b"" and bytes(batch.request_ids) == b""
+    assert index(deployment).indexed_rows == 30  # the indexer reads the ids from the file
+    services.labels_ingest(deployment=deployment, rows=[{"id": "req-3", "label": "0"}])
+    stored, labelled = window(deployment), window(deployment, labelled_only=True)
+    _, _, X_test, _ = breast_cancer_split()
+    assert np.array_equal(stored.X, X_test[:30].astype(np.float32))
+    assert stored.request_ids.tolist() == [row["id"] for row in rows]
+    assert np.allclose(stored.probabilities, [[0.2, 0.8]] * 30)
+    assert (labelled.request_ids.tolist(), labelled.labels.tolist()) == (["req-3"], ["0"])
+    assert selectors.prediction_counts(deployment=deployment, since=T0 + timedelta(seconds=10))[0] == 20
+
+
+def test_a_changed_file_in_the_media_store_is_never_read_as_traffic(deployment, in_media):
+    from monitoring.storage import BlobIntegrityError
+
+    batch = PredictionBatch.objects.get(pk=services.predictions_ingest(deployment=deployment, rows=prediction_rows(5)).batch_id)
+    [path] = (in_media.MEDIA_ROOT / "blobs").glob(f"*/*/{batch.columns_sha256}")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1  # one bit, inside the features
+    path.write_bytes(bytes(data))
+
+    with pytest.raises(BlobIntegrityError):
+        window(deployment)
+
+
+def test_a_batch_that_fails_to_store_leaves_no_file_behind(deployment, in_media):
+    services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
+    before = _media_files(in_media)
+
+    with pytest.raises(Conflict):
+        services.predictions_ingest(deployment=deployment, rows=prediction_rows(4, start=2))
+
+    assert _media_files(in_media) == before
+
+
+def test_garbage_collection_deletes_the_files_of_rejected_batches_only_once_they_are_old(deployment, in_media, deferred):
+    kept = services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
+    late = services.predictions_ingest(deployment=deployment, rows=prediction_rows(4, start=2), idempotency_key="b-2")
+    late_file = PredictionBatch.objects.get(pk=late.batch_id).columns_sha256
+    index(deployment)
+
+    young = services.storage_collect_garbage()
+    old = services.storage_collect_garbage(older_than=timedelta(0))
+
+    assert (young, old) == (0, 1)
+    assert PredictionBatch.objects.get(pk=late.batch_id).columns_sha256 == ""
+    assert _media_files(in_media) == {PredictionBatch.objects.get(pk=kept.batch_id).columns_sha256}
+    assert late_file not in _media_files(in_media)
+    assert window(deployment).request_ids.tolist() == ["req-0", "req-1", "req-2"]
