@@ -53,6 +53,7 @@ USERS = (("demo", Role.APPROVER), ("operator", Role.OPERATOR), ("viewer", Role.V
 MIN_DAYS = 10  # the rollout (8 days ago) and the drift episode (last 6 days) need a few quiet days before them
 LABELLED_SHARE = 0.85  # ground truth arrives for most rows, never for all
 DAY = timedelta(days=1)
+REFERENCE_ROWS = 2_000  # the drift reference: enough rows that its own sampling noise is small beside a day's
 
 
 # ---------------------------------------------------------------- what the demo is made of
@@ -312,7 +313,6 @@ def seed_deployment(
     """Build one deployment and replay its history day by day, all or nothing: an interrupted seed leaves no
     half-built deployment behind, so the next run builds it again."""
     started = time.perf_counter()
-    rng = np.random.default_rng(model.seed)
     split = load_split(model)
     windows = day_windows(now=now, days=days)
     history_start = windows[0][0]
@@ -327,6 +327,9 @@ def seed_deployment(
             if day == rollout_day:
                 result.evaluations += _roll_out(deployment, model.rollout, split, by=by, at=start)
             serving = deployment.active_version()
+            # A stream of its own for each day, counted back from today: a weekend's lower volume then changes
+            # that day's rows only, and the story told today is the same whatever day of the week it is.
+            rng = np.random.default_rng([model.seed, days - 1 - day])
             traffic = simulate_day(
                 model, split, rng,
                 n=daily_volume(rng, per_day=per_day, weekday=start.weekday()),
@@ -371,9 +374,14 @@ def _deploy(model: DemoModel, split: Split, *, team: Team, by: User) -> tuple[De
         metric_thresholds=model.thresholds,
     )
     first = _register(deployment, estimator, split, by=by, notes=model.notes)
+    # The reference is traffic from a quiet launch period, not the training split: the model is surer of
+    # rows it was trained on, and against those, any new traffic shows "confidence drift" (the MLP's did).
+    launch = simulate_day(
+        model, split, np.random.default_rng(model.seed + 1), n=REFERENCE_ROWS, shift_std=0.0, labelled_share=1.0
+    )
     services.dataset_register(
-        deployment=deployment, kind=Dataset.Kind.REFERENCE, name="training split",
-        X=split.X_train, y=split.y_train, by=by,
+        deployment=deployment, kind=Dataset.Kind.REFERENCE, name="launch traffic (held-out rows, production noise)",
+        X=launch.X, y=launch.y_true, by=by,
     )
     services.dataset_register(
         deployment=deployment, kind=Dataset.Kind.EVALUATION, name="held-out split",
