@@ -105,15 +105,16 @@ def decode_ids(data: bytes, n_rows: int) -> list[str]:
     return ids
 
 
-# The columns of a large batch are kept in the media store as one uncompressed .npz (as datasets are),
-# each member the little-endian array its bytea column would hold, the ids as the bytes of joined_ids.
-NPZ_MEMBERS = {"timestamps_us": "<i8", "features": "<f4", "predicted": "<i2", "probabilities": "<f4", "request_ids": "u1"}
+# The columns of a large batch, but its timestamps, are kept in the media store as one uncompressed .npz
+# (as datasets are), each member the little-endian array its bytea column would hold, the ids as the bytes
+# of joined_ids. Timestamps stay in the row: counting rows since a time must not open a 100 MB file.
+NPZ_MEMBERS = {"features": "<f4", "predicted": "<i2", "probabilities": "<f4", "request_ids": "u1"}
 
 
 def columns_npz(columns: Columns) -> bytes:
     arrays = {
-        "timestamps_us": columns.timestamps_us, "features": columns.features, "predicted": columns.predicted,
-        "probabilities": columns.probabilities, "request_ids": np.frombuffer(columns.joined_ids, dtype=np.uint8),
+        "features": columns.features, "predicted": columns.predicted, "probabilities": columns.probabilities,
+        "request_ids": np.frombuffer(columns.joined_ids, dtype=np.uint8),
     }
     buffer = io.BytesIO()
     np.savez(buffer, **{name: np.ascontiguousarray(a, dtype=NPZ_MEMBERS[name]) for name, a in arrays.items() if a is not None})

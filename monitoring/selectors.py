@@ -211,9 +211,8 @@ _BATCH_COLUMNS = ("id", "n_rows", *_STORED_COLUMNS, "columns_sha256")
 def stored_columns(batch: PredictionBatch) -> dict[str, memoryview | bytes | None]:
     """{column: raw little-endian bytes} of a batch, from its row or, for a large batch, from its .npz in the
     media store, verified against its sha256 first (storage.BlobIntegrityError if the file changed)."""
-    if batch.columns_sha256:
-        return _columns_in_media(batch.columns_sha256)
-    return {name: getattr(batch, name) for name in _STORED_COLUMNS}
+    in_row = {name: getattr(batch, name) for name in _STORED_COLUMNS}
+    return (in_row | _columns_in_media(batch.columns_sha256)) if batch.columns_sha256 else in_row
 
 
 def _columns_in_media(sha256: str) -> dict[str, memoryview | None]:
@@ -221,13 +220,13 @@ def _columns_in_media(sha256: str) -> dict[str, memoryview | None]:
 
 
 def _with_columns(row: tuple) -> tuple:
-    """(id, n_rows, column bytes...) of a _BATCH_COLUMNS row, its columns read from the media store if they are there."""
+    """(id, n_rows, column bytes...) of a _BATCH_COLUMNS row, with the columns kept in the media store read there."""
     *head, sha256 = row
     sha256 = bytes(sha256).decode() if isinstance(sha256, memoryview) else sha256
     if not sha256:
         return tuple(head)
-    stored = _columns_in_media(sha256)
-    return (head[0], head[1], *(stored[name] for name in _STORED_COLUMNS))
+    in_row = dict(zip(_STORED_COLUMNS, head[2:])) | _columns_in_media(sha256)
+    return (head[0], head[1], *(in_row[name] for name in _STORED_COLUMNS))
 
 
 def _read_batches(deployment: Deployment, *, start: datetime, end: datetime, ids: list[int] | None) -> list:
@@ -354,8 +353,8 @@ def prediction_counts(*, deployment: Deployment, since: datetime) -> tuple[int, 
     recent = stored.filter(t_max__gte=since)
     count = sum(recent.filter(t_min__gte=since).values_list("n_rows", flat=True))
     lo = batches.datetime_to_us(since)
-    for batch in recent.filter(t_min__lt=since).only("timestamps_us", "columns_sha256"):
-        count += int(np.count_nonzero(np.frombuffer(stored_columns(batch)["timestamps_us"], dtype="<i8") >= lo))
+    for raw in recent.filter(t_min__lt=since).values_list("timestamps_us", flat=True):  # always in the row
+        count += int(np.count_nonzero(np.frombuffer(raw, dtype="<i8") >= lo))
     return count, last
 
 

@@ -711,11 +711,11 @@ def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, 
 def _column_fields(columns: batches.Columns, put) -> dict:
     """The batch row's column fields: the columns themselves, or for a large batch the sha256 of the .npz
     that `put` stores them in (see PredictionBatch.columns_sha256)."""
+    timestamps = {"timestamps_us": _little_endian(columns.timestamps_us, "<i8")}
     if columns.nbytes >= settings.BATCH_COLUMNS_IN_MEDIA_FROM_BYTES:
-        empty = dict.fromkeys(["timestamps_us", "features", "predicted", "request_ids"], b"")
-        return empty | {"probabilities": None, "columns_sha256": put(batches.columns_npz(columns))}
-    return {
-        "timestamps_us": _little_endian(columns.timestamps_us, "<i8"),
+        empty = dict.fromkeys(["features", "predicted", "request_ids"], b"")
+        return timestamps | empty | {"probabilities": None, "columns_sha256": put(batches.columns_npz(columns))}
+    return timestamps | {
         "features": _little_endian(columns.features, "<f4"),
         "predicted": _little_endian(columns.predicted, "<i2"),
         "probabilities": None if columns.probabilities is None else _little_endian(columns.probabilities, "<f4"),
