@@ -21,9 +21,10 @@ import django  # noqa: E402
 django.setup()
 
 import numpy as np  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
 
-from monitoring import batches  # noqa: E402
+from monitoring import batches, storage  # noqa: E402
 from monitoring.models import Deployment, PredictionBatch, Team  # noqa: E402
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -42,11 +43,15 @@ def drop_deployment(slug: str) -> None:
     deployment = Deployment.objects.filter(slug=slug).first()
     if deployment is None:
         return
+    files = set(PredictionBatch.objects.filter(deployment=deployment).exclude(columns_sha256="").values_list("columns_sha256", flat=True))
     with connection.cursor() as cursor:
         # Raw deletes: the ORM's cascade would load a million rows into Python first.
         cursor.execute("DELETE FROM monitoring_prediction WHERE deployment_id = %s", [deployment.pk])
         cursor.execute("DELETE FROM monitoring_predictionbatch WHERE deployment_id = %s", [deployment.pk])
     deployment.delete()
+    # Its batches' files now, not at the next garbage collection: a run leaves gigabytes.
+    for digest in files - set(PredictionBatch.objects.filter(columns_sha256__in=files).values_list("columns_sha256", flat=True)):
+        storage.delete_blob(settings.MEDIA_ROOT, digest)
 
 
 def synthetic_columns(n: int, *, n_features: int, n_classes: int, start: int, seed: int = 0) -> batches.Columns:

@@ -121,10 +121,11 @@ def columns_npz(columns: Columns) -> bytes:
     return buffer.getvalue()
 
 
-def stored_columns_from_npz(data: bytes) -> dict[str, memoryview | None]:
-    """{column: its raw bytes, as the bytea column would hold them (None: no probabilities)} of a columns_npz file."""
+def stored_columns_from_npz(data: bytes, names: tuple[str, ...] = tuple(NPZ_MEMBERS)) -> dict[str, memoryview | None]:
+    """{column: its raw bytes, as the bytea column would hold them (None: no probabilities)} of the named
+    members of a columns_npz file; the others are not decompressed from the archive."""
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        stored = {name: archive[name] if name in archive.files else None for name in NPZ_MEMBERS}
+        stored = {name: archive[name] if name in archive.files else None for name in names}
     for name, array in stored.items():
         if array is not None and array.dtype != np.dtype(NPZ_MEMBERS[name]):
             raise ValueError(f"the stored column {name} is {array.dtype}, not {NPZ_MEMBERS[name]}")
@@ -376,8 +377,14 @@ def columns_from_table(table, schema: Schema) -> Columns:
     """Validate a pyarrow Table with columns id, timestamp, predicted_label, every feature and optionally
     proba_<class> for every class. Errors name the 0-based data row and the column."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
+    try:
+        return _columns_from_table(table, schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:  # e.g. a binary column that is not UTF-8
+        raise BatchInvalid(f"The file has a column that cannot be read as expected: {exc}", []) from None
+
+
+def _columns_from_table(table, schema: Schema) -> Columns:
     names = set(table.column_names)
     required = [ID_COLUMN, TIMESTAMP_COLUMN, PREDICTED_COLUMN, *schema.feature_names]
     missing = [name for name in required if name not in names]

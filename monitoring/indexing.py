@@ -21,7 +21,7 @@ import numpy as np
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from monitoring import batches, pgcopy, selectors
+from monitoring import batches, pgcopy, selectors, storage
 from monitoring.models import Deployment, Prediction, PredictionBatch
 
 # Index rows of batches this large are sent sorted by id: the primary-key b-tree then takes them leaf by
@@ -89,7 +89,13 @@ def index_pending(
 
 def _index_batch(batch: PredictionBatch) -> bool:
     """Write the batch's index rows and mark it indexed; or, if some ids are taken, reject it. True if indexed."""
-    stored = selectors.stored_columns(batch)
+    try:
+        stored = selectors.stored_columns(batch, ("request_ids", "timestamps_us"))
+    except (storage.BlobMissingError, storage.BlobIntegrityError) as exc:
+        # Its rows cannot be read, ever: reject it, so that the batches behind it are not held up.
+        _reject(batch, message=f"Its columns could not be read from the media store ({exc}), so nothing of it is "
+                "kept. Send the file again.", errors=[])
+        return False
     request_ids = batches.decode_ids(stored["request_ids"], batch.n_rows)
     timestamps_us = np.frombuffer(stored["timestamps_us"], dtype="<i8").astype(np.int64)
     try:
@@ -97,7 +103,11 @@ def _index_batch(batch: PredictionBatch) -> bool:
             write_rows(deployment_id=batch.deployment_id, batch_id=batch.pk, request_ids=request_ids,
                        timestamps_us=timestamps_us, joined_ids=bytes(stored["request_ids"]))
     except IntegrityError:
-        _reject(batch, request_ids)
+        taken = taken_ids(batch.deployment_id, request_ids)
+        _reject(batch, errors=conflict_errors(request_ids, taken), message=(
+            f"{len(taken)} id(s) were already stored by another batch, so this batch was rejected when it was "
+            "indexed and nothing of it is kept. Resend it with fresh ids and a new Idempotency-Key."
+        ))
         return False
     PredictionBatch.objects.filter(pk=batch.pk).update(state=PredictionBatch.State.INDEXED, indexed_at=timezone.now())
     return True
@@ -173,13 +183,8 @@ def conflict_errors(request_ids: list[str], taken: set[str]) -> list[dict]:
     ][:MAX_ERRORS]
 
 
-def _reject(batch: PredictionBatch, request_ids: list[str]) -> None:
-    taken = taken_ids(batch.deployment_id, request_ids)
-    message = (
-        f"{len(taken)} id(s) were already stored by another batch, so this batch was rejected when it was "
-        "indexed and nothing of it is kept. Resend it with fresh ids and a new Idempotency-Key."
-    )
-    batch.result = batch.result | {"status": "rejected", "message": message, "errors": conflict_errors(request_ids, taken)}
+def _reject(batch: PredictionBatch, *, message: str, errors: list[dict]) -> None:
+    batch.result = batch.result | {"status": "rejected", "message": message, "errors": errors}
     batch.state = PredictionBatch.State.REJECTED
     # Its columns go: a rejected batch must not count in any window. The row stays as the record of why. A
     # file in the media store is left to storage_collect_garbage: an identical batch may share it.

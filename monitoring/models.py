@@ -216,9 +216,8 @@ class PredictionBatch(models.Model):
     predicted = models.BinaryField(help_text="int16 index into deployment.class_labels, one per row")
     probabilities = models.BinaryField(null=True, help_text="float32, n_rows × n_classes; NaN where a row had none")
     request_ids = models.BinaryField(help_text="UTF-8 request ids joined by newlines")
-    # A large batch keeps the columns above but its timestamps in the media store instead, as one .npz named
-    # by this sha256 (batches.columns_npz); they are empty here then. Postgres writes a 97 MB bytea at about 100 MB/s
-    # (TOAST and WAL); the file costs a third of that, and keeps the database small.
+    # A large batch keeps every column above except timestamps_us in the media store, as one .npz named by
+    # this sha256 (batches.columns_npz), and they are empty here: see README, "Ingestion and storage".
     columns_sha256 = models.CharField(max_length=64, blank=True, default="", db_default="")
     # The answer given to the client, replayed verbatim to a retry with the same key.
     result = models.JSONField(default=dict)

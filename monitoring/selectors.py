@@ -208,15 +208,16 @@ _STORED_COLUMNS = ("timestamps_us", "features", "predicted", "probabilities", "r
 _BATCH_COLUMNS = ("id", "n_rows", *_STORED_COLUMNS, "columns_sha256")
 
 
-def stored_columns(batch: PredictionBatch) -> dict[str, memoryview | bytes | None]:
+def stored_columns(batch: PredictionBatch, names: tuple[str, ...] = _STORED_COLUMNS) -> dict[str, memoryview | bytes | None]:
     """{column: raw little-endian bytes} of a batch, from its row or, for a large batch, from its .npz in the
-    media store, verified against its sha256 first (storage.BlobIntegrityError if the file changed)."""
-    in_row = {name: getattr(batch, name) for name in _STORED_COLUMNS}
-    return (in_row | _columns_in_media(batch.columns_sha256)) if batch.columns_sha256 else in_row
+    media store, verified against its sha256 first (storage.BlobIntegrityError, BlobMissingError)."""
+    in_media = set(names) & set(batches.NPZ_MEMBERS) if batch.columns_sha256 else set()
+    stored = {name: getattr(batch, name) for name in names if name not in in_media}
+    return stored | (_columns_in_media(batch.columns_sha256, tuple(in_media)) if in_media else {})
 
 
-def _columns_in_media(sha256: str) -> dict[str, memoryview | None]:
-    return batches.stored_columns_from_npz(storage.read_blob(settings.MEDIA_ROOT, sha256))
+def _columns_in_media(sha256: str, names: tuple[str, ...] = tuple(batches.NPZ_MEMBERS)) -> dict[str, memoryview | None]:
+    return batches.stored_columns_from_npz(storage.read_blob(settings.MEDIA_ROOT, sha256), names)
 
 
 def _with_columns(row: tuple) -> tuple:

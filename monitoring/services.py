@@ -10,7 +10,6 @@ import hashlib
 import io
 import secrets
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -112,35 +111,15 @@ def _version_state(version: ModelVersion) -> dict:
 
 
 def blob_put(data: bytes) -> str:
+    """Store bytes for a row about to be written. If the row's transaction fails, the file stays until
+    storage_collect_garbage finds it named by no row: deleting it at once could take it from a concurrent
+    request that stored the same bytes and committed."""
     return storage.put_blob(settings.MEDIA_ROOT, data)
 
 
 def blob_read(sha256: str) -> bytes:
     """Bytes verified against their sha256; raises storage.BlobIntegrityError on mismatch."""
     return storage.read_blob(settings.MEDIA_ROOT, sha256)
-
-
-@contextmanager
-def _stored_blobs():
-    """Yield a `put` for blobs that belong to rows being written; if the block fails, remove new blobs.
-
-    Validation happens before anything is stored, so this only matters for database errors.
-    """
-    created: list[str] = []
-
-    def put(data: bytes) -> str:
-        digest = storage.sha256_hex(data)  # once: a batch's columns run to a hundred megabytes
-        if not storage.blob_exists(settings.MEDIA_ROOT, digest):
-            storage.put_blob(settings.MEDIA_ROOT, data, sha256=digest)
-            created.append(digest)
-        return digest
-
-    try:
-        yield put
-    except BaseException:
-        for digest in created:
-            storage.delete_blob(settings.MEDIA_ROOT, digest)
-        raise
 
 
 # A file younger than this may belong to a row whose transaction has not committed yet.
@@ -151,17 +130,16 @@ def storage_collect_garbage(*, older_than: timedelta = BLOB_GRACE) -> int:
     """Delete the media store's files that no row names any more (batches rejected or deleted with their
     deployment, deleted versions and datasets), and temporary files of writes that never finished.
     Returns how many were deleted."""
+    cutoff = time.time() - older_than.total_seconds()
+    # Old files first, then the rows naming files, then each file's age again: a row committed after the
+    # query reused its file through put_blob, which made it young again.
+    candidates = list(storage.files_older_than(settings.MEDIA_ROOT, cutoff))
     referenced = set(ModelVersion.objects.values_list("sha256", flat=True))
     referenced |= set(ModelVersion.objects.values_list("recipe_sha256", flat=True))
     referenced |= set(Dataset.objects.values_list("sha256", flat=True))
     referenced |= set(ReferenceProfile.objects.values_list("sha256", flat=True))
-    referenced |= set(PredictionBatch.objects.values_list("columns_sha256", flat=True))
-    deleted = 0
-    for digest, path in storage.files_older_than(settings.MEDIA_ROOT, time.time() - older_than.total_seconds()):
-        if digest not in referenced:
-            path.unlink(missing_ok=True)
-            deleted += 1
-    return deleted
+    referenced |= set(PredictionBatch.objects.exclude(columns_sha256="").values_list("columns_sha256", flat=True))
+    return sum(storage.delete_if_older(path, cutoff) for digest, path in candidates if digest not in referenced)
 
 
 # ---------------------------------------------------------------- deployments and versions
@@ -258,10 +236,10 @@ def version_register(
     _check_signature_fits(deployment, signature)
     if recipe is not None:
         _check_recipe(recipe)
-    with _stored_blobs() as put, transaction.atomic():
+    with transaction.atomic():
         return _version_create(
-            deployment=deployment, signature=signature, sha=put(data), size=len(data),
-            recipe_sha=put(recipe) if recipe else "", by=by, origin=origin, parent=parent, job=job,
+            deployment=deployment, signature=signature, sha=blob_put(data), size=len(data),
+            recipe_sha=blob_put(recipe) if recipe else "", by=by, origin=origin, parent=parent, job=job,
             notes=notes, activate_if_first=activate_if_first,
         )
 
@@ -456,8 +434,8 @@ def dataset_register(
         if unknown:
             raise ValidationFailed(f"The dataset has labels the deployment does not know: {unknown[:5]}.")
     data = dataset_to_bytes(X, y)
-    with _stored_blobs() as put, transaction.atomic():
-        return _dataset_create(deployment, kind, name, put(data), len(data), len(X), y is not None, by, make_current)
+    with transaction.atomic():
+        return _dataset_create(deployment, kind, name, blob_put(data), len(data), len(X), y is not None, by, make_current)
 
 
 def _dataset_create(deployment, kind, name, sha, size, n_rows, has_labels, by, make_current) -> Dataset:
@@ -683,8 +661,8 @@ def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, 
         "indexed_at": now if index_now else None,
     }
     try:
-        with _stored_blobs() as put, transaction.atomic():
-            fields |= _column_fields(columns, put)
+        with transaction.atomic():
+            fields |= _column_fields(columns)
             batch_id = _batch_copy(fields, columns) if _is_postgres() else _batch_orm(fields, columns)
             if index_now:
                 indexing.write_rows(
@@ -708,13 +686,13 @@ def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, 
     return IngestResult(batch_id=batch_id, received=n, created=n, status=state)
 
 
-def _column_fields(columns: batches.Columns, put) -> dict:
-    """The batch row's column fields: the columns themselves, or for a large batch the sha256 of the .npz
-    that `put` stores them in (see PredictionBatch.columns_sha256)."""
+def _column_fields(columns: batches.Columns) -> dict[str, object]:
+    """The batch row's column fields: the columns themselves, or for a large batch its timestamps and the
+    sha256 of the .npz holding the rest (see PredictionBatch.columns_sha256)."""
     timestamps = {"timestamps_us": _little_endian(columns.timestamps_us, "<i8")}
     if columns.nbytes >= settings.BATCH_COLUMNS_IN_MEDIA_FROM_BYTES:
         empty = dict.fromkeys(["features", "predicted", "request_ids"], b"")
-        return timestamps | empty | {"probabilities": None, "columns_sha256": put(batches.columns_npz(columns))}
+        return timestamps | empty | {"probabilities": None, "columns_sha256": blob_put(batches.columns_npz(columns))}
     return timestamps | {
         "features": _little_endian(columns.features, "<f4"),
         "predicted": _little_endian(columns.predicted, "<i2"),
@@ -738,7 +716,7 @@ def batches_index(*, deployment_id: int, wait: bool = True) -> indexing.IndexOut
             deployment=Deployment.objects.get(pk=deployment_id),
             kind=Alert.Kind.BATCH_REJECTED,
             dedup_key="batch-rejected",
-            title=f"Prediction batch {batch.pk} was rejected: its ids were already stored",
+            title=f"Prediction batch {batch.pk} was rejected",
             message=batch.result["message"],
         )
 
@@ -1142,8 +1120,8 @@ def drift_report_record(
 def reference_profile_store(*, dataset: Dataset, model_sha256: str, data: bytes, n_rows: int) -> ReferenceProfile:
     """Keep a built profile (bytes of monitoring.drift.ReferenceProfile) as a blob; building the same profile
     twice, e.g. by two workers at once, keeps the first row."""
-    with _stored_blobs() as put, transaction.atomic():
-        sha = put(data)
+    with transaction.atomic():
+        sha = blob_put(data)
         profile, _ = ReferenceProfile.objects.get_or_create(
             dataset=dataset, model_sha256=model_sha256, defaults={"sha256": sha, "size_bytes": len(data), "n_rows": n_rows}
         )

@@ -31,12 +31,12 @@ def _path_for(root: Path, sha256: str) -> Path:
     return Path(root) / "blobs" / sha256[:2] / sha256[2:4] / sha256
 
 
-def put_blob(root: Path, data: bytes, *, sha256: str | None = None) -> str:
-    """Store bytes and return their sha256 (pass it if already known). Storing the same bytes twice is a no-op."""
-    digest = sha256 or sha256_hex(data)
+def put_blob(root: Path, data: bytes) -> str:
+    """Store bytes and return their sha256. Storing the same bytes twice only refreshes the file's age."""
+    digest = sha256_hex(data)
     path = _path_for(root, digest)
     if path.exists():
-        path.touch()  # fresh again: garbage collection spares young files, whose rows may not have committed yet
+        path.touch()  # young again: garbage collection spares young files, whose rows may not have committed yet
         return digest
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename: a crash never leaves a half-written file under a valid name.
@@ -83,3 +83,14 @@ def files_older_than(root: Path, cutoff: float) -> Iterator[tuple[str | None, Pa
         except FileNotFoundError:
             continue
         yield (None if path.name.startswith(".incoming-") else path.name), path
+
+
+def delete_if_older(path: Path, cutoff: float) -> bool:
+    """Delete the file if it was still last written before `cutoff` (a Unix time). True if deleted."""
+    try:
+        if path.stat().st_mtime >= cutoff:
+            return False
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True

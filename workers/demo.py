@@ -328,7 +328,7 @@ def seed_deployment(
                 result.evaluations += _roll_out(deployment, model.rollout, split, by=by, at=start)
             serving = deployment.active_version()
             # A stream of its own for each day, counted back from today: a weekend's lower volume then changes
-            # that day's rows only, and the story told today is the same whatever day of the week it is.
+            # that day's rows only, not every day after it (which made healthy deployments drift on some weekdays).
             rng = np.random.default_rng([model.seed, days - 1 - day])
             traffic = simulate_day(
                 model, split, rng,

@@ -193,7 +193,10 @@ def index_batches_task(deployment_id: int) -> None:
 def index_pending_all_task() -> None:
     """Beat: index what the per-batch tasks missed (a worker down when they were sent, or a lost race)."""
     for deployment_id in selectors.deployments_with_pending_batches():
-        services.batches_index(deployment_id=deployment_id, wait=False)
+        try:
+            services.batches_index(deployment_id=deployment_id, wait=False)
+        except Exception:  # one deployment's failure must not starve the others of their sweep
+            logger.exception("indexing the pending batches of deployment %s failed", deployment_id)
 
 
 @shared_task(**RETRY_POLICY)
@@ -206,7 +209,7 @@ def reap_stale_jobs_task() -> None:
         logger.warning("failed %d maintenance job(s) whose worker stopped: %s", len(reaped), reaped)
 
 
-@shared_task(**RETRY_POLICY)
+@shared_task(soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT, **RETRY_POLICY)
 def collect_media_garbage_task() -> None:
     """Beat: delete media-store files that no row names any more (rejected batches, deleted deployments)."""
     deleted = services.storage_collect_garbage()

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from monitoring import indexing, selectors, services
-from monitoring.models import Alert, Prediction, PredictionBatch
+from monitoring.models import Alert, Prediction, PredictionBatch, ReferenceProfile
 from monitoring.services import Conflict, TooLarge, ValidationFailed
 from tests.conftest import CLASSES, FEATURES, breast_cancer_split
 
@@ -595,14 +595,61 @@ def test_a_changed_file_in_the_media_store_is_never_read_as_traffic(deployment, 
         window(deployment)
 
 
-def test_a_batch_that_fails_to_store_leaves_no_file_behind(deployment, in_media):
-    services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
-    before = _media_files(in_media)
-
+def test_the_file_of_a_batch_that_failed_to_store_is_collected_and_no_other(deployment, in_media):
+    kept = services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
     with pytest.raises(Conflict):
         services.predictions_ingest(deployment=deployment, rows=prediction_rows(4, start=2))
+    assert len(_media_files(in_media)) == 2  # left for the collector: another request may have stored the same bytes
 
-    assert _media_files(in_media) == before
+    assert services.storage_collect_garbage(older_than=timedelta(0)) == 1
+    assert _media_files(in_media) == {PredictionBatch.objects.get(pk=kept.batch_id).columns_sha256}
+
+
+def test_garbage_collection_keeps_every_file_a_row_names(in_media, deployment):
+    from workers.drift_check import reference_profile
+
+    reference_profile(deployment, deployment.active_version())
+    services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
+    version = deployment.active_version()
+    named = {version.sha256, version.recipe_sha256, *deployment.datasets.values_list("sha256", flat=True),
+             *ReferenceProfile.objects.values_list("sha256", flat=True),
+             *PredictionBatch.objects.values_list("columns_sha256", flat=True)}
+
+    deleted = services.storage_collect_garbage(older_than=timedelta(0))
+
+    assert deleted == 0 and len(named) == 6 and _media_files(in_media) == named
+    assert [services.blob_read(sha) for sha in named]  # each still reads, verified
+    assert window(deployment).request_ids.tolist() == ["req-0", "req-1", "req-2"]
+
+
+def test_storing_an_old_unnamed_file_again_makes_it_young_so_it_is_kept(deployment, in_media):
+    import os
+
+    sha = services.blob_put(b"the same bytes")
+    [path] = (in_media.MEDIA_ROOT / "blobs").glob(f"*/*/{sha}")
+    two_hours_ago = path.stat().st_mtime - 7200
+    os.utime(path, (two_hours_ago, two_hours_ago))
+
+    services.blob_put(b"the same bytes")  # a new row about to name it, not yet committed
+
+    assert services.storage_collect_garbage() == 0 and path.exists()
+    os.utime(path, (two_hours_ago, two_hours_ago))
+    assert services.storage_collect_garbage() == 1 and not path.exists()
+
+
+def test_a_batch_whose_file_is_gone_is_rejected_and_the_ones_behind_it_are_indexed(deployment, in_media, deferred):
+    lost = services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
+    later = services.predictions_ingest(deployment=deployment, rows=prediction_rows(3, start=3))
+    for path in (in_media.MEDIA_ROOT / "blobs").glob(f"*/*/{PredictionBatch.objects.get(pk=lost.batch_id).columns_sha256}"):
+        path.unlink()
+
+    outcome = index(deployment)
+
+    assert ([b.pk for b in outcome.rejected], outcome.indexed_rows) == ([lost.batch_id], 3)
+    assert "could not be read from the media store" in PredictionBatch.objects.get(pk=lost.batch_id).result["message"]
+    assert PredictionBatch.objects.get(pk=later.batch_id).state == PredictionBatch.State.INDEXED
+    assert Alert.objects.filter(deployment=deployment, kind=Alert.Kind.BATCH_REJECTED).exists()
+    assert window(deployment).request_ids.tolist() == ["req-3", "req-4", "req-5"]
 
 
 def test_garbage_collection_deletes_the_files_of_rejected_batches_only_once_they_are_old(deployment, in_media, deferred):
@@ -619,3 +666,13 @@ def test_garbage_collection_deletes_the_files_of_rejected_batches_only_once_they
     assert _media_files(in_media) == {PredictionBatch.objects.get(pk=kept.batch_id).columns_sha256}
     assert late_file not in _media_files(in_media)
     assert window(deployment).request_ids.tolist() == ["req-0", "req-1", "req-2"]
+
+
+def test_a_file_whose_ids_are_not_text_is_refused_with_a_message(deployment):
+    table = _table(2)
+    table = table.set_column(0, "id", pa.array([b"ok", b"\xff\xfe"], type=pa.binary()))
+
+    with pytest.raises(ValidationFailed, match="cannot be read as expected"):
+        services.predictions_upload(deployment=deployment, data=_parquet(table), filename="t.parquet")
+
+    assert not PredictionBatch.objects.exists()
