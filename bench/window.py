@@ -1,4 +1,5 @@
-"""Seconds to load a production window (1,000,000 rows × 20 features) from storage into numpy.
+"""Seconds to load a production window (1,000,000 rows × 20 features) from storage into numpy: stored as
+1,000-row batches (in Postgres), and as one 1M-row upload (its columns in the media store).
 
 Baseline, measured in the same run: the previous layout, one row per prediction with its features
 as JSON (jsonb), read the way the old selector read it. It is slow, so it is measured on fewer rows
@@ -29,6 +30,29 @@ def fill(deployment, n: int) -> None:
     for start in range(0, n, BATCH):
         columns = synthetic_columns(min(BATCH, n - start), n_features=deployment.n_features, n_classes=2, start=start)
         services._batch_store(deployment, columns, key=f"bench-{start}", source="api")
+
+
+def best_window_seconds(deployment, n: int, *, labelled_only: bool) -> float:
+    best = float("inf")
+    for _ in range(3):  # best of three: the first read also warms Postgres' buffer cache
+        start = time.perf_counter()
+        window = selectors.production_window(
+            deployment=deployment, start=T0, end=T0 + timedelta(days=30), labelled_only=labelled_only
+        )
+        best = min(best, time.perf_counter() - start)
+    assert window.X.shape == (n, deployment.n_features) and len(window.request_ids) == n
+    return best
+
+
+def one_upload_seconds(n: int, n_features: int) -> float:
+    """The same window stored as one batch, as a 1M-row file upload is: its columns in the media store."""
+    deployment = make_deployment("bench-window-upload", n_features=n_features, classes=["0", "1"])
+    try:
+        columns = synthetic_columns(n, n_features=n_features, n_classes=2, start=0)
+        services._batch_store(deployment, columns, key="bench-upload", source="upload")
+        return best_window_seconds(deployment, n, labelled_only=False)
+    finally:
+        drop_deployment("bench-window-upload")
 
 
 def label_all(deployment, n: int) -> None:
@@ -80,22 +104,15 @@ def main() -> None:
         fill(deployment, n)
         label_all(deployment, n)
         print(f"stored {n:,} rows in {n // BATCH:,} batches of {BATCH:,} and labelled them in {time.perf_counter() - started:.1f} s")
-        end = T0 + timedelta(days=30)
-        timings = {}
-        for labelled in (False, True):
-            best = float("inf")
-            for _ in range(3):  # best of three: the first read also warms Postgres' buffer cache
-                start = time.perf_counter()
-                window = selectors.production_window(deployment=deployment, start=T0, end=end, labelled_only=labelled)
-                best = min(best, time.perf_counter() - start)
-            assert window.X.shape == (n, n_features) and len(window.request_ids) == n
-            timings[labelled] = best
+        timings = {labelled: best_window_seconds(deployment, n, labelled_only=labelled) for labelled in (False, True)}
         old = old_layout_seconds(n_old, n_features)
     finally:
         drop_deployment("bench-window")
     old_rate, new_rate = n_old / old, n / timings[False]
     print(f"window, all rows:      {n:,} × {n_features} in {timings[False]:.3f} s ({new_rate:,.0f} rows/s)")
     print(f"window, labelled only: {n:,} × {n_features} in {timings[True]:.3f} s ({n / timings[True]:,.0f} rows/s)")
+    upload = one_upload_seconds(n, n_features)
+    print(f"window, one {n:,}-row upload (media store, sha256-verified): {upload:.3f} s ({n / upload:,.0f} rows/s)")
     print(f"baseline (old JSON-per-row layout): {n_old:,} rows in {old:.3f} s ({old_rate:,.0f} rows/s); "
           f"{n:,} rows would take ~{n / old_rate:.1f} s")
     print(f"ratio: columnar is {new_rate / old_rate:.1f}x the baseline's rows/s (target: 1M rows in <= 1 s)")
