@@ -68,6 +68,22 @@ def install_handlers(api: NinjaAPI) -> None:
     api.add_exception_handler(RequestDataTooBig, too_big)
 
 
+def file_body(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Refuse a file sent as a URL-encoded form (curl's default for --data-binary) before Django parses it as
+    one: it would be read as form fields, and over MAX_REQUEST_BYTES refused as "too large"."""
+
+    @wraps(run)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.content_type == "application/x-www-form-urlencoded":
+            detail = ("Send the file as the request body with Content-Type: application/vnd.apache.parquet or "
+                      "text/csv (curl: -H 'Content-Type: text/csv' --data-binary @file.csv), or as a multipart "
+                      "form field named file (curl: -F file=@file.csv).")
+            return JsonResponse({"detail": detail, "errors": []}, status=415)
+        return run(request, *args, **kwargs)
+
+    return checked
+
+
 def body_limit(setting: str) -> Callable:
     """Refuse a request whose declared body is larger than settings.<setting>, before anything reads it.
 

@@ -12,7 +12,7 @@ from ninja import File, Header, Router, UploadedFile
 from ninja.decorators import decorate_view
 
 from dashboard.api.auth import deployment_for_token, token_auth
-from dashboard.api.errors import body_limit, error_responses
+from dashboard.api.errors import body_limit, error_responses, file_body
 from dashboard.api.parsing import json_object_body, request_body_doc, uploaded_file
 from dashboard.api.schemas import BatchOut, IngestOut, LabelBatchIn, LabelsOut, PredictionBatchIn
 from monitoring import selectors, services
@@ -21,6 +21,7 @@ from monitoring.models import PredictionBatch
 router = Router(auth=token_auth, tags=["ingestion"])
 
 INGEST_ERRORS = error_responses(400, 401, 403, 409, 413, 422)
+UPLOAD_ERRORS = error_responses(400, 401, 403, 409, 413, 415, 422)
 IDEMPOTENCY_KEY = Header(
     None,
     alias="Idempotency-Key",
@@ -60,9 +61,9 @@ FILE_BODY = File(
 )
 
 
-@router.post("/deployments/{slug}/predictions/upload", response={200: IngestOut, **INGEST_ERRORS},
+@router.post("/deployments/{slug}/predictions/upload", response={200: IngestOut, **UPLOAD_ERRORS},
              summary="Upload a file of predictions (CSV or Parquet)")
-@decorate_view(body_limit("MAX_UPLOAD_BYTES"))
+@decorate_view(body_limit("MAX_UPLOAD_BYTES"), file_body)
 def predictions_upload(
     request: HttpRequest, response: HttpResponse, slug: str, file: UploadedFile | None = FILE_BODY,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
@@ -101,9 +102,9 @@ def labels_ingest(request: HttpRequest, slug: str) -> services.LabelResult:
     return services.labels_ingest(deployment=deployment, rows=json_object_body(request, "labels"))
 
 
-@router.post("/deployments/{slug}/labels/upload", response={200: LabelsOut, **INGEST_ERRORS},
+@router.post("/deployments/{slug}/labels/upload", response={200: LabelsOut, **UPLOAD_ERRORS},
              summary="Upload a file of true labels (CSV or Parquet)")
-@decorate_view(body_limit("MAX_UPLOAD_BYTES"))
+@decorate_view(body_limit("MAX_UPLOAD_BYTES"), file_body)
 def labels_upload(request: HttpRequest, slug: str, file: UploadedFile | None = FILE_BODY) -> services.LabelResult:
     """Columns `id` and `label`. All or nothing, like the JSON labels batch; at most MAX_UPLOAD_ROWS rows."""
     deployment = deployment_for_token(request, slug)

@@ -234,6 +234,18 @@ def test_a_file_sent_as_the_request_body_is_stored_like_a_form_upload(deployment
     assert (empty.status_code, empty.json()["detail"]) == (422, "Send the file as a multipart field named file, or as the request body.")
 
 
+@pytest.mark.parametrize("path", ["predictions/upload", "labels/upload"])
+def test_a_file_sent_as_a_url_encoded_form_is_415_saying_what_to_send(deployment, token, settings, path):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10  # Django would otherwise parse it as form fields and call it too large
+
+    response = Client().post(f"/api/deployments/tumour/{path}", b"id,timestamp\nr-1,2025-03-01",
+                             content_type="application/x-www-form-urlencoded", **bearer(token))
+
+    assert response.status_code == 415
+    assert "Content-Type: application/vnd.apache.parquet or text/csv" in response.json()["detail"]
+    assert not PredictionBatch.objects.exists()
+
+
 def test_a_raw_body_over_the_byte_limit_is_413_and_stores_nothing(deployment, token, settings):
     settings.MAX_UPLOAD_BYTES = 100
 
