@@ -667,7 +667,7 @@ def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, 
             if index_now:
                 indexing.write_rows(
                     deployment_id=deployment.pk, batch_id=batch_id, request_ids=columns.request_ids,
-                    timestamps_us=columns.timestamps_us.astype(np.int64), joined_ids=columns.joined_ids,
+                    timestamps_us=columns.timestamps_us.astype(np.int64),
                 )
             else:
                 # robust: the batch is stored whatever happens to the broker; the beat sweep indexes it then.

@@ -500,12 +500,9 @@ def test_ids_with_csv_and_copy_metacharacters_survive_storage_and_label_joins(de
     assert window(deployment, labelled_only=True).request_ids.tolist() == odd
 
 
-@pytest.mark.parametrize("sorted_from", [10_000, 1], ids=["arrival-order", "sorted-by-id"])
-def test_the_index_rows_carry_each_id_timestamp_and_offset_exactly(deployment, monkeypatch, sorted_from):
-    # The index is written as a binary COPY built with numpy (monitoring/pgcopy.py), sorted by id for
-    # large batches: ids of every length, multi-byte UTF-8 included, must land in the right row with the
-    # right timestamp and offset either way.
-    monkeypatch.setattr(indexing, "SORT_INDEX_FROM", sorted_from)
+def test_the_index_rows_carry_each_id_timestamp_and_offset_exactly(deployment):
+    # The index is written as a binary COPY built with numpy (monitoring/pgcopy.py), sorted by id: ids of
+    # every length, multi-byte UTF-8 included, must land in the right row with the right timestamp and offset.
     rows = prediction_rows(5)
     ids = ["a", "é-ü-2", "x" * 128, "数据-4", "5"]
     for row, request_id in zip(rows, ids):
