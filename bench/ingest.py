@@ -229,7 +229,7 @@ def main() -> None:
         "indexes the backlog alone",
     )
     args = parser.parse_args()
-    n_batches = (20 if args.quick else 200) + CLIENTS
+    n_batches = (20 if args.quick else 600) + CLIENTS  # 600: a few seconds of sending, so one slow second weighs less
     n_upload = 50_000 if args.quick else 1_000_000
     slug = "bench-ingest"
     deployment = make_deployment(slug, n_features=N_FEATURES, classes=["0", "1"])
