@@ -105,7 +105,7 @@ def decode_ids(data: bytes, n_rows: int) -> list[str]:
     return ids
 
 
-# The columns of a large batch, but its timestamps, are kept in the media store as one uncompressed .npz
+# Every column of a large batch except its timestamps is kept in the media store as one uncompressed .npz
 # (as datasets are), each member the little-endian array its bytea column would hold, the ids as the bytes
 # of joined_ids. Timestamps stay in the row: counting rows since a time must not open a 100 MB file.
 NPZ_MEMBERS = {"features": "<f4", "predicted": "<i2", "probabilities": "<f4", "request_ids": "u1"}

@@ -26,7 +26,6 @@ from monitoring.models import Deployment, Prediction, PredictionBatch
 
 # One transaction indexes at most about this many rows, so a backlog is worked off in bounded steps.
 ROWS_PER_TRANSACTION = 2_000_000
-MAX_ERRORS = 100
 
 
 @dataclass
@@ -174,7 +173,7 @@ def conflict_errors(request_ids: list[str], taken: set[str]) -> list[dict]:
         {"row": i, "field": "id", "message": f"id {request_id!r} is already stored in another batch"}
         for i, request_id in enumerate(request_ids)
         if request_id in taken
-    ][:MAX_ERRORS]
+    ][: batches.MAX_ERRORS]
 
 
 def _reject(batch: PredictionBatch, *, message: str, errors: list[dict]) -> None:

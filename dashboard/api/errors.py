@@ -68,6 +68,11 @@ def install_handlers(api: NinjaAPI) -> None:
     api.add_exception_handler(RequestDataTooBig, too_big)
 
 
+def _refusal(status: int, detail: str) -> JsonResponse:
+    """The error shape, from a view decorator that runs before ninja (and its exception handlers) is reached."""
+    return JsonResponse({"detail": detail, "errors": []}, status=status)
+
+
 def file_body(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Refuse a file sent as a URL-encoded form (curl's default for --data-binary) before Django parses it as
     one: it would be read as form fields, and over MAX_REQUEST_BYTES refused as "too large"."""
@@ -75,10 +80,9 @@ def file_body(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     @wraps(run)
     def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.content_type == "application/x-www-form-urlencoded":
-            detail = ("Send the file as the request body with Content-Type: application/vnd.apache.parquet or "
-                      "text/csv (curl: -H 'Content-Type: text/csv' --data-binary @file.csv), or as a multipart "
-                      "form field named file (curl: -F file=@file.csv).")
-            return JsonResponse({"detail": detail, "errors": []}, status=415)
+            return _refusal(415, "Send the file as the request body with Content-Type: application/vnd.apache.parquet "
+                            "or text/csv (curl: -H 'Content-Type: text/csv' --data-binary @file.csv), or as a "
+                            "multipart form field named file (curl: -F file=@file.csv).")
         return run(request, *args, **kwargs)
 
     return checked
@@ -100,9 +104,7 @@ def body_limit(setting: str) -> Callable:
             except ValueError:
                 length = 0
             if length > limit:
-                return JsonResponse(
-                    {"detail": f"The request body is {length} bytes; the limit is {limit}.", "errors": []}, status=413
-                )
+                return _refusal(413, f"The request body is {length} bytes; the limit is {limit}.")
             return run(request, *args, **kwargs)
 
         return limited

@@ -83,8 +83,8 @@ def predictions_upload(
 @router.get("/deployments/{slug}/batches/{batch_id}", response={200: BatchOut, **error_responses(401, 403, 404)},
             summary="A prediction batch's status")
 def batch_status(request: HttpRequest, slug: str, batch_id: int) -> PredictionBatch:
-    """Whether the batch's ids are in the label index yet (pending, indexed) and, if the indexer rejected it
-    because another batch holds some of its ids, which rows."""
+    """Whether the batch's ids are in the label index yet (pending, indexed) and, if the indexer rejected it,
+    why: another batch holds some of its ids (which rows), or its file in the media store could not be read."""
     deployment = deployment_for_token(request, slug)
     try:
         return selectors.batch_for(deployment=deployment, batch_id=batch_id)

@@ -212,7 +212,8 @@ class BatchOut(Schema):
     source: str
     status: str = Field(
         alias="state",
-        description="pending, indexed, or rejected (an id was already stored by another batch; nothing of it is kept)",
+        description="pending, indexed, or rejected (an id was already stored by another batch, or its stored file "
+        "could not be read; nothing of it is kept)",
     )
     n_rows: int
     received_at: datetime
