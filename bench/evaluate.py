@@ -68,7 +68,7 @@ def fill(deployment: Deployment, n: int) -> None:
         base = synthetic_columns(size, n_features=64, n_classes=10, start=start)
         noisy = (X[pick] + rng.normal(0, 1.0, (size, 64))).astype(np.float32)
         columns = batches.Columns(base.joined_ids, base.timestamps_us, noisy, base.predicted, None)
-        services._batch_store(deployment, columns, key=f"bench-{start}", source="upload")
+        services._batch_store(deployment, columns, key=f"bench-{start}", fingerprint=f"bench-{start}", source="upload")
         services._labels_store(deployment, base.request_ids, list(range(size)), y[pick].astype(np.int16), size)
 
 

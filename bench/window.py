@@ -29,7 +29,7 @@ BATCH = 1_000  # the HTTP bench's batch size: the worst case for a window (most 
 def fill(deployment, n: int) -> None:
     for start in range(0, n, BATCH):
         columns = synthetic_columns(min(BATCH, n - start), n_features=deployment.n_features, n_classes=2, start=start)
-        services._batch_store(deployment, columns, key=f"bench-{start}", source="api")
+        services._batch_store(deployment, columns, key=f"bench-{start}", fingerprint=f"bench-{start}", source="api")
 
 
 def best_window_seconds(deployment, n: int, *, labelled_only: bool) -> float:
@@ -49,7 +49,7 @@ def one_upload_seconds(n: int, n_features: int) -> float:
     deployment = make_deployment("bench-window-upload", n_features=n_features, classes=["0", "1"])
     try:
         columns = synthetic_columns(n, n_features=n_features, n_classes=2, start=0)
-        services._batch_store(deployment, columns, key="bench-upload", source="upload")
+        services._batch_store(deployment, columns, key="bench-upload", fingerprint="bench-upload", source="upload")
         return best_window_seconds(deployment, n, labelled_only=False)
     finally:
         drop_deployment("bench-window-upload")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from monitoring.models import Alert, MaintenanceJob, ModelVersion
+from monitoring.models import Alert, Dataset, MaintenanceJob, ModelVersion
 
 
 class VersionUploadForm(forms.Form):
@@ -15,6 +15,17 @@ class VersionUploadForm(forms.Form):
         help_text="A skops-serialised scikit-learn estimator, needed to retrain this version later.",
     )
     notes = forms.CharField(required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class DatasetUploadForm(forms.Form):
+    file = forms.FileField(
+        label="Dataset file",
+        help_text="CSV with a header row, or Parquet: a column for every feature, in any order, and a label column "
+        "for an evaluation set.",
+    )
+    kind = forms.ChoiceField(choices=Dataset.Kind.choices, initial=Dataset.Kind.REFERENCE)
+    # No max_length here: the service owns the rule, and says it.
+    name = forms.CharField(required=False, help_text="Defaults to the file's name.")
 
 
 class DecisionForm(forms.Form):

@@ -1,5 +1,14 @@
+import io
 import zoneinfo
+from collections.abc import Callable
+from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.template.defaultfilters import filesizeformat
+from django.urls import Resolver404, resolve
 from django.utils import timezone
 
 
@@ -16,3 +25,127 @@ class UserTimezoneMiddleware:
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             timezone.deactivate()
         return self.get_response(request)
+
+
+class ContentSecurityPolicyMiddleware:
+    """Send settings.CONTENT_SECURITY_POLICY on every response that has none of its own."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if settings.CONTENT_SECURITY_POLICY:
+            response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        return response
+
+
+# The routes whose bodies are files, and the setting that caps each; every other body (the login page, the
+# forms, the JSON API) is capped at DATA_UPLOAD_MAX_MEMORY_SIZE (MAX_REQUEST_BYTES). Keyed by URL pattern
+# (ResolverMatch.route): a GET that shares an upload's path has no body to cap. tests/security/test_uploads.py
+# checks that each upload's URL name still resolves to its key here.
+UPLOAD_ROUTES: dict[str, str] = {
+    "api/deployments/<slug>/predictions/upload": "MAX_UPLOAD_BYTES",
+    "api/deployments/<slug>/labels/upload": "MAX_UPLOAD_BYTES",
+    "api/deployments/<slug>/datasets": "MAX_UPLOAD_BYTES",
+    "api/deployments/<slug>/versions": "MAX_MODEL_UPLOAD_BYTES",
+    "d/<slug:slug>/datasets/new": "MAX_UPLOAD_BYTES",
+    "d/<slug:slug>/versions/new": "MAX_MODEL_UPLOAD_BYTES",
+}
+
+
+class BodyTooLarge(RequestDataTooBig):
+    """A body of unknown length went past its route's cap while being read."""
+
+
+class CappedStream(io.RawIOBase):
+    """The server's input stream for a body of unknown length: reading more than `limit` bytes raises."""
+
+    def __init__(self, stream: Any, limit: int):
+        self._stream = stream
+        self.limit = limit
+        self.consumed = 0
+        self.exceeded = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        room = self.limit + 1 - self.consumed  # one byte past the cap tells "at the cap" from "over it"
+        return self._take(self._stream.read(room if size is None or size < 0 else min(size, room)))
+
+    def readline(self, size: int | None = -1, /) -> bytes:
+        room = self.limit + 1 - self.consumed
+        return self._take(self._stream.readline(room if size is None or size < 0 else min(size, room)))
+
+    def _take(self, data: bytes) -> bytes:
+        self.consumed += len(data)
+        if self.consumed > self.limit:
+            self.exceeded = True
+            raise BodyTooLarge(f"The request body is larger than {self.limit} bytes.")
+        return data
+
+
+class RequestBodyLimitMiddleware:
+    """Refuse a request body over its route's cap (UPLOAD_ROUTES) with a 413, before anything parses it.
+
+    Before sessions, CSRF and the views (after the middleware that only adds security headers, so a 413 has
+    them too), because the parsing starts early: on any POST that carries a csrftoken cookie, made-up or not,
+    CsrfViewMiddleware reads request.POST before the view runs, and Django streams a multipart body's files
+    to disk as it parses. A declared Content-Length over the cap is answered unread. A body of unknown
+    length (chunked) is read, on a server that ends the stream there (wsgi.input_terminated, as gunicorn
+    does), through CappedStream; whoever meets its error, the answer is this 413. Elsewhere Django reads
+    none of such a body.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = getattr(settings, _cap_setting(request.path_info))
+        length = _declared_length(request)
+        if length is not None and length > limit:
+            return _too_large(request, limit, length)
+        stream = None
+        if length is None and request.META.get("wsgi.input_terminated"):
+            stream = CappedStream(request.META["wsgi.input"], limit)
+            request._stream = stream  # what WSGIRequest.read() and the multipart parser read from
+        response = self.get_response(request)
+        if stream is not None and stream.exceeded:
+            return _too_large(request, limit, None)
+        return response
+
+
+def _cap_setting(path: str) -> str:
+    try:
+        route = resolve(path).route
+    except Resolver404:
+        return "DATA_UPLOAD_MAX_MEMORY_SIZE"
+    return UPLOAD_ROUTES.get(route, "DATA_UPLOAD_MAX_MEMORY_SIZE")
+
+
+def _declared_length(request: HttpRequest) -> int | None:
+    """The Content-Length, or None when there is none (a chunked body) or it is not a count."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+def _too_large(request: HttpRequest, limit: int, length: int | None) -> HttpResponse:
+    if length is None:
+        detail = f"The request body is larger than the limit of {_size(limit)}."
+    else:
+        detail = f"The request body is {length} bytes; the limit is {_size(limit)}."
+    if request.path_info.startswith("/api/"):
+        return JsonResponse({"detail": detail, "errors": []}, status=413)  # the API's error shape
+    return render(request, "413.html", {"detail": detail, "limit": _human(limit)}, status=413)
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes} bytes" if n_bytes < 1024 else f"{n_bytes} bytes ({_human(n_bytes)})"
+
+
+def _human(n_bytes: int) -> str:
+    return filesizeformat(n_bytes).replace("\xa0", " ")  # "32.0 MB", with a plain space for JSON and logs

@@ -5,6 +5,7 @@ used by `make demo` when neither Postgres nor Redis can be reached, the database
 SQLite and Celery tasks run in-process.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -29,6 +30,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "axes",
     "ninja",
     "monitoring",
     "dashboard",
@@ -36,7 +38,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "dashboard.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything reads a body (CsrfViewMiddleware parses forms): a body over its route's cap is a 413.
+    "dashboard.middleware.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -44,6 +49,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "dashboard.middleware.UserTimezoneMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dashboard.urls"
@@ -79,14 +86,25 @@ else:
             conn_health_checks=True,
         )
     }
+    # The password may come apart from the URL, from a secret file (DATABASE_PASSWORD_FILE), as compose does.
+    # The app's role may only INSERT and SELECT on the audit log; `entrypoint.sh migrate` connects as the
+    # owner instead (MIGRATE_DATABASE_URL) and grants the app role its rights (manage.py grant_app_role).
+    DATABASES["default"]["PASSWORD"] = env_str("DATABASE_PASSWORD", DATABASES["default"].get("PASSWORD") or "")
     # Tests run in parallel sessions and CI against one server: each picks its own test database.
     DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", "test_watchkeeper")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# django-axes first: a locked-out client is refused before ModelBackend spends a PBKDF2 hash on its guess.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "overview"
@@ -113,16 +131,28 @@ WHITENOISE_USE_FINDERS = True  # lets `runserver` and tests serve plotly.js with
 
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 
-# Uploads: ONNX files and datasets stream to disk above this size; the hard cap is our own.
+# Every request body is capped before anything reads it (dashboard/middleware.py, RequestBodyLimitMiddleware):
+# the upload routes at MAX_MODEL_UPLOAD_BYTES or MAX_UPLOAD_BYTES, every other route (the login page, forms,
+# the JSON API) at MAX_REQUEST_BYTES, which is also Django's own limit on form fields and request.body.
+# 32 MB: a full JSON batch (10,000 rows) of 64 features keyed by name is 22.5 MB (14 MB as lists).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 32 * 1024 * 1024)
+# Uploads: ONNX files and multipart files stream to disk above FILE_UPLOAD_MAX_MEMORY_SIZE.
 MAX_MODEL_UPLOAD_BYTES = env_int("MAX_MODEL_UPLOAD_BYTES", 200 * 1024 * 1024)
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 20 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# An uploaded model is first loaded and run on two rows in a limited child process (monitoring/smoke.py): it may
+# add this much address space and take this long. 2 GiB is several times what a 200 MB model needs.
+MODEL_SMOKE_MEMORY_BYTES = env_int("MODEL_SMOKE_MEMORY_BYTES", 2 * 1024 ** 3)
+MODEL_SMOKE_TIMEOUT_SECONDS = env_int("MODEL_SMOKE_TIMEOUT_SECONDS", 30)
 MAX_PREDICTION_BATCH = env_int("MAX_PREDICTION_BATCH", 10_000)
 # Labels are two short fields a row, so a batch may be larger (one COPY whatever its size).
 MAX_LABEL_BATCH = env_int("MAX_LABEL_BATCH", 100_000)
-# File uploads (CSV/Parquet) of predictions or labels: rows per file and bytes per request.
+# File uploads (CSV/Parquet) of predictions, labels or datasets: rows per file and bytes per request.
 MAX_UPLOAD_ROWS = env_int("MAX_UPLOAD_ROWS", 2_000_000)
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 512 * 1024 * 1024)
+# What the columns read from a file may take uncompressed and decoded, checked on a Parquet file's footer
+# before anything is decoded (its pages expand without bound: one value repeated by run-length encoding).
+# Twice MAX_UPLOAD_BYTES: a file of MAX_UPLOAD_ROWS rows of 64 float64 features (1.02 GB decoded) fits.
+MAX_UPLOAD_UNCOMPRESSED_BYTES = env_int("MAX_UPLOAD_UNCOMPRESSED_BYTES", 2 * MAX_UPLOAD_BYTES)
 # A batch whose columns take this many bytes or more is stored in the media store (MEDIA_ROOT, which every
 # machine then shares), the rest in Postgres. 8 MB: about 100,000 rows of 20 features (a full JSON batch of
 # 20 features is 1 MB).
@@ -144,6 +174,42 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
 CELERY_TASK_ROUTES = {"workers.tasks.run_maintenance_job_task": {"queue": "maintenance"}}
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Each worker keeps "<prefix>:<hostname>" alive in REDIS_URL (dashboard/celery.py); /readyz reads them.
+WORKER_HEARTBEAT_KEY_PREFIX = "watchkeeper:worker"
+
+# The cache holds login-failure counts (django-axes), so every web process sees the same counts: Redis, where
+# the workers have it. CACHE_URL may name its own Redis database; by default it shares the broker's under its
+# own key prefix (never call cache.clear(): Django's RedisCache clears with FLUSHDB, dropping queued tasks too).
+# In the embedded demo and without Redis the counts go to the database instead (AXES_HANDLER below).
+REDIS_CACHE = not (EMBEDDED or env_bool("TASKS_IN_PROCESS", False))
+if not REDIS_CACHE:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env_str("CACHE_URL", REDIS_URL),
+            "KEY_PREFIX": "wk-cache",
+        }
+    }
+
+# Failed logins, counted in the cache (no database write per attempt) per username and, separately, per client
+# address: after LOGIN_FAILURE_LIMIT failures either is refused for LOGIN_COOLOFF_MINUTES, and each attempt
+# while refused starts the wait again, so the lockout page can say exactly when to retry.
+# A process-local cache would count per process, so without Redis the database keeps the counts (a write per
+# failure, which the embedded demo can afford).
+AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler" if REDIS_CACHE else "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15))
+# A success does not wipe the count: else anyone with one account could reset their address's count between
+# guesses at others'. A typo or two of a colleague's ages out with the cool-off.
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_CALLABLE = "dashboard.logins.lockout_response"  # 429, saying when to retry
+# REMOTE_ADDR, or the address TRUSTED_PROXY_COUNT proxies in front of us put in X-Forwarded-For: a client
+# could write any X-Forwarded-For of its own, so the header is believed only as far as our proxies go.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+AXES_CLIENT_IP_CALLABLE = "dashboard.logins.client_ip"
 
 EVALUATION_INTERVAL_MINUTES = env_int("EVALUATION_INTERVAL_MINUTES", 60)
 DRIFT_INTERVAL_MINUTES = env_int("DRIFT_INTERVAL_MINUTES", 30)
@@ -176,3 +242,24 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 X_FRAME_OPTIONS = "DENY"
+
+# Behind TLS (see .env.example). All off by default: `make demo` and compose serve plain HTTP on 127.0.0.1,
+# and an HSTS header sent by mistake keeps browsers away from plain HTTP for SECURE_HSTS_SECONDS.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Probes call these over plain HTTP from inside the network; a redirect would fail them.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Only behind a proxy that sets X-Forwarded-Proto itself: otherwise any client could claim HTTPS.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("TRUST_X_FORWARDED_PROTO", False) else None
+
+# Pages load only our own static files (plotly.js included), so scripts come from 'self' alone: no inline
+# script, no eval. Styles allow 'unsafe-inline' because plotly.js writes style attributes and a <style>
+# element as it draws; inline style can restyle a page but not run code.
+CONTENT_SECURITY_POLICY = env_str(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'",
+)

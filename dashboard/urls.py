@@ -2,11 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 
 from dashboard.api import api
-from dashboard.views.health import healthz
+from dashboard.views.health import healthz, readyz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     path("", include("dashboard.views.urls")),
 ]

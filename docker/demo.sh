@@ -16,7 +16,8 @@ fi
 
 bash docker/stop.sh >/dev/null 2>&1 || true
 docker/entrypoint.sh migrate
-docker/entrypoint.sh seed
+# The one place the weak demo passwords are set: a local demo on 127.0.0.1 (the product owner's choice).
+docker/entrypoint.sh seed --demo-passwords
 
 start() {  # start ROLE in the background, logging to var/log/ROLE.log
   nohup docker/entrypoint.sh "$1" >"var/log/$1.log" 2>&1 &
@@ -31,18 +32,24 @@ fi
 
 url="http://127.0.0.1:${PORT:-8000}/"
 for _ in $(seq 1 60); do
-  if python3 -c "import urllib.request,sys; urllib.request.urlopen('${url}healthz', timeout=2)" 2>/dev/null; then break; fi
+  # Ready (200) once the database and Redis answer and the workers have written their first heartbeat.
+  if python3 -c "import urllib.request,sys; urllib.request.urlopen('${url}readyz', timeout=2)" 2>/dev/null; then break; fi
   sleep 1
 done
 elapsed=$(python3 -c "import time; print(f'{time.time() - $started:.0f}')")
 python3 - "$url" <<'PY' || true
 import json, sys, urllib.error, urllib.request
 try:
-    body = urllib.request.urlopen(sys.argv[1] + "healthz", timeout=5).read()
+    body = urllib.request.urlopen(sys.argv[1] + "readyz", timeout=5).read()
 except urllib.error.HTTPError as exc:
     body = exc.read()
 state = json.loads(body)
-print(f"health: {state['status']} (database {state['database']['ok']}, broker {state['broker']}, workers {state['workers']})")
+workers = state["workers"]
+if workers.get("mode") == "in-process":
+    workers = "in-process"
+else:
+    workers = f"{workers['count']} alive" + (f" on {', '.join(workers['queues'])}" if workers["queues"] else "")
+print(f"ready: {state['status']} (database {state['database']['ok']}, broker {state['broker']['ok']}, workers {workers})")
 PY
 cat <<MSG
 

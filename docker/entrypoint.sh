@@ -4,12 +4,43 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-role=${1:?usage: entrypoint.sh migrate|web|worker|maintenance-worker|beat|seed}
+role=${1:?usage: entrypoint.sh init-secrets|migrate|web|worker|maintenance-worker|beat|seed|createadmin|manage}
 shift || true
 
 case "$role" in
+  init-secrets)
+    # Compose's first step: the secret key and the two database passwords, made once into the secrets volume
+    # (SECRETS_DIR) and kept from then on. Nothing is read from the clone, so `docker compose up` works from a
+    # fresh one.
+    dir=${SECRETS_DIR:-/secrets}
+    mkdir -p "$dir"
+    umask 077
+    for name in secret_key postgres_password app_db_password; do
+      if [ ! -s "$dir/$name" ]; then
+        python -c 'import secrets; print(secrets.token_urlsafe(48))' >"$dir/$name.tmp"
+        mv "$dir/$name.tmp" "$dir/$name"
+        echo "created $dir/$name"
+      fi
+    done
+    if [ "$(id -u)" = 0 ]; then
+      # Readable by the app's user (uid 1000, docker/Dockerfile) and by the postgres image's (gid 999) only.
+      chown "${APP_UID:-1000}:${POSTGRES_GID:-999}" "$dir"/secret_key "$dir"/postgres_password "$dir"/app_db_password
+      chmod 0440 "$dir"/secret_key "$dir"/postgres_password "$dir"/app_db_password
+      chmod 0755 "$dir"
+    fi
+    ;;
   migrate)
-    python manage.py migrate --noinput
+    # The owner migrates and grants; every other process connects as the app role (DATABASE_URL), which may
+    # only SELECT and INSERT on the audit log (monitoring/management/commands/grant_app_role.py).
+    if [ -n "${MIGRATE_DATABASE_URL:-}" ]; then
+      app_url=$DATABASE_URL
+      app_password_file=${DATABASE_PASSWORD_FILE:-}
+      export DATABASE_URL=$MIGRATE_DATABASE_URL DATABASE_PASSWORD_FILE=${MIGRATE_DATABASE_PASSWORD_FILE:-} DATABASE_PASSWORD=
+      python manage.py migrate --noinput
+      python manage.py grant_app_role --app-url "$app_url" ${app_password_file:+--password-file "$app_password_file"}
+    else
+      python manage.py migrate --noinput
+    fi
     python manage.py collectstatic --noinput -v0
     ;;
   web)
@@ -33,6 +64,14 @@ case "$role" in
     ;;
   seed)
     exec python manage.py seed_demo "$@"
+    ;;
+  createadmin)
+    # The first approver, with a password typed twice on the terminal (checked by the password validators):
+    #   docker compose -f docker/compose.yaml run --rm web createadmin alice --team "ML Platform"
+    exec python manage.py create_user --role approver --prompt "$@"
+    ;;
+  manage)
+    exec python manage.py "$@"
     ;;
   *)
     echo "unknown role: $role" >&2

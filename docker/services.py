@@ -7,6 +7,10 @@
 DATABASE_URL / REDIS_URL, when set, are used as given and never replaced by a fallback:
 an operator who named a server wants that server. Messages go to stderr, exports to stdout.
 Standard library only: it runs before the virtualenv has anything installed.
+
+For the demo on the local Postgres, the app connects as APP_ROLE, which may only SELECT and INSERT on the audit
+log, and the owner (MIGRATE_DATABASE_URL) migrates; `entrypoint.sh migrate` creates the role and its grants.
+The tests connect as the owner: they create and drop their own databases.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from urllib.parse import urlparse
 
 LOCAL_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/watchkeeper"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+APP_ROLE = "watchkeeper_app"
 
 
 def say(message: str) -> None:
@@ -87,9 +92,17 @@ def ensure_database(url: str) -> None:
                        stdout=subprocess.DEVNULL)
 
 
+def as_role(url: str, role: str) -> str:
+    """The same server and database, as another role (no password: the local cluster trusts 127.0.0.1)."""
+    parsed = urlparse(url)
+    host = parsed.hostname or "127.0.0.1"
+    return parsed._replace(netloc=f"{role}@{host}:{parsed.port or 5432}").geturl()
+
+
 def resolve(require: bool) -> dict[str, str]:
     exports: dict[str, str] = {}
     database_url = os.environ.get("DATABASE_URL") or ""
+    named_database = bool(database_url)
     redis_url = os.environ.get("REDIS_URL") or ""
 
     if database_url:
@@ -117,7 +130,13 @@ def resolve(require: bool) -> dict[str, str]:
     if require and not (postgres and redis):
         sys.exit("[services] the test suite needs real Postgres and Redis, and they could not be started")
 
-    if postgres:
+    if postgres and not require and not named_database:
+        exports["DATABASE_URL"] = as_role(database_url, APP_ROLE)
+        exports["MIGRATE_DATABASE_URL"] = database_url
+        exports["WATCHKEEPER_EMBEDDED"] = "false"
+        say(f"database: Postgres at {urlparse(database_url).hostname}:{urlparse(database_url).port or 5432}, the app "
+            f"as the role {APP_ROLE}, migrations as {urlparse(database_url).username}")
+    elif postgres:
         exports["DATABASE_URL"] = database_url
         exports["WATCHKEEPER_EMBEDDED"] = "false"
         say(f"database: Postgres at {urlparse(database_url).hostname}:{urlparse(database_url).port or 5432}")

@@ -1,14 +1,20 @@
 """Django admin: a window onto every table for operators of Watchkeeper itself.
 
-Changes that the domain audits (approving versions, revoking tokens, queueing jobs) belong in the
-dashboard or the API, which go through monitoring/services.py. Here those fields are read-only,
+Every change the domain audits goes through monitoring/services.py, here too: memberships, the four-eyes
+setting of a deployment, and the actions on alerts, jobs and tokens call the services, which write the
+audit event. Everything else is read-only (approving versions, queueing jobs: the dashboard or the API),
 and the audit log cannot be touched at all.
 """
 
 from __future__ import annotations
 
-from django.contrib import admin
+from collections.abc import Callable
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
+
+from monitoring import services
 
 from monitoring.models import (
     Alert,
@@ -26,13 +32,47 @@ from monitoring.models import (
     PredictionBatch,
     ReferenceProfile,
     Team,
+    VersionComparisonResult,
 )
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shown, never changed here: a change would skip the services and so the audit log."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
+def _each(request: HttpRequest, admin_: admin.ModelAdmin, queryset: QuerySet, act: Callable, done: str) -> None:
+    """Run a service on each selected row; a refusal is reported for its row and the others go on."""
+    count = 0
+    for obj in queryset:
+        try:
+            act(obj)
+            count += 1
+        except services.ServiceError as exc:
+            admin_.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
+    if count:
+        admin_.message_user(request, f"{done}: {count}.", messages.SUCCESS)
+
+
 class MembershipInline(admin.TabularInline):
+    """Read-only here: roles change on the Membership page, through services.membership_set."""
+
     model = Membership
     extra = 0
-    raw_id_fields = ["user"]
+    fields = ["user", "role"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
 
 
 @admin.register(Team)
@@ -45,44 +85,64 @@ class TeamAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
+    """Roles decide who may approve, so every change is audited (services.membership_set / _remove)."""
+
     list_display = ["user", "team", "role"]
     list_filter = ["role", "team"]
     search_fields = ["user__username", "team__name"]
     raw_id_fields = ["user"]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Membership | None = None) -> list[str]:
+        return ["team", "user"] if obj is not None else []  # a different person or team is a new membership
+
+    def save_model(self, request: HttpRequest, obj: Membership, form, change: bool) -> None:
+        saved = services.membership_set(team=obj.team, user=obj.user, role=obj.role, by=request.user)
+        obj.pk = saved.pk
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        services.membership_remove(membership=obj, by=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for membership in queryset.select_related("team", "user"):
+            services.membership_remove(membership=membership, by=request.user)
+
 
 @admin.register(Deployment)
 class DeploymentAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "team", "created_at"]
-    list_filter = ["team"]
+    """Only the four-eyes setting changes here (services.deployment_approval_configure, audited); the rest is
+    set through the API and the dashboard."""
+
+    list_display = ["name", "slug", "team", "require_distinct_approver", "created_at"]
+    list_filter = ["team", "require_distinct_approver"]
     search_fields = ["name", "slug"]
-    # The schema is fixed once versions and predictions depend on it.
-    readonly_fields = ["feature_names", "class_labels", "created_at", "created_by"]
-    raw_id_fields = ["reference_dataset", "evaluation_dataset"]
+    readonly_fields = [field.name for field in Deployment._meta.fields if field.name != "require_distinct_approver"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Deployment, form, change: bool) -> None:
+        if "require_distinct_approver" in form.changed_data:
+            services.deployment_approval_configure(
+                deployment=obj, require_distinct_approver=obj.require_distinct_approver, by=request.user
+            )
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ReadOnlyAdmin):
+    """Status changes go through version_approve / version_reject / deployment_rollback, which audit them."""
+
     list_display = ["__str__", "status", "origin", "size_bytes", "created_at", "activated_at"]
     list_filter = ["status", "origin", "deployment"]
     search_fields = ["deployment__slug", "sha256"]
-    # Status changes go through version_approve / version_reject / deployment_rollback, which audit them.
-    readonly_fields = [
-        field.name for field in ModelVersion._meta.fields if field.name not in {"notes"}
-    ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(ReadOnlyAdmin):
     list_display = ["name", "deployment", "kind", "n_rows", "has_labels", "created_at"]
     list_filter = ["kind", "deployment"]
-    readonly_fields = ["sha256", "size_bytes", "n_rows", "has_labels", "created_at", "created_by"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
 
 # Prediction (the per-row index) is not registered: its primary key is (deployment, request_id), and
@@ -90,7 +150,7 @@ class DatasetAdmin(admin.ModelAdmin):
 
 
 @admin.register(PredictionBatch)
-class PredictionBatchAdmin(admin.ModelAdmin):
+class PredictionBatchAdmin(ReadOnlyAdmin):
     # The column blobs are binary and large: the admin shows their shape, never their bytes.
     list_display = ["id", "deployment", "source", "n_rows", "n_features", "t_min", "t_max", "received_at"]
     list_filter = ["deployment", "source"]
@@ -98,12 +158,6 @@ class PredictionBatchAdmin(admin.ModelAdmin):
     fields = ["deployment", "version", "source", "idempotency_key", "n_rows", "n_features", "t_min", "t_max", "result", "received_at"]
     readonly_fields = fields
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
 
 class MetricPointInline(admin.TabularInline):
@@ -114,8 +168,11 @@ class MetricPointInline(admin.TabularInline):
     can_delete = False
 
 
+# Measurements (evaluations, drift checks and their points, reference profiles) are history: read-only.
+
+
 @admin.register(EvaluationRun)
-class EvaluationRunAdmin(admin.ModelAdmin):
+class EvaluationRunAdmin(ReadOnlyAdmin):
     list_display = ["id", "deployment", "version", "source", "status", "n_rows", "measured_at"]
     list_filter = ["status", "source", "deployment"]
     raw_id_fields = ["version", "dataset", "job"]
@@ -123,7 +180,7 @@ class EvaluationRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(MetricPoint)
-class MetricPointAdmin(admin.ModelAdmin):
+class MetricPointAdmin(ReadOnlyAdmin):
     list_display = ["deployment", "name", "value", "at", "source"]
     list_filter = ["name", "source", "deployment"]
     raw_id_fields = ["version", "run"]
@@ -131,55 +188,79 @@ class MetricPointAdmin(admin.ModelAdmin):
 
 
 @admin.register(DriftReport)
-class DriftReportAdmin(admin.ModelAdmin):
+class DriftReportAdmin(ReadOnlyAdmin):
     list_display = ["deployment", "window_start", "window_end", "n_current", "n_drifted", "drifted"]
     list_filter = ["drifted", "deployment"]
     raw_id_fields = ["reference_dataset", "profile"]
 
 
 @admin.register(ReferenceProfile)
-class ReferenceProfileAdmin(admin.ModelAdmin):
+class ReferenceProfileAdmin(ReadOnlyAdmin):
     list_display = ["dataset", "model_sha256", "sha256", "n_rows", "size_bytes", "created_at"]
     raw_id_fields = ["dataset"]
 
 
 @admin.register(DriftFeaturePoint)
-class DriftFeaturePointAdmin(admin.ModelAdmin):
+class DriftFeaturePointAdmin(ReadOnlyAdmin):
     list_display = ["deployment", "feature", "at", "test", "statistic", "threshold", "drifted"]
     list_filter = ["drifted", "test", "deployment"]
     raw_id_fields = ["report"]
     show_full_result_count = False
 
 
+@admin.register(VersionComparisonResult)
+class VersionComparisonResultAdmin(ReadOnlyAdmin):
+    """Computed by a worker for the approval page (workers/comparison.py); recomputed there, never edited."""
+
+    list_display = ["id", "deployment", "active", "candidate", "source", "status"]
+
+
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(ReadOnlyAdmin):
     list_display = ["title", "deployment", "kind", "severity", "status", "occurrences", "last_seen_at"]
     list_filter = ["status", "severity", "kind", "deployment"]
     search_fields = ["title", "dedup_key"]
-    raw_id_fields = ["drift_report", "evaluation_run"]
+    actions = ["acknowledge", "resolve"]
+
+    @admin.action(description="Acknowledge the selected alerts", permissions=["view"])
+    def acknowledge(self, request: HttpRequest, queryset: QuerySet) -> None:
+        by = request.user
+        _each(request, self, queryset, lambda a: services.alert_set_status(alert=a, status=Alert.Status.ACKNOWLEDGED, by=by), "Acknowledged")
+
+    @admin.action(description="Resolve the selected alerts", permissions=["view"])
+    def resolve(self, request: HttpRequest, queryset: QuerySet) -> None:
+        by = request.user
+        _each(request, self, queryset, lambda a: services.alert_set_status(alert=a, status=Alert.Status.RESOLVED, by=by), "Resolved")
 
 
 @admin.register(MaintenanceJob)
-class MaintenanceJobAdmin(admin.ModelAdmin):
+class MaintenanceJobAdmin(ReadOnlyAdmin):
+    """A job is queued with services.job_queue (the dashboard or the API), which also enqueues its task."""
+
     list_display = ["id", "deployment", "kind", "status", "progress", "created_at", "finished_at"]
     list_filter = ["status", "kind", "deployment"]
-    raw_id_fields = ["source_version", "candidate"]
-    readonly_fields = ["requested_by", "created_at", "started_at", "finished_at"]
+    actions = ["cancel"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # a job is queued with services.job_queue, which also enqueues the task
+    @admin.action(description="Cancel the selected jobs", permissions=["view"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
+        by = request.user
+        _each(request, self, queryset.select_related("deployment"), lambda job: services.job_cancel(job=job, by=by), "Cancelled")
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(ReadOnlyAdmin):
+    """Only the hash is stored; a token is created in the dashboard or the API (shown once, audited)."""
+
     list_display = ["name", "deployment", "prefix", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["deployment"]
     search_fields = ["name", "prefix"]
-    # Only the hash is stored; creating and revoking go through services (shown once, audited).
-    readonly_fields = ["deployment", "prefix", "secret_sha256", "created_at", "created_by", "last_used_at", "revoked_at"]
+    exclude = ["secret_sha256"]
+    actions = ["revoke"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    @admin.action(description="Revoke the selected tokens", permissions=["view"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
+        by = request.user
+        _each(request, self, queryset.select_related("deployment"), lambda token: services.token_revoke(token=token, by=by), "Revoked")
 
 
 @admin.register(AuditEvent)

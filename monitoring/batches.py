@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -20,6 +21,9 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
+
+from monitoring import tablefiles
+from monitoring.tablefiles import FileLimits
 
 MAX_ID_LENGTH = 128
 MAX_ERRORS = 100  # a batch with thousands of bad rows answers with the first hundred, not a megabyte of errors
@@ -371,6 +375,7 @@ ID_COLUMN = "id"
 TIMESTAMP_COLUMN = "timestamp"
 PREDICTED_COLUMN = "predicted_label"
 PROBABILITY_PREFIX = "proba_"
+LABEL_COLUMN = "label"  # of a labels file
 
 
 def columns_from_table(table, schema: Schema) -> Columns:
@@ -384,21 +389,39 @@ def columns_from_table(table, schema: Schema) -> Columns:
         raise BatchInvalid(f"The file has a column that cannot be read as expected: {exc}", []) from None
 
 
-def _columns_from_table(table, schema: Schema) -> Columns:
-    names = set(table.column_names)
+def table_columns(names: list[str], schema: Schema) -> list[str]:
+    """The columns of a predictions file, from the names it has: id, timestamp, predicted_label, every feature
+    and, if any, proba_<class> for every class. BatchInvalid if one is missing or a name is unknown, so a
+    file is refused by its header or footer before anything in it is decoded."""
+    present = set(names)
     required = [ID_COLUMN, TIMESTAMP_COLUMN, PREDICTED_COLUMN, *schema.feature_names]
-    missing = [name for name in required if name not in names]
+    missing = [name for name in required if name not in present]
     if missing:
         raise BatchInvalid(f"The file lacks column(s): {', '.join(missing[:5])}.", [_error(-1, missing[0], "missing column")])
     proba_columns = [f"{PROBABILITY_PREFIX}{label}" for label in schema.class_labels]
-    has_proba = any(name in names for name in proba_columns)
+    has_proba = any(name in present for name in proba_columns)
     known = set(required) | (set(proba_columns) if has_proba else set())
-    unknown = sorted(names - known)
-    if unknown or (has_proba and not all(name in names for name in proba_columns)):
-        what = unknown or [name for name in proba_columns if name not in names]
+    unknown = sorted(present - known)
+    if unknown or (has_proba and not all(name in present for name in proba_columns)):
+        what = unknown or [name for name in proba_columns if name not in present]
         raise BatchInvalid(
             f"The file has unexpected or incomplete column(s): {', '.join(what[:5])}.", [_error(-1, what[0], "unexpected column")]
         )
+    return required + (proba_columns if has_proba else [])
+
+
+def label_columns(names: list[str]) -> list[str]:
+    """The columns of a labels file (id and label, whatever else it holds)."""
+    missing = [name for name in (ID_COLUMN, LABEL_COLUMN) if name not in names]
+    if missing:
+        raise BatchInvalid(f"The file lacks column(s): {', '.join(missing)}.", [])
+    return [ID_COLUMN, LABEL_COLUMN]
+
+
+def _columns_from_table(table, schema: Schema) -> Columns:
+    columns = table_columns(table.column_names, schema)
+    proba_columns = columns[3 + schema.n_features:]
+    has_proba = bool(proba_columns)
     n = table.num_rows
     if n == 0:
         raise BatchInvalid("The file has no rows.", [])
@@ -567,20 +590,19 @@ def _table_labels(column, schema: Schema) -> np.ndarray:
     return codes.to_numpy().astype(np.int16)
 
 
-def read_table(data: bytes, *, filename: str):
-    """A pyarrow Table from the bytes of a .csv or .parquet file. Raises BatchInvalid on unreadable input."""
-    import io
-
+def read_table(data: bytes, *, filename: str, choose: Callable[[list[str]], list[str]], limits: FileLimits):
+    """A pyarrow Table of the columns `choose` picks from a .csv or .parquet file's names (table_columns,
+    label_columns), read within `limits` (see monitoring/tablefiles.py). Raises BatchInvalid on a file that
+    cannot be read or whose names `choose` refuses, and FileTooLarge over a limit."""
     import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
     try:
-        if filename.lower().endswith(".parquet") or data[:4] == b"PAR1":
-            return pq.read_table(io.BytesIO(data))
+        if tablefiles.is_parquet(data, filename):
+            file = tablefiles.parquet_open(data)
+            return tablefiles.parquet_read(data, file, columns=choose(tablefiles.parquet_names(file)), limits=limits)
+        columns = choose(tablefiles.csv_names(data))
         # Ids stay text even when they look like numbers; timestamps are parsed by us (naive means UTC).
-        options = pacsv.ConvertOptions(column_types={ID_COLUMN: pa.string(), TIMESTAMP_COLUMN: pa.string(),
-                                                     PREDICTED_COLUMN: pa.string()})
-        return pacsv.read_csv(io.BytesIO(data), convert_options=options)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise BatchInvalid(f"The file cannot be read as {'Parquet' if filename.endswith('.parquet') else 'CSV'}: {exc}", []) from None
+        text = {name: pa.string() for name in (ID_COLUMN, TIMESTAMP_COLUMN, PREDICTED_COLUMN) if name in columns}
+        return tablefiles.csv_read(data, columns=columns, column_types=text, limits=limits)
+    except tablefiles.FileUnreadable as exc:
+        raise BatchInvalid(exc.message, []) from None

@@ -67,6 +67,11 @@ class Deployment(models.Model):
     allow_non_finite = models.BooleanField(
         default=False, help_text="Accept NaN and infinite feature values in production traffic"
     )
+    # Four eyes: nobody ships a model alone. A team with a single approver turns it off (admin, audited).
+    require_distinct_approver = models.BooleanField(
+        default=True,
+        help_text="A candidate must be approved by someone other than who uploaded it or queued the job that made it",
+    )
     reference_dataset = models.ForeignKey(
         "Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -323,6 +328,52 @@ class EvaluationRun(models.Model):
         indexes = [
             # Health charts: "this deployment's runs over time".
             models.Index(fields=["deployment", "measured_at"], name="evaluation_series_idx"),
+        ]
+
+
+class VersionComparisonResult(models.Model):
+    """The approval page's statistics for a candidate against the active version on one source of labelled rows.
+
+    Computed on a worker (workers/comparison.py) and only read by the page: running two models over a
+    million-row window and bootstrapping does not belong in a web request. One row per (active, candidate,
+    window_key); a recomputation overwrites it.
+    """
+
+    class Source(models.TextChoices):
+        EVALUATION_SET = "evaluation_set", "Evaluation set"
+        PRODUCTION = "production", "Labelled production window"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="comparisons")
+    active = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    candidate = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="comparisons")
+    source = models.CharField(max_length=32, choices=Source.choices)
+    # Which rows: "evaluation_set:<dataset id>" or "production:<days>d" (the window's length, ending at the run).
+    window_key = models.CharField(max_length=64)
+    description = models.CharField(max_length=300)  # "Evaluation set (holdout)", "Labelled production, last 7 days"
+    dataset = models.ForeignKey(Dataset, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    window_days = models.PositiveIntegerField(null=True, blank=True)
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    n_rows = models.PositiveIntegerField(default=0)
+    # monitoring.comparison.Comparison.as_dict(); kept while a recomputation runs, so the page still shows it.
+    statistics = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    computed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["active", "candidate", "window_key"], name="comparison_unique_active_candidate_window"
+            ),
         ]
 
 

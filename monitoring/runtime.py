@@ -2,11 +2,17 @@
 
 `inspect_model` validates an upload and reads its signature; `ModelRunner`
 predicts; `measure_latency` times single-row and batched calls after warm-up.
+
+User bytes reach onnxruntime only after `refuse_external_data` has walked the whole model: a tensor whose data
+lives "outside" the file is read by onnxruntime from a path (relative to the working directory) or from a raw
+memory address. The first session from an upload is created in a limited child process (monitoring/smoke.py),
+and what the user reads is our wording; the engine's own text goes to the log.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -18,9 +24,18 @@ import onnx
 import onnxruntime as ort
 
 from monitoring.metrics import encode
+from monitoring.smoke import SMOKE
+
+logger = logging.getLogger(__name__)
 
 # Attribute names that tree/linear/SVM classifiers from skl2onnx use for their classes.
 _CLASS_LABEL_ATTRIBUTES = ("classlabels_int64s", "classlabels_ints", "classlabels_strings")
+# What the smoke run of an upload may add to its process's address space, and how long it may take. A 200 MB
+# model (the upload cap) needs well under 1 GiB to load and run two rows; a graph that wants more is refused.
+SMOKE_MEMORY_BYTES = 2 * 1024 ** 3
+SMOKE_TIMEOUT_SECONDS = 30.0
+# Words in onnxruntime's messages when an allocation failed (a C++ bad_alloc under the limit, or its own arena).
+_ALLOCATION_FAILURES = ("bad_alloc", "bad allocation", "failed to allocate", "out of memory", "memoryerror")
 
 
 class InvalidModelError(ValueError):
@@ -74,46 +89,160 @@ def _metadata(model: onnx.ModelProto) -> dict[str, str]:
     return {prop.key: prop.value for prop in model.metadata_props}
 
 
+def _metadata_names(metadata: dict[str, str], key: str) -> list[str]:
+    """A metadata entry that must be a JSON list of names (strings or numbers), as estimator_to_onnx writes."""
+    if key not in metadata:
+        return []
+    try:
+        value = json.loads(metadata[key])
+    except (ValueError, RecursionError):
+        raise InvalidModelError(f"The model's metadata {key!r} is not valid JSON; it must be a JSON list of names.") from None
+    if not isinstance(value, list) or not all(
+        isinstance(item, (str, int, float)) and not isinstance(item, bool) for item in value
+    ):
+        raise InvalidModelError(f"The model's metadata {key!r} must be a JSON list of names (strings or numbers).")
+    return [str(item) for item in value]
+
+
 def _class_labels_from_graph(model: onnx.ModelProto) -> list[str]:
     for node in model.graph.node:
         for attribute in node.attribute:
             if attribute.name in _CLASS_LABEL_ATTRIBUTES:
                 values = onnx.helper.get_attribute_value(attribute)
-                return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+                return [v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in values]
     # skl2onnx's MLP and some pipelines keep the classes as an initializer feeding ArrayFeatureExtractor.
     initializers = {init.name: init for init in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "ArrayFeatureExtractor" and node.input and node.input[0] in initializers:
             values = onnx.numpy_helper.to_array(initializers[node.input[0]])
-            return [v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()]
+            return [v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in values.tolist()]
     return []
 
 
-def inspect_model(data: bytes, *, expected_features: int | None = None) -> ModelSignature:
+def refuse_external_data(model: onnx.ModelProto) -> None:
+    """Raise InvalidModelError if any tensor anywhere in the model keeps its data outside the file.
+
+    Walks the main graph, the training graphs and every function, and in each graph the initializers, the
+    sparse initializers and every node attribute (tensors, tensor lists, sparse tensors), descending into the
+    subgraphs of If, Loop and Scan bodies and any other graph attribute. Iterative: depth costs no stack.
+    """
+    graphs = [model.graph]
+    for training in model.training_info:
+        graphs += [training.initialization, training.algorithm]
+    nodes: list[onnx.NodeProto] = [node for function in model.functions for node in function.node]
+    while graphs or nodes:
+        if graphs:
+            graph = graphs.pop()
+            for tensor in graph.initializer:
+                _refuse_external_tensor(tensor)
+            for sparse in graph.sparse_initializer:
+                _refuse_external_tensor(sparse.values)
+                _refuse_external_tensor(sparse.indices)
+            nodes.extend(graph.node)
+            continue
+        for attribute in nodes.pop().attribute:
+            tensors = [*([attribute.t] if attribute.HasField("t") else []), *attribute.tensors]
+            sparses = [*([attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []), *attribute.sparse_tensors]
+            for sparse in sparses:
+                tensors += [sparse.values, sparse.indices]
+            for tensor in tensors:
+                _refuse_external_tensor(tensor)
+            if attribute.HasField("g"):
+                graphs.append(attribute.g)
+            graphs.extend(attribute.graphs)
+
+
+def _refuse_external_tensor(tensor: onnx.TensorProto) -> None:
+    if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
+        name = tensor.name[:100] or "(unnamed)"
+        raise InvalidModelError(
+            f"The model keeps the data of tensor {name!r} outside the file (external data). "
+            "Upload a model with all its tensors inside the .onnx file."
+        )
+
+
+def _parse(data: bytes) -> onnx.ModelProto:
+    """Parse and check ONNX bytes, refusing external data before anything could read it."""
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # noqa: BLE001  protobuf's DecodeError and friends: all mean not ONNX
+        raise InvalidModelError(f"The file is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
+    refuse_external_data(model)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # noqa: BLE001  ValidationError and friends: about the user's own graph
+        raise InvalidModelError(f"The file is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
+    return model
+
+
+def _is_allocation_failure(text: str) -> bool:
+    return any(word in text.lower() for word in _ALLOCATION_FAILURES)
+
+
+def _smoke_failure(report: dict, *, memory_bytes: int, timeout_seconds: float) -> InvalidModelError | None:
+    """Our message for a failed smoke run, or None. The engine's raw text is logged, never shown."""
+    outcome = report.get("outcome")
+    memory = f"The model needs more than {memory_bytes // 1024 ** 2:,} MB of memory to load and predict two rows"
+    if outcome == "loaded":
+        if report.get("run") == "memory" or (
+            report.get("run") == "failed" and _is_allocation_failure(report.get("run_error", ""))
+        ):
+            return InvalidModelError(f"{memory}: its shapes or loops are too large.")
+        if report.get("run") == "failed":
+            logger.info("model smoke run failed: %s: %s", report.get("run_kind"), report.get("run_error"))
+            return InvalidModelError(
+                f"The model fails on a test input of two rows of zeros (onnxruntime {ort.__version__} "
+                f"raised {report.get('run_kind', 'an error')})."
+            )
+        return None
+    logger.info("model smoke run: %s: %s %s", outcome, report.get("kind", ""), report.get("error", ""))
+    if outcome == "memory" or (outcome == "load_failed" and _is_allocation_failure(report.get("error", ""))):
+        return InvalidModelError(f"{memory}: its shapes or initializers are too large.")
+    if outcome == "timeout":
+        return InvalidModelError(
+            f"The model did not load and predict two rows within {timeout_seconds:g} s: its loops or shapes are "
+            "too large."
+        )
+    if outcome == "load_failed":
+        return InvalidModelError(
+            f"onnxruntime {ort.__version__} cannot load the model ({report.get('kind', 'error')}). Check that it "
+            "loads in onnxruntime and uses only standard operators."
+        )
+    return InvalidModelError("onnxruntime stopped while loading the model or predicting two rows of zeros.")
+
+
+def inspect_model(
+    data: bytes,
+    *,
+    expected_features: int | None = None,
+    memory_bytes: int = SMOKE_MEMORY_BYTES,
+    timeout_seconds: float = SMOKE_TIMEOUT_SECONDS,
+) -> ModelSignature:
     """Validate ONNX bytes as a single-input classifier and read its signature.
 
-    Raises InvalidModelError with a message a user can act on.
+    The session is created, and two rows of zeros predicted, only in a child process limited to `memory_bytes`
+    more address space and `timeout_seconds` (monitoring/smoke.py). Raises InvalidModelError with a message a
+    user can act on.
     """
     if not data:
         raise InvalidModelError("The file is empty.")
-    try:
-        model = onnx.load_model_from_string(data)
-        onnx.checker.check_model(model)
-    except Exception as exc:  # onnx raises DecodeError, ValidationError and friends
-        raise InvalidModelError(f"The file is not a valid ONNX model: {str(exc).splitlines()[0][:200]}") from None
-    try:
-        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise InvalidModelError(f"onnxruntime cannot load the model: {str(exc).splitlines()[0][:200]}") from None
+    model = _parse(data)
+    metadata = _metadata(model)
+    class_labels = _metadata_names(metadata, "class_labels")
+    feature_names = _metadata_names(metadata, "feature_names")
 
-    inputs = session.get_inputs()
+    report = SMOKE.run(data, memory_bytes=memory_bytes, timeout_seconds=timeout_seconds)
+    if report.get("outcome") != "loaded":
+        raise _smoke_failure(report, memory_bytes=memory_bytes, timeout_seconds=timeout_seconds)
+
+    inputs = report["inputs"]
     if len(inputs) != 1:
-        names = ", ".join(i.name for i in inputs)
+        names = ", ".join(i["name"] for i in inputs)
         raise InvalidModelError(f"The model must take exactly one input tensor; it takes {len(inputs)} ({names}).")
     model_input = inputs[0]
-    if model_input.type != "tensor(float)":
-        raise InvalidModelError(f"The model input must be tensor(float); it is {model_input.type}.")
-    shape = list(model_input.shape)
+    if model_input["type"] != "tensor(float)":
+        raise InvalidModelError(f"The model input must be tensor(float); it is {model_input['type']}.")
+    shape = list(model_input["shape"])
     if len(shape) != 2 or not isinstance(shape[1], int):
         raise InvalidModelError(f"The model input must be [batch, n_features] with a fixed n_features; it is {shape}.")
     n_features = shape[1]
@@ -122,44 +251,40 @@ def inspect_model(data: bytes, *, expected_features: int | None = None) -> Model
             f"The model takes {n_features} features but the deployment's schema has {expected_features}."
         )
 
-    outputs = session.get_outputs()
-    output_names = [o.name for o in outputs]
-    label_output = next((o.name for o in outputs if o.type in ("tensor(int64)", "tensor(string)")), "")
+    outputs = report["outputs"]
+    output_names = [o["name"] for o in outputs]
+    label_output = next((o["name"] for o in outputs if o["type"] in ("tensor(int64)", "tensor(string)")), "")
     if not label_output:
         raise InvalidModelError(
             "The model has no label output (an int64 or string tensor); only classifiers are supported."
         )
     probability_output = next(
-        (o.name for o in outputs if o.type == "tensor(float)" and len(o.shape or []) == 2), ""
+        (o["name"] for o in outputs if o["type"] == "tensor(float)" and len(o["shape"] or []) == 2), ""
     )
 
-    metadata = _metadata(model)
-    class_labels = json.loads(metadata["class_labels"]) if "class_labels" in metadata else []
     if not class_labels:
         class_labels = _class_labels_from_graph(model)
     class_labels = [str(label) for label in class_labels]
-    feature_names = json.loads(metadata["feature_names"]) if "feature_names" in metadata else []
     if feature_names and len(feature_names) != n_features:
         raise InvalidModelError(
             f"The model's metadata names {len(feature_names)} features but its input takes {n_features}."
         )
 
     # A smoke run: a model that loads but cannot predict on zeros is of no use.
-    try:
-        session.run(None, {model_input.name: np.zeros((2, n_features), dtype=np.float32)})
-    except Exception as exc:
-        raise InvalidModelError(f"The model fails on a test input: {str(exc).splitlines()[0][:200]}") from None
+    failure = _smoke_failure(report, memory_bytes=memory_bytes, timeout_seconds=timeout_seconds)
+    if failure is not None:
+        raise failure
 
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     return ModelSignature(
-        input_name=model_input.name,
+        input_name=model_input["name"],
         input_shape=[None if not isinstance(d, int) else d for d in shape],
         n_features=n_features,
         output_names=output_names,
         label_output=label_output,
         probability_output=probability_output,
         class_labels=class_labels,
-        feature_names=[str(name) for name in feature_names],
+        feature_names=feature_names,
         opset=int(opset),
         producer=f"{model.producer_name} {model.producer_version}".strip(),
     )
@@ -169,6 +294,8 @@ class ModelRunner:
     """An onnxruntime session plus the knowledge of which output is which."""
 
     def __init__(self, data: bytes, *, label_output: str, probability_output: str = "", class_labels=()):
+        # Stored bytes passed inspect_model at upload; check again, as this session is made in our own process.
+        refuse_external_data(onnx.load_model_from_string(data))
         options = ort.SessionOptions()
         # Two cores here; one intra-op thread per session keeps concurrent workers from fighting.
         options.intra_op_num_threads = 1

@@ -14,6 +14,7 @@ from django.db.models import Max, QuerySet
 from django.utils import timezone
 
 from monitoring import batches, pgcopy, storage
+from monitoring.comparison import Comparison
 from monitoring.models import (
     ROLE_RANK,
     Alert,
@@ -30,6 +31,7 @@ from monitoring.models import (
     PredictionBatch,
     ReferenceProfile,
     Role,
+    VersionComparisonResult,
 )
 
 
@@ -401,19 +403,66 @@ def job_options(*, version: ModelVersion) -> list[JobOption]:
 
 
 @dataclass(frozen=True)
+class ComparisonSource:
+    """One source of labelled rows a candidate is compared on, as it stands now."""
+
+    source: str  # VersionComparisonResult.Source
+    window_key: str
+    description: str
+    dataset: Dataset | None = None
+    window_days: int | None = None
+
+
+def comparison_sources(*, deployment: Deployment) -> list[ComparisonSource]:
+    """The labelled evaluation set (if any) and the labelled production window of the last
+    evaluation_window_days days: where the approval page compares a candidate with the active version."""
+    Source = VersionComparisonResult.Source
+    sources = []
+    evaluation = deployment.evaluation_dataset
+    if evaluation is not None and evaluation.has_labels:
+        sources.append(ComparisonSource(
+            Source.EVALUATION_SET, f"evaluation_set:{evaluation.pk}", f"Evaluation set ({evaluation.name})",
+            dataset=evaluation,
+        ))
+    days = deployment.evaluation_window_days
+    sources.append(ComparisonSource(
+        Source.PRODUCTION, f"production:{days}d", f"Labelled production, last {days} days", window_days=days,
+    ))
+    return sources
+
+
+@dataclass(frozen=True)
 class SourceComparison:
-    source: str  # "Evaluation set", "Labelled production window (…)"
-    comparison: object  # monitoring.comparison.Comparison
+    source: str  # "Evaluation set (holdout)", "Labelled production, last 7 days"
+    comparison: Comparison | None  # None while the first computation runs, or when it failed
+    status: str  # VersionComparisonResult.Status: a stored comparison being recomputed is "queued" or "running"
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    computed_at: datetime | None = None
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    error: str = ""
+
+    @property
+    def pending(self) -> bool:
+        return self.status in (VersionComparisonResult.Status.QUEUED, VersionComparisonResult.Status.RUNNING)
 
 
 @dataclass(frozen=True)
 class VersionComparison:
     candidate: ModelVersion
     active: ModelVersion
-    sources: list[SourceComparison]
+    sources: list[SourceComparison]  # the ones with statistics to show, on at least one row
+    waiting: list[SourceComparison]  # being computed, nothing to show yet
+    failed: list[SourceComparison]  # the computation failed, nothing to show
     size_ratio: float
     latency_ratio: float | None  # candidate p50 / active p50, single row, from their latest evaluation-set runs
     throughput_ratio: float | None
+
+    @property
+    def computing_since(self) -> datetime | None:
+        """When the oldest comparison still without statistics started (or was queued); None if none waits."""
+        return min((s.started_at or s.queued_at for s in self.waiting), default=None)
 
 
 def _latest_metrics(version: ModelVersion) -> dict:
@@ -428,38 +477,26 @@ def _ratio(a, b) -> float | None:
     return float(a) / float(b) if a and b else None
 
 
-def version_comparison(*, candidate: ModelVersion, active: ModelVersion) -> VersionComparison:
-    """Both versions run on exactly the same rows: the evaluation set and the latest labelled production window.
-
-    Predictions are made here, not read from stored runs, because McNemar and the paired bootstrap need the
-    row-by-row answers of both versions; the models are small and cached (workers.evaluation.runner_for).
-    """
-    from monitoring.comparison import compare
-    from monitoring.services import dataset_load
-    from workers.evaluation import runner_for
-
-    deployment = candidate.deployment
-    labels = [str(c) for c in deployment.class_labels]
-    rows: list[tuple[str, np.ndarray, np.ndarray]] = []
-    evaluation = deployment.evaluation_dataset
-    if evaluation is not None and evaluation.has_labels:
-        X, y = dataset_load(evaluation)
-        rows.append((f"Evaluation set ({evaluation.name})", np.asarray(X), np.asarray(y).astype(str)))
-    end = timezone.now()
-    start = end - timedelta(days=deployment.evaluation_window_days)
-    window = production_window(deployment=deployment, start=start, end=end, labelled_only=True)
-    if len(window.X):
-        rows.append((f"Labelled production, last {deployment.evaluation_window_days} days", window.X, window.labels))
-    sources = [
+def version_comparison(
+    *, candidate: ModelVersion, active: ModelVersion, stored: list[VersionComparisonResult]
+) -> VersionComparison:
+    """The approval page's evidence, from stored comparisons only (services.comparisons_request gives them):
+    no model runs here. The statistics were computed by a worker (workers/comparison.py) on exactly the same
+    rows for both versions."""
+    views = [
         SourceComparison(
-            name,
-            compare(y, runner_for(active).predict(X).labels, runner_for(candidate).predict(X).labels, labels),
+            row.description,
+            Comparison.from_dict(row.statistics) if row.statistics else None,
+            row.status, row.window_start, row.window_end, row.computed_at, row.queued_at, row.started_at, row.error,
         )
-        for name, X, y in rows
+        for row in stored
     ]
     a, c = _latest_metrics(active), _latest_metrics(candidate)
     return VersionComparison(
-        candidate=candidate, active=active, sources=sources,
+        candidate=candidate, active=active,
+        sources=[v for v in views if v.comparison is not None and v.comparison.n_rows],
+        waiting=[v for v in views if v.comparison is None and v.pending],
+        failed=[v for v in views if v.comparison is None and v.status == VersionComparisonResult.Status.FAILED],
         size_ratio=candidate.size_bytes / active.size_bytes,
         latency_ratio=_ratio(c.get("latency_p50_ms"), a.get("latency_p50_ms")),
         throughput_ratio=_ratio(c.get("throughput_rows_per_s"), a.get("throughput_rows_per_s")),

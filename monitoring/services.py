@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.text import slugify
 
-from monitoring import batches, indexing, pgcopy, storage
+from monitoring import batches, indexing, pgcopy, storage, tablefiles, tabular
 from monitoring.drift import DriftConfig, DriftConfigError
 from monitoring.models import (
     Alert,
@@ -44,7 +45,9 @@ from monitoring.models import (
     ReferenceProfile,
     Role,
     Team,
+    VersionComparisonResult,
 )
+from monitoring.recipes import RecipeError, recipe_check
 from monitoring.runtime import InvalidModelError, ModelSignature, inspect_model
 
 
@@ -73,6 +76,12 @@ class NotFound(ServiceError):
 
 class TooLarge(ServiceError):
     status = 413
+
+
+class NotPermitted(ServiceError):
+    """The role allows it, but a rule of the deployment forbids this person doing it."""
+
+    status = 403
 
 
 # ---------------------------------------------------------------- audit
@@ -150,6 +159,10 @@ def team_get_or_create(*, name: str) -> Team:
     return team
 
 
+# The URL converter's pattern (django.urls.converters.SlugConverter), which is Django's validate_slug.
+_SLUG = re.compile(r"[-a-zA-Z0-9_]+")
+
+
 @transaction.atomic
 def deployment_create(
     *,
@@ -162,11 +175,22 @@ def deployment_create(
     description: str = "",
     metric_thresholds: dict | None = None,
     allow_non_finite: bool = False,
+    require_distinct_approver: bool = True,
 ) -> Deployment:
-    slug = slug or slugify(name)
+    slug_limit = Deployment._meta.get_field("slug").max_length
+    name_limit = Deployment._meta.get_field("name").max_length
+    # A slug made from the name is cut to fit; one given is checked as given.
+    slug = slug or slugify(name)[:slug_limit].strip("-")
     errors = []
     if not slug:
         errors.append({"field": "name", "message": "A deployment needs a name."})
+    elif len(slug) > slug_limit or not _SLUG.fullmatch(slug):
+        # The slug is every URL of the deployment: one that `<slug:slug>` cannot match breaks {% url %} on the
+        # overview, for everyone.
+        errors.append({"field": "slug", "message": f"A slug is 1 to {slug_limit} letters, digits, hyphens or "
+                       "underscores (a-z, A-Z, 0-9, -, _)."})
+    if len(name) > name_limit:
+        errors.append({"field": "name", "message": f"A name is at most {name_limit} characters."})
     if not feature_names or len(set(feature_names)) != len(feature_names):
         errors.append({"field": "feature_names", "message": "Feature names must be a non-empty list without repeats."})
     if len(class_labels) < 2 or len(set(map(str, class_labels))) != len(class_labels):
@@ -187,6 +211,7 @@ def deployment_create(
         class_labels=[str(c) for c in class_labels],
         metric_thresholds=metric_thresholds or {},
         allow_non_finite=allow_non_finite,
+        require_distinct_approver=require_distinct_approver,
         created_by=by,
     )
     audit_record(
@@ -194,7 +219,10 @@ def deployment_create(
         actor=by,
         deployment=deployment,
         obj=deployment,
-        after={"slug": slug, "features": len(feature_names), "classes": deployment.class_labels},
+        after={
+            "slug": slug, "features": len(feature_names), "classes": deployment.class_labels,
+            "require_distinct_approver": require_distinct_approver,
+        },
     )
     return deployment
 
@@ -230,26 +258,36 @@ def version_register(
     if len(data) > settings.MAX_MODEL_UPLOAD_BYTES:
         raise TooLarge(f"The model file is {len(data)} bytes; the limit is {settings.MAX_MODEL_UPLOAD_BYTES}.")
     try:
-        signature = inspect_model(data, expected_features=deployment.n_features)
+        signature = inspect_model(
+            data, expected_features=deployment.n_features, memory_bytes=settings.MODEL_SMOKE_MEMORY_BYTES,
+            timeout_seconds=settings.MODEL_SMOKE_TIMEOUT_SECONDS,
+        )
     except InvalidModelError as exc:
         raise ValidationFailed(str(exc), errors=[{"field": "file", "message": str(exc)}]) from None
     _check_signature_fits(deployment, signature)
     if recipe is not None:
         _check_recipe(recipe)
     with transaction.atomic():
-        return _version_create(
+        version = _version_create(
             deployment=deployment, signature=signature, sha=blob_put(data), size=len(data),
             recipe_sha=blob_put(recipe) if recipe else "", by=by, origin=origin, parent=parent, job=job,
             notes=notes, activate_if_first=activate_if_first,
         )
+        active = deployment.active_version()
+        if version.status == ModelVersion.Status.CANDIDATE and active is not None:
+            # Computed now on a worker, so the approval page has its statistics by the time someone opens it.
+            comparisons_request(candidate=version, active=active)
+        return version
 
 
 def _check_recipe(recipe: bytes) -> None:
-    """A recipe must load as a trusted skops file now, not fail months later when a retrain needs it."""
-    from workers.training import RecipeError, recipe_load
+    """Refuse a recipe now, not months later when a retrain needs it, but build nothing from it here.
 
+    Only the zip and the schema are checked in the request (monitoring/recipes.py); the estimator is built
+    and fitted in the worker, which checks again first and fails the job with a clear message if it cannot.
+    """
     try:
-        recipe_load(recipe)
+        recipe_check(recipe, max_bytes=settings.MAX_MODEL_UPLOAD_BYTES)
     except RecipeError as exc:
         raise ValidationFailed(str(exc), errors=[{"field": "recipe", "message": str(exc)}]) from None
 
@@ -306,12 +344,31 @@ def _locked_version(version: ModelVersion) -> ModelVersion:
     return ModelVersion.objects.select_related("deployment").get(pk=version.pk)
 
 
+def _check_second_approver(version: ModelVersion, by: AbstractBaseUser) -> None:
+    """With require_distinct_approver, whoever brought the candidate in (uploaded it, or queued the job that
+    made it) may not also ship it."""
+    if not version.deployment.require_distinct_approver:
+        return
+    job = version.created_by_job
+    if version.created_by_id == by.pk:
+        who = "uploaded it"
+    elif job is not None and job.requested_by_id == by.pk:
+        who = f"queued job {job.pk}, which made it"
+    else:
+        return
+    raise NotPermitted(
+        f"v{version.number} needs a second approver: you {who}, and {version.deployment.name} requires someone "
+        "else to approve it (the deployment's require_distinct_approver setting)."
+    )
+
+
 @transaction.atomic
 def version_approve(*, version: ModelVersion, by: AbstractBaseUser, comment: str = "") -> ModelVersion:
     """Make a candidate the active version; the previous active one is retired and kept for rollback."""
     version = _locked_version(version)
     if version.status != ModelVersion.Status.CANDIDATE:
         raise Conflict(f"v{version.number} is {version.status}; only a candidate can be approved.")
+    _check_second_approver(version, by)
     before = _version_state(version)
     previous = version.deployment.active_version()
     if previous is not None:
@@ -414,6 +471,7 @@ def dataset_register(
     by: AbstractBaseUser | None,
     make_current: bool = True,
 ) -> Dataset:
+    name = _dataset_name(name, kind)
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != deployment.n_features:
         raise ValidationFailed(
@@ -436,6 +494,32 @@ def dataset_register(
     data = dataset_to_bytes(X, y)
     with transaction.atomic():
         return _dataset_create(deployment, kind, name, blob_put(data), len(data), len(X), y is not None, by, make_current)
+
+
+def dataset_upload(
+    *, deployment: Deployment, kind: str, data: bytes, filename: str, name: str = "", by: AbstractBaseUser | None
+) -> Dataset:
+    """Register a dataset from the bytes of a CSV or Parquet file (monitoring/tabular.py), as the deployment's
+    current one of its kind. The name defaults to the file's. Errors name the line (or row) and column."""
+    name = _dataset_name(name or filename, kind)  # before the file is read: a bad name costs nothing
+    try:
+        table = tabular.read_dataset(data, filename=filename, feature_names=deployment.feature_names, limits=_file_limits())
+    except tabular.TableError as exc:
+        errors = [{"line": exc.line, "field": exc.column, "message": exc.message}] if exc.line or exc.column else []
+        raise (TooLarge if exc.too_large else ValidationFailed)(exc.message, errors=errors) from None
+    return dataset_register(deployment=deployment, kind=kind, name=name, X=table.X, y=table.y, by=by)
+
+
+def _dataset_name(name: str, kind: str) -> str:
+    if kind not in Dataset.Kind.values:
+        raise ValidationFailed(f"A dataset's kind is one of {', '.join(Dataset.Kind.values)}.", errors=[
+            {"field": "kind", "message": f"must be one of {', '.join(Dataset.Kind.values)}"}])
+    name = name.strip() or kind
+    limit = Dataset._meta.get_field("name").max_length
+    if len(name) > limit:
+        raise ValidationFailed(f"A dataset's name is at most {limit} characters; this one has {len(name)}.",
+                               errors=[{"field": "name", "message": f"at most {limit} characters"}])
+    return name
 
 
 def _dataset_create(deployment, kind, name, sha, size, n_rows, has_labels, by, make_current) -> Dataset:
@@ -548,6 +632,30 @@ def user_create(
     return user
 
 
+@transaction.atomic
+def membership_set(*, team: Team, user: AbstractBaseUser, role: str, by: AbstractBaseUser | None) -> Membership:
+    """Give `user` `role` in `team`, adding them to it if need be."""
+    if role not in Role.values:
+        raise ValidationFailed(f"Unknown role {role!r}; choose one of {Role.values}.")
+    current = Membership.objects.select_for_update().filter(team=team, user=user).first()
+    before = {"team": team.slug, "role": current.role} if current is not None else None
+    membership, _ = Membership.objects.update_or_create(team=team, user=user, defaults={"role": role})
+    audit_record(
+        action="membership.set", actor=by, actor_label="" if by else "system", obj=membership, before=before,
+        after={"user": user.get_username(), "team": team.slug, "role": role},
+    )
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, by: AbstractBaseUser | None) -> None:
+    before = {"user": membership.user.get_username(), "team": membership.team.slug, "role": membership.role}
+    audit_record(
+        action="membership.remove", actor=by, actor_label="" if by else "system", obj=membership, before=before,
+    )
+    membership.delete()
+
+
 # ---------------------------------------------------------------- ingestion
 
 
@@ -571,8 +679,13 @@ def _schema(deployment: Deployment) -> batches.Schema:
     )
 
 
-def _replay(deployment: Deployment, key: str) -> IngestResult | None:
-    """The stored answer to the batch with this key; a Conflict if the indexer has since rejected that batch."""
+def _replay(deployment: Deployment, key: str, *, fingerprint: str) -> IngestResult | None:
+    """The stored answer to the batch with this key; a Conflict if the indexer has since rejected that batch.
+
+    A key sent again with another body is a client bug (a reused or colliding key), not a retry: replaying
+    would answer "stored" for rows that never were, so it is refused (422), as the IETF Idempotency-Key draft
+    and Stripe do. The body is compared by the fingerprint stored in the batch's result.
+    """
     stored = (
         PredictionBatch.objects.filter(deployment=deployment, idempotency_key=key)
         .values_list("pk", "state", "result")
@@ -581,6 +694,12 @@ def _replay(deployment: Deployment, key: str) -> IngestResult | None:
     if stored is None:
         return None
     pk, state, result = stored
+    # Batches stored before fingerprints were kept have none: they replay as they always did.
+    if result.get("fingerprint", fingerprint) != fingerprint:
+        raise ValidationFailed(
+            f"Idempotency-Key reused with a different body: batch {pk} was stored under this key with other "
+            "content. Send new content with a new key; resend the same content to retry."
+        )
     if state == PredictionBatch.State.REJECTED:
         raise Conflict(f"Batch {pk} with this key was rejected: {result['message']}", errors=result["errors"])
     return IngestResult(batch_id=pk, received=result["received"], created=result["created"], replayed=True, status=state)
@@ -611,7 +730,9 @@ def predictions_ingest(*, deployment: Deployment, rows: list, idempotency_key: s
         columns = batches.columns_from_rows(rows, _schema(deployment))
     except batches.BatchInvalid as exc:
         raise ValidationFailed(exc.message, errors=exc.errors) from None
-    return _batch_store(deployment, columns, key=key or columns.content_key(), source=PredictionBatch.Source.API)
+    # The batch as validated, not its JSON text: the same rows with other spacing or key order are the same body.
+    fingerprint = columns.content_key()
+    return _batch_store(deployment, columns, key=key or fingerprint, fingerprint=fingerprint, source=PredictionBatch.Source.API)
 
 
 def predictions_upload(
@@ -619,17 +740,26 @@ def predictions_upload(
 ) -> IngestResult:
     """Store a CSV or Parquet file of predictions (columns id, timestamp, predicted_label, the features and
     optionally proba_<class>) as one block, all or nothing. Retries are answered like predictions_ingest."""
-    key = _check_key(idempotency_key) or f"sha256:{storage.sha256_hex(data)}"
-    if (replay := _replay(deployment, key)) is not None:
+    fingerprint = f"sha256:{storage.sha256_hex(data)}"
+    key = _check_key(idempotency_key) or fingerprint
+    if (replay := _replay(deployment, key, fingerprint=fingerprint)) is not None:
         return replay
+    schema = _schema(deployment)
     try:
-        table = batches.read_table(data, filename=filename)
-        if table.num_rows > settings.MAX_UPLOAD_ROWS:
-            raise TooLarge(f"The file has {table.num_rows:,} rows; the limit is {settings.MAX_UPLOAD_ROWS:,}.")
-        columns = batches.columns_from_table(table, _schema(deployment))
+        table = batches.read_table(
+            data, filename=filename, choose=lambda names: batches.table_columns(names, schema), limits=_file_limits()
+        )
+        columns = batches.columns_from_table(table, schema)
     except batches.BatchInvalid as exc:
         raise ValidationFailed(exc.message, errors=exc.errors) from None
-    return _batch_store(deployment, columns, key=key, source=PredictionBatch.Source.UPLOAD)
+    except tablefiles.FileTooLarge as exc:
+        raise TooLarge(exc.message) from None
+    return _batch_store(deployment, columns, key=key, fingerprint=fingerprint, source=PredictionBatch.Source.UPLOAD)
+
+
+def _file_limits() -> tablefiles.FileLimits:
+    """What an uploaded file may hold, checked before it is decoded (monitoring/tablefiles.py)."""
+    return tablefiles.FileLimits(max_rows=settings.MAX_UPLOAD_ROWS, max_decoded_bytes=settings.MAX_UPLOAD_UNCOMPRESSED_BYTES)
 
 
 # Batches up to this size write their index rows in the request (a reused id is a 409 at once); larger
@@ -638,7 +768,9 @@ def predictions_upload(
 INDEX_IN_REQUEST_UP_TO = 10_000
 
 
-def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, source: str) -> IngestResult:
+def _batch_store(
+    deployment: Deployment, columns: batches.Columns, *, key: str, fingerprint: str, source: str
+) -> IngestResult:
     """Store the batch's columns as one row, and its index rows with it when it is small.
 
     Replays are found by the unique key when the insert fails, not by a query before it: retries are rare
@@ -648,7 +780,7 @@ def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, 
     index_now = n <= INDEX_IN_REQUEST_UP_TO
     state = PredictionBatch.State.INDEXED if index_now else PredictionBatch.State.PENDING
     now = timezone.now()
-    result = {"received": n, "created": n}
+    result = {"received": n, "created": n, "fingerprint": fingerprint}
     fields = {
         "deployment_id": deployment.pk,
         "idempotency_key": key,
@@ -674,7 +806,7 @@ def _batch_store(deployment: Deployment, columns: batches.Columns, *, key: str, 
                 transaction.on_commit(lambda: _index_soon(deployment.pk), robust=True)
     except IntegrityError:
         # Either a retry (the batch's key is taken: answer as the first time), or some ids are.
-        if (replay := _replay(deployment, key)) is not None:
+        if (replay := _replay(deployment, key, fingerprint=fingerprint)) is not None:
             return replay
         if taken := indexing.taken_ids(deployment.pk, columns.request_ids):
             raise Conflict(
@@ -906,14 +1038,11 @@ def labels_upload(*, deployment: Deployment, data: bytes, filename: str) -> Labe
     import pyarrow as pa
 
     try:
-        table = batches.read_table(data, filename=filename)
+        table = batches.read_table(data, filename=filename, choose=batches.label_columns, limits=_file_limits())
     except batches.BatchInvalid as exc:
         raise ValidationFailed(exc.message, errors=exc.errors) from None
-    missing = [name for name in ("id", "label") if name not in table.column_names]
-    if missing:
-        raise ValidationFailed(f"The file lacks column(s): {', '.join(missing)}.")
-    if table.num_rows > settings.MAX_UPLOAD_ROWS:
-        raise TooLarge(f"The file has {table.num_rows:,} rows; the limit is {settings.MAX_UPLOAD_ROWS:,}.")
+    except tablefiles.FileTooLarge as exc:
+        raise TooLarge(exc.message) from None
     ids = table.column("id").cast(pa.string()).to_pylist()
     labels = table.column("label").cast(pa.string()).to_pylist()
     rows = [{"id": i, "label": label} for i, label in zip(ids, labels)]
@@ -1160,6 +1289,23 @@ def deployment_drift_configure(
     return deployment
 
 
+@transaction.atomic
+def deployment_approval_configure(
+    *, deployment: Deployment, require_distinct_approver: bool, by: AbstractBaseUser
+) -> Deployment:
+    """Turn the four-eyes rule (see version_approve) on or off for one deployment."""
+    # The stored value, not the object's: a form (the admin's) may have set the new one on it already.
+    stored = Deployment.objects.select_for_update().values_list("require_distinct_approver", flat=True).get(pk=deployment.pk)
+    before = {"require_distinct_approver": stored}
+    deployment.require_distinct_approver = require_distinct_approver
+    deployment.save(update_fields=["require_distinct_approver"])
+    audit_record(
+        action="deployment.approval_configure", actor=by, deployment=deployment, obj=deployment, before=before,
+        after={"require_distinct_approver": require_distinct_approver},
+    )
+    return deployment
+
+
 # ---------------------------------------------------------------- maintenance jobs
 
 
@@ -1203,3 +1349,93 @@ def job_cancel(*, job: MaintenanceJob, by: AbstractBaseUser) -> MaintenanceJob:
     job.refresh_from_db()
     audit_record(action="job.cancel", actor=by, deployment=job.deployment, obj=job, after={"status": job.status})
     return job
+
+
+# ---------------------------------------------------------------- stored comparisons (the approval page)
+
+
+# Longer than compare_versions_task's hard time limit (10 minutes): a comparison queued or running for this
+# long has lost its task (a worker died, a message was lost), and the next page view queues it again.
+COMPARISON_LOST_AFTER = timedelta(minutes=15)
+
+
+def _comparison_due(row: VersionComparisonResult, now: datetime) -> bool:
+    """Whether a stored comparison should be computed again: lost, or finished and out of date.
+
+    A production window moves, so its comparison is renewed as often as the scheduled evaluation renews the
+    health charts (EVALUATION_INTERVAL_MINUTES); a failed one is retried at that pace too. An evaluation-set
+    comparison that succeeded is final: the rows and both models are fixed.
+    """
+    Status = VersionComparisonResult.Status
+    if row.status == Status.QUEUED:
+        return row.queued_at < now - COMPARISON_LOST_AFTER
+    if row.status == Status.RUNNING:
+        return (row.started_at or row.queued_at) < now - COMPARISON_LOST_AFTER
+    fresh_for = timedelta(minutes=settings.EVALUATION_INTERVAL_MINUTES)
+    if row.status == Status.SUCCEEDED and row.source == VersionComparisonResult.Source.EVALUATION_SET:
+        return False
+    return (row.computed_at or row.queued_at) < now - fresh_for
+
+
+@transaction.atomic
+def comparisons_request(*, candidate: ModelVersion, active: ModelVersion) -> list[VersionComparisonResult]:
+    """The stored comparisons of `candidate` against `active` on the deployment's current sources of labelled
+    rows; the missing and the due ones (see _comparison_due) are queued for a worker.
+
+    Called on every view of the approval page: one query when everything is stored and fresh. Not audited: a
+    comparison is derived data, recomputable at any time, and decides nothing by itself.
+    """
+    from monitoring import selectors
+    from workers.tasks import compare_versions_task
+
+    now = timezone.now()
+    sources = selectors.comparison_sources(deployment=candidate.deployment)
+    stored = {
+        row.window_key: row
+        for row in VersionComparisonResult.objects.filter(
+            active=active, candidate=candidate, window_key__in=[source.window_key for source in sources]
+        )
+    }
+    rows, queued = [], []
+    for source in sources:
+        row = stored.get(source.window_key)
+        if row is None:
+            row, created = VersionComparisonResult.objects.get_or_create(
+                active=active, candidate=candidate, window_key=source.window_key,
+                defaults={
+                    "deployment": candidate.deployment, "source": source.source, "description": source.description,
+                    "dataset": source.dataset, "window_days": source.window_days, "queued_at": now,
+                },
+            )
+            if created:
+                queued.append(row.pk)
+        # Conditional on the state just read: of two views that find it due at once, one queues it.
+        elif _comparison_due(row, now) and VersionComparisonResult.objects.filter(
+            pk=row.pk, status=row.status, queued_at=row.queued_at
+        ).update(status=VersionComparisonResult.Status.QUEUED, queued_at=now, started_at=None):
+            row.refresh_from_db()
+            queued.append(row.pk)
+        rows.append(row)
+    for pk in queued:
+        transaction.on_commit(lambda pk=pk: compare_versions_task.delay(pk))
+    return rows
+
+
+def comparison_complete(
+    *, result_id: int, statistics: dict | None, n_rows: int, window_start: datetime | None,
+    window_end: datetime | None,
+) -> bool:
+    """Store a worker's statistics (None: the source had no rows). False when the row was no longer running."""
+    return bool(VersionComparisonResult.objects.filter(
+        pk=result_id, status=VersionComparisonResult.Status.RUNNING
+    ).update(
+        status=VersionComparisonResult.Status.SUCCEEDED, statistics=statistics, n_rows=n_rows,
+        window_start=window_start, window_end=window_end, error="", computed_at=timezone.now(),
+    ))
+
+
+def comparison_fail(*, result_id: int, error: str) -> bool:
+    """Mark a running comparison failed; earlier statistics stay for the page. False when it was not running."""
+    return bool(VersionComparisonResult.objects.filter(
+        pk=result_id, status=VersionComparisonResult.Status.RUNNING
+    ).update(status=VersionComparisonResult.Status.FAILED, error=error[:2000], computed_at=timezone.now()))

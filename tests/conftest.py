@@ -26,6 +26,18 @@ FEATURES = [f"f{i}" for i in range(30)]
 CLASSES = ["0", "1"]
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database, marked disposable: the audit log's TRUNCATE trigger (migration 0012) lets Django
+    empty it between transactional tests there, and nowhere else."""
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f'ALTER DATABASE "{connection.settings_dict["NAME"]}" SET watchkeeper.audit_truncate = \'allow\'')
+
+
 @pytest.fixture
 def deferred(monkeypatch):
     """Every batch takes the large-batch path: stored now, indexed by the indexer (monitoring/indexing.py)."""

@@ -8,6 +8,7 @@ Randomness comes from fixed seeds, never the clock, so two seeds of the demo tel
 from __future__ import annotations
 
 import re
+import secrets
 import time
 import warnings
 from collections.abc import Callable
@@ -18,6 +19,8 @@ from itertools import takewhile
 
 import numpy as np
 from django.contrib.auth.models import User
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -273,45 +276,83 @@ class SeedResult:
         )
 
 
-def users_ensure(*, team: Team, password: str) -> dict[str, User]:
-    """The demo's users with their roles. Passwords are set directly, skipping validators: a local demo only."""
+# The local demo's password for all three users. Weak on purpose and set without the validators, so only
+# `make demo` (docker/demo.sh) asks for it, with seed_demo --demo-passwords; nothing else ever sets it.
+DEMO_PASSWORD = "demo"
+
+
+def users_ensure(
+    *, team: Team, password: str | None, log: Callable[[str], None] = print, check: bool = True
+) -> dict[str, User]:
+    """The demo's users with their roles.
+
+    With a password, every demo user gets it (checked by AUTH_PASSWORD_VALIDATORS when `check`). Without one,
+    a user that exists keeps the password it has, and a new one gets a random password, logged once.
+    """
+    if password is not None and check:
+        try:
+            validate_password(password)
+        except ValidationError as exc:
+            raise ValueError("The password is too weak: " + " ".join(exc.messages)) from None
     users = {}
     for username, role in USERS:
-        user, _ = User.objects.get_or_create(username=username)
-        user.set_password(password)
-        user.save(update_fields=["password"])
+        user, created = User.objects.get_or_create(username=username)
+        if password is not None:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        elif created:
+            generated = secrets.token_urlsafe(12)  # 96 bits
+            user.set_password(generated)
+            user.save(update_fields=["password"])
+            log(f"Created user {username} ({role}) with the password {generated} (shown once).")
         Membership.objects.update_or_create(team=team, user=user, defaults={"role": role})
         users[username] = user
     return users
 
 
 def seed_demo(
-    *, days: int = 30, per_day: int = 200, password: str = "demo", log: Callable[[str], None] = print
+    *,
+    days: int = 30,
+    per_day: int = 200,
+    password: str | None = None,
+    demo_passwords: bool = False,
+    log: Callable[[str], None] = print,
 ) -> list[SeedResult]:
-    """Seed the demo team, users and deployments; a deployment that already exists is left alone."""
+    """Seed the demo team, users and deployments; a deployment that already exists is left alone.
+
+    `demo_passwords` gives every demo user DEMO_PASSWORD, for `make demo` only; see users_ensure for `password`.
+    """
     if days < MIN_DAYS:
         raise ValueError(f"The demo needs at least {MIN_DAYS} days of history.")
     if per_day < 50:
         raise ValueError("The demo needs at least 50 predictions a day, or the daily drift checks lack data.")
     team = services.team_get_or_create(name=TEAM_NAME)
-    users = users_ensure(team=team, password=password)
+    if demo_passwords:
+        users = users_ensure(team=team, password=DEMO_PASSWORD, log=log, check=False)
+    else:
+        users = users_ensure(team=team, password=password, log=log)
     now = timezone.now()
     results = []
     for model in DEMO_MODELS:
         if Deployment.objects.filter(slug=model.slug).exists():
             result = SeedResult(slug=model.slug, created=False)
         else:
-            result = seed_deployment(model, team=team, by=users["demo"], days=days, per_day=per_day, now=now)
+            result = seed_deployment(
+                model, team=team, by=users["demo"], uploader=users["operator"], days=days, per_day=per_day, now=now
+            )
         log(result.line())
         results.append(result)
     return results
 
 
 def seed_deployment(
-    model: DemoModel, *, team: Team, by: User, days: int, per_day: int, now: datetime
+    model: DemoModel, *, team: Team, by: User, uploader: User, days: int, per_day: int, now: datetime
 ) -> SeedResult:
     """Build one deployment and replay its history day by day, all or nothing: an interrupted seed leaves no
-    half-built deployment behind, so the next run builds it again."""
+    half-built deployment behind, so the next run builds it again.
+
+    `uploader` registers the rollout's candidate and `by` approves it: the deployments require two people.
+    """
     started = time.perf_counter()
     split = load_split(model)
     windows = day_windows(now=now, days=days)
@@ -325,7 +366,9 @@ def seed_deployment(
         )
         for day, (start, end) in enumerate(windows):
             if day == rollout_day:
-                result.evaluations += _roll_out(deployment, model.rollout, split, by=by, at=start)
+                result.evaluations += _roll_out(
+                    deployment, model.rollout, split, by=by, uploader=uploader, at=start
+                )
             serving = deployment.active_version()
             # A stream of its own for each day, counted back from today: a weekend's lower volume then changes
             # that day's rows only, not every day after it (which made healthy deployments drift on some weekdays).
@@ -402,13 +445,18 @@ def _register(
     )
 
 
-def _roll_out(deployment: Deployment, rollout: Rollout, split: Split, *, by: User, at: datetime) -> int:
-    """Register the rollout's candidate, evaluate it on the evaluation set, approve it, and date it `at`.
+def _roll_out(
+    deployment: Deployment, rollout: Rollout, split: Split, *, by: User, uploader: User, at: datetime
+) -> int:
+    """Register the rollout's candidate (by `uploader`), evaluate it on the evaluation set, approve it (by `by`),
+    and date it `at`.
 
     Returns how many evaluations succeeded, for the progress line.
     """
     previous = deployment.active_version()
-    candidate = _register(deployment, fit(rollout.estimator, split), split, by=by, notes=rollout.notes, parent=previous)
+    candidate = _register(
+        deployment, fit(rollout.estimator, split), split, by=uploader, notes=rollout.notes, parent=previous
+    )
     run = evaluate_version(
         version=candidate, source=EvaluationRun.Source.EVALUATION_SET, measured_at=at - timedelta(hours=2),
         raise_alerts=False,

@@ -137,6 +137,27 @@ def build_reference_profile_task(deployment_id: int) -> None:
     reference_profile(deployment, deployment.active_version())
 
 
+class ComparisonTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        # Reached also when the hard time limit kills the worker child, where comparison_compute could not record it.
+        result_id = args[0] if args else kwargs.get("result_id")
+        if result_id is not None and isinstance(exc, TimeLimitExceeded):
+            services.comparison_fail(
+                result_id=result_id, error=f"The comparison ran past its time limit ({self.time_limit} s) and was stopped."
+            )
+
+
+# Two models over a million-row window and a table bootstrap take seconds; ten minutes ends a stuck one
+# (services.COMPARISON_LOST_AFTER is longer, so the page never queues again a comparison still running).
+@shared_task(base=ComparisonTask, soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT, **RETRY_POLICY)
+def compare_versions_task(result_id: int) -> None:
+    """The approval page's statistics for one stored comparison row (claimed queued -> running: a redelivery
+    does nothing)."""
+    from workers.comparison import comparison_compute
+
+    comparison_compute(result_id=result_id)
+
+
 def _served_deployment_ids() -> list[int]:
     # Only a deployment with an active version has anything to evaluate or compare with its reference.
     return list(

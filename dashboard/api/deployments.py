@@ -7,12 +7,11 @@ from typing import Literal
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import File, Form, Router, UploadedFile
-from ninja.decorators import decorate_view
 from ninja.responses import Status
 
 from dashboard.access import APPROVE, OPERATE, VIEW, get_deployment_for, get_team_for, get_version_for
 from dashboard.api.auth import session_auth, user_of
-from dashboard.api.errors import body_limit, error_responses
+from dashboard.api.errors import error_responses
 from dashboard.api.schemas import (
     DatasetOut,
     DecisionIn,
@@ -25,8 +24,6 @@ from dashboard.api.schemas import (
 )
 from monitoring import selectors, services
 from monitoring.models import ApiToken, Dataset, Deployment, ModelVersion
-from monitoring.services import ValidationFailed
-from monitoring.tabular import TableError, parse_csv
 
 router = Router(auth=session_auth)
 
@@ -60,6 +57,7 @@ def deployment_create(request: HttpRequest, payload: DeploymentIn) -> Status:
         class_labels=[str(label) for label in payload.class_labels],
         metric_thresholds=payload.metric_thresholds,
         allow_non_finite=payload.allow_non_finite,
+        require_distinct_approver=payload.require_distinct_approver,
         by=user_of(request),
     )
     return Status(201, deployment)
@@ -92,7 +90,6 @@ def version_list(request: HttpRequest, slug: str) -> list[ModelVersion]:
 
 @router.post("/deployments/{slug}/versions", response={201: VersionOut, **error_responses(401, 403, 404, 413, 422)},
              tags=["versions"], summary="Upload a model version (ONNX)")
-@decorate_view(body_limit("MAX_MODEL_UPLOAD_BYTES"))
 def version_upload(
     request: HttpRequest,
     slug: str,
@@ -119,7 +116,9 @@ def version_upload(
              response={200: VersionOut, **error_responses(401, 403, 404, 409)}, tags=["versions"],
              summary="Approve a candidate version")
 def version_approve(request: HttpRequest, slug: str, number: int, payload: DecisionIn) -> ModelVersion:
-    """Needs the approver role. The candidate becomes active; the active version is retired (kept for rollback)."""
+    """Needs the approver role. The candidate becomes active; the active version is retired (kept for rollback).
+    When the deployment has require_distinct_approver (the default), whoever uploaded the candidate or queued the
+    job that made it gets 403: someone else must approve it."""
     version = get_version_for(user_of(request), slug, number, need=APPROVE)
     return services.version_approve(version=version, by=user_of(request), comment=payload.comment)
 
@@ -144,8 +143,7 @@ def dataset_list(request: HttpRequest, slug: str) -> list[Dataset]:
 
 
 @router.post("/deployments/{slug}/datasets", response={201: DatasetOut, **error_responses(401, 403, 404, 413, 422)},
-             tags=["datasets"], summary="Upload a dataset (CSV)")
-@decorate_view(body_limit("MAX_MODEL_UPLOAD_BYTES"))
+             tags=["datasets"], summary="Upload a dataset (CSV or Parquet)")
 def dataset_upload(
     request: HttpRequest,
     slug: str,
@@ -153,16 +151,13 @@ def dataset_upload(
     kind: Form[Literal["reference", "evaluation"]],
     name: Form[str] = "",
 ) -> Status:
-    """Needs the operator role. The CSV's header names every feature (any order) and, optionally, a
-    `label` column; an evaluation set needs labels. The upload becomes the deployment's current
-    dataset of its kind. Errors name the line and column at fault."""
+    """Needs the operator role. The file (CSV with a header row, or Parquet) has a column for every feature
+    (any order) and, optionally, a `label` column; an evaluation set needs labels. The upload becomes the
+    deployment's current dataset of its kind. Errors name the line (CSV) or row (Parquet) and column at fault.
+    At most MAX_UPLOAD_ROWS rows and MAX_UPLOAD_BYTES (413)."""
     deployment = get_deployment_for(user_of(request), slug, need=OPERATE)
-    try:
-        table = parse_csv(file.read(), feature_names=deployment.feature_names)
-    except TableError as exc:
-        raise ValidationFailed(exc.message, errors=[{"line": exc.line, "field": exc.column, "message": exc.message}]) from None
-    dataset = services.dataset_register(
-        deployment=deployment, kind=kind, name=name or file.name or kind, X=table.X, y=table.y, by=user_of(request)
+    dataset = services.dataset_upload(
+        deployment=deployment, kind=kind, data=file.read(), filename=file.name or "", name=name, by=user_of(request)
     )
     return Status(201, dataset)
 

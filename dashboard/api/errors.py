@@ -86,27 +86,3 @@ def file_body(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         return run(request, *args, **kwargs)
 
     return checked
-
-
-def body_limit(setting: str) -> Callable:
-    """Refuse a request whose declared body is larger than settings.<setting>, before anything reads it.
-
-    Applied with ninja's decorate_view, so it runs before authentication and before a multipart
-    body is streamed to disk. The setting is read per request, so tests can override it.
-    """
-
-    def decorator(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-        @wraps(run)
-        def limited(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            limit = getattr(settings, setting)
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            if length > limit:
-                return _refusal(413, f"The request body is {length} bytes; the limit is {limit}.")
-            return run(request, *args, **kwargs)
-
-        return limited
-
-    return decorator

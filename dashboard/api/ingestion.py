@@ -12,7 +12,7 @@ from ninja import File, Header, Router, UploadedFile
 from ninja.decorators import decorate_view
 
 from dashboard.api.auth import deployment_for_token, token_auth
-from dashboard.api.errors import body_limit, error_responses, file_body
+from dashboard.api.errors import error_responses, file_body
 from dashboard.api.parsing import json_object_body, request_body_doc, uploaded_file
 from dashboard.api.schemas import BatchOut, IngestOut, LabelBatchIn, LabelsOut, PredictionBatchIn
 from monitoring import selectors, services
@@ -26,7 +26,8 @@ IDEMPOTENCY_KEY = Header(
     None,
     alias="Idempotency-Key",
     description="Any unique string per batch (a UUID). A retry with the same key is answered with the first "
-    "answer and stores nothing. Without it, a byte-identical resend counts as the same batch.",
+    "answer and stores nothing; the same key with a different body is refused (422). Without it, a "
+    "byte-identical resend counts as the same batch.",
 )
 
 
@@ -38,7 +39,6 @@ def _answer(response: HttpResponse, result: services.IngestResult) -> services.I
 
 @router.post("/deployments/{slug}/predictions", response={200: IngestOut, **INGEST_ERRORS},
              summary="Send a batch of predictions", openapi_extra=request_body_doc(PredictionBatchIn))
-@decorate_view(body_limit("DATA_UPLOAD_MAX_MEMORY_SIZE"))
 def predictions_ingest(
     request: HttpRequest, response: HttpResponse, slug: str, idempotency_key: str | None = IDEMPOTENCY_KEY
 ) -> services.IngestResult:
@@ -63,7 +63,7 @@ FILE_BODY = File(
 
 @router.post("/deployments/{slug}/predictions/upload", response={200: IngestOut, **UPLOAD_ERRORS},
              summary="Upload a file of predictions (CSV or Parquet)")
-@decorate_view(body_limit("MAX_UPLOAD_BYTES"), file_body)
+@decorate_view(file_body)
 def predictions_upload(
     request: HttpRequest, response: HttpResponse, slug: str, file: UploadedFile | None = FILE_BODY,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
@@ -94,7 +94,6 @@ def batch_status(request: HttpRequest, slug: str, batch_id: int) -> PredictionBa
 
 @router.post("/deployments/{slug}/labels", response={200: LabelsOut, **INGEST_ERRORS},
              summary="Send true labels for stored predictions", openapi_extra=request_body_doc(LabelBatchIn))
-@decorate_view(body_limit("DATA_UPLOAD_MAX_MEMORY_SIZE"))
 def labels_ingest(request: HttpRequest, slug: str) -> services.LabelResult:
     """All or nothing: an unknown id or class rejects the batch (422, naming the row) and stores nothing.
     Sending a label again overwrites it, so a retry is harmless. At most MAX_LABEL_BATCH rows."""
@@ -104,7 +103,7 @@ def labels_ingest(request: HttpRequest, slug: str) -> services.LabelResult:
 
 @router.post("/deployments/{slug}/labels/upload", response={200: LabelsOut, **UPLOAD_ERRORS},
              summary="Upload a file of true labels (CSV or Parquet)")
-@decorate_view(body_limit("MAX_UPLOAD_BYTES"), file_body)
+@decorate_view(file_body)
 def labels_upload(request: HttpRequest, slug: str, file: UploadedFile | None = FILE_BODY) -> services.LabelResult:
     """Columns `id` and `label`. All or nothing, like the JSON labels batch; at most MAX_UPLOAD_ROWS rows."""
     deployment = deployment_for_token(request, slug)

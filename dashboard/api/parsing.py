@@ -31,7 +31,17 @@ def loads(raw: bytes) -> Any:
     except orjson.JSONDecodeError:
         if not any(literal in raw for literal in _NON_FINITE_LITERALS):
             raise
-    return json.loads(raw)
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        # orjson stops at 1024 levels ("depth limit exceeded"); the standard library recurses until Python's
+        # recursion limit, which a body of [[[[...]]]] with a NaN in it reaches.
+        raise _TooDeep("depth limit exceeded: the body is nested more deeply than JSON bodies here may be", "", 0) from None
+
+
+class _TooDeep(json.JSONDecodeError):
+    def __str__(self) -> str:
+        return self.msg  # no line and column: the whole body is at fault
 
 
 class OrjsonParser(Parser):
@@ -56,9 +66,10 @@ def uploaded_file(request: HttpRequest, file: UploadedFile | None) -> tuple[byte
     """(content, file name) of an upload sent as a multipart field or as the whole request body.
 
     The raw body is read from the stream, not through request.body, whose limit is the JSON endpoints'
-    (DATA_UPLOAD_MAX_MEMORY_SIZE); body_limit has already refused a declared length over MAX_UPLOAD_BYTES,
-    and the read stops one byte past it anyway. Django's WSGI layer reads nothing of a body without a
-    Content-Length (chunked), so that gets its own message.
+    (DATA_UPLOAD_MAX_MEMORY_SIZE); RequestBodyLimitMiddleware has already refused a declared length over
+    MAX_UPLOAD_BYTES, and the read stops one byte past it anyway. A chunked body (no Content-Length) is read
+    only on a server that ends its stream (gunicorn), capped the same way; elsewhere Django reads none of
+    it, so that gets its own message.
     """
     if file is not None:
         return file.read(), file.name or ""

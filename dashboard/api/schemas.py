@@ -39,6 +39,11 @@ class DeploymentIn(Schema):
         default_factory=dict, description='Floors that raise an alert, e.g. {"accuracy": 0.9}'
     )
     allow_non_finite: bool = Field(False, description="Accept NaN and infinite feature values in production traffic")
+    require_distinct_approver: bool = Field(
+        True,
+        description="A candidate must be approved by someone other than who uploaded it or queued the job that made "
+        "it. Turn off only for a team with a single approver.",
+    )
 
 
 class DeploymentOut(Schema):
@@ -51,6 +56,7 @@ class DeploymentOut(Schema):
     metric_thresholds: dict[str, float]
     drift_p_value: float
     allow_non_finite: bool
+    require_distinct_approver: bool
     active_version: int | None
     reference_dataset: int | None = Field(description="Id of the current reference dataset")
     evaluation_dataset: int | None = Field(description="Id of the current evaluation dataset")

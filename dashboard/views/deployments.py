@@ -143,11 +143,12 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
     jobs = list(selectors.jobs_for(deployment=deployment)[:10])
     live_versions = [r.version for r in versions if r.version.status != ModelVersion.Status.REJECTED]
     active = next((v for v in live_versions if v.status == ModelVersion.Status.ACTIVE), None)
+    can_operate = can(request.user, deployment, OPERATE)
     context = {
         "deployment": deployment,
         "summary": (summary := selectors.deployment_summary(deployment=deployment)),
         "per_class": selectors.per_class_rows(metrics=summary.latest_metrics),
-        "can_operate": can(request.user, deployment, OPERATE),
+        "can_operate": can_operate,
         "can_approve": can(request.user, deployment, APPROVE),
         "charts": _charts(deployment, days),
         "days": days,
@@ -167,9 +168,11 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "job_options": selectors.job_options(version=active) if active is not None else [],
         "job_options_version": active.number if active is not None else None,
         "token_form": TokenForm(),
+        # Operators only, as in the API (GET /deployments/{slug}/tokens): prefixes, owners and last use are
+        # an ingestion credential's metadata, none of a viewer's business.
         "tokens": list(
             deployment.api_tokens.select_related("created_by").order_by(F("revoked_at").asc(nulls_first=True), "-created_at")
-        ),
+        ) if can_operate else [],
         "drift_interval": settings.DRIFT_INTERVAL_MINUTES,
         "evaluation_interval": settings.EVALUATION_INTERVAL_MINUTES,
     }

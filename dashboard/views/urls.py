@@ -1,11 +1,13 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from dashboard.views import alerts, deployments, jobs, overview, tokens, versions
+from dashboard.views import alerts, datasets, deployments, jobs, overview, tokens, versions
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("password/done", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("", overview.overview, name="overview"),
     path("alerts", alerts.alert_list, name="alerts"),
     path("alerts/<int:alert_id>/status", alerts.alert_set_status, name="alert-status"),
@@ -13,6 +15,7 @@ urlpatterns = [
     path("d/<slug:slug>/audit", deployments.audit_log, name="audit"),
     path("d/<slug:slug>/drift/<int:report_id>/", deployments.drift_report, name="drift-report"),
     path("d/<slug:slug>/versions/new", versions.version_new, name="version-new"),
+    path("d/<slug:slug>/datasets/new", datasets.dataset_new, name="dataset-new"),
     path("d/<slug:slug>/versions/<int:number>/approve", versions.version_approve, name="version-approve"),
     path("d/<slug:slug>/versions/<int:number>/reject", versions.version_reject, name="version-reject"),
     path("d/<slug:slug>/versions/<int:number>/compare", versions.version_compare, name="version-compare"),

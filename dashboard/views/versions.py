@@ -99,14 +99,18 @@ def deployment_rollback(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 def version_compare(request: HttpRequest, slug: str, number: int) -> HttpResponse:
-    """The approval page: the candidate against the active version on the same rows, with the evidence to decide."""
+    """The approval page: the candidate against the active version on the same rows, with the evidence to decide.
+
+    It reads stored statistics only; one that is missing or out of date is queued for a worker, and the page
+    says so and reloads itself until it is there.
+    """
     version = get_version_for(request.user, slug, number)
     deployment = version.deployment
     active = deployment.active_version()
-    comparison = (
-        selectors.version_comparison(candidate=version, active=active)
-        if active is not None and active.pk != version.pk else None
-    )
+    comparison = None
+    if active is not None and active.pk != version.pk:
+        stored = services.comparisons_request(candidate=version, active=active)
+        comparison = selectors.version_comparison(candidate=version, active=active, stored=stored)
     job = getattr(version, "produced_by", None)
     search = (job.result or {}).get("search") if job is not None else None
     context = {

@@ -84,7 +84,15 @@
     });
   }
 
+  // Progress bars carry their width as data-progress: the CSP allows no inline style attribute.
+  function sizeBars() {
+    document.querySelectorAll("[data-progress]").forEach(function (bar) {
+      bar.style.width = bar.dataset.progress + "%";
+    });
+  }
+
   function start() {
+    sizeBars();
     drawCharts();
     confirmForms();
     copyButtons();

@@ -164,12 +164,25 @@ def test_a_retry_with_the_same_idempotency_key_is_answered_without_storing(deplo
     key = {"HTTP_IDEMPOTENCY_KEY": "3f0c5a7e-batch-1"}
     first = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(10)}, **bearer(token), **key)
 
-    # A client that rebuilt its batch (new formatting, a row more) but kept the key: still the same batch.
-    again = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(11)}, **bearer(token), **key)
+    # A client that rebuilt its batch (other spacing, keys in another order) but kept the key: the same batch.
+    rebuilt = json.dumps({"predictions": [dict(reversed(row.items())) for row in prediction_rows(10)]}, indent=2)
+    again = Client().post("/api/deployments/tumour/predictions", rebuilt, content_type="application/json", **bearer(token), **key)
 
     assert (first.status_code, again.status_code) == (200, 200)
     assert again.json() == first.json() | {"replayed": True}
     assert deployment.predictions.count() == 10
+
+
+def test_an_idempotency_key_reused_with_other_rows_is_422_and_stores_nothing(deployment, token):
+    key = {"HTTP_IDEMPOTENCY_KEY": "3f0c5a7e-batch-1"}
+    first = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(10)}, **bearer(token), **key)
+
+    again = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(11)}, **bearer(token), **key)
+
+    assert (first.status_code, again.status_code) == (200, 422)
+    assert again.json()["detail"].startswith("Idempotency-Key reused with a different body")
+    assert deployment.predictions.count() == 10
+    assert PredictionBatch.objects.count() == 1
 
 
 def test_a_new_batch_reusing_stored_ids_is_409_naming_the_rows(deployment, token):

@@ -8,8 +8,9 @@ import pytest
 from django.urls import reverse
 
 from monitoring import services
-from monitoring.models import AuditEvent, MaintenanceJob, ModelVersion
+from monitoring.models import AuditEvent, MaintenanceJob, ModelVersion, VersionComparisonResult
 from tests.workers.conftest import digits_split, mlp_deployment  # noqa: F401  (fixture)
+from workers.comparison import comparison_compute
 from workers.jobs import run_job
 
 pytestmark = pytest.mark.django_db
@@ -64,8 +65,15 @@ def _compressed_candidate(deployment, operator) -> ModelVersion:
     return MaintenanceJob.objects.get(pk=job.pk).candidate
 
 
+def _comparisons_computed(candidate: ModelVersion) -> None:
+    # Under a test transaction nothing commits, so the comparison tasks queued on commit never run: run them here.
+    for result_id in VersionComparisonResult.objects.filter(candidate=candidate).values_list("pk", flat=True):
+        comparison_compute(result_id=result_id)
+
+
 def test_the_approval_page_compares_the_candidate_on_the_same_rows(client, viewer, operator, mlp_deployment):
     candidate = _compressed_candidate(mlp_deployment, operator)
+    _comparisons_computed(candidate)
     client.force_login(viewer)
 
     response = client.get(reverse("version-compare", args=["digits", candidate.number]))

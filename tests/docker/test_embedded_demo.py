@@ -25,7 +25,8 @@ queued = client.post("/d/digits-mlp/jobs", {"kind": "compress_int8", "version": 
 job = MaintenanceJob.objects.get(deployment=digits)
 print(json.dumps({
     "pages": [client.get(url).status_code for url in ("/", "/d/wine-forest/", "/alerts", "/api/openapi.json")],
-    "health": json.loads(client.get("/healthz").content),
+    "live": json.loads(client.get("/healthz").content),
+    "ready": [(r := client.get("/readyz")).status_code, json.loads(r.content)],
     "queued": queued.status_code,
     "job": [job.status, job.candidate.status if job.candidate else None],
 }))
@@ -57,7 +58,9 @@ def test_the_demo_runs_on_embedded_sqlite_with_in_process_tasks(tmp_path):
     result = json.loads(manage("shell", "-c", "import json\n" + PROBE).strip().splitlines()[-1])
 
     assert result["pages"] == [200, 200, 200, 200]
-    assert result["health"]["database"] == {"ok": True, "engine": "sqlite"}
-    assert result["health"]["broker"]["mode"] == "in-process"
+    assert result["live"] == {"status": "ok"}
+    status, ready = result["ready"]
+    assert status == 200 and ready["database"] == {"ok": True, "engine": "sqlite"}
+    assert ready["broker"]["mode"] == ready["workers"]["mode"] == "in-process"
     assert result["queued"] == 302
     assert result["job"] == ["succeeded", "candidate"]

@@ -113,13 +113,16 @@ def test_a_large_batch_retried_before_and_after_indexing_is_stored_once(deployme
     assert PredictionBatch.objects.count() == 1
 
 
-def test_an_idempotency_key_replays_even_when_the_body_changed(deployment):
+def test_an_idempotency_key_reused_with_a_different_body_is_refused_and_stores_nothing(deployment):
     first = services.predictions_ingest(deployment=deployment, rows=prediction_rows(5), idempotency_key="batch-7")
 
-    again = services.predictions_ingest(deployment=deployment, rows=prediction_rows(8), idempotency_key="batch-7")
+    with pytest.raises(ValidationFailed, match="Idempotency-Key reused with a different body"):
+        services.predictions_ingest(deployment=deployment, rows=prediction_rows(8), idempotency_key="batch-7")
+    again = services.predictions_ingest(deployment=deployment, rows=prediction_rows(5), idempotency_key="batch-7")
 
     assert (again.batch_id, again.created, again.replayed) == (first.batch_id, 5, True)
     assert deployment.predictions.count() == 5
+    assert PredictionBatch.objects.count() == 1
 
 
 def test_a_new_batch_reusing_a_stored_id_is_a_conflict_at_once_and_stores_nothing(deployment):

@@ -1,13 +1,19 @@
-"""Dataset CSV parsing: pure, no database."""
+"""Dataset files (CSV and Parquet): pure, no database."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from monitoring.tabular import TableError, parse_csv
+from monitoring.tablefiles import FileLimits
+from monitoring.tabular import TableError, read_dataset
 
 NAMES = ["a", "b", "c"]
+LIMITS = FileLimits(max_rows=1_000, max_decoded_bytes=1_000_000)
+
+
+def parse_csv(data: bytes, *, feature_names: list[str]):
+    return read_dataset(data, filename="data.csv", feature_names=feature_names, limits=LIMITS)
 
 
 def test_it_reorders_columns_to_the_schema_and_keeps_labels_as_strings():

@@ -75,7 +75,10 @@ def _dataset_file() -> SimpleUploadedFile:
 PAGES: dict[str, Rule] = {
     "login": Rule("GET", PUBLIC),
     "logout": Rule("POST", PUBLIC),
+    "password_change": Rule("GET", LOGIN),
+    "password_change_done": Rule("GET", LOGIN),
     "healthz": Rule("GET", PUBLIC),
+    "readyz": Rule("GET", PUBLIC),
     "overview": Rule("GET", LOGIN),
     "alerts": Rule("GET", LOGIN),
     "alert-status": Rule("POST", OPERATE, lambda w: {"status": "acknowledged"}),
@@ -83,6 +86,7 @@ PAGES: dict[str, Rule] = {
     "audit": Rule("GET", VIEW),
     "drift-report": Rule("GET", VIEW),
     "version-new": Rule("GET", OPERATE),
+    "dataset-new": Rule("GET", OPERATE),
     "version-approve": Rule("POST", APPROVE, lambda w: {"comment": "looks right"}),
     "version-reject": Rule("POST", APPROVE, lambda w: {"comment": "no"}),
     "version-compare": Rule("GET", VIEW),

@@ -54,7 +54,7 @@ def _open_alerts(slug: str) -> set[str]:
 
 @pytest.mark.django_db
 def test_it_seeds_three_real_deployments_with_history_and_a_second_run_changes_nothing():
-    output = _seed()
+    output = _seed("--demo-passwords")  # as docker/demo.sh does
 
     assert [d.slug for d in Deployment.objects.order_by("slug")] == SLUGS
     for deployment in Deployment.objects.all():
@@ -108,11 +108,11 @@ def test_it_seeds_three_real_deployments_with_history_and_a_second_run_changes_n
     assert "Log in as demo / demo" in output
 
     before = _counts()
-    again = _seed("--password", "s3cret")
+    again = _seed("--password", "wine-tumour-digits-42")
 
     assert _counts() == before
     assert again.count("already seeded") == 3
-    assert User.objects.get(username="demo").check_password("s3cret")
+    assert User.objects.get(username="demo").check_password("wine-tumour-digits-42")
 
 
 @pytest.mark.django_db

@@ -35,5 +35,6 @@ def service_errors() -> Iterator[None]:
         details = [
             " ".join(str(part) for part in (f"row {e['row']}:" if e.get("row") is not None else "", e.get("field", ""), e.get("message", "")) if part)
             for e in exc.errors[:10]
+            if e.get("message") != exc.message  # a single error that is the message itself
         ]
         raise CommandError("\n  ".join([exc.message, *details])) from None

@@ -1,0 +1,31 @@
+"""Logins: which address a failed attempt counts against, and the page a locked-out client sees (django-axes
+calls both; see the AXES_ settings)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The client's address: REMOTE_ADDR, or, behind TRUSTED_PROXY_COUNT proxies, the address the outermost of
+    them saw. Each proxy appends the address it received from, so the n-th entry from the right of
+    X-Forwarded-For is the one our outermost proxy wrote; entries left of it are whatever the client sent."""
+    remote = request.META.get("REMOTE_ADDR", "")
+    count = settings.TRUSTED_PROXY_COUNT
+    if count <= 0:
+        return remote
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if len(forwarded) < count:
+        return remote  # not through all our proxies: the connection itself is the client
+    return forwarded[-count]
+
+
+def lockout_response(request: HttpRequest, original_response: HttpResponse | None, credentials: dict | None) -> HttpResponse:
+    """429 with the wait. Every attempt while locked out restarts the cool-off (axes' default), so the wait
+    counted from this response is exact."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    response = render(request, "registration/locked_out.html", {"minutes": minutes}, status=429)
+    response["Retry-After"] = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
+    return response
