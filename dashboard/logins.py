@@ -3,7 +3,11 @@ calls both; see the AXES_ settings)."""
 
 from __future__ import annotations
 
+from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
+from django.contrib.auth import user_login_failed
+from django.contrib.auth.forms import PasswordChangeForm
+from django.contrib.auth.views import PasswordChangeView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -29,3 +33,32 @@ def lockout_response(request: HttpRequest, original_response: HttpResponse | Non
     response = render(request, "registration/locked_out.html", {"minutes": minutes}, status=429)
     response["Retry-After"] = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
     return response
+
+
+class LimitedPasswordChangeForm(PasswordChangeForm):
+    """A wrong old password counts as a failed login: else the form is a password oracle with no limit."""
+
+    def clean_old_password(self) -> str:
+        try:
+            return super().clean_old_password()
+        except Exception:
+            user_login_failed.send(
+                sender=type(self), credentials={"username": self.user.get_username()}, request=self.request
+            )
+            raise
+
+    def __init__(self, user, *args, request: HttpRequest, **kwargs):
+        super().__init__(user, *args, **kwargs)
+        self.request = request
+
+
+class LimitedPasswordChangeView(PasswordChangeView):
+    form_class = LimitedPasswordChangeForm
+
+    def get_form_kwargs(self) -> dict:
+        return super().get_form_kwargs() | {"request": self.request}
+
+    def post(self, request, *args, **kwargs):
+        if not AxesProxyHandler.is_allowed(request, {"username": request.user.get_username()}):
+            return lockout_response(request, None, None)
+        return super().post(request, *args, **kwargs)

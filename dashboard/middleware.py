@@ -89,20 +89,25 @@ class CappedStream(io.RawIOBase):
 class RequestBodyLimitMiddleware:
     """Refuse a request body over its route's cap (UPLOAD_ROUTES) with a 413, before anything parses it.
 
-    Before sessions, CSRF and the views (after the middleware that only adds security headers, so a 413 has
-    them too), because the parsing starts early: on any POST that carries a csrftoken cookie, made-up or not,
+    After sessions and authentication (which read no body) and before CSRF's check and the views, because
+    the parsing starts early: on any POST that carries a csrftoken cookie, made-up or not,
     CsrfViewMiddleware reads request.POST before the view runs, and Django streams a multipart body's files
     to disk as it parses. A declared Content-Length over the cap is answered unread. A body of unknown
     length (chunked) is read, on a server that ends the stream there (wsgi.input_terminated, as gunicorn
     does), through CappedStream; whoever meets its error, the answer is this 413. Elsewhere Django reads
-    none of such a body.
+    none of such a body. The large upload caps apply only to a logged-in user or a valid API token.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        limit = getattr(settings, _cap_setting(request.path_info))
+        setting = _cap_setting(request.path_info)
+        if setting != SMALL_CAP and not _identified(request):
+            # An upload's large cap is for someone we know: anonymous bodies would be parsed (to disk, for
+            # multipart) by the CSRF check before any view could refuse them.
+            setting = SMALL_CAP
+        limit = getattr(settings, setting)
         length = _declared_length(request)
         if length is not None and length > limit:
             return _too_large(request, limit, length)
@@ -116,12 +121,28 @@ class RequestBodyLimitMiddleware:
         return response
 
 
+SMALL_CAP = "DATA_UPLOAD_MAX_MEMORY_SIZE"
+
+
 def _cap_setting(path: str) -> str:
     try:
         route = resolve(path).route
     except Resolver404:
-        return "DATA_UPLOAD_MAX_MEMORY_SIZE"
-    return UPLOAD_ROUTES.get(route, "DATA_UPLOAD_MAX_MEMORY_SIZE")
+        return SMALL_CAP
+    return UPLOAD_ROUTES.get(route, SMALL_CAP)
+
+
+def _identified(request: HttpRequest) -> bool:
+    """A logged-in user (the session) or a live API token: whoever may send a large upload at all."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.is_active:
+        return True
+    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
+        return False
+    from monitoring import services  # imported late: the middleware module loads before the apps are ready
+
+    return services.token_authenticate(raw=raw.strip()) is not None
 
 
 def _declared_length(request: HttpRequest) -> int | None:

@@ -20,6 +20,7 @@ import math
 import re
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 from numpy.lib import format as npy_format
@@ -198,7 +199,7 @@ def _read_schema(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> dict:
         schema = json.loads(archive.read(info))
     except RecursionError:
         raise RecipeError("The recipe's schema.json nests too deeply.") from None
-    except (ValueError, zipfile.BadZipFile, OSError, EOFError):
+    except (ValueError, zipfile.BadZipFile, OSError, EOFError, zlib.error):
         raise RecipeError("The recipe is not a skops file: its schema.json cannot be read as JSON.") from None
     if not isinstance(schema, dict) or not isinstance(schema.get("__loader__"), str):
         raise RecipeError("The recipe is not a skops file: its schema.json does not describe an object.")
@@ -238,6 +239,8 @@ def _check_schema(schema: dict) -> tuple[set[str], set[str]]:
                 raise RecipeError(f"The recipe nests objects more than {MAX_NODE_DEPTH} deep.")
             name = _check_node(value)
             types.add(name)
+            if value.get("__loader__") == "ObjectNode" and name in ESTIMATORS:
+                _check_estimator_params(name, value)
             if value.get("__loader__") == "NdArrayNode" and value.get("type") == "numpy":
                 files.add(value.get("file"))
         stack.extend((child, depth) for child in value.values())
@@ -269,6 +272,85 @@ def _check_node(node: dict) -> str:
     return name
 
 
+# Hyperparameters that decide what a refit does outside the estimator: Pipeline.memory makes joblib write a
+# cache where the file says and unpickle whatever it finds there; n_jobs starts processes. Sizes are capped so
+# a refit cannot hold a worker for its whole time limit or exhaust its memory.
+MAX_N_JOBS = 8
+MAX_N_ESTIMATORS = 2_000
+MAX_ITERATIONS = 100_000
+MAX_HIDDEN_LAYERS = 16
+MAX_LAYER_WIDTH = 4_096
+_NOT_JSON = object()
+
+
+def _json_value(node: object) -> object:
+    """The value of a JsonNode, or _NOT_JSON for any other node."""
+    if not isinstance(node, dict) or node.get("__loader__") != "JsonNode" or not isinstance(node.get("content"), str):
+        return _NOT_JSON
+    try:
+        return json.loads(node["content"])
+    except ValueError:
+        return _NOT_JSON
+
+
+def _int_in(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _check_estimator_params(name: str, node: dict) -> None:
+    content = node.get("content")
+    params = content.get("content") if isinstance(content, dict) and content.get("__loader__") == "DictNode" else None
+    if not isinstance(params, dict):
+        raise RecipeError(f"The recipe's {name} has no readable parameters.")
+    short = name.rsplit(".", 1)[-1]
+    if "memory" in params and _json_value(params["memory"]) is not None:
+        raise RecipeError(f"The recipe's {short} sets memory (a cache directory); recipes must leave it None.")
+    steps = params.get("steps")
+    if steps is not None and (not isinstance(steps, dict) or steps.get("__loader__") != "ListNode"):
+        raise RecipeError(f"The recipe's {short} keeps its steps in something other than a list.")
+    if "n_jobs" in params:
+        n_jobs = _json_value(params["n_jobs"])
+        if n_jobs is not None and not _int_in(n_jobs, -MAX_N_JOBS, MAX_N_JOBS):
+            raise RecipeError(f"The recipe's {short} sets n_jobs={n_jobs!r}; use None or at most {MAX_N_JOBS}.")
+    for key, cap in (("n_estimators", MAX_N_ESTIMATORS), ("max_iter", MAX_ITERATIONS)):
+        if key in params and not _int_in(_json_value(params[key]), 1, cap):
+            raise RecipeError(f"The recipe's {short} sets {key} outside 1 to {cap:,}.")
+    if "hidden_layer_sizes" in params:
+        _check_layers(short, params["hidden_layer_sizes"])
+    if "tree_" in params:
+        _check_tree_width(short, params)
+
+
+def _check_layers(short: str, node: object) -> None:
+    single = _json_value(node)
+    if single is not _NOT_JSON:
+        widths = [single]
+    elif isinstance(node, dict) and node.get("__loader__") in ("TupleNode", "ListNode") and isinstance(
+        node.get("content"), list
+    ):
+        widths = [_json_value(item) for item in node["content"]]
+    else:
+        widths = [None]
+    if not 1 <= len(widths) <= MAX_HIDDEN_LAYERS or not all(_int_in(w, 1, MAX_LAYER_WIDTH) for w in widths):
+        raise RecipeError(
+            f"The recipe's {short} has hidden layers outside 1 to {MAX_HIDDEN_LAYERS} layers of 1 to "
+            f"{MAX_LAYER_WIDTH:,} units."
+        )
+
+
+def _check_tree_width(short: str, params: dict) -> None:
+    """A tree's own n_features must be the estimator's: scikit-learn indexes rows by the tree's feature ids,
+    checked (in the worker) only against the tree's n_features."""
+    n_features = _json_value(params.get("n_features_in_"))
+    tree = params["tree_"]
+    reduce = tree.get("__reduce__") if isinstance(tree, dict) else None
+    args = reduce.get("args") if isinstance(reduce, dict) else None
+    items = args.get("content") if isinstance(args, dict) and args.get("__loader__") == "TupleNode" else None
+    tree_features = _json_value(items[0]) if isinstance(items, list) and items else _NOT_JSON
+    if not _int_in(n_features, 1, 10_000_000) or tree_features != n_features:
+        raise RecipeError(f"The recipe's {short} holds a tree whose feature count does not match the estimator's.")
+
+
 def _check_array_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
     """The header must declare exactly the bytes the member holds: numpy allocates what the header says."""
     try:
@@ -279,7 +361,7 @@ def _check_array_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None
                 raise ValueError(version)
             shape, _, dtype = readers[version](member)
             header_bytes = member.tell()
-    except (ValueError, TypeError, SyntaxError, zipfile.BadZipFile, OSError, EOFError):
+    except (ValueError, TypeError, SyntaxError, zipfile.BadZipFile, OSError, EOFError, zlib.error):
         raise RecipeError(f"The recipe's array {info.filename!r} is not a numpy array file.") from None
     if dtype.hasobject:
         raise RecipeError(f"The recipe's array {info.filename!r} holds Python objects.")

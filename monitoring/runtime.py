@@ -129,8 +129,13 @@ def refuse_external_data(model: onnx.ModelProto) -> None:
     graphs = [model.graph]
     for training in model.training_info:
         graphs += [training.initialization, training.algorithm]
-    nodes: list[onnx.NodeProto] = [node for function in model.functions for node in function.node]
-    while graphs or nodes:
+    # A function's attribute defaults (attribute_proto) are tensors and graphs too: a node inside it may
+    # take one by ref_attr_name, so onnxruntime loads them like any other attribute.
+    attributes: list[onnx.AttributeProto] = [
+        attribute for function in model.functions
+        for attribute in [*function.attribute_proto, *(a for node in function.node for a in node.attribute)]
+    ]
+    while graphs or attributes:
         if graphs:
             graph = graphs.pop()
             for tensor in graph.initializer:
@@ -138,18 +143,18 @@ def refuse_external_data(model: onnx.ModelProto) -> None:
             for sparse in graph.sparse_initializer:
                 _refuse_external_tensor(sparse.values)
                 _refuse_external_tensor(sparse.indices)
-            nodes.extend(graph.node)
+            attributes.extend(attribute for node in graph.node for attribute in node.attribute)
             continue
-        for attribute in nodes.pop().attribute:
-            tensors = [*([attribute.t] if attribute.HasField("t") else []), *attribute.tensors]
-            sparses = [*([attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []), *attribute.sparse_tensors]
-            for sparse in sparses:
-                tensors += [sparse.values, sparse.indices]
-            for tensor in tensors:
-                _refuse_external_tensor(tensor)
-            if attribute.HasField("g"):
-                graphs.append(attribute.g)
-            graphs.extend(attribute.graphs)
+        attribute = attributes.pop()
+        tensors = [*([attribute.t] if attribute.HasField("t") else []), *attribute.tensors]
+        sparses = [*([attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []), *attribute.sparse_tensors]
+        for sparse in sparses:
+            tensors += [sparse.values, sparse.indices]
+        for tensor in tensors:
+            _refuse_external_tensor(tensor)
+        if attribute.HasField("g"):
+            graphs.append(attribute.g)
+        graphs.extend(attribute.graphs)
 
 
 def _refuse_external_tensor(tensor: onnx.TensorProto) -> None:

@@ -85,12 +85,24 @@ def parquet_read(data: bytes, file: pq.ParquetFile, *, columns: list[str], limit
     # Text is read as a dictionary (one copy of each distinct value, and four bytes a row), so a value repeated
     # a million times is measured before it is allocated a million times.
     text = [name for name, width in widths.items() if width is None]
+    # Decoded in batches, measuring as it goes: the footer's sizes are the file's own word, so a file that
+    # understates them is stopped after the batch that crosses the limit, not after decoding everything.
+    batches, text_bytes = [], 0
     try:
-        table = pq.ParquetFile(pa.BufferReader(data), read_dictionary=text).read(columns=columns)
+        reader = pq.ParquetFile(pa.BufferReader(data), read_dictionary=text)
+        for batch in reader.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
+            text_bytes += sum(_dense_bytes(pa.chunked_array([batch.column(name)])) for name in text)
+            _check_decoded(fixed + text_bytes, limits)
+            batches.append(batch)
+        table = pa.Table.from_batches(batches) if batches else reader.read(columns=columns)  # no rows: no batch
     except (pa.ArrowException, OSError) as exc:
         raise FileUnreadable(f"The file cannot be read as Parquet: {exc}") from None
-    _check_decoded(fixed + sum(_dense_bytes(table.column(name)) for name in text), limits)
     return pa.table({name: _decoded(table.column(name)) for name in columns})
+
+
+# 65,536 rows: a batch of 20 float features is 10 MB, small beside the limits, and few enough batches that
+# their overhead is negligible on a million-row file.
+PARQUET_BATCH_ROWS = 65_536
 
 
 def _check_unique(names: list[str], wanted: list[str]) -> None:

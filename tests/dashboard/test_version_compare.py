@@ -213,3 +213,22 @@ def test_the_stored_statistics_are_those_of_both_models_on_the_same_rows(
     row = VersionComparisonResult.objects.get(candidate=candidate, source="evaluation_set")
 
     assert row.statistics == compare(np.asarray(y_test).astype(str), *answers, deployment.class_labels).as_dict()
+
+
+def test_the_page_of_a_decided_version_queues_nothing(
+    client, viewer, approver, operator, deployment, django_capture_on_commit_callbacks
+):
+    v2, _ = _candidate(deployment, operator, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=False):
+        v3 = services.version_register(deployment=deployment, data=trained_model(C=0.05)[0], by=operator)
+    services.version_approve(version=v2, by=approver, comment="")
+    services.version_reject(version=v3, by=approver, comment="no")
+    client.force_login(viewer)
+    before = VersionComparisonResult.objects.count()
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        for number in (1, v3.number):
+            _page(client, deployment, number)
+
+    assert VersionComparisonResult.objects.count() == before
+    assert callbacks == []

@@ -306,3 +306,23 @@ def test_admin_actions_on_tokens_alerts_and_jobs_call_the_services_and_are_audit
     assert MaintenanceJob.objects.get(pk=job.pk).status == MaintenanceJob.Status.CANCELLED
     actions = set(AuditEvent.objects.filter(actor__username="root").values_list("action", flat=True))
     assert actions == {"token.revoke", "alert.acknowledged", "job.cancel"}
+
+
+def test_deleting_a_user_in_the_admin_audits_the_removal_of_each_membership(admin_client, team, viewer):
+    response = admin_client.post(reverse("admin:auth_user_delete", args=[viewer.pk]), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not User.objects.filter(pk=viewer.pk).exists()
+    removal = AuditEvent.objects.get(action="membership.remove")
+    assert removal.before == {"user": "vera", "team": team.slug, "role": "viewer"}
+
+
+def test_a_team_with_members_or_deployments_cannot_be_deleted_in_the_admin(admin_client, deployment):
+    team = deployment.team
+    events = AuditEvent.objects.count()
+
+    response = admin_client.post(reverse("admin:monitoring_team_delete", args=[team.pk]), {"post": "yes"})
+
+    assert response.status_code == 403
+    assert team.memberships.exists() and team.deployments.exists()
+    assert AuditEvent.objects.count() == events

@@ -67,18 +67,27 @@ def test_a_user_whose_password_is_guessed_wrong_five_times_is_locked_out_with_a_
     statuses = [_log_in("alice", f"guess-{n}")[1].status_code for n in range(settings.AXES_FAILURE_LIMIT)]
 
     assert statuses == [200] * (settings.AXES_FAILURE_LIMIT - 1) + [429]
-    # Then even the right password, from another address, is refused: the username is what is locked.
-    client, response = _log_in("alice", PASSWORD, address=ELSEWHERE)
+    # From the guessing address even the right password is refused ...
+    client, response = _log_in("alice", PASSWORD)
     assert response.status_code == 429
     assert "Try again in 15 minutes" in response.content.decode()
     assert response["Retry-After"] == "900"
     assert not _logged_in(client)
     approver.refresh_from_db()
     assert approver.last_login is None
-    # Counted in the real Redis, a key per username and per address: alice 6, the attacker's 5, the other 1.
+    # Counted in the real Redis, a key per (username, address) and per address.
     counts = [login_counts.get(key) for key in login_counts.scan_iter(match="wk-cache:*")]
-    assert sorted(counts) == [b"1", b"5", b"6"]
+    assert sorted(counts) == [b"6", b"6"]
     _nothing_written()
+
+
+def test_a_guesser_cannot_lock_the_owner_out_from_her_own_address(db, approver, login_counts):
+    for n in range(settings.AXES_FAILURE_LIMIT + 3):
+        _log_in("alice", f"guess-{n}")
+
+    client, response = _log_in("alice", PASSWORD, address=ELSEWHERE)
+
+    assert response.status_code == 302 and _logged_in(client)
 
 
 def test_an_address_that_sprays_guesses_over_many_usernames_is_locked_out_for_every_user(db, approver):
@@ -163,7 +172,7 @@ def test_create_user_prompts_twice_and_refuses_two_different_passwords(db, team,
     answers = iter(["first-Passw0rd-here", "second-Passw0rd-here"])
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
 
-    with pytest.raises(CommandError, match="The two passwords differ; nothing was created."):
+    with pytest.raises(CommandError, match=r"The two passwords differ; nothing was created."):
         call_command("create_user", "admin", "--team", team.name, "--role", "approver", "--prompt", stdout=io.StringIO())
 
     assert not User.objects.filter(username="admin").exists()
@@ -256,3 +265,20 @@ def test_the_password_change_page_needs_a_login(client, db):
     response = client.get(reverse("password_change"))
 
     assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+
+
+def test_wrong_old_passwords_on_the_change_page_count_as_failed_logins(db, viewer, login_counts):
+    client = Client(REMOTE_ADDR=ATTACKER)
+    client.force_login(viewer)
+    before = viewer.password
+    statuses = []
+    for n in range(settings.AXES_FAILURE_LIMIT + 1):
+        response = client.post(reverse("password_change"), {
+            "old_password": f"guess-{n}", "new_password1": "a-much-better-phrase-42", "new_password2": "a-much-better-phrase-42",
+        })
+        statuses.append(response.status_code)
+
+    assert statuses[: settings.AXES_FAILURE_LIMIT - 1] == [200] * (settings.AXES_FAILURE_LIMIT - 1)
+    assert statuses[-1] == 429
+    viewer.refresh_from_db()
+    assert viewer.password == before

@@ -161,6 +161,17 @@ def in_a_function() -> bytes:
     return _classifier([helper.make_node("Leak", ["x"], ["y"], domain="local")], last="y", functions=[function])
 
 
+def in_a_function_attribute_default() -> bytes:
+    # The function's Constant takes its tensor by ref_attr_name; the default lives in attribute_proto.
+    constant = helper.make_node("Constant", [], ["k"])
+    reference = onnx.AttributeProto(name="value", ref_attr_name="value", type=onnx.AttributeProto.TENSOR)
+    constant.attribute.append(reference)
+    function = helper.make_function("local", "Leak", ["a"], ["b"], [constant, helper.make_node("Identity", ["a"], ["b"])],
+                                    opset_imports=[helper.make_opsetid("", 17)], attributes=[])
+    function.attribute_proto.append(helper.make_attribute("value", _external("f_default", "secret.txt")))
+    return _classifier([helper.make_node("Leak", ["x"], ["y"], domain="local")], last="y", functions=[function])
+
+
 def flagged_without_entries() -> bytes:
     return _classifier([_constant("c", _external("c", "secret.txt", entries=False))])
 
@@ -227,7 +238,8 @@ def test_an_initializer_with_external_data_is_refused_before_onnxruntime_reads_i
 
 @pytest.mark.parametrize("build", [
     in_a_constant_node, in_a_tensors_list_attribute, in_a_sparse_initializer, in_a_sparse_constant, in_an_if_branch,
-    in_a_loop_body_initializer, in_an_if_inside_a_loop_body, in_a_scan_body, in_a_function, flagged_without_entries,
+    in_a_loop_body_initializer, in_an_if_inside_a_loop_body, in_a_scan_body, in_a_function, in_a_function_attribute_default,
+    flagged_without_entries,
     entries_without_the_flag,
 ], ids=lambda build: build.__name__)
 def test_external_data_anywhere_in_the_model_is_refused(deployment, operator, secret_in_working_directory, build):
@@ -245,7 +257,8 @@ def test_the_worker_runner_refuses_external_data_in_stored_bytes_too(secret_in_w
 
 
 def test_the_walk_finds_what_the_upload_tests_build():
-    for build in (in_a_constant_node, in_a_function, in_an_if_inside_a_loop_body, in_a_scan_body, in_a_sparse_constant):
+    for build in (in_a_constant_node, in_a_function, in_a_function_attribute_default, in_an_if_inside_a_loop_body,
+                  in_a_scan_body, in_a_sparse_constant):
         with pytest.raises(InvalidModelError, match="external data"):
             refuse_external_data(onnx.load_model_from_string(build()))
     refuse_external_data(onnx.load_model_from_string(trained_model()[0]))  # a real model passes

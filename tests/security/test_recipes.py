@@ -232,7 +232,79 @@ def not_a_zip(target: Path) -> bytes:
     return b"import os; os.system('id')"
 
 
+def _set_param(name: str, node: dict, *, on: str = "sklearn.pipeline") -> Callable[[dict], None]:
+    """An editor that sets parameter `name` to `node` on every estimator node from module `on`."""
+
+    def edit(tree: object) -> None:
+        if isinstance(tree, list):
+            for item in tree:
+                edit(item)
+        elif isinstance(tree, dict):
+            if tree.get("__loader__") == "ObjectNode" and tree.get("__module__", "").startswith(on):
+                tree["content"]["content"][name] = node
+            for value in tree.values():
+                edit(value)
+
+    return edit
+
+
+def pipeline_with_a_joblib_cache(target: Path) -> bytes:
+    # Pipeline.memory: a refit would make joblib write (and later unpickle from) a folder the file names.
+    return _rezip(_real_recipe(), schema=_set_param("memory", _json(str(target.parent / "cache"))))
+
+
+def pipeline_with_steps_in_a_tuple(target: Path) -> bytes:
+    def edit(tree: dict) -> None:
+        steps = tree["content"]["content"]["steps"]
+        tree["content"]["content"]["steps"] = _tuple(*steps["content"])
+
+    return _rezip(_real_recipe(), schema=edit)
+
+
+def forest_of_a_million_trees(target: Path) -> bytes:
+    forest = RandomForestClassifier(n_estimators=2, max_depth=2, random_state=0).fit(*breast_cancer_split()[:2])
+    return _rezip(sio.dumps(forest), schema=_set_param("n_estimators", _json(10**6), on="sklearn.ensemble"))
+
+
+def estimator_asking_for_many_processes(target: Path) -> bytes:
+    forest = RandomForestClassifier(n_estimators=2, max_depth=2, random_state=0).fit(*breast_cancer_split()[:2])
+    return _rezip(sio.dumps(forest), schema=_set_param("n_jobs", _json(512), on="sklearn.ensemble"))
+
+
+def mlp_with_huge_layers(target: Path) -> bytes:
+    X, y, _, _ = breast_cancer_split()
+    mlp = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X[:50], y[:50])
+    return _rezip(sio.dumps(mlp), schema=_set_param(
+        "hidden_layer_sizes", _tuple(_json(10**6), _json(10**6)), on="sklearn.neural_network"))
+
+
+def tree_wider_than_its_estimator(target: Path) -> bytes:
+    # The worker checks feature ids against the tree's own n_features: it must be the estimator's.
+    tree = DecisionTreeClassifier(max_depth=2, random_state=0).fit(*breast_cancer_split()[:2])
+
+    def edit(schema: dict) -> None:
+        schema["content"]["content"]["tree_"]["__reduce__"]["args"]["content"][0] = _json(10**8)
+
+    return _rezip(sio.dumps(tree), schema=edit)
+
+
+def schema_with_a_corrupt_deflate_stream(target: Path) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("schema.json", json.dumps({"padding": "x" * 5000}))
+    data = bytearray(out.getvalue())
+    data[60:70] = b"\xff" * 10  # inside the deflate data, after the 30-byte local header and the name
+    return bytes(data)
+
+
 PAYLOADS = [
+    (pipeline_with_a_joblib_cache, "sets memory (a cache directory); recipes must leave it None"),
+    (pipeline_with_steps_in_a_tuple, "keeps its steps in something other than a list"),
+    (forest_of_a_million_trees, "sets n_estimators outside 1 to 2,000"),
+    (estimator_asking_for_many_processes, "sets n_jobs=512; use None or at most 8"),
+    (mlp_with_huge_layers, "has hidden layers outside 1 to 16 layers of 1 to 4,096 units"),
+    (tree_wider_than_its_estimator, "holds a tree whose feature count does not match the estimator's"),
+    (schema_with_a_corrupt_deflate_stream, "not a skops file"),
     (reduce_calling_savetxt, "The recipe calls numpy.savetxt (ConstructorFromReduceNode)"),
     (reduce_calling_numpy_testing_exec, "The recipe calls numpy.testing._private.utils.runstring"),
     (reduce_calling_builtins_eval, "The recipe calls builtins.eval"),
@@ -312,11 +384,10 @@ def test_the_upload_page_refuses_the_proof_of_concept_and_writes_nothing(deploym
 
 @pytest.mark.django_db
 def test_the_upload_route_builds_nothing_so_an_inconsistent_recipe_is_only_refused_by_the_worker(deployment, operator):
-    # Allowed types throughout, but the pipeline's state is a list where skops needs a dict: only building it
-    # would fail, and the web request does not build it.
-    recipe = _rezip(_real_recipe(), schema=lambda tree: tree.update(
-        content={"__class__": "list", "__module__": "builtins", "__loader__": "ListNode", "content": [_json(1)]}
-    ))
+    # Allowed types and parameters throughout, but one value points back at a node that was never read: only
+    # building it would fail, and the web request does not build it.
+    dangling = {"__class__": "bool", "__module__": "builtins", "__loader__": "CachedNode", "__id__": 1234567}
+    recipe = _rezip(_real_recipe(), schema=lambda tree: tree["content"]["content"].update(verbose=dangling))
 
     response = upload(operator, recipe)
 

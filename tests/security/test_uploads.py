@@ -35,17 +35,18 @@ from sklearn.linear_model import LogisticRegression
 
 from dashboard.middleware import UPLOAD_ROUTES
 from monitoring import services
+from monitoring.maintenance.export import estimator_to_onnx
 from monitoring.models import (
     AuditEvent,
     Dataset,
     Deployment,
+    ModelVersion,
     Prediction,
     PredictionBatch,
 )
 from tests.conftest import CLASSES, FEATURES, breast_cancer_split
 from tests.workers.conftest import ingest_traffic
 from workers.drift_check import check_drift
-from workers.training import estimator_to_onnx
 
 # A made-up CSRF cookie of the right shape: CsrfViewMiddleware then parses the form to find the token.
 FAKE_CSRF = "A" * 32
@@ -139,6 +140,39 @@ def test_a_login_post_declaring_a_multi_gigabyte_body_is_413_unread(db, upload_t
     assert list(upload_temp_dir.iterdir()) == []
     approver.refresh_from_db()
     assert approver.last_login is None
+
+
+@pytest.mark.parametrize("url", [
+    "/d/tumour/datasets/new", "/d/no-such-deployment/versions/new", "/api/deployments/tumour/versions",
+    "/api/deployments/nope/datasets", "/api/deployments/tumour/predictions/upload",
+])
+def test_an_anonymous_upload_gets_only_the_small_cap(deployment, settings, upload_temp_dir, url):
+    # The large caps are for a logged-in user or a live token: the CSRF check would parse the body first.
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+    body, content_type = multipart({"kind": "reference", "file": b"x" * 200_000})
+    headers = {"HTTP_AUTHORIZATION": "Bearer wk_madeup_notatoken"} if "predictions" in url else {}
+    versions, datasets, events = ModelVersion.objects.count(), Dataset.objects.count(), AuditEvent.objects.count()
+
+    response = browser_with_fake_csrf_cookie().post(url, body, content_type=content_type, **headers)
+
+    assert response.status_code == 413
+    assert "the limit is 65536 bytes (64.0 KB)" in response.content.decode()
+    assert list(upload_temp_dir.iterdir()) == []
+    assert (ModelVersion.objects.count(), Dataset.objects.count(), AuditEvent.objects.count()) == (versions, datasets, events)
+
+
+def test_a_logged_in_operator_keeps_the_large_upload_cap(deployment, operator, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+    client = Client()
+    client.force_login(operator)
+    rows = ",".join(FEATURES) + ",label\n" + (",".join(["0.5"] * len(FEATURES)) + ",1\n") * 2000
+
+    response = client.post("/api/deployments/tumour/datasets", {
+        "kind": "evaluation", "file": SimpleUploadedFile("big.csv", rows.encode(), content_type="text/csv"),
+    })
+
+    assert len(rows) > 64 * 1024
+    assert response.status_code == 201, response.content
 
 
 def test_a_multipart_body_over_the_cap_on_the_login_page_is_413_and_no_temp_file_is_written(db, settings, upload_temp_dir):
