@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install demo stop test test-fast browser bench clean
+.PHONY: install demo stop lint test test-fast browser bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,13 @@ stop:
 # Debian's chromium for the browser tests; Playwright never downloads a browser here.
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+# The layers (import-linter), ruff and mypy with django-stubs; the settings are configured in pyproject.toml.
+# mypy's Django plugin imports the settings, which need a SECRET_KEY and nothing else.
+lint: install
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check dashboard monitoring workers tests bench
+	SECRET_KEY=lint-only $(VENV)/bin/mypy
 
 test: install browser
 	@eval "$$(python3 docker/services.py --require)" && \

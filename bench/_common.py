@@ -16,16 +16,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-import numpy as np  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.db import connection  # noqa: E402
+import numpy as np
+from django.conf import settings
+from django.db import connection
 
-from monitoring import batches, storage  # noqa: E402
-from monitoring.models import Deployment, PredictionBatch, Team  # noqa: E402
+from monitoring import batches, storage
+from monitoring.models import Deployment, PredictionBatch, Team
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

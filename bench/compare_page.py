@@ -23,9 +23,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from _common import drop_deployment, make_deployment
-
 import numpy as np
+from _common import drop_deployment, make_deployment
 from django.contrib.auth.models import User
 from django.db import connection, reset_queries
 from django.test import Client
@@ -37,11 +36,12 @@ from sklearn.tree import DecisionTreeClassifier
 
 from monitoring import batches, selectors, services
 from monitoring.comparison import compare, row_bootstrap_deltas
+from monitoring.maintenance.export import estimator_to_onnx
 from monitoring.models import Membership, ModelVersion, Role, VersionComparisonResult
 from monitoring.runtime import inspect_model
+from monitoring.services import ingestion
 from workers.comparison import comparison_compute
 from workers.evaluation import runner_for
-from workers.training import estimator_to_onnx
 
 # whitenoise looks for STATIC_ROOT, which only `collectstatic` makes; the page needs no static file here.
 warnings.filterwarnings("ignore", "No directory at", UserWarning)
@@ -88,8 +88,8 @@ def fill(deployment, n: int) -> None:
             predicted=rng.integers(0, len(CLASSES), size).astype(np.int16),
             probabilities=None,
         )
-        services._batch_store(deployment, columns, key=f"bench-{start}", fingerprint=f"bench-{start}", source="api")
-        services._labels_store(deployment, ids, list(range(size)), truth(X).astype(np.int16), size)
+        ingestion._batch_store(deployment=deployment, columns=columns, key=f"bench-{start}", fingerprint=f"bench-{start}", source="api")
+        ingestion._labels_store(deployment=deployment, ids=ids, rows=list(range(size)), codes=truth(X).astype(np.int16), received=size)
 
 
 def rss_kib(field: str) -> int:

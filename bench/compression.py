@@ -18,23 +18,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+import numpy as np
+import onnx
+from threadpoolctl import threadpool_limits
 
-from monitoring.metrics import classification_metrics  # noqa: E402
-from monitoring.runtime import measure_latency  # noqa: E402
-import onnx  # noqa: E402
-
-from workers.compression.base import MLP, TREES, NotApplicable, graph_family, runner  # noqa: E402
-from workers.compression.methods import METHODS  # noqa: E402
-from workers.demo import DEMO_MODELS, fit, load_split  # noqa: E402
-from workers.distill import distill  # noqa: E402
-from workers.training import estimator_to_onnx  # noqa: E402
-
+from monitoring.maintenance.compression.base import MLP, TREES, NotApplicable, graph_family, runner
+from monitoring.maintenance.compression.methods import METHODS
+from monitoring.maintenance.export import estimator_to_onnx
+from monitoring.metrics import classification_metrics
+from monitoring.runtime import measure_latency
+from workers.demo import DEMO_MODELS, fit, load_split
+from workers.distill import distill
 
 ROUNDS = 5
 

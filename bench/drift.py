@@ -27,7 +27,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from monitoring import drift, storage  # noqa: E402
+from monitoring import drift, storage
 
 EVIDENTLY_VENV = Path(__file__).resolve().parent / ".venvs" / "evidently"
 EVIDENTLY_SCRIPT = """
@@ -63,7 +63,7 @@ def make_data(rows: int, features: int) -> tuple[np.ndarray, np.ndarray]:
 
 def end_to_end(root: Path, profile_sha: str, window_sha: str) -> tuple[drift.DriftResult, str]:
     """Load the stored profile and window (sha256-verified), check, and build the report rows as stored."""
-    profile = drift.ReferenceProfile.from_bytes(storage.read_blob(root, profile_sha))
+    profile = drift.ReferenceStats.from_bytes(storage.read_blob(root, profile_sha))
     current = np.load(io.BytesIO(storage.read_blob(root, window_sha)), allow_pickle=False)
     result = drift.feature_drift(profile, current)
     return result, json.dumps(result.features_as_dicts(), allow_nan=False)

@@ -15,19 +15,19 @@ import time
 import warnings
 from datetime import timedelta
 
-from _common import T0, synthetic_columns
-
 import numpy as np
 import onnxruntime as ort
+from _common import T0, synthetic_columns
 from django.db import connection
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
 from monitoring import batches, selectors, services
+from monitoring.maintenance.export import estimator_to_onnx
 from monitoring.models import Deployment, EvaluationRun, Team
+from monitoring.services import ingestion
 from workers.evaluation import evaluate_version
-from workers.training import estimator_to_onnx
 
 SLUG = "bench-evaluate"
 BLOCK = 10_000  # rows per stored batch, as a bulk upload or a busy client would send
@@ -68,8 +68,8 @@ def fill(deployment: Deployment, n: int) -> None:
         base = synthetic_columns(size, n_features=64, n_classes=10, start=start)
         noisy = (X[pick] + rng.normal(0, 1.0, (size, 64))).astype(np.float32)
         columns = batches.Columns(base.joined_ids, base.timestamps_us, noisy, base.predicted, None)
-        services._batch_store(deployment, columns, key=f"bench-{start}", fingerprint=f"bench-{start}", source="upload")
-        services._labels_store(deployment, base.request_ids, list(range(size)), y[pick].astype(np.int16), size)
+        ingestion._batch_store(deployment=deployment, columns=columns, key=f"bench-{start}", fingerprint=f"bench-{start}", source="upload")
+        ingestion._labels_store(deployment=deployment, ids=base.request_ids, rows=list(range(size)), codes=y[pick].astype(np.int16), received=size)
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ import statistics
 import time
 
 import _common  # noqa: F401  (Django set up from the environment)
-
 from django.test import Client
 
 from dashboard.celery import app, heartbeat_clear, heartbeat_write

@@ -23,17 +23,16 @@ import threading
 import time
 import uuid
 
-from _common import ROOT, drop_deployment, make_deployment, stored_rows
-
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from _common import ROOT, drop_deployment, make_deployment, stored_rows
 from django.db import connection
 
-from monitoring import services
 from monitoring.models import ApiToken, PredictionBatch
+from monitoring.services import access
 
 CLIENTS = 4
 BATCH = 1_000
@@ -237,8 +236,8 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE monitoring_prediction, monitoring_predictionbatch")
     prefix, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
-    ApiToken.objects.create(deployment=deployment, name="bench", prefix=prefix, secret_sha256=services._hash_secret(secret))
-    token = f"{services.TOKEN_PREFIX}_{prefix}_{secret}"
+    ApiToken.objects.create(deployment=deployment, name="bench", prefix=prefix, secret_sha256=access._hash_secret(secret))
+    token = f"{access.TOKEN_PREFIX}_{prefix}_{secret}"
     bodies = json_bodies(n_batches, prefix="h")
     files: dict[str, list[tuple[str, bytes]]] = {}
     for label, name, prefix in [("Parquet body", "traffic.parquet", "p"), ("Parquet form", "traffic.parquet", "m"),

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 
 import _common  # noqa: F401  (Django set up from the environment)
-
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -25,8 +24,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from monitoring.maintenance.export import estimator_to_onnx
 from monitoring.runtime import inspect_model
-from workers.training import estimator_to_onnx
 
 
 def in_process_check(data: bytes) -> None:

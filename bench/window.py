@@ -16,12 +16,12 @@ import json
 import time
 from datetime import timedelta
 
-from _common import T0, drop_deployment, make_deployment, synthetic_columns
-
 import numpy as np
+from _common import T0, drop_deployment, make_deployment, synthetic_columns
 from django.db import connection
 
-from monitoring import selectors, services
+from monitoring import selectors
+from monitoring.services import ingestion
 
 BATCH = 1_000  # the HTTP bench's batch size: the worst case for a window (most blocks per row)
 
@@ -29,7 +29,7 @@ BATCH = 1_000  # the HTTP bench's batch size: the worst case for a window (most 
 def fill(deployment, n: int) -> None:
     for start in range(0, n, BATCH):
         columns = synthetic_columns(min(BATCH, n - start), n_features=deployment.n_features, n_classes=2, start=start)
-        services._batch_store(deployment, columns, key=f"bench-{start}", fingerprint=f"bench-{start}", source="api")
+        ingestion._batch_store(deployment=deployment, columns=columns, key=f"bench-{start}", fingerprint=f"bench-{start}", source="api")
 
 
 def best_window_seconds(deployment, n: int, *, labelled_only: bool) -> float:
@@ -49,7 +49,7 @@ def one_upload_seconds(n: int, n_features: int) -> float:
     deployment = make_deployment("bench-window-upload", n_features=n_features, classes=["0", "1"])
     try:
         columns = synthetic_columns(n, n_features=n_features, n_classes=2, start=0)
-        services._batch_store(deployment, columns, key="bench-upload", fingerprint="bench-upload", source="upload")
+        ingestion._batch_store(deployment=deployment, columns=columns, key="bench-upload", fingerprint="bench-upload", source="upload")
         return best_window_seconds(deployment, n, labelled_only=False)
     finally:
         drop_deployment("bench-window-upload")
@@ -58,7 +58,7 @@ def one_upload_seconds(n: int, n_features: int) -> float:
 def label_all(deployment, n: int) -> None:
     ids = [f"r{i}" for i in range(n)]
     codes = (np.arange(n) % 2).astype(np.int16)
-    services._labels_store(deployment, ids, list(range(n)), codes, n)
+    ingestion._labels_store(deployment=deployment, ids=ids, rows=list(range(n)), codes=codes, received=n)
 
 
 def old_layout_seconds(n: int, n_features: int) -> float:

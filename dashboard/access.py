@@ -10,8 +10,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from monitoring.models import Alert, Deployment, MaintenanceJob, Membership, ModelVersion, Role, Team
-from monitoring.selectors import role_allows, role_for
+from monitoring.models import Alert, Deployment, MaintenanceJob, ModelVersion, Role, Team
+from monitoring.selectors import role_allows, role_for, team_role_for
 
 VIEW, OPERATE, APPROVE = Role.VIEWER, Role.OPERATOR, Role.APPROVER
 
@@ -59,12 +59,8 @@ def get_alert_for(user: AbstractBaseUser, alert_id: int, *, need: str = VIEW) ->
 def get_team_for(user: AbstractBaseUser, slug: str, *, need: str = VIEW) -> Team:
     """A team the user belongs to with at least `need` (e.g. to create a deployment in it); 404 for non-members."""
     team = Team.objects.filter(slug=slug).first()
-    if team is None or not user.is_authenticated or not user.is_active:
-        raise Http404("No such team")
-    if user.is_superuser:
-        return team
-    role = Membership.objects.filter(team=team, user=user).values_list("role", flat=True).first()
-    if role is None:
+    role = None if team is None else team_role_for(user=user, team_id=team.pk)
+    if team is None or role is None:
         raise Http404("No such team")
     if not role_allows(role, need):
         raise PermissionDenied(f"This needs the {Role(need).label.lower()} role on {team}.")

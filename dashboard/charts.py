@@ -138,7 +138,7 @@ def metrics_chart(
     `rollouts` marks when each version went live, so a step in the lines can be read against it.
     """
     traces = []
-    for source, series_by_name, dash, suffix in (
+    for _source, series_by_name, dash, suffix in (
         ("production", production, "solid", "production"),
         ("production_day", production_day or {}, "dash", "production, 24 h"),
         ("evaluation_set", evaluation_set, "dot", "evaluation set"),

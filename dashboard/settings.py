@@ -40,12 +40,13 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "dashboard.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # Before anything reads a body (CsrfViewMiddleware parses forms): a body over its route's cap is a 413.
-    "dashboard.middleware.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Before anything reads a body (CSRF's check, in process_view, parses forms), after the user is known:
+    # a body over its route's cap, or an anonymous one over the small cap, is a 413.
+    "dashboard.middleware.RequestBodyLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "dashboard.middleware.UserTimezoneMiddleware",
@@ -193,13 +194,15 @@ else:
         }
     }
 
-# Failed logins, counted in the cache (no database write per attempt) per username and, separately, per client
-# address: after LOGIN_FAILURE_LIMIT failures either is refused for LOGIN_COOLOFF_MINUTES, and each attempt
-# while refused starts the wait again, so the lockout page can say exactly when to retry.
+# Failed logins, counted in the cache (no database write per attempt) per (username, client address) and per
+# client address: after LOGIN_FAILURE_LIMIT failures either is refused for LOGIN_COOLOFF_MINUTES, and each
+# attempt while refused starts the wait again, so the lockout page can say exactly when to retry. Not per
+# username alone: then anyone who knows a name could keep its owner locked out from anywhere. The price: a
+# guesser spread over many addresses gets LOGIN_FAILURE_LIMIT tries per address (docs/security.md).
 # A process-local cache would count per process, so without Redis the database keeps the counts (a write per
 # failure, which the embedded demo can afford).
 AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler" if REDIS_CACHE else "axes.handlers.database.AxesDatabaseHandler"
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15))
 # A success does not wipe the count: else anyone with one account could reset their address's count between

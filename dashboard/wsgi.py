@@ -8,5 +8,5 @@ application = get_wsgi_application()
 
 # Build the URLconf (and with it the API's schemas) now, not in the first request each worker serves:
 # that took about a second, and a client's first batch paid for it.
-get_resolver().url_patterns
+get_resolver().url_patterns  # noqa: B018  (reading the property builds it)
 import workers.tasks  # noqa: E402, F401  (what the API enqueues with; imported here for the same reason)

@@ -1,6 +1,6 @@
 """Django admin: a window onto every table for operators of Watchkeeper itself.
 
-Every change the domain audits goes through monitoring/services.py, here too: memberships, the four-eyes
+Every change the domain audits goes through monitoring/services/, here too: memberships, the four-eyes
 setting of a deployment, and the actions on alerts, jobs and tokens call the services, which write the
 audit event. Everything else is read-only (approving versions, queueing jobs: the dashboard or the API),
 and the audit log cannot be touched at all.
@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from monitoring import services
-
 from monitoring.models import (
     Alert,
     ApiToken,
@@ -81,6 +82,29 @@ class TeamAdmin(admin.ModelAdmin):
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Deleting a team would delete its deployments and memberships unaudited: empty it first.
+        if obj is None:
+            return False
+        return not obj.memberships.exists() and not obj.deployments.exists()
+
+
+class AuditedUserAdmin(UserAdmin):
+    """Deleting a user removes their memberships through the service, so each removal is audited."""
+
+    def delete_model(self, request: HttpRequest, obj) -> None:
+        for membership in obj.memberships.select_related("team", "user"):
+            services.membership_remove(membership=membership, by=request.user)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for user in queryset:
+            self.delete_model(request, user)
+
+
+admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), AuditedUserAdmin)
 
 
 @admin.register(Membership)

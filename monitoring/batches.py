@@ -536,7 +536,6 @@ def _numbers_from_text(column, name: str, errors: list[dict]) -> np.ndarray | No
 
 def _table_timestamps(column) -> np.ndarray:
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     if pa.types.is_timestamp(column.type):
         if column.null_count:

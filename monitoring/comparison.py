@@ -314,7 +314,7 @@ def pareto_front(points: Sequence[tuple[float, float, float]]) -> list[int]:
     """Indices of the points (size, latency, f1) that no other point dominates: smaller-or-equal size and latency
     and higher-or-equal F1, strictly better in one."""
     front = []
-    for i, (s, l, f) in enumerate(points):
+    for i, (s, l, f) in enumerate(points):  # noqa: E741  (size, latency, F1, as the docstring names them)
         dominated = any(
             s2 <= s and l2 <= l and f2 >= f and (s2 < s or l2 < l or f2 > f)
             for j, (s2, l2, f2) in enumerate(points) if j != i

@@ -1,6 +1,6 @@
 """The per-row index (Prediction): written with a small batch, or built after a large one is accepted.
 
-A batch of up to services.INDEX_IN_REQUEST_UP_TO rows (every JSON batch) writes its index rows in the
+A batch of up to services.ingestion.INDEX_IN_REQUEST_UP_TO rows (every JSON batch) writes its index rows in the
 request, so a reused id is a 409 at once. A larger one (a file upload) is stored as its columns only:
 inserting a row per prediction into the (deployment, request_id) b-tree costs 3–7 µs each here, five of
 the seven seconds of a 1M-row upload (README, "Ingestion and storage"). Its index is built here, in a
@@ -26,6 +26,11 @@ from monitoring.models import Deployment, Prediction, PredictionBatch
 
 # One transaction indexes at most about this many rows, so a backlog is worked off in bounded steps.
 ROWS_PER_TRANSACTION = 2_000_000
+
+
+def pending_flag(deployment_id: int) -> str:
+    """The Redis key saying an indexer task is queued for the deployment and has not started yet."""
+    return f"watchkeeper:index-queued:{deployment_id}"
 
 
 @dataclass

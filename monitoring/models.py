@@ -94,6 +94,15 @@ class Deployment(models.Model):
     def active_version(self) -> ModelVersion | None:
         return self.versions.filter(status=ModelVersion.Status.ACTIVE).first()
 
+    def rollback_target(self) -> ModelVersion | None:
+        """The version a rollback re-activates: the retired one most recently in production. The rollback
+        service and the page that offers the button both ask here, so they cannot disagree."""
+        return (
+            self.versions.filter(status=ModelVersion.Status.RETIRED, activated_at__isnull=False)
+            .order_by("-activated_at")
+            .first()
+        )
+
 
 class ModelVersion(models.Model):
     class Status(models.TextChoices):
@@ -252,7 +261,7 @@ class Prediction(models.Model):
 
     # No foreign-key constraints in the database (db_constraint=False): Postgres checks each one with a
     # trigger per row at commit, which was half the cost of storing a large batch. Rows are written only
-    # by services._batch_store, in the transaction that creates their batch, and deleted with it (the
+    # by services.ingestion._batch_store, in the transaction that creates their batch, and deleted with it (the
     # ORM's CASCADE, or the raw deletes in bench/); the primary key below still holds.
     #
     # The primary key is (deployment, request_id), not a surrogate id: ids must be unique per deployment
@@ -290,6 +299,12 @@ class Prediction(models.Model):
         return None if self.label_index is None else str(self.deployment.class_labels[self.label_index])
 
 
+class EvaluationRunQuerySet(models.QuerySet["EvaluationRun"]):
+    def latest_succeeded(self) -> EvaluationRun | None:
+        """The most recently measured successful run among these (filter by version and source first)."""
+        return self.filter(status=EvaluationRun.Status.SUCCEEDED).order_by("-measured_at").first()
+
+
 class EvaluationRun(models.Model):
     class Source(models.TextChoices):
         EVALUATION_SET = "evaluation_set", "Evaluation set"
@@ -322,6 +337,8 @@ class EvaluationRun(models.Model):
     measured_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = EvaluationRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-measured_at"]
@@ -467,6 +484,13 @@ class DriftFeaturePoint(models.Model):
         ]
 
 
+class AlertQuerySet(models.QuerySet["Alert"]):
+    def unresolved(self) -> AlertQuerySet:
+        """Open or acknowledged: someone still has to act. At most one per deployment and dedup key
+        (the constraint alert_one_unresolved_per_key)."""
+        return self.filter(status__in=[Alert.Status.OPEN, Alert.Status.ACKNOWLEDGED])
+
+
 class Alert(models.Model):
     class Kind(models.TextChoices):
         METRIC_BELOW_THRESHOLD = "metric_below_threshold", "Metric below threshold"
@@ -500,6 +524,8 @@ class Alert(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AlertQuerySet.as_manager()
 
     class Meta:
         ordering = ["-last_seen_at"]

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +15,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from monitoring import services
-from monitoring.models import Dataset, Membership, Role
-from workers.training import estimator_to_onnx, recipe_dump
+from monitoring.maintenance.export import estimator_to_onnx, recipe_dump
+from monitoring.models import Membership, Role
+from monitoring.services import ingestion
+from tests.builders import make_deployment, spawn_worker, worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
 FEATURES = [f"f{i}" for i in range(30)]
@@ -41,7 +40,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
 @pytest.fixture
 def deferred(monkeypatch):
     """Every batch takes the large-batch path: stored now, indexed by the indexer (monitoring/indexing.py)."""
-    monkeypatch.setattr(services, "INDEX_IN_REQUEST_UP_TO", 0)
+    monkeypatch.setattr(ingestion, "INDEX_IN_REQUEST_UP_TO", 0)
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +48,7 @@ def _media_root(settings, tmp_path_factory):
     settings.MEDIA_ROOT = tmp_path_factory.getbasetemp() / "media"
 
 
-@lru_cache(maxsize=None)
+@cache
 def breast_cancer_split():
     X, y = load_breast_cancer(return_X_y=True)
     rng = np.random.default_rng(0)
@@ -58,7 +57,7 @@ def breast_cancer_split():
     return X[:350], y[:350], X[350:], y[350:]
 
 
-@lru_cache(maxsize=None)
+@cache
 def trained_model(C: float = 1.0) -> tuple[bytes, bytes]:
     """(onnx bytes, skops recipe) of a logistic regression on breast_cancer; cached across tests."""
     X_train, y_train, _, _ = breast_cancer_split()
@@ -102,26 +101,13 @@ def outsider(db):
 @pytest.fixture
 def deployment(team, approver):
     """A deployment with an active v1 (real ONNX + recipe), a reference set and a labelled evaluation set."""
-    deployment = services.deployment_create(
-        team=team,
-        name="Tumour classifier",
-        slug="tumour",
-        feature_names=FEATURES,
-        class_labels=CLASSES,
-        by=approver,
+    onnx_bytes, recipe = trained_model()
+    X_train, y_train, X_test, y_test = breast_cancer_split()
+    return make_deployment(
+        team=team, by=approver, name="Tumour classifier", slug="tumour", feature_names=FEATURES,
+        class_labels=CLASSES, model=onnx_bytes, recipe=recipe, train=(X_train, y_train), holdout=(X_test, y_test),
         metric_thresholds={"accuracy": 0.9},
     )
-    onnx_bytes, recipe = trained_model()
-    services.version_register(deployment=deployment, data=onnx_bytes, recipe=recipe, by=approver)
-    X_train, y_train, X_test, y_test = breast_cancer_split()
-    services.dataset_register(
-        deployment=deployment, kind=Dataset.Kind.REFERENCE, name="train", X=X_train, y=y_train, by=approver
-    )
-    services.dataset_register(
-        deployment=deployment, kind=Dataset.Kind.EVALUATION, name="holdout", X=X_test, y=y_test, by=approver
-    )
-    deployment.refresh_from_db()
-    return deployment
 
 
 @pytest.fixture(scope="session")
@@ -130,20 +116,10 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
 
     Tests that use it must be `transaction=True`, so the worker sees their committed rows.
     """
-    from django.conf import settings
-    from django.db import connection
-
-    env = dict(os.environ)
-    env["DATABASE_URL"] = "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**connection.settings_dict)
-    env["MEDIA_ROOT"] = str(tmp_path_factory.getbasetemp() / "media")
-    env["REDIS_URL"] = settings.CELERY_BROKER_URL
+    base = tmp_path_factory.getbasetemp()
+    env = worker_env(base)
     env.setdefault("DEBUG", "true")
-    log = open(tmp_path_factory.getbasetemp() / "celery-worker.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "dashboard", "worker", "--loglevel=INFO",
-         "--queues=default,maintenance", "--concurrency=1", "--pool=prefork", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    process, log = spawn_worker(base=base, log_name="celery-worker.log", args=["--queues=default,maintenance"], env=env)
     from dashboard.celery import app
 
     deadline = time.monotonic() + 60

@@ -18,11 +18,11 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from monitoring import selectors, services
+from monitoring.blobs import runner_for
 from monitoring.comparison import class_table, compare_table
 from monitoring.metrics import encode
 from monitoring.models import VersionComparisonResult
 from monitoring.storage import BlobIntegrityError, BlobMissingError
-from workers.evaluation import runner_for
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ import secrets
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import takewhile
+from typing import Any
 
 import numpy as np
 from django.contrib.auth.models import User
@@ -34,7 +34,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from monitoring import services
+from monitoring import alert_keys, services
+from monitoring.blobs import runner_for
+from monitoring.maintenance.export import estimator_to_onnx, recipe_dump
 from monitoring.models import (
     Alert,
     Dataset,
@@ -48,8 +50,7 @@ from monitoring.models import (
 )
 from monitoring.runtime import ModelRunner
 from workers.drift_check import DATA_DRIFT_KEY, PREDICTION_DRIFT_KEY, check_drift
-from workers.evaluation import evaluate_version, runner_for
-from workers.training import estimator_to_onnx, recipe_dump
+from workers.evaluation import evaluate_version
 
 TEAM_NAME = "ML Platform"
 USERS = (("demo", Role.APPROVER), ("operator", Role.OPERATOR), ("viewer", Role.VIEWER))
@@ -532,8 +533,7 @@ def _date_open_alerts(deployment: Deployment) -> None:
         elif alert.dedup_key == PREDICTION_DRIFT_KEY:
             bad = [(at, bool(shares.get("drifted"))) for at, _, shares in reports]
         elif alert.kind == Alert.Kind.METRIC_BELOW_THRESHOLD and alert.evaluation_run_id is not None:
-            # The key is f"metric:{name}:{source}" (services.evaluation_complete).
-            name = alert.dedup_key.split(":")[1]
+            name = alert_keys.metric_of(alert.dedup_key) or ""
             floor = deployment.metric_thresholds.get(name)
             bad = [(at, floor is not None and (metrics.get(name) or 1.0) < floor) for at, metrics in runs]
         else:

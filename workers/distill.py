@@ -25,8 +25,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from workers.compression.base import NotApplicable, runner, tidy
-from workers.training import estimator_to_onnx
+from monitoring.maintenance.compression.base import NotApplicable, runner, tidy
+from monitoring.maintenance.export import estimator_to_onnx
 
 DEFAULT_TEMPERATURE = 2.0
 DEFAULT_HIDDEN = 8  # on the wine forest: 20× smaller and as accurate (bench/compression.py)

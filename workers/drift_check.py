@@ -16,21 +16,19 @@ import numpy as np
 from django.utils import timezone
 
 from monitoring import drift, selectors, services
+from monitoring.alert_keys import CONCEPT_DRIFT_KEY, DATA_DRIFT_KEY, PREDICTION_DRIFT_KEY
+from monitoring.blobs import runner_for
 from monitoring.drift import concept, multivariate
 from monitoring.models import Alert, Deployment, DriftReport, ModelVersion, ReferenceProfile
-from workers.evaluation import runner_for
 
 logger = logging.getLogger(__name__)
 
-DATA_DRIFT_KEY = "drift:data"
-PREDICTION_DRIFT_KEY = "drift:prediction"
-CONCEPT_DRIFT_KEY = "drift:concept"
 TITLE_FEATURES = 3  # an alert title names the few features that moved most; the report lists them all
 # Labelled rows needed before a performance drop is tested; fewer say too little (and the test would say so).
 MIN_LABELLED_ROWS = 30
 
 
-def reference_profile(deployment: Deployment, version: ModelVersion | None) -> tuple[ReferenceProfile, drift.ReferenceProfile]:
+def reference_profile(deployment: Deployment, version: ModelVersion | None) -> tuple[ReferenceProfile, drift.ReferenceStats]:
     """The stored profile of the deployment's reference with this version's predictions, built on first use."""
     dataset = deployment.reference_dataset
     model_sha = version.sha256 if version else ""
@@ -45,7 +43,7 @@ def reference_profile(deployment: Deployment, version: ModelVersion | None) -> t
         built = drift.build_profile(X, feature_names=deployment.feature_names, labels=y, predicted=predicted, scores=scores)
         row = services.reference_profile_store(dataset=dataset, model_sha256=model_sha, data=built.to_bytes(), n_rows=len(X))
         return row, built
-    return row, drift.ReferenceProfile.from_bytes(services.blob_read(row.sha256))
+    return row, drift.ReferenceStats.from_bytes(services.blob_read(row.sha256))
 
 
 def _window(deployment: Deployment, window_start: datetime | None, window_end: datetime | None):

@@ -22,9 +22,10 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from monitoring import selectors, services
+from monitoring.blobs import runner_for
 from monitoring.metrics import encode, metrics_from_indices
 from monitoring.models import Dataset, Deployment, EvaluationRun, MaintenanceJob, ModelVersion
-from monitoring.runtime import SESSIONS, ModelRunner, measure_latency
+from monitoring.runtime import measure_latency
 from monitoring.storage import BlobIntegrityError, BlobMissingError
 
 logger = logging.getLogger(__name__)
@@ -37,19 +38,6 @@ THROUGHPUT_BATCH = 64
 THROUGHPUT_CALLS = 50
 # Timing cycles through real rows; 1,024 of them are plenty and keep the copy small for a large window.
 LATENCY_ROWS = 1024
-
-
-def runner_for(version: ModelVersion) -> ModelRunner:
-    """A cached onnxruntime runner; on first use the bytes are read and verified against the version's sha256."""
-    return SESSIONS.get(
-        version.sha256,
-        lambda: ModelRunner(
-            services.blob_read(version.sha256),
-            label_output=version.label_output,
-            probability_output=version.probability_output,
-            class_labels=version.class_labels,
-        ),
-    )
 
 
 def _aligned_probabilities(

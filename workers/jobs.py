@@ -17,16 +17,16 @@ from datetime import timedelta
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
 from monitoring import selectors, services
-from monitoring.models import Alert, EvaluationRun, MaintenanceJob, ModelVersion
+from monitoring.maintenance.applicability import method_for
+from monitoring.maintenance.compression.base import NotApplicable
+from monitoring.maintenance.compression.methods import METHODS
+from monitoring.models import EvaluationRun, MaintenanceJob, ModelVersion
 from monitoring.storage import BlobIntegrityError, BlobMissingError, sha256_hex
-from workers.applicability import method_for
-from workers.compression.base import NotApplicable
-from workers.compression.methods import METHODS
 from workers.distill import distill
 from workers.evaluation import evaluate_versions
 from workers.retrain import RetrainError, retrain
@@ -78,15 +78,10 @@ KNOWN_FAILURES = (
 
 def run_job(job_id: int) -> None:
     """Run a queued maintenance job to the end. Calling it again for the same job does nothing."""
-    now = timezone.now()
     # A queued job, or a running one whose worker stopped beating: its redelivered task takes it over.
-    claimable = Q(status=Status.QUEUED) | Q(status=Status.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
-    claimed = MaintenanceJob.objects.filter(Q(id=job_id) & claimable).update(
-        status=Status.RUNNING, started_at=now, heartbeat_at=now, progress=0, progress_message="Starting", error=""
-    )
-    if claimed != 1:
+    job = services.job_start(job_id=job_id, stale_after=STALE_AFTER)
+    if job is None:
         return
-    job = MaintenanceJob.objects.select_related("deployment", "source_version", "candidate").get(pk=job_id)
     try:
         with _heartbeat(job_id):
             candidate = job.candidate or ModelVersion.objects.filter(created_by_job=job).first()
@@ -97,30 +92,10 @@ def run_job(job_id: int) -> None:
     except JobCancelled:
         logger.info("job %s was cancelled", job_id)
     except KNOWN_FAILURES as exc:
-        job_fail(job_id=job_id, error=_plain_words(exc))
+        services.job_fail(job_id=job_id, error=_plain_words(exc))
     except Exception as exc:
-        job_fail(job_id=job_id, error=f"Unexpected error: {type(exc).__name__}: {exc}")
+        services.job_fail(job_id=job_id, error=f"Unexpected error: {type(exc).__name__}: {exc}")
         raise
-
-
-def job_fail(*, job_id: int, error: str) -> bool:
-    """Mark a running job failed and open a warning for it. False when it was no longer running."""
-    failed = MaintenanceJob.objects.filter(pk=job_id, status=Status.RUNNING).update(
-        status=Status.FAILED, error=error[:2000], progress_message="Failed", finished_at=timezone.now()
-    )
-    if not failed:
-        return False
-    job = MaintenanceJob.objects.select_related("deployment", "source_version").get(pk=job_id)
-    services.alert_raise(
-        deployment=job.deployment,
-        kind=Alert.Kind.JOB_FAILED,
-        # One alert per job: a second failing job is news, not a repeat.
-        dedup_key=f"job:{job.pk}",
-        severity=Alert.Severity.WARNING,
-        title=f"{job.get_kind_display()} of v{job.source_version.number} failed",
-        message=error,
-    )
-    return True
 
 
 def jobs_reap(*, stale_after: timedelta = STALE_AFTER) -> list[int]:
@@ -131,7 +106,7 @@ def jobs_reap(*, stale_after: timedelta = STALE_AFTER) -> list[int]:
     )
     reaped = []
     for job_id in stale.values_list("pk", flat=True):
-        if job_fail(
+        if services.job_fail(
             job_id=job_id,
             error="The worker running this job stopped without finishing it (its process was killed or its machine "
             "restarted). Nothing more will happen; queue the job again.",
@@ -155,7 +130,7 @@ def _heartbeat(job_id: int):
     def beat() -> None:
         try:
             while not stop.wait(HEARTBEAT_SECONDS):
-                MaintenanceJob.objects.filter(pk=job_id, status=Status.RUNNING).update(heartbeat_at=timezone.now())
+                services.job_heartbeat(job_id=job_id)
         finally:
             connection.close()  # this thread's connection, not the job's
 
@@ -170,15 +145,12 @@ def _heartbeat(job_id: int):
 
 def _step(job: MaintenanceJob, progress: int, message: str) -> None:
     """Record progress (a heartbeat too), unless the job was cancelled meanwhile: then stop."""
-    if not MaintenanceJob.objects.filter(pk=job.pk, status=Status.RUNNING).update(
-        progress=progress, progress_message=message[:300], heartbeat_at=timezone.now()
-    ):
+    if not services.job_progress(job=job, progress=progress, message=message):
         raise JobCancelled
 
 
 def _record(job: MaintenanceJob, result: dict) -> None:
-    MaintenanceJob.objects.filter(pk=job.pk).update(result=result)
-    job.result = result
+    services.job_result_record(job=job, result=result)
 
 
 def _make_candidate(job: MaintenanceJob) -> ModelVersion:
@@ -327,20 +299,9 @@ def _training_data(job: MaintenanceJob) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def _register(job: MaintenanceJob, data: bytes, *, recipe: bytes | None, notes: str) -> ModelVersion:
-    with transaction.atomic():
-        # The lock orders this against a cancel and against a second run of the same job.
-        locked = MaintenanceJob.objects.select_for_update().get(pk=job.pk)
-        if locked.status != Status.RUNNING:
-            raise JobCancelled
-        existing = locked.candidate or ModelVersion.objects.filter(created_by_job=job).first()
-        if existing is not None:
-            return existing
-        candidate = services.version_register(
-            deployment=job.deployment, data=data, by=None, origin=job.kind, parent=job.source_version, job=job,
-            recipe=recipe, notes=notes, activate_if_first=False,
-        )
-        MaintenanceJob.objects.filter(pk=job.pk).update(candidate=candidate)
-    job.candidate = candidate
+    candidate = services.job_candidate_register(job=job, data=data, recipe=recipe, notes=notes)
+    if candidate is None:
+        raise JobCancelled
     return candidate
 
 
@@ -368,9 +329,4 @@ def _compare(job: MaintenanceJob, candidate: ModelVersion) -> None:
 
 def _succeed(job: MaintenanceJob, candidate: ModelVersion) -> None:
     # Conditional, like every step: a cancel that arrived during the last evaluation wins.
-    MaintenanceJob.objects.filter(pk=job.pk, status=Status.RUNNING).update(
-        status=Status.SUCCEEDED,
-        progress=100,
-        progress_message=f"v{candidate.number} is ready for review",
-        finished_at=timezone.now(),
-    )
+    services.job_succeed(job=job, candidate=candidate)

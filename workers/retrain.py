@@ -22,7 +22,8 @@ from sklearn.model_selection import ParameterSampler, StratifiedKFold, cross_val
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from workers.training import RecipeError, estimator_to_onnx, recipe_dump, recipe_load
+from monitoring.maintenance.export import estimator_to_onnx, recipe_dump
+from workers.training import RecipeError, recipe_load
 
 
 class RetrainError(ValueError):

@@ -17,10 +17,10 @@ import numpy as np
 import onnx
 
 from monitoring.comparison import pareto_front
+from monitoring.maintenance.compression.base import MLP, TREES, NotApplicable, graph_family, runner
+from monitoring.maintenance.compression.methods import METHODS, applicability
 from monitoring.metrics import classification_metrics
 from monitoring.runtime import measure_latency
-from workers.compression.base import NotApplicable, graph_family, runner, MLP, TREES
-from workers.compression.methods import METHODS, applicability
 from workers.distill import distill
 
 DEFAULT_TOLERANCE = 1.0  # points of macro F1

@@ -20,7 +20,7 @@ from kombu.exceptions import OperationalError as BrokerOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import LockError
 
-from monitoring import selectors, services
+from monitoring import background, indexing, selectors, services
 from monitoring.models import Deployment, ModelVersion
 
 # The work itself (workers.drift_check, .evaluation, .jobs) is imported inside each task: it pulls in
@@ -79,9 +79,7 @@ class MaintenanceJobTask(Task):
             error = f"The job ran past its time limit ({self.time_limit} s) and was stopped."
         else:
             error = f"The job stopped: {type(exc).__name__}: {exc}"
-        from workers.jobs import job_fail
-
-        job_fail(job_id=job_id, error=error)
+        services.job_fail(job_id=job_id, error=error)
 
 
 @shared_task(
@@ -179,22 +177,6 @@ def check_drift_all_task() -> None:
         check_drift_task.delay(deployment_id)
 
 
-def _index_flag(deployment_id: int) -> str:
-    return f"watchkeeper:index-queued:{deployment_id}"
-
-
-def index_batches_soon(deployment_id: int) -> None:
-    """Queue an indexer for the deployment, unless one is queued and has not started yet.
-
-    Under steady traffic that is one task per indexer run instead of one per batch (a Redis round trip
-    instead of a publish per request). The task clears the flag before it reads the pending batches, so a
-    batch stored after that queues the next one. The flag expires, in case a queued task is lost; the beat
-    sweep (index_pending_all_task) covers that minute.
-    """
-    if settings.CELERY_TASK_ALWAYS_EAGER or _redis().set(_index_flag(deployment_id), 1, nx=True, ex=60):
-        index_batches_task.delay(deployment_id)
-
-
 # While another indexer holds the deployment, a task comes back after this long instead of blocking a worker.
 INDEX_BUSY_RETRY_SECONDS = 2
 
@@ -203,7 +185,7 @@ INDEX_BUSY_RETRY_SECONDS = 2
 def index_batches_task(deployment_id: int) -> None:
     """Put the deployment's newly accepted batches in the per-row index."""
     if not settings.CELERY_TASK_ALWAYS_EAGER:
-        _redis().delete(_index_flag(deployment_id))
+        background.flag_clear(indexing.pending_flag(deployment_id))
     # Not waiting on the lock: tasks share the default queue with evaluations and drift checks, and a run
     # already at work may have read the pending list before the batch this task came for.
     if services.batches_index(deployment_id=deployment_id, wait=False).busy:

@@ -1,6 +1,5 @@
-"""scikit-learn estimators as ONNX models and as safe recipes.
-
-A recipe is the estimator serialised with skops, never pickle. Loading one happens only here, in the worker:
+"""Loading a recipe: a scikit-learn estimator serialised with skops, never pickle (monitoring/maintenance/export.py
+writes one). Loading one happens only here, in the worker:
 monitoring/recipes.py first checks the schema against an explicit allow-list of estimator types (and the zip
 against size caps) without building anything, then skops builds exactly those types, and the trees' node
 indices are checked before scikit-learn's C code walks them.
@@ -8,38 +7,16 @@ indices are checked before scikit-learn's C code walks them.
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
 import skops.io as sio
-from skl2onnx import to_onnx
 
 from monitoring.recipes import RecipeError, recipe_check
 
 logger = logging.getLogger(__name__)
 
-# The default opset of onnxruntime builds we target; every op our converters emit exists in it.
-TARGET_OPSET = 17
-
-__all__ = ["TARGET_OPSET", "RecipeError", "estimator_to_onnx", "recipe_dump", "recipe_load"]
-
-
-def estimator_to_onnx(estimator, *, feature_names: list[str], class_labels: list[str]) -> bytes:
-    """Convert a fitted classifier to ONNX bytes with plain outputs (label, probabilities).
-
-    The feature names and class labels ride along as metadata, so an upload can be checked against a schema.
-    """
-    sample = np.zeros((1, len(feature_names)), dtype=np.float32)
-    model = to_onnx(estimator, sample, options={"zipmap": False}, target_opset=TARGET_OPSET)
-    for key, value in (("feature_names", feature_names), ("class_labels", [str(c) for c in class_labels])):
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, json.dumps(value)
-    return model.SerializeToString()
-
-
-def recipe_dump(estimator) -> bytes:
-    return sio.dumps(estimator)
+__all__ = ["RecipeError", "recipe_load"]
 
 
 def recipe_load(data: bytes):
@@ -50,7 +27,7 @@ def recipe_load(data: bytes):
     summary = recipe_check(data)
     try:
         estimator = sio.loads(data, trusted=list(summary.types))
-    except Exception as exc:  # noqa: BLE001  a checked schema can still be inconsistent: any error means unusable
+    except Exception as exc:
         logger.warning("recipe failed to load: %s: %s", type(exc).__name__, exc)
         raise RecipeError(
             f"The training recipe ({summary.estimator.rsplit('.', 1)[-1]}) cannot be loaded: it is inconsistent "

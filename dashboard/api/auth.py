@@ -65,4 +65,4 @@ def deployment_for_token(request: HttpRequest, slug: str) -> Deployment:
 
 
 def user_of(request: HttpRequest) -> AbstractBaseUser:
-    return request.auth  # type: ignore[attr-defined, return-value]
+    return request.auth  # type: ignore[attr-defined]

@@ -85,7 +85,7 @@ def deployment_rollback(request: HttpRequest, slug: str, payload: DecisionIn) ->
 def version_list(request: HttpRequest, slug: str) -> list[ModelVersion]:
     """Newest first."""
     deployment = get_deployment_for(user_of(request), slug, need=VIEW)
-    return list(deployment.versions.select_related("created_by", "decided_by", "parent").order_by("-number"))
+    return selectors.versions_list(deployment=deployment)
 
 
 @router.post("/deployments/{slug}/versions", response={201: VersionOut, **error_responses(401, 403, 404, 413, 422)},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja import Query, Router
 from ninja.responses import Status
+
 from dashboard.access import OPERATE, VIEW, get_deployment_for, get_job_for, get_version_for
 from dashboard.api.auth import session_auth, user_of
 from dashboard.api.errors import error_responses

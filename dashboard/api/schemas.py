@@ -9,7 +9,6 @@ from ninja import Field, Schema
 
 from monitoring.models import Dataset, MaintenanceJob
 
-
 # ---------------------------------------------------------------- errors
 
 

@@ -155,9 +155,7 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "day_choices": CHART_DAYS,
         "version_columns": VERSION_COLUMNS,
         "versions": version_lines(versions),
-        "can_roll_back": deployment.versions.filter(
-            status=ModelVersion.Status.RETIRED, activated_at__isnull=False
-        ).exists(),
+        "can_roll_back": deployment.rollback_target() is not None,
         "drift": drift,
         "drift_rows": drift.features[:DRIFT_ROWS_ON_PAGE] if drift else [],
         "alerts": list(selectors.alerts_for(deployment=deployment, unresolved_only=True)[:20]),

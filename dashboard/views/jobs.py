@@ -14,8 +14,8 @@ from dashboard.access import OPERATE, get_deployment_for, get_job_for, get_versi
 from dashboard.forms import JobForm
 from dashboard.views.common import redirect_back, report
 from monitoring import services
+from monitoring.maintenance.applicability import PARAMS
 from monitoring.models import MaintenanceJob
-from workers.applicability import PARAMS
 
 
 def _jobs_url(slug: str) -> str:

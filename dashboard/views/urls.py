@@ -1,12 +1,13 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from dashboard.logins import LimitedPasswordChangeView
 from dashboard.views import alerts, datasets, deployments, jobs, overview, tokens, versions
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("password/", LimitedPasswordChangeView.as_view(), name="password_change"),
     path("password/done", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("", overview.overview, name="overview"),
     path("alerts", alerts.alert_list, name="alerts"),

@@ -19,7 +19,7 @@ from monitoring.drift.check import (
     feature_drift,
 )
 from monitoring.drift.prediction import prediction_drift
-from monitoring.drift.profile import ReferenceProfile, build_profile
+from monitoring.drift.profile import ReferenceStats, build_profile
 
 # A window smaller than this says too little to test; the check reports "no data" instead of a verdict.
 MIN_CURRENT_ROWS = 30
@@ -31,7 +31,7 @@ __all__ = [
     "DriftResult",
     "FeatureDrift",
     "FeatureRule",
-    "ReferenceProfile",
+    "ReferenceStats",
     "build_profile",
     "corrected_threshold",
     "feature_drift",

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from monitoring.drift import categorical, numeric
-from monitoring.drift.profile import FeatureProfile, ReferenceProfile
+from monitoring.drift.profile import FeatureProfile, ReferenceStats
 
 # Evidently's default rule, on both sides: while either sample has at most this many values a feature gets a
 # p-value test (KS or chi-square); with more on both, any real-world shift is "significant", so a distance with
@@ -261,7 +261,7 @@ def corrected_threshold(p_values: list[float], alpha: float, correction: str) ->
 
 
 def feature_drift(
-    profile: ReferenceProfile,
+    profile: ReferenceStats,
     current: np.ndarray,
     *,
     config: DriftConfig | None = None,

@@ -6,11 +6,11 @@ import numpy as np
 
 from monitoring.drift import categorical
 from monitoring.drift.check import FeatureRule, compare_feature, decide_test
-from monitoring.drift.profile import ReferenceProfile, feature_profile
+from monitoring.drift.profile import ReferenceStats, feature_profile
 
 
 def prediction_drift(
-    profile: ReferenceProfile,
+    profile: ReferenceStats,
     predicted: np.ndarray | None,
     scores: np.ndarray | None = None,
     *,

@@ -42,7 +42,10 @@ class FeatureProfile:
 
 
 @dataclass(frozen=True)
-class ReferenceProfile:
+class ReferenceStats:
+    """What drift checks compare a window against, built once per reference dataset and model (stored as the
+    blob of a monitoring.models.ReferenceProfile row)."""
+
     feature_names: list[str]
     n_rows: int
     features: list[FeatureProfile]
@@ -81,7 +84,7 @@ class ReferenceProfile:
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> ReferenceProfile:
+    def from_bytes(cls, data: bytes) -> ReferenceStats:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             header = json.loads(archive["header"].tobytes())
             if header.get("format") != PROFILE_FORMAT:
@@ -138,7 +141,7 @@ def build_profile(
     labels: np.ndarray | None = None,
     predicted: np.ndarray | None = None,
     scores: np.ndarray | None = None,
-) -> ReferenceProfile:
+) -> ReferenceStats:
     """Profile a reference matrix (n_rows x n_features). `predicted`/`scores` are the model's outputs on X."""
     X = np.asarray(X)
     if X.dtype not in (np.float32, np.float64):
@@ -146,7 +149,7 @@ def build_profile(
     if X.ndim != 2 or X.shape[1] != len(feature_names):
         raise ValueError(f"reference has shape {list(X.shape)}; expected n_rows x {len(feature_names)}")
     rows = _sample_rows(len(X))
-    return ReferenceProfile(
+    return ReferenceStats(
         feature_names=list(feature_names),
         n_rows=len(X),
         features=[feature_profile(name, X[:, j]) for j, name in enumerate(feature_names)],

@@ -10,10 +10,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from monitoring.blobs import runner_for
 from tests.conftest import breast_cancer_split
 from tests.workers.conftest import holdout, ingest_traffic
 from workers.drift_check import check_drift
-from workers.evaluation import runner_for
 
 pytestmark = pytest.mark.django_db
 

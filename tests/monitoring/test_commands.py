@@ -13,6 +13,7 @@ from django.test import RequestFactory
 
 from monitoring import services
 from monitoring.models import Dataset, Deployment, Membership, ModelVersion, PredictionBatch, Team
+from monitoring.services import ingestion
 from tests.conftest import FEATURES, breast_cancer_split, trained_model
 
 
@@ -206,7 +207,7 @@ def test_upload_predictions_loads_a_file_once_and_then_its_labels(deployment, tm
 
 
 def test_upload_predictions_indexes_a_large_file_before_it_returns(deployment, tmp_path, monkeypatch):
-    monkeypatch.setattr(services, "INDEX_IN_REQUEST_UP_TO", 10)  # 30 rows: the large-batch path
+    monkeypatch.setattr(ingestion, "INDEX_IN_REQUEST_UP_TO", 10)  # 30 rows: the large-batch path
     _, _, X_test, _ = breast_cancer_split()
     header = ["id", "timestamp", "predicted_label", *FEATURES]
     traffic = write(tmp_path, "traffic.csv", csv_text(header, [[f"c-{i}", "2025-03-01T12:00:00Z", "1", *X_test[i]] for i in range(30)]))

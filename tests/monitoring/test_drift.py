@@ -18,9 +18,9 @@ from monitoring.drift.check import DriftConfig, DriftConfigError
 NAMES = ["a", "b", "c"]
 
 
-def _profile(X, names=NAMES, **kwargs) -> drift.ReferenceProfile:
+def _profile(X, names=NAMES, **kwargs) -> drift.ReferenceStats:
     # Every check reads the profile back from its stored bytes, as the worker does.
-    return drift.ReferenceProfile.from_bytes(drift.build_profile(X, feature_names=names, **kwargs).to_bytes())
+    return drift.ReferenceStats.from_bytes(drift.build_profile(X, feature_names=names, **kwargs).to_bytes())
 
 
 def _by_name(result) -> dict:

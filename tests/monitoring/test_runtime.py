@@ -121,7 +121,7 @@ def test_a_string_label_model_gives_class_indices_and_float32_probabilities_with
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
 
-    from workers.training import estimator_to_onnx
+    from monitoring.maintenance.export import estimator_to_onnx
 
     X, y = load_digits(return_X_y=True)
     classes = [str(i) for i in range(10)]

@@ -4,27 +4,28 @@ from __future__ import annotations
 
 import warnings
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
 from django.utils import timezone
 from sklearn.datasets import load_digits, load_wine
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.model_selection import train_test_split
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 
 from monitoring import services
-from monitoring.models import Dataset, Deployment
+from monitoring.maintenance.export import estimator_to_onnx, recipe_dump
+from monitoring.models import Deployment
+from tests.builders import make_deployment
 from tests.conftest import breast_cancer_split
-from workers.training import estimator_to_onnx, recipe_dump
 
 PIXELS = [f"px{i}" for i in range(64)]
 DIGITS = [str(i) for i in range(10)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def digits_split():
     X, y = load_digits(return_X_y=True)
     order = np.random.default_rng(1).permutation(len(X))
@@ -32,7 +33,7 @@ def digits_split():
     return X[:1200], y[:1200], X[1200:], y[1200:]
 
 
-@lru_cache(maxsize=None)
+@cache
 def digits_mlp() -> tuple[bytes, bytes]:
     """(onnx bytes, recipe) of a 64-unit MLP on load_digits: MatMul weights, so int8 quantization applies."""
     X_train, y_train, _, _ = digits_split()
@@ -46,7 +47,7 @@ WINE_FEATURES = [f"w{i}" for i in range(13)]
 WINE_CLASSES = ["0", "1", "2"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def wine_split():
     X, y = load_wine(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(
@@ -55,7 +56,7 @@ def wine_split():
     return X_train, y_train, X_test, y_test
 
 
-@lru_cache(maxsize=None)
+@cache
 def wine_forest() -> bytes:
     """A 50-tree forest on load_wine, as in the demo: a TreeEnsembleClassifier, which only distillation shrinks."""
     X_train, y_train, _, _ = wine_split()
@@ -65,37 +66,21 @@ def wine_forest() -> bytes:
 
 @pytest.fixture
 def forest_deployment(team, approver) -> Deployment:
-    deployment = services.deployment_create(
-        team=team, name="Wine", slug="wine", feature_names=WINE_FEATURES, class_labels=WINE_CLASSES, by=approver
-    )
-    services.version_register(deployment=deployment, data=wine_forest(), by=approver)
     X_train, y_train, X_test, y_test = wine_split()
-    services.dataset_register(
-        deployment=deployment, kind=Dataset.Kind.REFERENCE, name="train", X=X_train, y=y_train, by=approver
+    return make_deployment(
+        team=team, by=approver, name="Wine", slug="wine", feature_names=WINE_FEATURES, class_labels=WINE_CLASSES,
+        model=wine_forest(), train=(X_train, y_train), holdout=(X_test, y_test),
     )
-    services.dataset_register(
-        deployment=deployment, kind=Dataset.Kind.EVALUATION, name="holdout", X=X_test, y=y_test, by=approver
-    )
-    deployment.refresh_from_db()
-    return deployment
 
 
 @pytest.fixture
 def mlp_deployment(team, approver) -> Deployment:
-    deployment = services.deployment_create(
-        team=team, name="Digits", slug="digits", feature_names=PIXELS, class_labels=DIGITS, by=approver
-    )
     onnx_bytes, recipe = digits_mlp()
-    services.version_register(deployment=deployment, data=onnx_bytes, recipe=recipe, by=approver)
     X_train, y_train, X_test, y_test = digits_split()
-    services.dataset_register(
-        deployment=deployment, kind=Dataset.Kind.REFERENCE, name="train", X=X_train, y=y_train, by=approver
+    return make_deployment(
+        team=team, by=approver, name="Digits", slug="digits", feature_names=PIXELS, class_labels=DIGITS,
+        model=onnx_bytes, recipe=recipe, train=(X_train, y_train), holdout=(X_test, y_test),
     )
-    services.dataset_register(
-        deployment=deployment, kind=Dataset.Kind.EVALUATION, name="holdout", X=X_test, y=y_test, by=approver
-    )
-    deployment.refresh_from_db()
-    return deployment
 
 
 def ingest_traffic(

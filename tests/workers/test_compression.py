@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from monitoring.maintenance.compression.quantize import NotApplicable, quantize_int8_dynamic
 from monitoring.runtime import ModelRunner, inspect_model
 from tests.conftest import trained_model
 from tests.workers.conftest import DIGITS, PIXELS, digits_mlp, digits_split
-from workers.compression.quantize import NotApplicable, quantize_int8_dynamic
 
 
 def _runner(data: bytes) -> ModelRunner:

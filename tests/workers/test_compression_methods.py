@@ -7,13 +7,13 @@ import numpy as np
 import onnx
 import pytest
 
+from monitoring.maintenance.applicability import BadParams, clean_params, kind_options
+from monitoring.maintenance.compression import low_rank, prune
+from monitoring.maintenance.compression.base import LINEAR, MLP, TREES, NotApplicable, graph_family, runner
+from monitoring.maintenance.compression.methods import METHODS, applicability, compress
 from monitoring.runtime import inspect_model
 from tests.conftest import trained_model
 from tests.workers.conftest import DIGITS, PIXELS, digits_mlp, digits_split, wine_forest, wine_split
-from workers.applicability import BadParams, clean_params, kind_options
-from workers.compression import low_rank, prune
-from workers.compression.base import LINEAR, MLP, TREES, NotApplicable, graph_family, runner
-from workers.compression.methods import METHODS, applicability, compress
 from workers.distill import distill, kl_divergence, soften
 
 
@@ -44,10 +44,10 @@ def test_it_shrinks_the_digits_mlp_and_keeps_its_accuracy(key, params, max_ratio
 
 def test_pruning_stores_the_kept_weights_sparsely_so_the_file_shrinks_with_the_sparsity():
     original, _ = digits_mlp()
-    X_train, _, X_test, _ = digits_split()
+    _X_train, _, X_test, _ = digits_split()
 
     half, half_report = prune.prune(original, sparsity=0.5)
-    most, most_report = prune.prune(original, sparsity=0.85)
+    most, _most_report = prune.prune(original, sparsity=0.85)
 
     assert half_report.details["sparsity"] == pytest.approx(0.5, abs=0.01)
     assert len(most) < len(half) < len(original)

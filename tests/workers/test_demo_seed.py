@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
 from monitoring import selectors
+from monitoring.blobs import runner_for
 from monitoring.models import (
     Alert,
     AuditEvent,
@@ -23,7 +23,6 @@ from monitoring.models import (
     Prediction,
     Role,
 )
-from workers.evaluation import runner_for
 
 SLUGS = ["digits-mlp", "tumour-logreg", "wine-forest"]
 # Fewer days and rows than the real demo keep the test quick; the stories (a rollout 8 days ago,

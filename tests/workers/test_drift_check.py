@@ -10,11 +10,11 @@ import time_machine
 from django.utils import timezone
 
 from monitoring import drift
+from monitoring.blobs import runner_for
 from monitoring.models import Alert, DriftReport
 from tests.conftest import breast_cancer_split
 from tests.workers.conftest import holdout, ingest_traffic
 from workers.drift_check import DATA_DRIFT_KEY, PREDICTION_DRIFT_KEY, check_drift
-from workers.evaluation import runner_for
 
 pytestmark = pytest.mark.django_db
 
@@ -150,7 +150,7 @@ def test_the_reference_profile_is_built_once_stored_as_a_blob_and_reused(deploym
     profile = ReferenceProfile.objects.get()
     assert first.profile == second.profile == profile
     assert profile.dataset == deployment.reference_dataset and profile.model_sha256 == deployment.active_version().sha256
-    stored = drift.ReferenceProfile.from_bytes(services.blob_read(profile.sha256))  # sha256-verified read
+    stored = drift.ReferenceStats.from_bytes(services.blob_read(profile.sha256))  # sha256-verified read
     assert stored.n_rows == 350 and stored.predicted_counts and stored.sample_labels is not None
     assert selectors.reference_profile_for(dataset=deployment.reference_dataset, model_sha256="") is None
 

@@ -142,7 +142,7 @@ def test_the_daily_and_weekly_windows_each_score_their_own_rows_and_store_per_cl
 
 def test_a_model_file_that_fails_verification_gives_a_failed_run_with_the_reason(deployment, monkeypatch):
     # A fresh session cache: a runner loaded by another test would never re-read the file.
-    monkeypatch.setattr("workers.evaluation.SESSIONS", SessionCache())
+    monkeypatch.setattr("monitoring.blobs.SESSIONS", SessionCache())
     version = deployment.active_version()
     path = Path(settings.MEDIA_ROOT) / "blobs" / version.sha256[:2] / version.sha256[2:4] / version.sha256
     original = path.read_bytes()

@@ -9,10 +9,10 @@ import pytest
 from django.utils import timezone
 
 from monitoring import services
+from monitoring.maintenance.compression.methods import METHODS
 from monitoring.models import Alert, EvaluationRun, MaintenanceJob, ModelVersion
 from tests.workers.conftest import holdout, ingest_traffic
 from workers import jobs
-from workers.compression.methods import METHODS
 from workers.jobs import run_job
 
 pytestmark = pytest.mark.django_db

@@ -6,6 +6,7 @@ import pytest
 
 from monitoring import services
 from monitoring.models import EvaluationRun, MaintenanceJob
+from tests.builders import spawn_worker, worker_env
 from tests.conftest import wait_for
 from workers.tasks import evaluate_all_task, evaluate_deployment_task
 
@@ -45,25 +46,12 @@ def test_the_scheduled_fan_out_evaluates_every_served_deployment(celery_worker_p
 @pytest.fixture
 def second_worker(celery_worker_process, tmp_path_factory):
     """Another real worker process beside the session's one, as on a second machine (same broker, database, media)."""
-    import os
-    import subprocess
-    import sys
-
-    from django.conf import settings
-    from django.db import connection
-
     from dashboard.celery import app
-    from tests.conftest import ROOT
 
-    env = dict(os.environ)
-    env["DATABASE_URL"] = "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**connection.settings_dict)
-    env["MEDIA_ROOT"] = str(tmp_path_factory.getbasetemp() / "media")
-    env["REDIS_URL"] = settings.CELERY_BROKER_URL
-    log = open(tmp_path_factory.getbasetemp() / "celery-second-worker.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "dashboard", "worker", "--loglevel=INFO", "-n", "second@%h",
-         "--queues=default", "--concurrency=1", "--pool=prefork", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    base = tmp_path_factory.getbasetemp()
+    process, log = spawn_worker(
+        base=base, log_name="celery-second-worker.log", args=["-n", "second@%h", "--queues=default"],
+        env=worker_env(base),
     )
     wait_for(lambda: process.poll() is None and len(app.control.ping(timeout=1.0)) >= 2, timeout=60)
     yield process
@@ -93,7 +81,7 @@ def test_two_workers_share_the_fan_out_and_never_evaluate_one_deployment_at_once
 
 def test_the_worker_indexes_large_batches_and_rejects_a_late_duplicate(celery_worker_process, deployment, deferred):
     from monitoring.models import Alert, PredictionBatch
-    from tests.monitoring.test_ingest import prediction_rows
+    from tests.monitoring.services.ingestion_helpers import prediction_rows
 
     # Committed at once (no surrounding transaction): each store's on_commit queues the indexer.
     first = services.predictions_ingest(deployment=deployment, rows=prediction_rows(50))

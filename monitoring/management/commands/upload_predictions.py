@@ -7,8 +7,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from monitoring import services
-from monitoring.models import PredictionBatch
 from monitoring.management.commands._cli import deployment_named, read_file, service_errors
+from monitoring.models import PredictionBatch
 
 
 class Command(BaseCommand):

@@ -1,0 +1,138 @@
+"""The approval page's evidence: stored comparisons of a candidate against the active version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from monitoring.comparison import Comparison
+from monitoring.models import (
+    Dataset,
+    Deployment,
+    EvaluationRun,
+    ModelVersion,
+    VersionComparisonResult,
+)
+
+
+@dataclass(frozen=True)
+class ComparisonSource:
+    """One source of labelled rows a candidate is compared on, as it stands now."""
+
+    source: str  # VersionComparisonResult.Source
+    window_key: str
+    description: str
+    dataset: Dataset | None = None
+    window_days: int | None = None
+
+
+def comparison_sources(*, deployment: Deployment) -> list[ComparisonSource]:
+    """The labelled evaluation set (if any) and the labelled production window of the last
+    evaluation_window_days days: where the approval page compares a candidate with the active version."""
+    Source = VersionComparisonResult.Source
+    sources = []
+    evaluation = deployment.evaluation_dataset
+    if evaluation is not None and evaluation.has_labels:
+        sources.append(ComparisonSource(
+            Source.EVALUATION_SET, f"evaluation_set:{evaluation.pk}", f"Evaluation set ({evaluation.name})",
+            dataset=evaluation,
+        ))
+    days = deployment.evaluation_window_days
+    sources.append(ComparisonSource(
+        Source.PRODUCTION, f"production:{days}d", f"Labelled production, last {days} days", window_days=days,
+    ))
+    return sources
+
+
+@dataclass(frozen=True)
+class SourceComparison:
+    source: str  # "Evaluation set (holdout)", "Labelled production, last 7 days"
+    comparison: Comparison | None  # None while the first computation runs, or when it failed
+    status: str  # VersionComparisonResult.Status: a stored comparison being recomputed is "queued" or "running"
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    computed_at: datetime | None = None
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    error: str = ""
+
+    @property
+    def pending(self) -> bool:
+        return self.status in (VersionComparisonResult.Status.QUEUED, VersionComparisonResult.Status.RUNNING)
+
+
+@dataclass(frozen=True)
+class VersionComparison:
+    candidate: ModelVersion
+    active: ModelVersion
+    sources: list[SourceComparison]  # the ones with statistics to show, on at least one row
+    waiting: list[SourceComparison]  # being computed, nothing to show yet
+    failed: list[SourceComparison]  # the computation failed, nothing to show
+    size_ratio: float
+    latency_ratio: float | None  # candidate p50 / active p50, single row, from their latest evaluation-set runs
+    throughput_ratio: float | None
+
+    @property
+    def computing_since(self) -> datetime | None:
+        """When the oldest comparison still without statistics started (or was queued); None if none waits."""
+        return min((s.started_at or s.queued_at for s in self.waiting), default=None)
+
+
+def _latest_metrics(version: ModelVersion) -> dict:
+    run = (
+        EvaluationRun.objects.filter(version=version, source=EvaluationRun.Source.EVALUATION_SET, status="succeeded")
+        .order_by("-measured_at").first()
+    )
+    return run.metrics if run else {}
+
+
+def _ratio(a, b) -> float | None:
+    return float(a) / float(b) if a and b else None
+
+
+def version_comparison(
+    *, candidate: ModelVersion, active: ModelVersion, stored: list[VersionComparisonResult]
+) -> VersionComparison:
+    """The approval page's evidence, from stored comparisons only (services.comparisons_request gives them):
+    no model runs here. The statistics were computed by a worker (workers/comparison.py) on exactly the same
+    rows for both versions."""
+    views = [
+        SourceComparison(
+            row.description,
+            Comparison.from_dict(row.statistics) if row.statistics else None,
+            row.status, row.window_start, row.window_end, row.computed_at, row.queued_at, row.started_at, row.error,
+        )
+        for row in stored
+    ]
+    a, c = _latest_metrics(active), _latest_metrics(candidate)
+    return VersionComparison(
+        candidate=candidate, active=active,
+        sources=[v for v in views if v.comparison is not None and v.comparison.n_rows],
+        waiting=[v for v in views if v.comparison is None and v.pending],
+        failed=[v for v in views if v.comparison is None and v.status == VersionComparisonResult.Status.FAILED],
+        size_ratio=candidate.size_bytes / active.size_bytes,
+        latency_ratio=_ratio(c.get("latency_p50_ms"), a.get("latency_p50_ms")),
+        throughput_ratio=_ratio(c.get("throughput_rows_per_s"), a.get("throughput_rows_per_s")),
+    )
+
+
+@dataclass(frozen=True)
+class VersionPoint:
+    number: int
+    status: str
+    origin: str
+    size_bytes: int
+    f1_macro: float | None
+    latency_p50_ms: float | None
+
+
+def version_points(*, deployment: Deployment) -> list[VersionPoint]:
+    """Every non-rejected version with its size and its latest evaluation-set F1 and latency: the Pareto chart."""
+    points = []
+    for version in deployment.versions.exclude(status=ModelVersion.Status.REJECTED).order_by("number"):
+        metrics = _latest_metrics(version)
+        points.append(VersionPoint(
+            version.number, version.status, version.origin, version.size_bytes,
+            metrics.get("f1_macro"), metrics.get("latency_p50_ms"),
+        ))
+    return points

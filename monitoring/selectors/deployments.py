@@ -1,0 +1,132 @@
+"""A deployment's page: its health summary, metric series, versions and alerts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+
+from monitoring.models import (
+    Alert,
+    Deployment,
+    EvaluationRun,
+    MetricPoint,
+    ModelVersion,
+)
+from monitoring.selectors.access import deployments_visible_to
+from monitoring.selectors.traffic import prediction_counts
+
+
+class Health:
+    OK = "healthy"
+    WARNING = "warning"
+    CRITICAL = "critical"
+    UNKNOWN = "no data"
+
+
+@dataclass(frozen=True)
+class DeploymentSummary:
+    deployment: Deployment
+    health: str
+    active_version: ModelVersion | None
+    open_alerts: int
+    candidates: int
+    latest_metrics: dict
+    predictions_24h: int
+    last_prediction_at: datetime | None
+
+
+def deployment_summary(*, deployment: Deployment) -> DeploymentSummary:
+    open_alerts = list(
+        deployment.alerts.unresolved().values_list("severity", flat=True)
+    )
+    active = deployment.active_version()
+    latest = EvaluationRun.objects.filter(deployment=deployment, version=active).latest_succeeded() if active else None
+    if Alert.Severity.CRITICAL in open_alerts:
+        health = Health.CRITICAL
+    elif open_alerts:
+        health = Health.WARNING
+    elif latest is None:
+        health = Health.UNKNOWN
+    else:
+        health = Health.OK
+    since = timezone.now() - timedelta(hours=24)
+    predictions_24h, last = prediction_counts(deployment=deployment, since=since)
+    return DeploymentSummary(
+        deployment=deployment,
+        health=health,
+        active_version=active,
+        open_alerts=len(open_alerts),
+        candidates=deployment.versions.filter(status=ModelVersion.Status.CANDIDATE).count(),
+        latest_metrics=latest.metrics if latest else {},
+        predictions_24h=predictions_24h,
+        last_prediction_at=last,
+    )
+
+
+def per_class_rows(*, metrics: dict) -> list[dict]:
+    """The per-class table of one evaluation's metrics: [{"label", "precision", "recall", "f1", "support"}]."""
+    per_class, labels = metrics.get("per_class") or {}, metrics.get("labels") or []
+    if not per_class or len(per_class.get("f1", [])) != len(labels):
+        return []
+    return [
+        {"label": label, **{name: per_class[name][i] for name in ("precision", "recall", "f1", "support")}}
+        for i, label in enumerate(labels)
+    ]
+
+
+def metric_series(
+    *, deployment: Deployment, names: list[str], source: str, since: datetime | None = None
+) -> dict[str, dict[str, list]]:
+    """{"accuracy": {"at": [...], "value": [...], "version": [...]}, ...}, oldest first."""
+    points = MetricPoint.objects.filter(deployment=deployment, name__in=names, source=source)
+    if since is not None:
+        points = points.filter(at__gte=since)
+    series: dict[str, dict[str, list]] = {name: {"at": [], "value": [], "version": []} for name in names}
+    for name, at, value, number in points.order_by("at").values_list("name", "at", "value", "version__number"):
+        series[name]["at"].append(at)
+        series[name]["value"].append(value)
+        series[name]["version"].append(number)
+    return series
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    version: ModelVersion
+    evaluation_set: dict
+    production: dict
+
+
+def versions_list(*, deployment: Deployment) -> list[ModelVersion]:
+    """The deployment's versions, newest first, with who made and decided them and their parent."""
+    return list(deployment.versions.select_related("created_by", "decided_by", "parent").order_by("-number"))
+
+
+def versions_with_metrics(*, deployment: Deployment) -> list[VersionRow]:
+    """Each version with its latest metrics on the evaluation set and on production traffic, newest first."""
+    versions = versions_list(deployment=deployment)
+    latest: dict[tuple[int, str], dict] = {}
+    runs = EvaluationRun.objects.filter(deployment=deployment, status=EvaluationRun.Status.SUCCEEDED).order_by("measured_at")
+    for version_id, source, metrics in runs.values_list("version_id", "source", "metrics"):
+        latest[(version_id, source)] = metrics  # later runs overwrite earlier ones
+    return [
+        VersionRow(
+            version=v,
+            evaluation_set=latest.get((v.pk, EvaluationRun.Source.EVALUATION_SET), {}),
+            production=latest.get((v.pk, EvaluationRun.Source.PRODUCTION), {}),
+        )
+        for v in versions
+    ]
+
+
+def alerts_for(*, deployment: Deployment | None = None, user: AbstractBaseUser | None = None, unresolved_only: bool = False):
+    alerts = Alert.objects.select_related("deployment").order_by("-last_seen_at")
+    if deployment is not None:
+        alerts = alerts.filter(deployment=deployment)
+    if user is not None:
+        alerts = alerts.filter(deployment__in=deployments_visible_to(user=user))
+    if unresolved_only:
+        alerts = alerts.unresolved()
+    return alerts

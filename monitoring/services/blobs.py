@@ -1,0 +1,43 @@
+"""Writing to the media store, and collecting the files no row names any more (reading: monitoring/blobs.py)."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from django.conf import settings
+
+from monitoring import storage
+from monitoring.models import (
+    Dataset,
+    ModelVersion,
+    PredictionBatch,
+    ReferenceProfile,
+)
+
+
+def blob_put(data: bytes) -> str:
+    """Store bytes for a row about to be written. If the row's transaction fails, the file stays until
+    storage_collect_garbage finds it named by no row: deleting it at once could take it from a concurrent
+    request that stored the same bytes and committed."""
+    return storage.put_blob(settings.MEDIA_ROOT, data)
+
+
+# A file younger than this may belong to a row whose transaction has not committed yet.
+BLOB_GRACE = timedelta(hours=1)
+
+
+def storage_collect_garbage(*, older_than: timedelta = BLOB_GRACE) -> int:
+    """Delete the media store's files that no row names any more (batches rejected or deleted with their
+    deployment, deleted versions and datasets), and temporary files of writes that never finished.
+    Returns how many were deleted."""
+    cutoff = time.time() - older_than.total_seconds()
+    # Old files first, then the rows naming files, then each file's age again: a row committed after the
+    # query reused its file through put_blob, which made it young again.
+    candidates = list(storage.files_older_than(settings.MEDIA_ROOT, cutoff))
+    referenced = set(ModelVersion.objects.values_list("sha256", flat=True))
+    referenced |= set(ModelVersion.objects.values_list("recipe_sha256", flat=True))
+    referenced |= set(Dataset.objects.values_list("sha256", flat=True))
+    referenced |= set(ReferenceProfile.objects.values_list("sha256", flat=True))
+    referenced |= set(PredictionBatch.objects.exclude(columns_sha256="").values_list("columns_sha256", flat=True))
+    return sum(storage.delete_if_older(path, cutoff) for digest, path in candidates if digest not in referenced)

@@ -1,0 +1,222 @@
+"""Model versions: registering an upload, approving, rejecting, rolling back."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from monitoring.models import (
+    Deployment,
+    MaintenanceJob,
+    ModelVersion,
+)
+from monitoring.recipes import RecipeError, recipe_check
+from monitoring.runtime import InvalidModelError, ModelSignature, inspect_model
+from monitoring.services.audit import _version_state, audit_record
+from monitoring.services.blobs import blob_put
+from monitoring.services.comparisons import comparisons_request
+from monitoring.services.deployments import _check_signature_fits
+from monitoring.services.errors import Conflict, NotPermitted, TooLarge, ValidationFailed
+
+
+def version_register(
+    *,
+    deployment: Deployment,
+    data: bytes,
+    by: AbstractBaseUser | None,
+    origin: str = "upload",
+    parent: ModelVersion | None = None,
+    job: MaintenanceJob | None = None,
+    recipe: bytes | None = None,
+    notes: str = "",
+    activate_if_first: bool = True,
+) -> ModelVersion:
+    """Validate ONNX bytes against the deployment's schema, store them, and add a version.
+
+    The first version of a deployment becomes active; later ones are candidates awaiting approval.
+    Raises ValidationFailed (nothing stored) when the file is not a fitting classifier.
+    """
+    if len(data) > settings.MAX_MODEL_UPLOAD_BYTES:
+        raise TooLarge(f"The model file is {len(data)} bytes; the limit is {settings.MAX_MODEL_UPLOAD_BYTES}.")
+    try:
+        signature = inspect_model(
+            data, expected_features=deployment.n_features, memory_bytes=settings.MODEL_SMOKE_MEMORY_BYTES,
+            timeout_seconds=settings.MODEL_SMOKE_TIMEOUT_SECONDS,
+        )
+    except InvalidModelError as exc:
+        raise ValidationFailed(str(exc), errors=[{"field": "file", "message": str(exc)}]) from None
+    _check_signature_fits(deployment, signature)
+    if recipe is not None:
+        _check_recipe(recipe)
+    with transaction.atomic():
+        version = _version_create(
+            deployment=deployment, signature=signature, sha=blob_put(data), size=len(data),
+            recipe_sha=blob_put(recipe) if recipe else "", by=by, origin=origin, parent=parent, job=job,
+            notes=notes, activate_if_first=activate_if_first,
+        )
+        active = deployment.active_version()
+        if version.status == ModelVersion.Status.CANDIDATE and active is not None:
+            # Computed now on a worker, so the approval page has its statistics by the time someone opens it.
+            comparisons_request(candidate=version, active=active)
+        return version
+
+
+def _check_recipe(recipe: bytes) -> None:
+    """Refuse a recipe now, not months later when a retrain needs it, but build nothing from it here.
+
+    Only the zip and the schema are checked in the request (monitoring/recipes.py); the estimator is built
+    and fitted in the worker, which checks again first and fails the job with a clear message if it cannot.
+    """
+    try:
+        recipe_check(recipe, max_bytes=settings.MAX_MODEL_UPLOAD_BYTES)
+    except RecipeError as exc:
+        raise ValidationFailed(str(exc), errors=[{"field": "recipe", "message": str(exc)}]) from None
+
+
+def _version_create(
+    *, deployment, signature: ModelSignature, sha: str, size: int, recipe_sha: str, by, origin, parent, job, notes,
+    activate_if_first: bool,
+) -> ModelVersion:
+    # Lock the deployment row: concurrent uploads must not take the same version number.
+    Deployment.objects.select_for_update().get(pk=deployment.pk)
+    number = (deployment.versions.aggregate(n=Max("number"))["n"] or 0) + 1
+    first = number == 1 and activate_if_first
+    version = ModelVersion.objects.create(
+        deployment=deployment,
+        number=number,
+        status=ModelVersion.Status.ACTIVE if first else ModelVersion.Status.CANDIDATE,
+        activated_at=timezone.now() if first else None,
+        parent=parent,
+        origin=origin,
+        notes=notes,
+        sha256=sha,
+        size_bytes=size,
+        input_name=signature.input_name,
+        input_shape=signature.input_shape,
+        output_names=signature.output_names,
+        label_output=signature.label_output,
+        probability_output=signature.probability_output,
+        class_labels=signature.class_labels or deployment.class_labels,
+        opset=signature.opset,
+        producer=signature.producer,
+        recipe_sha256=recipe_sha,
+        created_by=by,
+        created_by_job=job,
+    )
+    audit_record(
+        action="version.register",
+        actor=by,
+        actor_label="" if by else "worker",
+        deployment=deployment,
+        obj=version,
+        after=_version_state(version) | {"origin": origin, "size_bytes": size},
+    )
+    return version
+
+
+def _decide(version: ModelVersion, *, by: AbstractBaseUser, comment: str) -> None:
+    version.decided_by = by
+    version.decided_at = timezone.now()
+    version.decision_comment = comment
+
+
+def _locked_version(version: ModelVersion) -> ModelVersion:
+    Deployment.objects.select_for_update().get(pk=version.deployment_id)
+    return ModelVersion.objects.select_related("deployment").get(pk=version.pk)
+
+
+def _check_second_approver(version: ModelVersion, by: AbstractBaseUser) -> None:
+    """With require_distinct_approver, whoever brought the candidate in (uploaded it, or queued the job that
+    made it) may not also ship it."""
+    if not version.deployment.require_distinct_approver:
+        return
+    job = version.created_by_job
+    if version.created_by_id == by.pk:
+        who = "uploaded it"
+    elif job is not None and job.requested_by_id == by.pk:
+        who = f"queued job {job.pk}, which made it"
+    else:
+        return
+    raise NotPermitted(
+        f"v{version.number} needs a second approver: you {who}, and {version.deployment.name} requires someone "
+        "else to approve it (the deployment's require_distinct_approver setting)."
+    )
+
+
+@transaction.atomic
+def version_approve(*, version: ModelVersion, by: AbstractBaseUser, comment: str = "") -> ModelVersion:
+    """Make a candidate the active version; the previous active one is retired and kept for rollback."""
+    version = _locked_version(version)
+    if version.status != ModelVersion.Status.CANDIDATE:
+        raise Conflict(f"v{version.number} is {version.status}; only a candidate can be approved.")
+    _check_second_approver(version, by)
+    before = _version_state(version)
+    previous = version.deployment.active_version()
+    if previous is not None:
+        previous.status = ModelVersion.Status.RETIRED
+        previous.save(update_fields=["status"])
+    version.status = ModelVersion.Status.ACTIVE
+    version.activated_at = timezone.now()
+    _decide(version, by=by, comment=comment)
+    version.save()
+    audit_record(
+        action="version.approve",
+        actor=by,
+        deployment=version.deployment,
+        obj=version,
+        before=before | {"active_version": previous.number if previous else None},
+        after=_version_state(version) | {"active_version": version.number},
+        comment=comment,
+    )
+    return version
+
+
+@transaction.atomic
+def version_reject(*, version: ModelVersion, by: AbstractBaseUser, comment: str = "") -> ModelVersion:
+    version = _locked_version(version)
+    if version.status != ModelVersion.Status.CANDIDATE:
+        raise Conflict(f"v{version.number} is {version.status}; only a candidate can be rejected.")
+    before = _version_state(version)
+    version.status = ModelVersion.Status.REJECTED
+    _decide(version, by=by, comment=comment)
+    version.save()
+    audit_record(
+        action="version.reject",
+        actor=by,
+        deployment=version.deployment,
+        obj=version,
+        before=before,
+        after=_version_state(version),
+        comment=comment,
+    )
+    return version
+
+
+@transaction.atomic
+def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser, comment: str = "") -> ModelVersion:
+    """Re-activate the version that was active before the current one."""
+    Deployment.objects.select_for_update().get(pk=deployment.pk)
+    current = deployment.active_version()
+    if current is None:
+        raise Conflict("There is no active version to roll back from.")
+    target = deployment.rollback_target()
+    if target is None:
+        raise Conflict("No earlier version has been in production; there is nothing to roll back to.")
+    current.status = ModelVersion.Status.RETIRED
+    current.save(update_fields=["status"])
+    target.status = ModelVersion.Status.ACTIVE
+    target.activated_at = timezone.now()
+    target.save(update_fields=["status", "activated_at"])
+    audit_record(
+        action="deployment.rollback",
+        actor=by,
+        deployment=deployment,
+        obj=target,
+        before={"active_version": current.number},
+        after={"active_version": target.number},
+        comment=comment,
+    )
+    return target

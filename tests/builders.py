@@ -1,0 +1,69 @@
+"""Shared builders for tests: a deployment with its model and datasets, and a real Celery worker process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.contrib.auth.models import AbstractBaseUser
+
+from monitoring import services
+from monitoring.models import Dataset, Deployment, Team
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_deployment(
+    *,
+    team: Team,
+    by: AbstractBaseUser,
+    name: str,
+    slug: str,
+    feature_names: list[str],
+    class_labels: list[str],
+    model: bytes,
+    recipe: bytes | None = None,
+    train: tuple[np.ndarray, np.ndarray] | None = None,
+    holdout: tuple[np.ndarray, np.ndarray] | None = None,
+    **options: Any,
+) -> Deployment:
+    """A deployment whose v1 is `model` (active, as the first version), with `train` as its reference dataset and
+    `holdout` as its labelled evaluation set. `options` go to services.deployment_create (metric_thresholds …)."""
+    deployment = services.deployment_create(
+        team=team, name=name, slug=slug, feature_names=feature_names, class_labels=class_labels, by=by, **options
+    )
+    services.version_register(deployment=deployment, data=model, recipe=recipe, by=by)
+    for kind, dataset_name, rows in ((Dataset.Kind.REFERENCE, "train", train), (Dataset.Kind.EVALUATION, "holdout", holdout)):
+        if rows is not None:
+            X, y = rows
+            services.dataset_register(deployment=deployment, kind=kind, name=dataset_name, X=X, y=y, by=by)
+    deployment.refresh_from_db()
+    return deployment
+
+
+def worker_env(base: Path, **extra: str) -> dict[str, str]:
+    """The environment of a worker process on the test database, broker and a media root under `base`."""
+    from django.conf import settings
+    from django.db import connection
+
+    env = dict(os.environ)
+    env["DATABASE_URL"] = "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**connection.settings_dict)
+    env["MEDIA_ROOT"] = str(base / "media")
+    env["REDIS_URL"] = settings.CELERY_BROKER_URL
+    env.update(extra)
+    return env
+
+
+def spawn_worker(*, base: Path, log_name: str, args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Any]:
+    """Start `celery -A dashboard worker` with `args`, its output in base/log_name. Returns (process, log file)."""
+    log = open(base / log_name, "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "dashboard", "worker", "--loglevel=INFO", *args,
+         "--concurrency=1", "--pool=prefork", "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    return process, log

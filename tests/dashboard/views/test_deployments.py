@@ -1,0 +1,88 @@
+"""dashboard/views/deployments.py: the deployment page's charts, per-class results, times and empty states."""
+
+from __future__ import annotations
+
+import json
+import zoneinfo
+from datetime import timedelta
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+
+from monitoring import services
+from monitoring.models import (
+    AuditEvent,
+    EvaluationRun,
+)
+from tests.conftest import CLASSES, FEATURES
+from tests.dashboard.views.helpers import _evaluate
+
+# ---------------------------------------------------------------- charts, static files, empty states
+
+
+def test_the_deployment_page_embeds_charts_once_there_are_evaluations(client, viewer, deployment):
+    now = timezone.now()
+    for hours, accuracy in [(30, 0.93), (20, 0.95), (10, 0.94)]:
+        _evaluate(deployment, deployment.active_version(), accuracy=accuracy, at=now - timedelta(hours=hours))
+    client.force_login(viewer)
+
+    page = client.get(reverse("deployment", args=["tumour"])).content.decode()
+
+    assert 'data-chart="metrics"' in page and 'id="chart-metrics-figure"' in page
+    assert 'data-chart="latency"' in page
+    assert "/static/plotly/plotly.min.js" in page
+
+
+def test_the_quality_chart_follows_the_serving_versions_not_candidates(client, viewer, candidate):
+    deployment = candidate.deployment
+    now = timezone.now()
+    _evaluate(deployment, deployment.versions.get(number=1), accuracy=0.95, at=now - timedelta(hours=2))
+    _evaluate(deployment, candidate, accuracy=0.80, at=now - timedelta(hours=1))
+    client.force_login(viewer)
+
+    figure = json.loads(client.get(reverse("deployment", args=["tumour"])).context["charts"]["metrics"])
+
+    assert {number for trace in figure["data"] for number in trace["customdata"]} == {1}
+    assert 0.80 not in [y for trace in figure["data"] for y in trace["y"]]
+
+
+def test_a_new_deployment_page_shows_empty_states(client, team, operator):
+    services.deployment_create(team=team, name="Fresh", slug="fresh", feature_names=FEATURES, class_labels=CLASSES, by=operator)
+    client.force_login(operator)
+
+    response = client.get(reverse("deployment", args=["fresh"]))
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert 'data-empty="versions"' in page and "Upload an ONNX classifier" in page
+    assert f"Drift is checked every {settings.DRIFT_INTERVAL_MINUTES} minutes once traffic arrives" in page
+    assert 'data-empty="metrics"' in page and 'data-empty="jobs"' in page and 'data-empty="tokens"' in page
+    assert 'data-empty="alerts"' in page
+    assert 'data-chart=' not in page
+    assert client.get(reverse("audit", args=["fresh"])).status_code == 200
+
+
+def test_times_are_shown_in_the_zone_from_the_tz_cookie(client, viewer, deployment):
+    client.force_login(viewer)
+    client.cookies["tz"] = "Asia/Tokyo"
+
+    page = client.get(reverse("audit", args=["tumour"])).content.decode()
+
+    assert "Asia/Tokyo" in page
+    created = AuditEvent.objects.filter(deployment=deployment).first().at
+    assert timezone.localtime(created, timezone=zoneinfo.ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d %H:%M:%S") in page
+
+
+def test_the_deployment_page_shows_per_class_results_of_a_real_evaluation(client, viewer, deployment):
+    from workers.evaluation import evaluate_version
+
+    evaluate_version(version=deployment.active_version(), source=EvaluationRun.Source.EVALUATION_SET, latency=False)
+
+    client.force_login(viewer)
+    page = client.get(reverse("deployment", args=["tumour"])).content.decode()
+
+    metrics = EvaluationRun.objects.get().metrics
+    assert 'data-table="per-class"' in page
+    assert f"<td>{metrics['per_class']['support'][1]}</td>" in page
+    assert f"{metrics['per_class']['f1'][0]:.3f}" in page
