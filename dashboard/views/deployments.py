@@ -33,6 +33,7 @@ class Column:
     label: str
     higher_is_better: bool
     digits: int
+    scale: float = 1.0  # shown as value × scale (milliseconds as microseconds)
 
 
 # Compared on the evaluation set: the one sample every version is scored on.
@@ -40,7 +41,9 @@ VERSION_COLUMNS = [
     Column("accuracy", "Accuracy", True, 3),
     Column("f1_macro", "F1", True, 3),
     Column("roc_auc", "ROC-AUC", True, 3),
-    Column("latency_p95_ms", "p95 ms", False, 2),
+    # Microseconds: a small model's single-row p95 is a few hundredths of a millisecond, which two decimals of
+    # ms showed as 0.01 for every version.
+    Column("latency_p95_ms", "p95 µs, 1 row", False, 0, scale=1000.0),
 ]
 
 
@@ -61,7 +64,9 @@ class VersionLine:
 def _compare(value: float | None, base: float | None, column: Column) -> Cell:
     if value is None:
         return Cell("—")
-    text = f"{value:.{column.digits}f}"
+    value = value * column.scale
+    base = None if base is None else base * column.scale
+    text = f"{value:,.{column.digits}f}"
     if base is None:
         return Cell(text)
     delta = value - base

@@ -101,7 +101,7 @@ class VersionRow:
 
 def versions_list(*, deployment: Deployment) -> list[ModelVersion]:
     """The deployment's versions, newest first, with who made and decided them and their parent."""
-    return list(deployment.versions.select_related("created_by", "decided_by", "parent").order_by("-number"))
+    return list(deployment.versions.select_related("created_by", "decided_by", "retired_by", "parent").order_by("-number"))
 
 
 def versions_with_metrics(*, deployment: Deployment) -> list[VersionRow]:

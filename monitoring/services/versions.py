@@ -147,6 +147,14 @@ def _check_second_approver(version: ModelVersion, by: AbstractBaseUser) -> None:
 
 
 @transaction.atomic
+def _retire(version: ModelVersion, *, by: AbstractBaseUser | None, reason: str) -> None:
+    version.status = ModelVersion.Status.RETIRED
+    version.retired_at = timezone.now()
+    version.retired_by = by
+    version.retired_reason = reason
+    version.save(update_fields=["status", "retired_at", "retired_by", "retired_reason"])
+
+
 def version_approve(*, version: ModelVersion, by: AbstractBaseUser, comment: str = "") -> ModelVersion:
     """Make a candidate the active version; the previous active one is retired and kept for rollback."""
     version = _locked_version(version)
@@ -156,8 +164,7 @@ def version_approve(*, version: ModelVersion, by: AbstractBaseUser, comment: str
     before = _version_state(version)
     previous = version.deployment.active_version()
     if previous is not None:
-        previous.status = ModelVersion.Status.RETIRED
-        previous.save(update_fields=["status"])
+        _retire(previous, by=by, reason=f"replaced by v{version.number}")
     version.status = ModelVersion.Status.ACTIVE
     version.activated_at = timezone.now()
     _decide(version, by=by, comment=comment)
@@ -205,11 +212,11 @@ def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser, comment
     target = deployment.rollback_target()
     if target is None:
         raise Conflict("No earlier version has been in production; there is nothing to roll back to.")
-    current.status = ModelVersion.Status.RETIRED
-    current.save(update_fields=["status"])
+    _retire(current, by=by, reason=f"rolled back to v{target.number}" + (f": {comment}" if comment else ""))
     target.status = ModelVersion.Status.ACTIVE
     target.activated_at = timezone.now()
-    target.save(update_fields=["status", "activated_at"])
+    target.retired_at, target.retired_by, target.retired_reason = None, None, ""  # serving again
+    target.save(update_fields=["status", "activated_at", "retired_at", "retired_by", "retired_reason"])
     audit_record(
         action="deployment.rollback",
         actor=by,

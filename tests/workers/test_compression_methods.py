@@ -113,6 +113,8 @@ def test_no_weight_method_applies_to_linear_models_or_forests_and_each_says_why(
     assert graph_family(onnx.load_model_from_string(data)) == family
     assert [v.applicable for v in verdicts] == [False] * len(METHODS)
     assert all("does not apply" in v.reason and why.lower() in v.reason.lower() for v in verdicts), [v.reason for v in verdicts]
+    # Each refusal names its own method (static quantization once said "Int8 dynamic quantization").
+    assert all(v.reason.startswith(v.label) for v in verdicts), [(v.label, v.reason[:40]) for v in verdicts]
     with pytest.raises(NotApplicable):
         compress("int8_dynamic", data)
 

@@ -52,14 +52,15 @@ def quantizable_nodes(model: onnx.ModelProto) -> list[str]:
     ]
 
 
-def check(model: onnx.ModelProto) -> None:
-    """Raise NotApplicable when the graph has no weights the quantizer would touch."""
+def check(model: onnx.ModelProto, *, label: str = LABEL) -> None:
+    """Raise NotApplicable when the graph has no weights the quantizer would touch; `label` names the method
+    in the message (static quantization shares this check)."""
     if quantizable_nodes(model):
         return
     family = graph_family(model)
     kind = {"linear": " Linear classifiers", "tree_ensemble": " Tree ensembles"}.get(family, " Linear classifiers and tree ensembles")
     raise NotApplicable(
-        f"{LABEL} does not apply to this model: it has no MatMul, Conv or Gather weights "
+        f"{label} does not apply to this model: it has no MatMul, Conv or Gather weights "
         f"to quantize (its operators are {describe_ops(model)}).{kind} are "
         "compiled by skl2onnx to single ONNX-ML operators that keep float weights as attributes, which "
         "onnxruntime's quantizers do not touch."

@@ -36,7 +36,7 @@ class _Rows(CalibrationDataReader):
 
 
 def check(model: onnx.ModelProto) -> None:
-    check_weights(model)
+    check_weights(model, label=LABEL)
 
 
 def quantize_int8_static(onnx_bytes: bytes, calibration: np.ndarray | None = None) -> tuple[bytes, CompressionReport]:

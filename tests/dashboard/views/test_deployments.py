@@ -86,3 +86,14 @@ def test_the_deployment_page_shows_per_class_results_of_a_real_evaluation(client
     assert 'data-table="per-class"' in page
     assert f"<td>{metrics['per_class']['support'][1]}</td>" in page
     assert f"{metrics['per_class']['f1'][0]:.3f}" in page
+
+
+def test_single_row_latencies_a_few_microseconds_apart_read_differently():
+    from dashboard.views.deployments import VERSION_COLUMNS, _compare
+
+    latency = next(c for c in VERSION_COLUMNS if c.key == "latency_p95_ms")
+    active, candidate = _compare(0.0123, None, latency), _compare(0.0071, 0.0123, latency)
+
+    # Two decimals of milliseconds read "0.01" for both.
+    assert (active.value, candidate.value, candidate.delta, candidate.better) == ("12", "7", "-5", True)
+    assert "µs" in latency.label

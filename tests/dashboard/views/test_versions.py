@@ -104,6 +104,21 @@ def test_an_approver_rolls_back_to_the_previous_version(client, approver, candid
     assert AuditEvent.objects.filter(action="deployment.rollback", comment="latency regression").exists()
 
 
+def test_after_a_rollback_each_version_says_why_it_left_production(client, approver, candidate):
+    services.version_approve(version=candidate, by=approver, comment="better F1")
+    services.deployment_rollback(deployment=candidate.deployment, by=approver, comment="latency regression")
+    client.force_login(approver)
+
+    page = client.get("/d/tumour/").content.decode()
+
+    candidate.refresh_from_db()
+    assert (candidate.status, candidate.retired_reason) == ("retired", "rolled back to v1: latency regression")
+    assert "retired by alice: rolled back to v1: latency regression" in page
+    assert "retired by alice: better F1" not in page and "<q>better F1</q>" not in page
+    v1 = candidate.deployment.versions.get(number=1)
+    assert (v1.status, v1.retired_reason, v1.retired_at) == ("active", "", None)  # serving again
+
+
 def test_the_deployment_page_shows_candidate_deltas_and_buttons_only_to_approvers(client, approver, viewer, candidate):
     deployment = candidate.deployment
     now = timezone.now()
