@@ -146,7 +146,6 @@ def _check_second_approver(version: ModelVersion, by: AbstractBaseUser) -> None:
     )
 
 
-@transaction.atomic
 def _retire(version: ModelVersion, *, by: AbstractBaseUser | None, reason: str) -> None:
     version.status = ModelVersion.Status.RETIRED
     version.retired_at = timezone.now()
@@ -155,6 +154,7 @@ def _retire(version: ModelVersion, *, by: AbstractBaseUser | None, reason: str) 
     version.save(update_fields=["status", "retired_at", "retired_by", "retired_reason"])
 
 
+@transaction.atomic
 def version_approve(*, version: ModelVersion, by: AbstractBaseUser, comment: str = "") -> ModelVersion:
     """Make a candidate the active version; the previous active one is retired and kept for rollback."""
     version = _locked_version(version)

@@ -121,3 +121,17 @@ def test_only_a_candidate_can_be_decided(deployment, approver, decide):
     active.refresh_from_db()
     assert active.status == ModelVersion.Status.ACTIVE
     assert AuditEvent.objects.count() == audits_before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_decision_holds_its_own_transaction_outside_a_test_transaction(deployment, operator, approver):
+    """Views call these in autocommit mode; the row lock each one takes needs the service's own transaction."""
+    services.version_approve(version=candidate(deployment, operator), by=approver)
+    services.deployment_rollback(deployment=deployment, by=approver, comment="v2 misbehaves")
+    services.version_reject(version=candidate(deployment, operator), by=approver)
+
+    assert dict(deployment.versions.values_list("number", "status")) == {
+        1: ModelVersion.Status.ACTIVE,
+        2: ModelVersion.Status.RETIRED,
+        3: ModelVersion.Status.REJECTED,
+    }
