@@ -32,6 +32,7 @@ from monitoring.models import (
     ModelVersion,
     PredictionBatch,
     ReferenceProfile,
+    ServingPeriod,
     Team,
     VersionComparisonResult,
 )
@@ -161,6 +162,14 @@ class ModelVersionAdmin(ReadOnlyAdmin):
     list_display = ["__str__", "status", "origin", "size_bytes", "created_at", "activated_at"]
     list_filter = ["status", "origin", "deployment"]
     search_fields = ["deployment__slug", "sha256"]
+
+
+@admin.register(ServingPeriod)
+class ServingPeriodAdmin(ReadOnlyAdmin):
+    """Written only by the version services, as a version starts and stops serving."""
+
+    list_display = ["version", "started_at", "ended_at"]
+    list_filter = ["deployment"]
 
 
 @admin.register(Dataset)

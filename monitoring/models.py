@@ -171,6 +171,28 @@ class ModelVersion(models.Model):
         return int(self.input_shape[-1]) if self.input_shape else 0
 
 
+class ServingPeriod(models.Model):
+    """A stretch of time in which one version served its deployment; the health history is drawn from these.
+
+    Opened when a version becomes active and closed when it leaves, so a version rolled back to has two.
+    `ModelVersion.activated_at` only remembers the latest start.
+    """
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="serving_periods")
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="serving_periods")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment"], condition=Q(ended_at__isnull=True), name="serving_one_open_period_per_deployment"
+            ),
+        ]
+        indexes = [models.Index(fields=["version", "started_at"], name="serving_version_idx")]
+
+
 class Dataset(models.Model):
     class Kind(models.TextChoices):
         REFERENCE = "reference", "Reference"

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
 
 from monitoring import services
-from monitoring.models import Dataset, Deployment, Team
+from monitoring.models import Dataset, Deployment, ModelVersion, ServingPeriod, Team
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,14 +31,21 @@ def make_deployment(
     recipe: bytes | None = None,
     train: tuple[np.ndarray, np.ndarray] | None = None,
     holdout: tuple[np.ndarray, np.ndarray] | None = None,
+    serving_for: timedelta = timedelta(days=90),
     **options: Any,
 ) -> Deployment:
     """A deployment whose v1 is `model` (active, as the first version), with `train` as its reference dataset and
-    `holdout` as its labelled evaluation set. `options` go to services.deployment_create (metric_thresholds …)."""
+    `holdout` as its labelled evaluation set. `options` go to services.deployment_create (metric_thresholds …).
+
+    v1 has been serving for `serving_for`, so the history a test writes falls inside its serving period (the
+    health chart draws a version's points only from while it served)."""
     deployment = services.deployment_create(
         team=team, name=name, slug=slug, feature_names=feature_names, class_labels=class_labels, by=by, **options
     )
-    services.version_register(deployment=deployment, data=model, recipe=recipe, by=by)
+    v1 = services.version_register(deployment=deployment, data=model, recipe=recipe, by=by)
+    since = timezone.now() - serving_for
+    ModelVersion.objects.filter(pk=v1.pk).update(activated_at=since)
+    ServingPeriod.objects.filter(version=v1).update(started_at=since)
     for kind, dataset_name, rows in ((Dataset.Kind.REFERENCE, "train", train), (Dataset.Kind.EVALUATION, "holdout", holdout)):
         if rows is not None:
             X, y = rows

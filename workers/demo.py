@@ -46,6 +46,7 @@ from monitoring.models import (
     Membership,
     ModelVersion,
     Role,
+    ServingPeriod,
     Team,
 )
 from monitoring.runtime import ModelRunner
@@ -386,14 +387,22 @@ def seed_deployment(
             )
             result.predictions += created
             result.labels += labelled
+            # What the scheduled evaluation would have recorded at the end of each day, with the same windows:
+            # the evaluation set (and latency), the last 24 hours, and the rolling evaluation window.
+            # Past days are history; only the latest labelled day decides today's threshold alerts.
+            today = day == days - 2
+            result.evaluations += _count(evaluate_version(
+                version=serving, source=EvaluationRun.Source.EVALUATION_SET, measured_at=end, raise_alerts=today
+            ))
             if labelled:
-                run = evaluate_version(
-                    version=serving, source=EvaluationRun.Source.PRODUCTION, window_start=start, window_end=end,
-                    measured_at=end, latency=True,
-                    # Past days are history; only the latest labelled day decides today's threshold alerts.
-                    raise_alerts=day == days - 2,
-                )
-                result.evaluations += _count(run)
+                result.evaluations += _count(evaluate_version(
+                    version=serving, source=EvaluationRun.Source.PRODUCTION_DAY, window_start=start, window_end=end,
+                    measured_at=end, latency=False, raise_alerts=False,
+                ))
+                result.evaluations += _count(evaluate_version(
+                    version=serving, source=EvaluationRun.Source.PRODUCTION, window_end=end, measured_at=end,
+                    latency=False, raise_alerts=today,
+                ))
             # Day by day, like the scheduled check: each window is judged against the version serving then,
             # and the latest window decides which drift alerts stay open.
             report = check_drift(deployment=deployment, window_start=start, window_end=end)
@@ -467,6 +476,10 @@ def _roll_out(
     ModelVersion.objects.filter(pk=approved.pk).update(
         created_at=at - timedelta(hours=3), activated_at=at, decided_at=at
     )
+    if previous is not None:
+        ModelVersion.objects.filter(pk=previous.pk).update(retired_at=at)
+        ServingPeriod.objects.filter(version=previous).update(ended_at=at)
+    ServingPeriod.objects.filter(version=approved).update(started_at=at)
     return _count(run)
 
 
@@ -506,6 +519,7 @@ def _date_history(deployment: Deployment, *, start: datetime) -> None:
     Deployment.objects.filter(pk=deployment.pk).update(created_at=start - timedelta(hours=1))
     deployment.datasets.update(created_at=start - timedelta(minutes=30))
     deployment.versions.filter(number=1).update(created_at=start - timedelta(minutes=45), activated_at=start)
+    deployment.serving_periods.filter(version__number=1).update(started_at=start)
     deployment.prediction_batches.update(received_at=F("t_max"))
     # Ground truth arrives about a day after the prediction.
     deployment.predictions.filter(label_index__isnull=False).update(labelled_at=F("timestamp") + DAY)

@@ -109,32 +109,56 @@ def _chart_days(request: HttpRequest) -> int:
     return days if days in CHART_DAYS else DEFAULT_CHART_DAYS
 
 
-def _charts(deployment: Deployment, days: int) -> dict[str, str | None]:
+@dataclass(frozen=True)
+class ProductionWindow:
+    key: str  # the ?window= value
+    source: str
+    days: int
+    label: str
+
+
+def production_windows(deployment: Deployment) -> list[ProductionWindow]:
+    """The labelled production windows the health chart can draw, one at a time: the deployment's evaluation
+    window (what its floors and alerts go by) first, then the last 24 hours (a drop shows there first)."""
+    Source = EvaluationRun.Source
+    week = deployment.evaluation_window_days
+    windows = [ProductionWindow("evaluation", Source.PRODUCTION, week, f"labelled production, {week} d")]
+    if week > 1:
+        windows.append(ProductionWindow("day", Source.PRODUCTION_DAY, 1, "labelled production, 24 h"))
+    return windows
+
+
+def _chart_window(request: HttpRequest, deployment: Deployment) -> ProductionWindow:
+    windows = production_windows(deployment)
+    return next((w for w in windows if w.key == request.GET.get("window")), windows[0])
+
+
+def _charts(deployment: Deployment, days: int, window: ProductionWindow) -> dict[str, str | None]:
     since = timezone.now() - timedelta(days=days)
     tz = timezone.get_current_timezone()
     Source = EvaluationRun.Source
-    versions = list(deployment.versions.values_list("number", "activated_at"))
-    # The lines follow the serving model; candidates' scores belong in the versions table, not in its history.
-    never_served = {number for number, activated_at in versions if activated_at is None}
-    rollouts = sorted((at, f"v{number}") for number, at in versions if at is not None and at >= since)
+    rollouts = [
+        (started, f"v{number}")
+        for number, started, _ in selectors.serving_periods(deployment=deployment, since=since)
+        if started >= since
+    ]
 
-    def series(names: list[str], source: str) -> dict:
-        points = selectors.metric_series(deployment=deployment, names=names, source=source, since=since)
-        return charts.drop_versions(points, never_served)
+    def series(names: list[str], source: str, window_days: int | None = None) -> dict:
+        return selectors.serving_metric_series(
+            deployment=deployment, names=names, source=source, since=since, window_days=window_days
+        )
 
-    latency = series(LATENCY_METRICS, Source.EVALUATION_SET)
-    if not any(s["value"] for s in latency.values()):
-        latency = series(LATENCY_METRICS, Source.PRODUCTION)
     return {
         "metrics": charts.metrics_chart(
-            production=series(QUALITY_METRICS, Source.PRODUCTION),
-            production_day=series(QUALITY_METRICS, Source.PRODUCTION_DAY),
+            production=series(QUALITY_METRICS, window.source, window.days),
+            production_label=window.label,
             evaluation_set=series(QUALITY_METRICS, Source.EVALUATION_SET),
             thresholds=deployment.metric_thresholds,
             tz=tz,
             rollouts=rollouts,
         ),
-        "latency": charts.latency_chart(series_by_name=latency, tz=tz),
+        # Always the evaluation set: production windows of different sizes would time different rows.
+        "latency": charts.latency_chart(series_by_name=series(LATENCY_METRICS, Source.EVALUATION_SET), tz=tz),
         "drift": charts.drift_share_chart(series=selectors.drift_share_series(deployment=deployment, since=since), tz=tz),
     }
 
@@ -143,6 +167,7 @@ def _charts(deployment: Deployment, days: int) -> dict[str, str | None]:
 def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
     deployment = get_deployment_for(request.user, slug)
     days = _chart_days(request)
+    window = _chart_window(request, deployment)
     versions = selectors.versions_with_metrics(deployment=deployment)
     drift = selectors.latest_drift_report(deployment=deployment)
     jobs = list(selectors.jobs_for(deployment=deployment)[:10])
@@ -155,9 +180,11 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "per_class": selectors.per_class_rows(metrics=summary.latest_metrics),
         "can_operate": can_operate,
         "can_approve": can(request.user, deployment, APPROVE),
-        "charts": _charts(deployment, days),
+        "charts": _charts(deployment, days, window),
         "days": days,
         "day_choices": CHART_DAYS,
+        "window": window,
+        "windows": production_windows(deployment),
         "version_columns": VERSION_COLUMNS,
         "versions": version_lines(versions),
         "can_roll_back": deployment.rollback_target() is not None,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterRef, Q
 from django.utils import timezone
 
 from monitoring.models import (
@@ -14,6 +15,7 @@ from monitoring.models import (
     EvaluationRun,
     MetricPoint,
     ModelVersion,
+    ServingPeriod,
 )
 from monitoring.selectors.access import deployments_visible_to
 from monitoring.selectors.traffic import prediction_counts
@@ -34,8 +36,33 @@ class DeploymentSummary:
     open_alerts: int
     candidates: int
     latest_metrics: dict
+    # Which rows the headline figures come from: "labelled production, 7 days · 1,204 rows".
+    latest_rows: str
     predictions_24h: int
     last_prediction_at: datetime | None
+
+
+def headline_run(*, version: ModelVersion) -> EvaluationRun | None:
+    """The run a deployment's headline figures come from: its serving version's latest scheduled run on the
+    labelled production window (what its floors and alerts go by), else on the evaluation set."""
+    runs = EvaluationRun.objects.filter(version=version, job__isnull=True).select_related("dataset")
+    return (
+        runs.filter(source=EvaluationRun.Source.PRODUCTION).latest_succeeded()
+        or runs.filter(source=EvaluationRun.Source.EVALUATION_SET).latest_succeeded()
+    )
+
+
+def describe_rows(run: EvaluationRun) -> str:
+    """Which rows an evaluation scored, in words a reader can check against the chart."""
+    if run.source == EvaluationRun.Source.EVALUATION_SET:
+        where = f"evaluation set ({run.dataset.name})" if run.dataset_id and run.dataset else "evaluation set"
+    elif run.window_start and run.window_end:
+        span = run.window_end - run.window_start
+        length = f"{span.days} days" if span.days > 1 else "24 h" if span == timedelta(days=1) else str(span)
+        where = f"labelled production, {length}"
+    else:
+        where = run.get_source_display().lower()
+    return f"{where} · {run.n_rows:,} rows"
 
 
 def deployment_summary(*, deployment: Deployment) -> DeploymentSummary:
@@ -43,7 +70,7 @@ def deployment_summary(*, deployment: Deployment) -> DeploymentSummary:
         deployment.alerts.unresolved().values_list("severity", flat=True)
     )
     active = deployment.active_version()
-    latest = EvaluationRun.objects.filter(deployment=deployment, version=active).latest_succeeded() if active else None
+    latest = headline_run(version=active) if active else None
     if Alert.Severity.CRITICAL in open_alerts:
         health = Health.CRITICAL
     elif open_alerts:
@@ -61,6 +88,7 @@ def deployment_summary(*, deployment: Deployment) -> DeploymentSummary:
         open_alerts=len(open_alerts),
         candidates=deployment.versions.filter(status=ModelVersion.Status.CANDIDATE).count(),
         latest_metrics=latest.metrics if latest else {},
+        latest_rows=describe_rows(latest) if latest else "",
         predictions_24h=predictions_24h,
         last_prediction_at=last,
     )
@@ -77,19 +105,41 @@ def per_class_rows(*, metrics: dict) -> list[dict]:
     ]
 
 
-def metric_series(
-    *, deployment: Deployment, names: list[str], source: str, since: datetime | None = None
+def serving_metric_series(
+    *, deployment: Deployment, names: list[str], source: str, since: datetime | None = None, window_days: int | None = None
 ) -> dict[str, dict[str, list]]:
-    """{"accuracy": {"at": [...], "value": [...], "version": [...]}, ...}, oldest first."""
-    points = MetricPoint.objects.filter(deployment=deployment, name__in=names, source=source)
+    """What served, as the health chart draws it: {"accuracy": {"at": [...], "value": [...], "version": [...]}},
+    oldest first.
+
+    Only points a version scored while it was serving (its ServingPeriods), only from the scheduled evaluation
+    (a maintenance job's runs compare candidates and belong on their compare page), and, for a production source,
+    only windows exactly `window_days` long, so a 24-hour window and a 7-day one never share a line.
+    """
+    serving = ServingPeriod.objects.filter(version=OuterRef("version_id"), started_at__lte=OuterRef("at")).filter(
+        Q(ended_at__isnull=True) | Q(ended_at__gt=OuterRef("at"))
+    )
+    points = MetricPoint.objects.filter(
+        deployment=deployment, name__in=names, source=source, run__job__isnull=True
+    ).filter(Exists(serving))
     if since is not None:
         points = points.filter(at__gte=since)
+    if window_days is not None:
+        span = ExpressionWrapper(F("run__window_end") - F("run__window_start"), output_field=DurationField())
+        points = points.annotate(span=span).filter(span=timedelta(days=window_days))
     series: dict[str, dict[str, list]] = {name: {"at": [], "value": [], "version": []} for name in names}
     for name, at, value, number in points.order_by("at").values_list("name", "at", "value", "version__number"):
         series[name]["at"].append(at)
         series[name]["value"].append(value)
         series[name]["version"].append(number)
     return series
+
+
+def serving_periods(*, deployment: Deployment, since: datetime | None = None) -> list[tuple[int, datetime, datetime | None]]:
+    """(version number, started, ended or None while serving), oldest first; those still serving at `since` too."""
+    periods = deployment.serving_periods.all()
+    if since is not None:
+        periods = periods.filter(Q(ended_at__isnull=True) | Q(ended_at__gt=since))
+    return list(periods.order_by("started_at").values_list("version__number", "started_at", "ended_at"))
 
 
 @dataclass(frozen=True)

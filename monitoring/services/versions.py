@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -12,6 +14,7 @@ from monitoring.models import (
     Deployment,
     MaintenanceJob,
     ModelVersion,
+    ServingPeriod,
 )
 from monitoring.recipes import RecipeError, recipe_check
 from monitoring.runtime import InvalidModelError, ModelSignature, inspect_model
@@ -57,6 +60,8 @@ def version_register(
             recipe_sha=blob_put(recipe) if recipe else "", by=by, origin=origin, parent=parent, job=job,
             notes=notes, activate_if_first=activate_if_first,
         )
+        if version.status == ModelVersion.Status.ACTIVE:
+            _serve(version, at=version.activated_at)
         active = deployment.active_version()
         if version.status == ModelVersion.Status.CANDIDATE and active is not None:
             # Computed now on a worker, so the approval page has its statistics by the time someone opens it.
@@ -146,12 +151,18 @@ def _check_second_approver(version: ModelVersion, by: AbstractBaseUser) -> None:
     )
 
 
-def _retire(version: ModelVersion, *, by: AbstractBaseUser | None, reason: str) -> None:
+def _serve(version: ModelVersion, *, at: datetime) -> None:
+    ServingPeriod.objects.create(deployment_id=version.deployment_id, version=version, started_at=at)
+
+
+def _retire(version: ModelVersion, *, by: AbstractBaseUser | None, reason: str, at: datetime) -> None:
+    """Out of production at `at`, the moment its successor's serving period starts: no gap, no overlap."""
     version.status = ModelVersion.Status.RETIRED
-    version.retired_at = timezone.now()
+    version.retired_at = at
     version.retired_by = by
     version.retired_reason = reason
     version.save(update_fields=["status", "retired_at", "retired_by", "retired_reason"])
+    ServingPeriod.objects.filter(version=version, ended_at__isnull=True).update(ended_at=version.retired_at)
 
 
 @transaction.atomic
@@ -163,12 +174,14 @@ def version_approve(*, version: ModelVersion, by: AbstractBaseUser, comment: str
     _check_second_approver(version, by)
     before = _version_state(version)
     previous = version.deployment.active_version()
+    now = timezone.now()
     if previous is not None:
-        _retire(previous, by=by, reason=f"replaced by v{version.number}")
+        _retire(previous, by=by, reason=f"replaced by v{version.number}", at=now)
     version.status = ModelVersion.Status.ACTIVE
-    version.activated_at = timezone.now()
+    version.activated_at = now
     _decide(version, by=by, comment=comment)
     version.save()
+    _serve(version, at=version.activated_at)
     audit_record(
         action="version.approve",
         actor=by,
@@ -212,11 +225,13 @@ def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser, comment
     target = deployment.rollback_target()
     if target is None:
         raise Conflict("No earlier version has been in production; there is nothing to roll back to.")
-    _retire(current, by=by, reason=f"rolled back to v{target.number}" + (f": {comment}" if comment else ""))
+    now = timezone.now()
+    _retire(current, by=by, reason=f"rolled back to v{target.number}" + (f": {comment}" if comment else ""), at=now)
     target.status = ModelVersion.Status.ACTIVE
-    target.activated_at = timezone.now()
+    target.activated_at = now
     target.retired_at, target.retired_by, target.retired_reason = None, None, ""  # serving again
     target.save(update_fields=["status", "activated_at", "retired_at", "retired_by", "retired_reason"])
+    _serve(target, at=target.activated_at)
     audit_record(
         action="deployment.rollback",
         actor=by,

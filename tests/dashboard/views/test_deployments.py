@@ -97,3 +97,24 @@ def test_single_row_latencies_a_few_microseconds_apart_read_differently():
     # Two decimals of milliseconds read "0.01" for both.
     assert (active.value, candidate.value, candidate.delta, candidate.better) == ("12", "7", "-5", True)
     assert "µs" in latency.label
+
+
+def test_the_quality_chart_draws_one_declared_production_window_at_a_time(client, viewer, deployment):
+    v1, now = deployment.active_version(), timezone.now()
+    for days, accuracy in [(7, 0.73), (1, 0.58)]:
+        run = EvaluationRun.objects.create(
+            deployment=deployment, version=v1, measured_at=now,
+            source=EvaluationRun.Source.PRODUCTION if days == 7 else EvaluationRun.Source.PRODUCTION_DAY,
+            window_start=now - timedelta(days=days), window_end=now,
+        )
+        services.evaluation_complete(run=run, metrics={"n_rows": 50, "accuracy": accuracy}, raise_alerts=False)
+    client.force_login(viewer)
+
+    def drawn(query: str) -> dict[str, list]:
+        response = client.get(reverse("deployment", args=["tumour"]) + query)
+        return {trace["name"]: trace["y"] for trace in json.loads(response.context["charts"]["metrics"])["data"]}
+
+    assert drawn("") == {"Accuracy · labelled production, 7 d": [0.73]}
+    assert drawn("?window=day") == {"Accuracy · labelled production, 24 h": [0.58]}
+    page = client.get(reverse("deployment", args=["tumour"])).content.decode()
+    assert "labelled production, 7 days · 50 rows" in page  # the headline says which rows it is
