@@ -79,6 +79,7 @@ PAGES: dict[str, Rule] = {
     "password_change_done": Rule("GET", LOGIN),
     "healthz": Rule("GET", PUBLIC),
     "readyz": Rule("GET", PUBLIC),
+    "favicon": Rule("GET", PUBLIC),
     "overview": Rule("GET", LOGIN),
     "alerts": Rule("GET", LOGIN),
     "alert-status": Rule("POST", OPERATE, lambda w: {"status": "acknowledged"}),
