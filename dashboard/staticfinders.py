@@ -24,10 +24,11 @@ class PlotlyFinder(BaseFinder):
     @overload
     def find(self, path: str, find_all: Literal[True]) -> list[str]: ...
     def find(self, path: str, find_all: bool = False) -> str | list[str] | None:
-        found = str(PACKAGE_DATA / FILENAME) if path == URL_PATH else None
-        if find_all:
-            return [found] if found else []
-        return found
+        if path != URL_PATH:
+            # [] rather than None, as Django's own finders answer: finders.find() counts a None as a match.
+            return []
+        found = str(PACKAGE_DATA / FILENAME)
+        return [found] if find_all else found
 
     def list(self, ignore_patterns: Iterable[str] | None) -> Iterator[tuple[str, FileSystemStorage]]:
         storage = FileSystemStorage(location=PACKAGE_DATA)

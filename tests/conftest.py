@@ -57,6 +57,20 @@ def _collected_static(tmp_path_factory):
         os.environ["STATIC_ROOT"] = previous
 
 
+@pytest.fixture(scope="session")
+def live_server(request, _collected_static):
+    """pytest-django's live server, with static files served by WhiteNoise from the collected files, as in
+    production: its own static handler serves them through the finders, which know no hashed name."""
+    from pytest_django.live_server_helper import LiveServer
+
+    addr = request.config.getvalue("liveserver") or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost"
+    server = LiveServer(addr, start=False)
+    server.thread.static_handler = lambda app: app  # LiveServerThread wraps its WSGI app in this; WhiteNoise is in it
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def deferred(monkeypatch):
     """Every batch takes the large-batch path: stored now, indexed by the indexer (monitoring/indexing.py)."""
