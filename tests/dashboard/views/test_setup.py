@@ -360,3 +360,15 @@ def test_the_overview_does_not_offer_creating_to_someone_who_cannot(client, view
     page = client.get(reverse("overview")).content.decode()
 
     assert 'data-empty="deployments"' in page and reverse("deployment-new") not in page
+
+
+def test_the_alert_and_candidate_counts_link_to_what_they_count(client, viewer, deployment):
+    services.alert_raise(deployment=deployment, kind="data_drift", dedup_key="drift", title="Drift")
+    client.force_login(viewer)
+
+    overview = client.get(reverse("overview")).content.decode()
+    page = client.get(reverse("deployment", args=["tumour"])).content.decode()
+
+    assert f'href="{reverse("alerts")}" data-stat="open-alerts"' in overview
+    assert f'href="{reverse("alerts")}?deployment=tumour" data-stat="open-alerts"' in page
+    assert 'href="#versions" data-stat="candidates"' in page
