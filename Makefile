@@ -40,8 +40,10 @@ test-fast: install
 	@eval "$$(python3 docker/services.py --require)" && \
 	  SECRET_KEY=test-only-not-secret $(PY) -m pytest -m "not worker and not browser" $(PYTEST_ARGS)
 
+# The pages a bench renders name their static files through collectstatic's manifest.
 bench: install
 	@eval "$$(python3 docker/services.py --require)" && \
+	  SECRET_KEY=bench-only $(PY) manage.py collectstatic --noinput -v0 && \
 	  for script in bench/*.py; do SECRET_KEY=bench-only $(PY) $$script || exit 1; done
 
 clean: stop

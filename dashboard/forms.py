@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from monitoring.models import Alert, Dataset, MaintenanceJob, ModelVersion
+from monitoring.models import Alert, Dataset, MaintenanceJob, ModelVersion, Team
 
 
 class VersionUploadForm(forms.Form):
@@ -47,3 +47,133 @@ class TokenForm(forms.Form):
 
 class AlertStatusForm(forms.Form):
     status = forms.ChoiceField(choices=[(Alert.Status.ACKNOWLEDGED, "Acknowledge"), (Alert.Status.RESOLVED, "Resolve")])
+
+
+def split_names(text: str) -> list[str]:
+    """Names typed one per line or separated by commas, without blanks."""
+    return [name.strip() for line in text.splitlines() for name in line.split(",") if name.strip()]
+
+
+class DeploymentCreateForm(forms.Form):
+    name = forms.CharField(help_text="Shown on every page; the URL is made from it.")
+    team = forms.ChoiceField(help_text="The team that owns it: its members see it, with the roles they hold there.")
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    file = forms.FileField(
+        label="ONNX model (optional)", required=False,
+        help_text="Its input and classes become the deployment's schema, and it becomes the active v1.",
+    )
+    recipe = forms.FileField(
+        label="Training recipe (optional)", required=False,
+        help_text="A skops-serialised scikit-learn estimator for the model, needed to retrain it later.",
+    )
+    feature_names = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3, "placeholder": "age, income, tenure_months"}),
+        help_text="In the order the model takes them, separated by commas or new lines. Leave empty when the model "
+        "names its features.",
+    )
+    class_labels = forms.CharField(
+        required=False, widget=forms.TextInput(attrs={"placeholder": "benign, malignant"}),
+        help_text="Separated by commas. Leave empty when the model carries its classes.",
+    )
+
+    def __init__(self, *args, teams: list[Team], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].choices = [(t.slug, t.name) for t in teams]
+
+    def clean(self) -> dict:
+        data = super().clean() or {}
+        data["feature_names"] = split_names(data.get("feature_names", ""))
+        data["class_labels"] = split_names(data.get("class_labels", ""))
+        if not data.get("file") and not (data["feature_names"] and data["class_labels"]):
+            raise forms.ValidationError(
+                "Upload an ONNX model to read the schema from it, or type the feature names and the class labels."
+            )
+        return data
+
+
+class ThresholdsForm(forms.Form):
+    """One optional floor per metric; the service checks the range."""
+
+    def __init__(self, *args, metrics: tuple[str, ...], **kwargs):
+        super().__init__(*args, **kwargs)
+        for metric in metrics:
+            self.fields[metric] = forms.FloatField(
+                required=False, label=METRIC_LABELS.get(metric, metric),
+                widget=forms.NumberInput(attrs={"step": "any", "placeholder": "no floor"}),
+            )
+
+    def floors(self) -> dict[str, float]:
+        return {metric: value for metric, value in self.cleaned_data.items() if value is not None}
+
+
+METRIC_LABELS = {
+    "accuracy": "Accuracy", "f1_macro": "F1 (macro)", "roc_auc": "ROC-AUC", "precision_macro": "Precision (macro)",
+    "recall_macro": "Recall (macro)", "precision_weighted": "Precision (weighted)",
+    "recall_weighted": "Recall (weighted)", "f1_weighted": "F1 (weighted)",
+}
+
+DRIFT_TESTS = [
+    ("", "Chosen per feature (KS or chi-square by sample size and kind)"),
+    ("ks", "Kolmogorov–Smirnov (numeric; p-value)"),
+    ("chisquare", "Chi-square (categorical; p-value)"),
+    ("wasserstein", "Wasserstein distance (numeric)"),
+    ("psi", "Population stability index"),
+    ("jensenshannon", "Jensen–Shannon distance"),
+]
+
+
+class DriftSettingsForm(forms.Form):
+    """The common drift settings as fields; per-feature rules as JSON. DriftConfig (via the service) decides."""
+
+    p_value = forms.FloatField(
+        required=False, label="Significance (p-value)", widget=forms.NumberInput(attrs={"step": "any"}),
+        help_text="Family-wise, for the p-value tests (KS, chi-square).",
+    )
+    correction = forms.ChoiceField(
+        choices=[("bonferroni", "Bonferroni"), ("bh", "Benjamini–Hochberg"), ("none", "None")],
+        label="Multiple-testing correction",
+    )
+    drift_share = forms.FloatField(
+        required=False, label="Dataset drift when this share of features drifts",
+        widget=forms.NumberInput(attrs={"step": "any"}), help_text="In (0, 1]; 0.5 by default.",
+    )
+    test = forms.ChoiceField(choices=DRIFT_TESTS, required=False, label="Test for every feature")
+    threshold = forms.FloatField(
+        required=False, label="Threshold", widget=forms.NumberInput(attrs={"step": "any"}),
+        help_text="For a distance test, the distance at or above which a feature drifts (PSI 0.2, others 0.1 by "
+        "default); for a p-value test, the p-value before correction.",
+    )
+    multivariate_auc = forms.FloatField(
+        required=False, label="Multivariate drift at ROC-AUC", widget=forms.NumberInput(attrs={"step": "any"}),
+        help_text="A domain classifier telling reference from current rows apart at or above this; 0.55 by default.",
+    )
+    window_rows = forms.IntegerField(
+        required=False, label="Window: the newest N rows", help_text="Empty: every row of the time window.",
+    )
+    interval_minutes = forms.IntegerField(
+        required=False, label="Check every N minutes", help_text="Empty: on every scheduled check.",
+    )
+    features = forms.JSONField(
+        required=False, label="Per-feature rules (JSON)",
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"income": {"test": "psi", "threshold": 0.25}}'}),
+        help_text="Feature name → kind (numeric, categorical), test and threshold, over the settings above.",
+    )
+
+    def config(self) -> dict:
+        """The drift_config JSON: only what was given, so the defaults stay the defaults."""
+        data = self.cleaned_data
+        config: dict = {key: data[key] for key in ("p_value", "drift_share", "threshold", "multivariate_auc")
+                        if data.get(key) is not None}
+        if data.get("correction") and data["correction"] != "bonferroni":
+            config["correction"] = data["correction"]
+        if data.get("test"):
+            config["test"] = data["test"]
+        if data.get("features"):
+            config["features"] = data["features"]
+        return config
+
+    @classmethod
+    def initial_for(cls, *, config: dict, window_rows: int | None, interval_minutes: int | None) -> dict:
+        initial = {key: config.get(key) for key in ("p_value", "drift_share", "threshold", "multivariate_auc", "test")}
+        initial |= {"correction": config.get("correction", "bonferroni"), "features": config.get("features") or None}
+        return initial | {"window_rows": window_rows, "interval_minutes": interval_minutes}

@@ -51,6 +51,7 @@ UPLOAD_ROUTES: dict[str, str] = {
     "api/deployments/<slug>/versions": "MAX_MODEL_UPLOAD_BYTES",
     "d/<slug:slug>/datasets/new": "MAX_UPLOAD_BYTES",
     "d/<slug:slug>/versions/new": "MAX_MODEL_UPLOAD_BYTES",
+    "deployments/new": "MAX_MODEL_UPLOAD_BYTES",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from functools import cache
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test.utils import override_settings
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -35,6 +38,37 @@ def django_db_setup(django_db_setup, django_db_blocker):
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute(f'ALTER DATABASE "{connection.settings_dict["NAME"]}" SET watchkeeper.audit_truncate = \'allow\'')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _collected_static(tmp_path_factory):
+    """The static files as production serves them: `collectstatic` into a directory of this session's, whose
+    manifest gives every `{% static %}` its hashed name (pages fail without it, as in production). Subprocesses
+    (the worker, the embedded demo) inherit it through STATIC_ROOT."""
+    root = tmp_path_factory.mktemp("static")
+    previous = os.environ.get("STATIC_ROOT")
+    os.environ["STATIC_ROOT"] = str(root)
+    with override_settings(STATIC_ROOT=root):
+        call_command("collectstatic", "--noinput", verbosity=0)
+        yield root
+    if previous is None:
+        os.environ.pop("STATIC_ROOT", None)
+    else:
+        os.environ["STATIC_ROOT"] = previous
+
+
+@pytest.fixture(scope="session")
+def live_server(request, _collected_static):
+    """pytest-django's live server, with static files served by WhiteNoise from the collected files, as in
+    production: its own static handler serves them through the finders, which know no hashed name."""
+    from pytest_django.live_server_helper import LiveServer
+
+    addr = request.config.getvalue("liveserver") or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost"
+    server = LiveServer(addr, start=False)
+    server.thread.static_handler = lambda app: app  # LiveServerThread wraps its WSGI app in this; WhiteNoise is in it
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

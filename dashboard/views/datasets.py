@@ -10,12 +10,16 @@ from django.shortcuts import redirect, render
 from dashboard.access import OPERATE, get_deployment_for
 from dashboard.forms import DatasetUploadForm
 from monitoring import services
+from monitoring.models import Dataset
+from monitoring.tabular import LABEL_COLUMN
 
 
 @login_required
 def dataset_new(request: HttpRequest, slug: str) -> HttpResponse:
     deployment = get_deployment_for(request.user, slug, need=OPERATE)
-    form = DatasetUploadForm(request.POST or None, request.FILES or None)
+    kind = request.GET.get("kind", "")
+    initial = {"kind": kind} if kind in Dataset.Kind.values else {}
+    form = DatasetUploadForm(request.POST or None, request.FILES or None, initial=initial)
     status = 200
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
@@ -38,4 +42,12 @@ def dataset_new(request: HttpRequest, slug: str) -> HttpResponse:
             return redirect("deployment", slug)
     elif request.method == "POST":
         status = 400
-    return render(request, "deployments/dataset_new.html", {"deployment": deployment, "form": form}, status=status)
+    context = {
+        "deployment": deployment,
+        "form": form,
+        "reference": deployment.reference_dataset,
+        "evaluation": deployment.evaluation_dataset,
+        # The first line of a file that fits: what a user copies into their export.
+        "header": ",".join([*deployment.feature_names, LABEL_COLUMN]),
+    }
+    return render(request, "deployments/dataset_new.html", context, status=status)

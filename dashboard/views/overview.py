@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from dashboard.access import OPERATE
 from monitoring import selectors
 
 
@@ -16,6 +17,8 @@ def overview(request: HttpRequest) -> HttpResponse:
     ]
     context = {
         "summaries": summaries,
+        # The "new deployment" button and empty state only for someone the create page would let through.
+        "can_create": bool(selectors.teams_where(user=request.user, need=OPERATE)),
         "totals": {
             "deployments": len(summaries),
             "critical": sum(s.health == selectors.Health.CRITICAL for s in summaries),

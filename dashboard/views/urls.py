@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from dashboard.logins import LimitedPasswordChangeView
-from dashboard.views import alerts, datasets, deployments, jobs, overview, tokens, versions
+from dashboard.views import alerts, datasets, deployments, jobs, overview, setup, tokens, versions
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -12,7 +12,11 @@ urlpatterns = [
     path("", overview.overview, name="overview"),
     path("alerts", alerts.alert_list, name="alerts"),
     path("alerts/<int:alert_id>/status", alerts.alert_set_status, name="alert-status"),
+    path("deployments/new", setup.deployment_new, name="deployment-new"),
     path("d/<slug:slug>/", deployments.deployment_detail, name="deployment"),
+    path("d/<slug:slug>/settings", setup.deployment_settings, name="deployment-settings"),
+    path("d/<slug:slug>/settings/floors", setup.deployment_thresholds, name="deployment-thresholds"),
+    path("d/<slug:slug>/settings/drift", setup.deployment_drift, name="deployment-drift"),
     path("d/<slug:slug>/audit", deployments.audit_log, name="audit"),
     path("d/<slug:slug>/drift/<int:report_id>/", deployments.drift_report, name="drift-report"),
     path("d/<slug:slug>/versions/new", versions.version_new, name="version-new"),
@@ -24,6 +28,7 @@ urlpatterns = [
     path("d/<slug:slug>/jobs", jobs.job_queue, name="job-queue"),
     path("jobs/<int:job_id>/cancel", jobs.job_cancel, name="job-cancel"),
     path("jobs/<int:job_id>/progress", jobs.job_progress, name="job-progress"),
+    path("d/<slug:slug>/send-data", tokens.token_list, name="tokens"),
     path("d/<slug:slug>/tokens", tokens.token_create, name="token-create"),
     path("d/<slug:slug>/tokens/<int:token_id>/revoke", tokens.token_revoke, name="token-revoke"),
 ]

@@ -3,7 +3,7 @@
 One module per subdomain; the public names are re-exported here, so `selectors.deployment_summary(...)` works
 as before. Reads never import writes (monitoring/services/); stored bytes are read through monitoring/blobs.py."""
 
-from monitoring.selectors.access import deployments_visible_to, role_allows, role_for, team_role_for
+from monitoring.selectors.access import deployments_visible_to, role_allows, role_for, team_role_for, teams_where
 from monitoring.selectors.comparisons import (
     ComparisonSource,
     SourceComparison,
@@ -80,6 +80,7 @@ __all__ = [
     "serving_periods",
     "stored_columns",
     "team_role_for",
+    "teams_where",
     "version_comparison",
     "version_points",
     "versions_list",

@@ -10,6 +10,7 @@ from monitoring.models import (
     Deployment,
     Membership,
     Role,
+    Team,
 )
 
 
@@ -36,3 +37,13 @@ def deployments_visible_to(*, user: AbstractBaseUser) -> QuerySet[Deployment]:
     if user.is_superuser:
         return deployments
     return deployments.filter(team__memberships__user=user).distinct()
+
+
+def teams_where(*, user: AbstractBaseUser, need: str) -> list[Team]:
+    """The teams in which the user holds at least `need` (every team, for a superuser), by name."""
+    if not user.is_authenticated or not user.is_active:
+        return []
+    if user.is_superuser:
+        return list(Team.objects.order_by("name"))
+    wanted = [role for role in Role.values if role_allows(role, need)]
+    return list(Team.objects.filter(memberships__user=user, memberships__role__in=wanted).order_by("name").distinct())

@@ -27,9 +27,11 @@ from monitoring.services.comparisons import (
 )
 from monitoring.services.datasets import dataset_register, dataset_to_bytes, dataset_upload
 from monitoring.services.deployments import (
+    FLOOR_METRICS,
     deployment_approval_configure,
     deployment_create,
     deployment_drift_configure,
+    deployment_thresholds_configure,
     team_get_or_create,
 )
 from monitoring.services.drift import drift_report_record, reference_profile_store
@@ -56,11 +58,18 @@ from monitoring.services.jobs import (
     job_start,
     job_succeed,
 )
-from monitoring.services.versions import deployment_rollback, version_approve, version_register, version_reject
+from monitoring.services.versions import (
+    deployment_create_from_model,
+    deployment_rollback,
+    version_approve,
+    version_register,
+    version_reject,
+)
 
 __all__ = [
     "BLOB_GRACE",
     "COMPARISON_LOST_AFTER",
+    "FLOOR_METRICS",
     "INDEX_IN_REQUEST_UP_TO",
     "TOKEN_PREFIX",
     "Conflict",
@@ -87,8 +96,10 @@ __all__ = [
     "dataset_upload",
     "deployment_approval_configure",
     "deployment_create",
+    "deployment_create_from_model",
     "deployment_drift_configure",
     "deployment_rollback",
+    "deployment_thresholds_configure",
     "drift_report_record",
     "evaluation_complete",
     "evaluation_fail",

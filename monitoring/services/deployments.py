@@ -23,6 +23,14 @@ def team_get_or_create(*, name: str) -> Team:
     return team
 
 
+# The metrics a floor can be set on: scores in [0, 1] where higher is better (not log_loss), each one that
+# evaluation records (monitoring/metrics.py SCALAR_METRICS) and raises METRIC_BELOW_THRESHOLD on.
+FLOOR_METRICS = (
+    "accuracy", "f1_macro", "roc_auc", "precision_macro", "recall_macro", "precision_weighted", "recall_weighted",
+    "f1_weighted",
+)
+
+
 # The URL converter's pattern (django.urls.converters.SlugConverter), which is Django's validate_slug.
 _SLUG = re.compile(r"[-a-zA-Z0-9_]+")
 
@@ -147,5 +155,31 @@ def deployment_approval_configure(
     audit_record(
         action="deployment.approval_configure", actor=by, deployment=deployment, obj=deployment, before=before,
         after={"require_distinct_approver": require_distinct_approver},
+    )
+    return deployment
+
+
+@transaction.atomic
+def deployment_thresholds_configure(
+    *, deployment: Deployment, metric_thresholds: dict[str, float], by: AbstractBaseUser
+) -> Deployment:
+    """Replace the metric floors: an evaluation of the serving version below a floor raises a critical alert.
+
+    A metric left out has no floor. Nothing is written when any floor is refused."""
+    errors = []
+    for metric, floor in metric_thresholds.items():
+        if metric not in FLOOR_METRICS:
+            errors.append({"field": metric, "message": f"{metric!r} has no floor; floors apply to {', '.join(FLOOR_METRICS)}."})
+        elif isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor <= 1:
+            errors.append({"field": metric, "message": f"The floor for {metric} is a number from 0 to 1, e.g. 0.9."})
+    if errors:
+        raise ValidationFailed(errors[0]["message"], errors=errors)
+    stored = Deployment.objects.select_for_update().values_list("metric_thresholds", flat=True).get(pk=deployment.pk)
+    after = {metric: float(metric_thresholds[metric]) for metric in FLOOR_METRICS if metric in metric_thresholds}
+    deployment.metric_thresholds = after
+    deployment.save(update_fields=["metric_thresholds"])
+    audit_record(
+        action="deployment.thresholds_configure", actor=by, deployment=deployment, obj=deployment,
+        before={"metric_thresholds": stored}, after={"metric_thresholds": after},
     )
     return deployment

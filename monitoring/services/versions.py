@@ -15,13 +15,14 @@ from monitoring.models import (
     MaintenanceJob,
     ModelVersion,
     ServingPeriod,
+    Team,
 )
 from monitoring.recipes import RecipeError, recipe_check
 from monitoring.runtime import InvalidModelError, ModelSignature, inspect_model
 from monitoring.services.audit import _version_state, audit_record
 from monitoring.services.blobs import blob_put
 from monitoring.services.comparisons import comparisons_request
-from monitoring.services.deployments import _check_signature_fits
+from monitoring.services.deployments import _check_signature_fits, deployment_create
 from monitoring.services.errors import Conflict, NotPermitted, TooLarge, ValidationFailed
 
 
@@ -60,13 +61,84 @@ def version_register(
             recipe_sha=blob_put(recipe) if recipe else "", by=by, origin=origin, parent=parent, job=job,
             notes=notes, activate_if_first=activate_if_first,
         )
-        if version.status == ModelVersion.Status.ACTIVE:
-            _serve(version, at=version.activated_at)
         active = deployment.active_version()
         if version.status == ModelVersion.Status.CANDIDATE and active is not None:
             # Computed now on a worker, so the approval page has its statistics by the time someone opens it.
             comparisons_request(candidate=version, active=active)
         return version
+
+
+def deployment_create_from_model(
+    *,
+    team: Team,
+    name: str,
+    data: bytes,
+    by: AbstractBaseUser,
+    feature_names: list[str] | None = None,
+    class_labels: list[str] | None = None,
+    recipe: bytes | None = None,
+    slug: str = "",
+    description: str = "",
+    metric_thresholds: dict | None = None,
+) -> Deployment:
+    """A deployment whose schema is read from an ONNX classifier, which becomes its active v1.
+
+    Feature names come from the model's metadata, else from `feature_names` (as many as its input takes); the
+    classes from its graph or metadata, else from `class_labels`. Given both, they must agree. The file gets
+    every check an uploaded version gets; nothing is stored unless the deployment and its v1 both are.
+    """
+    if len(data) > settings.MAX_MODEL_UPLOAD_BYTES:
+        raise TooLarge(f"The model file is {len(data)} bytes; the limit is {settings.MAX_MODEL_UPLOAD_BYTES}.")
+    try:
+        signature = inspect_model(
+            data, memory_bytes=settings.MODEL_SMOKE_MEMORY_BYTES, timeout_seconds=settings.MODEL_SMOKE_TIMEOUT_SECONDS,
+        )
+    except InvalidModelError as exc:
+        raise ValidationFailed(str(exc), errors=[{"field": "file", "message": str(exc)}]) from None
+    features = _schema_part(
+        "feature_names", "features", from_model=signature.feature_names, typed=feature_names or [],
+        expected_count=signature.n_features,
+    )
+    classes = _schema_part("class_labels", "classes", from_model=signature.class_labels, typed=class_labels or [])
+    if recipe is not None:
+        _check_recipe(recipe)
+    with transaction.atomic():
+        deployment = deployment_create(
+            team=team, name=name, slug=slug, description=description, feature_names=features, class_labels=classes,
+            metric_thresholds=metric_thresholds, by=by,
+        )
+        _check_signature_fits(deployment, signature)
+        _version_create(
+            deployment=deployment, signature=signature, sha=blob_put(data), size=len(data),
+            recipe_sha=blob_put(recipe) if recipe else "", by=by, origin="upload", parent=None, job=None,
+            notes="The model the deployment was created from.", activate_if_first=True,
+        )
+    return deployment
+
+
+def _schema_part(
+    field: str, what: str, *, from_model: list[str], typed: list[str], expected_count: int | None = None
+) -> list[str]:
+    """The model's own names, or the typed ones where the model has none; refused when they disagree."""
+    typed = [str(t) for t in typed]
+    if from_model and typed and list(from_model) != typed:
+        raise ValidationFailed(
+            f"The model's {what} ({', '.join(from_model[:8])}{', …' if len(from_model) > 8 else ''}) differ from the "
+            f"ones typed. Leave them empty to use the model's.", errors=[{"field": field, "message": "differs from the model"}],
+        )
+    names = list(from_model) or typed
+    if not names:
+        count = f" ({expected_count} of them)" if expected_count else ""
+        raise ValidationFailed(
+            f"The model does not name its {what}; type them{count}, separated by commas or new lines.",
+            errors=[{"field": field, "message": f"the model does not name its {what}"}],
+        )
+    if expected_count is not None and len(names) != expected_count:
+        raise ValidationFailed(
+            f"The model takes {expected_count} features; {len(names)} names were typed.",
+            errors=[{"field": field, "message": f"{expected_count} names needed"}],
+        )
+    return names
 
 
 def _check_recipe(recipe: bytes) -> None:
@@ -111,6 +183,8 @@ def _version_create(
         created_by=by,
         created_by_job=job,
     )
+    if first:
+        _serve(version, at=version.activated_at)
     audit_record(
         action="version.register",
         actor=by,

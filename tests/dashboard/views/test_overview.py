@@ -66,4 +66,5 @@ def test_the_overview_explains_how_to_start_when_there_are_no_deployments(client
     page = client.get(reverse("overview")).content.decode()
 
     assert "No deployments yet" in page
-    assert "manage.py create_deployment" in page and "/api/docs" in page
+    # A viewer cannot create one: the page says what would let them, and offers no form they would be refused.
+    assert "Creating one needs the operator role in a team" in page and reverse("deployment-new") not in page

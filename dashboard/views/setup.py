@@ -1,0 +1,132 @@
+"""Setting a deployment up from the dashboard: creating one, and its metric floors and drift settings."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from dashboard.access import APPROVE, OPERATE, can, get_deployment_for, get_team_for
+from dashboard.forms import METRIC_LABELS, DeploymentCreateForm, DriftSettingsForm, ThresholdsForm
+from monitoring import selectors, services
+from monitoring.drift import DriftConfig, DriftConfigError
+from monitoring.models import Deployment
+
+
+@login_required
+def deployment_new(request: HttpRequest) -> HttpResponse:
+    """Any team member with the operator role may create a deployment in that team (as the API allows)."""
+    if request.method == "POST":
+        # Access first, as everywhere: a team the user is not in is a 404, one they only view a 403.
+        get_team_for(request.user, request.POST.get("team", ""), need=OPERATE)
+    teams = selectors.teams_where(user=request.user, need=OPERATE)
+    form = DeploymentCreateForm(request.POST or None, request.FILES or None, teams=teams)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        team = get_team_for(request.user, data["team"], need=OPERATE)
+        upload, recipe = data["file"], data["recipe"]
+        try:
+            if upload:
+                deployment = services.deployment_create_from_model(
+                    team=team, name=data["name"], description=data["description"], data=upload.read(),
+                    recipe=recipe.read() if recipe else None, feature_names=data["feature_names"],
+                    class_labels=data["class_labels"], by=request.user,
+                )
+            else:
+                deployment = services.deployment_create(
+                    team=team, name=data["name"], description=data["description"],
+                    feature_names=data["feature_names"], class_labels=data["class_labels"], by=request.user,
+                )
+        except services.ServiceError as exc:
+            form.add_error(None, exc.message)
+            for error in exc.errors:
+                if error.get("message") and error["message"] != exc.message and error.get("field") not in form.fields:
+                    form.add_error(None, error["message"])
+            status = exc.status
+        else:
+            first = "with v1 serving" if upload else "with no version yet"
+            messages.success(
+                request, f"{deployment.name} is created {first}: {deployment.n_features} features, classes "
+                f"{', '.join(deployment.class_labels)}. Next, upload its reference and evaluation datasets.",
+            )
+            return redirect("deployment", deployment.slug)
+    elif request.method == "POST":
+        status = 400
+    return render(request, "deployments/new.html", {"form": form, "teams": teams}, status=status)
+
+
+def _settings_page(
+    request: HttpRequest, deployment: Deployment, *, thresholds: ThresholdsForm | None = None,
+    drift: DriftSettingsForm | None = None, status: int = 200,
+) -> HttpResponse:
+    try:
+        effective = DriftConfig.from_json(
+            deployment.drift_config, p_value=deployment.drift_p_value, feature_names=deployment.feature_names
+        )
+    except DriftConfigError:  # stored before a rule tightened: shown as stored, and the form says what to fix
+        effective = None
+    context = {
+        "deployment": deployment,
+        "can_approve": can(request.user, deployment, APPROVE),
+        "can_operate": can(request.user, deployment, OPERATE),
+        "thresholds_form": thresholds or ThresholdsForm(metrics=services.FLOOR_METRICS, initial=deployment.metric_thresholds),
+        "drift_form": drift or DriftSettingsForm(initial=DriftSettingsForm.initial_for(
+            config=deployment.drift_config, window_rows=deployment.drift_window_rows,
+            interval_minutes=deployment.drift_interval_minutes,
+        )),
+        "floors": [(METRIC_LABELS.get(m, m), v) for m, v in deployment.metric_thresholds.items()],
+        "effective": effective,
+        "reference": deployment.reference_dataset,
+        "evaluation": deployment.evaluation_dataset,
+    }
+    return render(request, "deployments/settings.html", context, status=status)
+
+
+@login_required
+def deployment_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    """Everyone on the team reads the settings; approvers change them (they decide what raises an alert)."""
+    return _settings_page(request, get_deployment_for(request.user, slug))
+
+
+def _settings_url(slug: str, anchor: str) -> str:
+    return reverse("deployment-settings", args=[slug]) + f"#{anchor}"
+
+
+@login_required
+@require_POST
+def deployment_thresholds(request: HttpRequest, slug: str) -> HttpResponse:
+    deployment = get_deployment_for(request.user, slug, need=APPROVE)
+    form = ThresholdsForm(request.POST, metrics=services.FLOOR_METRICS)
+    if not form.is_valid():
+        return _settings_page(request, deployment, thresholds=form, status=400)
+    try:
+        services.deployment_thresholds_configure(deployment=deployment, metric_thresholds=form.floors(), by=request.user)
+    except services.ServiceError as exc:
+        form.add_error(None, exc.message)
+        return _settings_page(request, deployment, thresholds=form, status=exc.status)
+    messages.success(request, "Metric floors saved; the next evaluation is judged by them.")
+    return redirect(_settings_url(slug, "floors"))
+
+
+@login_required
+@require_POST
+def deployment_drift(request: HttpRequest, slug: str) -> HttpResponse:
+    deployment = get_deployment_for(request.user, slug, need=APPROVE)
+    form = DriftSettingsForm(request.POST)
+    if not form.is_valid():
+        return _settings_page(request, deployment, drift=form, status=400)
+    try:
+        services.deployment_drift_configure(
+            deployment=deployment, config=form.config(), window_rows=form.cleaned_data["window_rows"],
+            interval_minutes=form.cleaned_data["interval_minutes"], by=request.user,
+        )
+    except services.ServiceError as exc:
+        form.add_error(None, exc.message)
+        return _settings_page(request, deployment, drift=form, status=exc.status)
+    messages.success(request, "Drift settings saved; the next check uses them.")
+    return redirect(_settings_url(slug, "drift"))
+
