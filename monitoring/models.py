@@ -133,6 +133,10 @@ class ModelVersion(models.Model):
 
     # A skops-serialised scikit-learn estimator, for retraining (never pickle).
     recipe_sha256 = models.CharField(max_length=64, blank=True)
+    # What Watchkeeper trained it on, when a job did (retrain, distillation): {"reference_dataset": id or None,
+    # "production_start": iso, "production_end": iso, "n_rows": n}. Empty for an uploaded model. A comparison
+    # never scores a version on these rows (workers/comparison.py).
+    training_rows = models.JSONField(default=dict, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

@@ -37,7 +37,10 @@ def _rows(result: VersionComparisonResult, now: datetime) -> tuple[np.ndarray, n
         if y is None:
             raise ValueError(f"The evaluation set {result.dataset.name!r} has no labels.")
         return np.asarray(X), encode(np.asarray(y), labels), None, None
+    # Never the rows either model was trained on: a retrain holds its last days out for exactly this.
     start = now - timedelta(days=result.window_days)
+    trained = selectors.trained_until([result.active, result.candidate])
+    start = max(start, trained) if trained else start
     window = selectors.production_window(deployment=result.deployment, start=start, end=now, labelled_only=True)
     assert window.label_index is not None  # labelled_only windows always carry it
     return window.X, window.label_index, start, now

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
@@ -25,7 +25,7 @@ from monitoring import selectors, services
 from monitoring.maintenance.applicability import method_for
 from monitoring.maintenance.compression.base import NotApplicable
 from monitoring.maintenance.compression.methods import METHODS
-from monitoring.models import EvaluationRun, MaintenanceJob, ModelVersion
+from monitoring.models import Dataset, EvaluationRun, MaintenanceJob, ModelVersion
 from monitoring.storage import BlobIntegrityError, BlobMissingError, sha256_hex
 from workers.distill import distill
 from workers.evaluation import evaluate_versions
@@ -39,7 +39,8 @@ Status = MaintenanceJob.Status
 Kind = MaintenanceJob.Kind
 
 # A retrain learns from the reference data plus the last month of labelled traffic: recent enough to follow
-# the world, long enough to hold every class.
+# the world, long enough to hold every class. The most recent evaluation_window_days of it are held out: the
+# approval page compares the candidate on exactly those rows, which it never saw.
 RETRAIN_PRODUCTION_DAYS = 30
 # A running job writes heartbeat_at every HEARTBEAT_SECONDS from a thread beside the work. Six missed beats mean
 # its worker is gone (killed, out of memory, machine restarted): the reaper fails the job, and a redelivered task
@@ -158,6 +159,8 @@ def _make_candidate(job: MaintenanceJob) -> ModelVersion:
     # The recipe is how the model was trained; a compressed copy can be retrained the same way.
     recipe = services.blob_read(source.recipe_sha256) if source.recipe_sha256 else None
     method = method_for(job.kind)
+    # Compression and the search change weights of a model trained elsewhere; they learn from no labelled rows.
+    training_rows: dict = {}
     if method is not None:
         _step(job, 5, f"Reading v{source.number}")
         data = services.blob_read(source.sha256)
@@ -173,14 +176,14 @@ def _make_candidate(job: MaintenanceJob) -> ModelVersion:
         if not source.recipe_sha256:
             raise JobFailed(f"v{source.number} has no training recipe, so it cannot be retrained.")
         _step(job, 5, "Collecting training data")
-        X, y, described = _training_data(job)
+        X, y, described, training_rows = _training_data(job)
         _step(job, 20, f"Training on {len(X):,} rows ({described})")
         new_bytes, recipe, report = retrain(
             recipe=recipe, X=X, y=y,
             feature_names=job.deployment.feature_names, class_labels=job.deployment.class_labels,
             search_seconds=job.params.get("search_seconds", 0), tick=lambda message: _step(job, 30, message),
         )
-        _record(job, {"retrain": report})
+        _record(job, {"retrain": report | {"training_rows": training_rows}})
         notes = (
             f"Retrained from v{source.number}'s recipe ({report['how']}) on {described}; "
             f"training accuracy {report['train_accuracy']:.3f}."
@@ -189,7 +192,7 @@ def _make_candidate(job: MaintenanceJob) -> ModelVersion:
             notes += f" The result is identical to v{source.number}: the training data has not changed."
     elif job.kind == Kind.DISTILL:
         _step(job, 5, "Collecting the teacher's inputs")
-        X, described = _transfer_inputs(job)
+        X, described, training_rows = _transfer_inputs(job)
         params = {"temperature": 2.0} | job.params
         _step(job, 20, f"Training a student on the teacher's answers over {described} (T = {params['temperature']:g})")
         new_bytes, report = distill(
@@ -207,7 +210,7 @@ def _make_candidate(job: MaintenanceJob) -> ModelVersion:
     else:
         raise JobFailed(f"Unknown job kind {job.kind!r}.")
     _step(job, 55, "Registering the candidate")
-    return _register(job, new_bytes, recipe=recipe, notes=notes)
+    return _register(job, new_bytes, recipe=recipe, notes=notes, training_rows=training_rows)
 
 
 def _describe_details(details: dict) -> str:
@@ -252,54 +255,88 @@ def _reference_inputs(job: MaintenanceJob) -> np.ndarray | None:
     return np.asarray(X, dtype=np.float32)
 
 
-def _transfer_inputs(job: MaintenanceJob) -> tuple[np.ndarray, str]:
-    """Reference inputs plus the most recent production inputs: the teacher labels them all."""
+def _training_windows(job: MaintenanceJob) -> tuple[datetime, datetime, datetime]:
+    """(start, end of training, now): production rows from `start` to `end` may be learnt from; the rows after
+    `end` are held out for the comparison (the deployment's evaluation window)."""
+    now = timezone.now()
+    held_out_from = now - timedelta(days=job.deployment.evaluation_window_days)
+    return now - timedelta(days=RETRAIN_PRODUCTION_DAYS), held_out_from, now
+
+
+def _training_record(*, reference: Dataset | None, start: datetime, end: datetime, n_rows: int) -> dict:
+    """ModelVersion.training_rows: what a job trained the candidate on."""
+    return {
+        "reference_dataset": reference.pk if reference is not None else None,
+        "production_start": start.isoformat(), "production_end": end.isoformat(), "n_rows": n_rows,
+    }
+
+
+def _window_words(start: datetime, end: datetime, now: datetime) -> str:
+    held = (now - end).days
+    return f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC (the last {held} days held out for the comparison)"
+
+
+def _transfer_inputs(job: MaintenanceJob) -> tuple[np.ndarray, str, dict]:
+    """Reference inputs plus the most recent production inputs before the held-out days: the teacher labels
+    them all."""
     parts, described = [], []
+    reference_dataset = job.deployment.reference_dataset
     reference = _reference_inputs(job)
     if reference is not None:
         parts.append(reference)
         described.append(f"{len(reference):,} reference rows")
-    end = timezone.now()
-    window = selectors.production_window(
-        deployment=job.deployment, start=end - timedelta(days=RETRAIN_PRODUCTION_DAYS), end=end,
-    )
+    start, end, now = _training_windows(job)
+    window = selectors.production_window(deployment=job.deployment, start=start, end=end)
     if len(window.X):
         recent = window.X[-DISTILL_PRODUCTION_ROWS:].astype(np.float32)
         parts.append(recent)
-        described.append(f"{len(recent):,} production inputs")
+        described.append(f"{len(recent):,} production inputs from {_window_words(start, end, now)}")
     if not parts:
-        raise JobFailed("Distillation needs inputs to learn from: there is no reference dataset and no recent traffic.")
-    return np.concatenate(parts), " and ".join(described)
+        raise JobFailed(
+            "Distillation needs inputs to learn from: there is no reference dataset and no traffic before the "
+            f"last {job.deployment.evaluation_window_days} days, which are held out for the comparison."
+        )
+    X = np.concatenate(parts)
+    record = _training_record(reference=reference_dataset if reference is not None else None, start=start, end=end, n_rows=len(X))
+    return X, " and ".join(described), record
 
 
-def _training_data(job: MaintenanceJob) -> tuple[np.ndarray, np.ndarray, str]:
-    """The labelled reference rows plus the labelled production rows of the last RETRAIN_PRODUCTION_DAYS days."""
+def _training_data(job: MaintenanceJob) -> tuple[np.ndarray, np.ndarray, str, dict]:
+    """The labelled reference rows plus the labelled production rows of the last RETRAIN_PRODUCTION_DAYS days,
+    except the held-out last evaluation_window_days (see _training_windows)."""
     deployment = job.deployment
     parts_X, parts_y, described = [], [], []
+    reference = None
     if deployment.reference_dataset is not None:
         X, y = services.dataset_load(deployment.reference_dataset)
         if y is not None:
+            reference = deployment.reference_dataset
             parts_X.append(np.asarray(X, dtype=np.float64))
             parts_y.append(np.asarray(y).astype(str))
             described.append(f"{len(X):,} reference rows")
-    end = timezone.now()
-    window = selectors.production_window(
-        deployment=deployment, start=end - timedelta(days=RETRAIN_PRODUCTION_DAYS), end=end, labelled_only=True
-    )
+    start, end, now = _training_windows(job)
+    window = selectors.production_window(deployment=deployment, start=start, end=end, labelled_only=True)
     if len(window.X):
         parts_X.append(window.X)
         parts_y.append(window.labels)
-        described.append(f"{len(window.X):,} labelled predictions from the last {RETRAIN_PRODUCTION_DAYS} days")
+        described.append(f"{len(window.X):,} labelled predictions from {_window_words(start, end, now)}")
     if not parts_X:
         raise RetrainError(
             "There is no labelled data to retrain on: the reference dataset has no labels and no labelled "
-            f"predictions arrived in the last {RETRAIN_PRODUCTION_DAYS} days."
+            f"predictions arrived in the {RETRAIN_PRODUCTION_DAYS} days before the last "
+            f"{deployment.evaluation_window_days}, which are held out for the comparison."
         )
-    return np.concatenate(parts_X), np.concatenate(parts_y), " and ".join(described)
+    X_all = np.concatenate(parts_X)
+    record = _training_record(reference=reference, start=start, end=end, n_rows=len(X_all))
+    return X_all, np.concatenate(parts_y), " and ".join(described), record
 
 
-def _register(job: MaintenanceJob, data: bytes, *, recipe: bytes | None, notes: str) -> ModelVersion:
-    candidate = services.job_candidate_register(job=job, data=data, recipe=recipe, notes=notes)
+def _register(
+    job: MaintenanceJob, data: bytes, *, recipe: bytes | None, notes: str, training_rows: dict
+) -> ModelVersion:
+    candidate = services.job_candidate_register(
+        job=job, data=data, recipe=recipe, notes=notes, training_rows=training_rows
+    )
     if candidate is None:
         raise JobCancelled
     return candidate
@@ -315,9 +352,11 @@ def _compare(job: MaintenanceJob, candidate: ModelVersion) -> None:
     runs = evaluate_versions(versions=versions, source=EvaluationRun.Source.EVALUATION_SET, job=job, raise_alerts=False)
     _step(job, 85, f"Evaluating {names} on labelled production traffic")
     end = timezone.now()
+    start = end - timedelta(days=deployment.evaluation_window_days)
+    trained = selectors.trained_until(versions)  # never score a model on rows it learnt from
     runs += evaluate_versions(
         versions=versions, source=EvaluationRun.Source.PRODUCTION, job=job, raise_alerts=False,
-        window_start=end - timedelta(days=deployment.evaluation_window_days), window_end=end,
+        window_start=max(start, trained) if trained else start, window_end=end,
     )
     for run in runs:
         if run.status == EvaluationRun.Status.FAILED:

@@ -118,6 +118,9 @@ def version_compare(request: HttpRequest, slug: str, number: int) -> HttpRespons
         "version": version,
         "active": active,
         "comparison": comparison,
+        # Which rows each side learnt from, so a reader can see the comparison's rows are not among them.
+        "training": [line for v in (version, active) if v is not None and (line := selectors.describe_training(v))],
+        "trained_until": selectors.trained_until([v for v in (version, active) if v is not None]),
         "job": job,
         "search": search,
         "can_approve": can(request.user, deployment, APPROVE),

@@ -44,6 +44,40 @@ def comparison_sources(*, deployment: Deployment) -> list[ComparisonSource]:
     return sources
 
 
+def trained_until(versions: list[ModelVersion]) -> datetime | None:
+    """The end of the latest production rows any of these versions was trained on (None: none was trained on
+    production traffic here). Rows before it are not fair evidence for a comparison between them."""
+    ends = [
+        datetime.fromisoformat(v.training_rows["production_end"])
+        for v in versions
+        if v.training_rows.get("production_end")
+    ]
+    return max(ends, default=None)
+
+
+def trained_on_dataset(versions: list[ModelVersion], dataset: Dataset | None) -> list[int]:
+    """The numbers of the versions that were trained on `dataset` (e.g. an evaluation set that is also the
+    reference set a retrain learnt from)."""
+    if dataset is None:
+        return []
+    return [v.number for v in versions if v.training_rows.get("reference_dataset") in (dataset.pk,)]
+
+
+def describe_training(version: ModelVersion) -> str:
+    """Which rows a job trained `version` on, in words; "" for a model trained elsewhere (uploaded)."""
+    rows = version.training_rows
+    if not rows:
+        return ""
+    parts = []
+    if rows.get("reference_dataset"):
+        dataset = Dataset.objects.filter(pk=rows["reference_dataset"]).first()
+        parts.append(f"the reference set ({dataset.name if dataset else 'since deleted'})")
+    if rows.get("production_end"):
+        start, end = (datetime.fromisoformat(rows[key]) for key in ("production_start", "production_end"))
+        parts.append(f"production traffic from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
+    return f"v{version.number} was trained on {' and '.join(parts)}, {rows.get('n_rows', 0):,} rows in all"
+
+
 @dataclass(frozen=True)
 class SourceComparison:
     source: str  # "Evaluation set (holdout)", "Labelled production, last 7 days"
@@ -55,6 +89,12 @@ class SourceComparison:
     queued_at: datetime | None = None
     started_at: datetime | None = None
     error: str = ""
+    # Versions trained on these rows: the difference is in-sample, and the page calls nothing significant.
+    trained_on: tuple[int, ...] = ()
+
+    @property
+    def fair(self) -> bool:
+        return not self.trained_on
 
     @property
     def pending(self) -> bool:
@@ -101,6 +141,7 @@ def version_comparison(
             row.description,
             Comparison.from_dict(row.statistics) if row.statistics else None,
             row.status, row.window_start, row.window_end, row.computed_at, row.queued_at, row.started_at, row.error,
+            tuple(trained_on_dataset([active, candidate], row.dataset)),
         )
         for row in stored
     ]

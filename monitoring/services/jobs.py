@@ -108,7 +108,7 @@ def job_result_record(*, job: MaintenanceJob, result: dict[str, Any]) -> None:
 
 
 def job_candidate_register(
-    *, job: MaintenanceJob, data: bytes, recipe: bytes | None, notes: str
+    *, job: MaintenanceJob, data: bytes, recipe: bytes | None, notes: str, training_rows: dict[str, object] | None = None
 ) -> ModelVersion | None:
     """Register the job's output as a candidate version, once: a second run returns the first one's candidate.
     None when the job is no longer running (cancelled): nothing is registered."""
@@ -122,7 +122,7 @@ def job_candidate_register(
             return existing
         candidate = version_register(
             deployment=job.deployment, data=data, by=None, origin=job.kind, parent=job.source_version, job=job,
-            recipe=recipe, notes=notes, activate_if_first=False,
+            recipe=recipe, notes=notes, activate_if_first=False, training_rows=training_rows,
         )
         MaintenanceJob.objects.filter(pk=job.pk).update(candidate=candidate)
         audit_record(

@@ -37,6 +37,7 @@ def version_register(
     recipe: bytes | None = None,
     notes: str = "",
     activate_if_first: bool = True,
+    training_rows: dict | None = None,
 ) -> ModelVersion:
     """Validate ONNX bytes against the deployment's schema, store them, and add a version.
 
@@ -59,7 +60,7 @@ def version_register(
         version = _version_create(
             deployment=deployment, signature=signature, sha=blob_put(data), size=len(data),
             recipe_sha=blob_put(recipe) if recipe else "", by=by, origin=origin, parent=parent, job=job,
-            notes=notes, activate_if_first=activate_if_first,
+            notes=notes, activate_if_first=activate_if_first, training_rows=training_rows or {},
         )
         active = deployment.active_version()
         if version.status == ModelVersion.Status.CANDIDATE and active is not None:
@@ -155,7 +156,7 @@ def _check_recipe(recipe: bytes) -> None:
 
 def _version_create(
     *, deployment, signature: ModelSignature, sha: str, size: int, recipe_sha: str, by, origin, parent, job, notes,
-    activate_if_first: bool,
+    activate_if_first: bool, training_rows: dict | None = None,
 ) -> ModelVersion:
     # Lock the deployment row: concurrent uploads must not take the same version number.
     Deployment.objects.select_for_update().get(pk=deployment.pk)
@@ -180,6 +181,7 @@ def _version_create(
         opset=signature.opset,
         producer=signature.producer,
         recipe_sha256=recipe_sha,
+        training_rows=training_rows or {},
         created_by=by,
         created_by_job=job,
     )

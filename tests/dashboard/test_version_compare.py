@@ -232,3 +232,50 @@ def test_the_page_of_a_decided_version_queues_nothing(
 
     assert VersionComparisonResult.objects.count() == before
     assert callbacks == []
+
+
+def test_a_retrained_candidate_is_compared_only_on_rows_it_never_saw(
+    client, viewer, operator, deployment, django_capture_on_commit_callbacks
+):
+    X, y = holdout()
+    now = timezone.now()
+    ingest_traffic(deployment, X[:50], predicted=y[:50], labels=y[:50], start=now - timedelta(days=6), prefix="seen")
+    ingest_traffic(deployment, X[50:80], predicted=y[50:80], labels=y[50:80], start=now - timedelta(days=1), prefix="new")
+    candidate, _ = _candidate(deployment, operator, django_capture_on_commit_callbacks)
+    trained_until = now - timedelta(days=3)
+    ModelVersion.objects.filter(pk=candidate.pk).update(training_rows={
+        "reference_dataset": deployment.reference_dataset_id, "production_start": (now - timedelta(days=30)).isoformat(),
+        "production_end": trained_until.isoformat(), "n_rows": 400,
+    })
+    _compute_all()
+
+    production = VersionComparisonResult.objects.get(candidate=candidate, source="production")
+    assert production.n_rows == 30 and production.window_start == trained_until
+    client.force_login(viewer)
+    page = _page(client, deployment, candidate.number)
+    assert f"v{candidate.number} was trained on the reference set (train) and production traffic from" in page
+    assert "which neither version was trained on" in page
+    assert "data-in-sample" not in page  # the evaluation set (holdout) is not the reference set it learnt from
+
+
+def test_a_comparison_on_rows_the_candidate_learnt_from_is_never_called_significant(
+    client, viewer, operator, deployment, django_capture_on_commit_callbacks
+):
+    candidate, _ = _candidate(deployment, operator, django_capture_on_commit_callbacks)
+    # As if it had been retrained on the evaluation set itself.
+    ModelVersion.objects.filter(pk=candidate.pk).update(
+        training_rows={"reference_dataset": deployment.evaluation_dataset_id, "n_rows": 219}
+    )
+    _compute_all()
+    row = VersionComparisonResult.objects.get(candidate=candidate, source="evaluation_set")
+    statistics = dict(row.statistics)
+    statistics["mcnemar"] = {**statistics["mcnemar"], "p_value": 0.001}  # a difference that would be called out
+    statistics["f1_delta"] = {**statistics["f1_delta"], "low": 0.01, "high": 0.05}
+    VersionComparisonResult.objects.filter(pk=row.pk).update(statistics=statistics)
+    client.force_login(viewer)
+
+    page = _page(client, deployment, candidate.number)
+
+    assert "data-in-sample" in page and "is not fair evidence" in page
+    evaluation_card = page[page.index("Evaluation set ("):page.index("Per class")]
+    assert "significant</strong>" not in evaluation_card and "excludes 0</strong>" not in evaluation_card

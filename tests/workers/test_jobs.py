@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -63,9 +63,11 @@ def test_compressing_a_linear_model_is_refused_before_it_is_queued_in_plain_word
     assert not Alert.objects.exists()
 
 
-def test_retraining_learns_from_reference_and_labelled_traffic(deployment, operator):
+def test_retraining_learns_from_reference_and_older_traffic_and_is_compared_on_the_held_out_days(deployment, operator):
     X, y = holdout()
-    ingest_traffic(deployment, X[:80], predicted=y[:80], labels=y[:80], start=timezone.now() - timedelta(days=2))
+    now = timezone.now()
+    ingest_traffic(deployment, X[:80], predicted=y[:80], labels=y[:80], start=now - timedelta(days=12), prefix="old")
+    ingest_traffic(deployment, X[80:120], predicted=y[80:120], labels=y[80:120], start=now - timedelta(days=2), prefix="new")
     active = deployment.active_version()
     job = _queue(deployment, Kind.RETRAIN, operator)
 
@@ -76,11 +78,18 @@ def test_retraining_learns_from_reference_and_labelled_traffic(deployment, opera
     candidate = job.candidate
     assert candidate.origin == Kind.RETRAIN and candidate.parent == active and candidate.recipe_sha256
     assert "350 reference rows and 80 labelled predictions" in candidate.notes
-    runs = list(job.evaluations.values_list("version_id", "source", "n_rows"))
-    assert sorted(runs) == sorted([
+    assert "the last 7 days held out for the comparison" in candidate.notes
+    trained_until = datetime.fromisoformat(candidate.training_rows["production_end"])
+    assert now - timedelta(days=7) <= trained_until < now - timedelta(days=7) + timedelta(minutes=5)
+    assert candidate.training_rows["reference_dataset"] == deployment.reference_dataset_id
+    assert candidate.training_rows["n_rows"] == 350 + 80
+    # Compared on the 40 rows of the held-out days only: none of the 80 it learnt from.
+    runs = list(job.evaluations.values_list("version_id", "source", "n_rows", "window_start"))
+    assert sorted(run[:3] for run in runs) == sorted([
         (candidate.pk, EvaluationRun.Source.EVALUATION_SET, 219), (active.pk, EvaluationRun.Source.EVALUATION_SET, 219),
-        (candidate.pk, EvaluationRun.Source.PRODUCTION, 80), (active.pk, EvaluationRun.Source.PRODUCTION, 80),
+        (candidate.pk, EvaluationRun.Source.PRODUCTION, 40), (active.pk, EvaluationRun.Source.PRODUCTION, 40),
     ])
+    assert all(start >= trained_until for _, source, _, start in runs if source == EvaluationRun.Source.PRODUCTION)
 
 
 def test_running_a_job_twice_produces_one_candidate(mlp_deployment, operator):
