@@ -526,10 +526,12 @@ class AlertQuerySet(models.QuerySet["Alert"]):
 
 class Alert(models.Model):
     class Kind(models.TextChoices):
-        METRIC_BELOW_THRESHOLD = "metric_below_threshold", "Metric below threshold"
+        METRIC_BELOW_THRESHOLD = "metric_below_threshold", "Metric below its floor"
         DATA_DRIFT = "data_drift", "Data drift"
         JOB_FAILED = "job_failed", "Maintenance job failed"
         BATCH_REJECTED = "batch_rejected", "Prediction batch rejected"
+        PREDICTION_DRIFT = "prediction_drift", "Prediction shift"
+        CONCEPT_DRIFT = "concept_drift", "Accuracy drop on labelled traffic"
 
     class Severity(models.TextChoices):
         INFO = "info", "Info"
@@ -553,8 +555,10 @@ class Alert(models.Model):
     evaluation_run = models.ForeignKey(
         EvaluationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The numbers it was raised on, latest check first: {"metric": "accuracy", "value": 0.58, "floor": 0.7, ...}.
+    figures = models.JSONField(default=dict, blank=True)
     occurrences = models.PositiveIntegerField(default=1)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)  # first seen
     last_seen_at = models.DateTimeField(default=timezone.now)
     resolved_at = models.DateTimeField(null=True, blank=True)
 

@@ -19,6 +19,7 @@ from monitoring import drift, selectors, services
 from monitoring.alert_keys import CONCEPT_DRIFT_KEY, DATA_DRIFT_KEY, PREDICTION_DRIFT_KEY
 from monitoring.blobs import runner_for
 from monitoring.drift import concept, multivariate
+from monitoring.drift.prediction import prediction_drift_reason
 from monitoring.models import Alert, Deployment, DriftReport, ModelVersion, ReferenceProfile
 
 logger = logging.getLogger(__name__)
@@ -152,6 +153,11 @@ def _update_alerts(deployment: Deployment, report: DriftReport) -> None:
                 f"{report.drift_share:.0%} of features.{joint}"
             ),
             drift_report=report,
+            figures={
+                "n_drifted": report.n_drifted, "n_features": len(report.features), "drift_share": report.drift_share,
+                "features": moved[:10], "tests": tests, "n_current": report.n_current,
+                "window_start": report.window_start.isoformat(), "window_end": report.window_end.isoformat(),
+            },
         )
     else:
         services.alert_resolve_key(deployment=deployment, dedup_key=DATA_DRIFT_KEY)
@@ -162,34 +168,47 @@ def _update_alerts(deployment: Deployment, report: DriftReport) -> None:
             f"{label} {ref:.0%}→{cur:.0%}"
             for label, ref, cur in zip(predictions["classes"], predictions["reference"], predictions["current"])
         )
+        reason = prediction_drift_reason(predictions)
         services.alert_raise(
             deployment=deployment,
-            kind=Alert.Kind.DATA_DRIFT,
+            kind=Alert.Kind.PREDICTION_DRIFT,
             dedup_key=PREDICTION_DRIFT_KEY,
             title=f"Predictions shifted: {shares}"[:300],
             message=(
-                f"The predicted classes or the model's confidence differ from the active version's outputs on the "
-                f"reference data ({predictions['test']}: {predictions['statistic']:.3g}, p = {predictions['p_value']:.2g})."
+                f"The active version's outputs on {report.n_current} predictions differ from its outputs on the "
+                f"reference data: {reason}."
             ),
             drift_report=report,
+            figures={
+                "reason": reason, "classes": predictions["classes"], "reference": predictions["reference"],
+                "current": predictions["current"], "test": predictions["test"],
+                "classes_drifted": predictions.get("classes_drifted", False),
+                "score_drifted": bool((predictions.get("score") or {}).get("drifted")),
+            },
         )
     elif predictions:
         services.alert_resolve_key(deployment=deployment, dedup_key=PREDICTION_DRIFT_KEY)
 
     labelled = (report.performance or {}).get("labelled")
     if labelled and labelled["significant"]:
+        level = labelled.get("level", 0.95)
         services.alert_raise(
             deployment=deployment,
-            kind=Alert.Kind.DATA_DRIFT,
+            kind=Alert.Kind.CONCEPT_DRIFT,
             dedup_key=CONCEPT_DRIFT_KEY,
             title=f"Accuracy fell from {labelled['baseline']:.1%} to {labelled['current']:.1%} on labelled traffic",
             message=(
-                f"{labelled['current_n']} labelled predictions; the drop is significant (one-sided p = "
-                f"{labelled['p_value']:.2g}; 95% interval for the change {labelled['ci_low']:+.1%} to "
-                f"{labelled['ci_high']:+.1%})."
+                f"{labelled['current_n']} labelled predictions against {labelled['baseline_n']} on the evaluation set: "
+                f"the {level:.0%} interval for the change, {labelled['ci_low']:+.1%} to {labelled['ci_high']:+.1%}, "
+                f"lies below zero (two-sided Wald test, p = {labelled['p_value']:.2g})."
             ),
-            severity=Alert.Severity.CRITICAL,
+            # A warning: when the accuracy is also under its floor, the floor's alert is the critical one, and one
+            # cause should not page twice.
+            severity=Alert.Severity.WARNING,
             drift_report=report,
+            figures={key: labelled[key] for key in (
+                "baseline", "baseline_n", "current", "current_n", "difference", "ci_low", "ci_high", "p_value"
+            )} | {"level": level},
         )
     elif labelled:
         services.alert_resolve_key(deployment=deployment, dedup_key=CONCEPT_DRIFT_KEY)

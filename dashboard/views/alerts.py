@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from dashboard.access import OPERATE, can, get_alert_for
+from dashboard.alert_actions import next_actions
 from dashboard.forms import AlertStatusForm
 from dashboard.views.common import redirect_back, report
 from monitoring import selectors, services
@@ -28,6 +29,8 @@ def alert_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(alerts, ALERTS_PAGE_SIZE).get_page(request.GET.get("page"))
     deployments = {alert.deployment for alert in page.object_list}
     operable = {d.pk for d in deployments if can(request.user, d, OPERATE)}
+    for alert in page.object_list:
+        alert.next_actions = next_actions(alert)
     context = {"page": page, "show": show, "slug": slug, "operable": operable}
     return render(request, "alerts/list.html", context)
 

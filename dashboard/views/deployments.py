@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from dashboard import charts
 from dashboard.access import APPROVE, OPERATE, can, get_deployment_for
+from dashboard.alert_actions import next_actions
 from dashboard.forms import JobForm, TokenForm
 from monitoring import selectors
 from monitoring.models import Deployment, EvaluationRun, ModelVersion
@@ -163,6 +164,12 @@ def _charts(deployment: Deployment, days: int, window: ProductionWindow) -> dict
     }
 
 
+def _with_next_actions(alerts: list) -> list:
+    for alert in alerts:
+        alert.next_actions = next_actions(alert)
+    return alerts
+
+
 @login_required
 def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
     deployment = get_deployment_for(request.user, slug)
@@ -190,10 +197,11 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "can_roll_back": deployment.rollback_target() is not None,
         "drift": drift,
         "drift_rows": drift.features[:DRIFT_ROWS_ON_PAGE] if drift else [],
-        "alerts": list(selectors.alerts_for(deployment=deployment, unresolved_only=True)[:20]),
+        "alerts": _with_next_actions(list(selectors.alerts_for(deployment=deployment, unresolved_only=True)[:20])),
         "jobs": jobs,
         "jobs_live": any(not job.is_finished for job in jobs),
         "job_form": JobForm(versions=live_versions, initial={"version": active.number if active else None}),
+        "job_kind": request.GET.get("job", ""),  # prefilled from an alert's next action
         # Which jobs fit the active version's graph and data, and why the others don't (shown before queuing).
         "job_options": selectors.job_options(version=active) if active is not None else [],
         "job_options_version": active.number if active is not None else None,

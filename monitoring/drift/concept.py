@@ -19,10 +19,11 @@ class PerformanceDrop:
     current: float
     current_n: int
     difference: float  # current - baseline
-    ci_low: float  # 95% interval for the difference (Wald, unpooled)
+    ci_low: float  # two-sided (1 - alpha) interval for the difference (Wald, unpooled)
     ci_high: float
-    p_value: float  # one-sided two-proportion z-test, H1: current < baseline
-    significant: bool
+    p_value: float  # two-sided, from the same z statistic as the interval
+    significant: bool  # a drop whose interval lies wholly below zero (equivalently p < alpha and current < baseline)
+    level: float = 0.95  # the interval's confidence level, 1 - alpha
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -31,30 +32,38 @@ class PerformanceDrop:
 def accuracy_drop(
     *, baseline_correct: int, baseline_n: int, current_correct: int, current_n: int, alpha: float = 0.05
 ) -> PerformanceDrop:
-    """Is the current accuracy significantly below the baseline's? A pooled two-proportion z-test (equivalent to
-    the uncorrected 2x2 chi-square test, one-sided), not a bare threshold: 3 errors in 20 rows is not a drop."""
+    """Is the current accuracy significantly below the baseline's? Not a bare threshold: 3 errors in 20 rows is
+    not a drop.
+
+    One procedure for the test and the interval (two-sided Wald, unpooled standard error), so they always agree:
+    the drop is significant exactly when its interval excludes zero. An earlier one-sided pooled test could call
+    a drop significant next to an interval that spanned zero.
+    """
     if baseline_n <= 0 or current_n <= 0:
         raise ValueError("both samples need at least one labelled row")
     p1, p2 = baseline_correct / baseline_n, current_correct / current_n
-    pooled = (baseline_correct + current_correct) / (baseline_n + current_n)
-    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / baseline_n + 1 / current_n))
-    if se_pooled == 0:
-        p_value = 1.0  # both all-correct or both all-wrong: identical
-    else:
-        p_value = float(stats.norm.cdf((p2 - p1) / se_pooled))
+    difference = p2 - p1
     se = math.sqrt(p1 * (1 - p1) / baseline_n + p2 * (1 - p2) / current_n)
-    z = stats.norm.ppf(0.975)
+    z_crit = float(stats.norm.ppf(1 - alpha / 2))
+    if se == 0:
+        # Both all right or all wrong: no spread to test against. Equal is no drop; a certain change is one.
+        p_value = 1.0 if difference == 0 else 0.0
+        low = high = difference
+    else:
+        p_value = float(2 * stats.norm.sf(abs(difference) / se))
+        low, high = difference - z_crit * se, difference + z_crit * se
     return PerformanceDrop(
         metric="accuracy",
         baseline=p1,
         baseline_n=baseline_n,
         current=p2,
         current_n=current_n,
-        difference=p2 - p1,
-        ci_low=p2 - p1 - z * se,
-        ci_high=p2 - p1 + z * se,
+        difference=difference,
+        ci_low=low,
+        ci_high=high,
         p_value=p_value,
-        significant=p_value < alpha and p2 < p1,
+        significant=bool(high < 0),
+        level=1 - alpha,
     )
 
 

@@ -45,6 +45,7 @@ def prediction_drift(
         "psi": float(psi),
         "threshold": threshold,
         "unseen": [str(c) for c in comparison.unseen],
+        "classes_drifted": bool(drifted),
         "drifted": bool(drifted),
     }
     if with_scores:
@@ -62,3 +63,25 @@ def prediction_drift(
         }
         result["drifted"] = bool(result["drifted"] or result["score"]["drifted"])
     return result
+
+
+def prediction_drift_reason(result: dict) -> str:
+    """What decided a prediction shift, each part with its own figure and threshold: a p-value is never shown
+    beside a decision it did not make (large samples are judged by distance, where any p is tiny)."""
+    reasons = []
+    if result.get("classes_drifted"):
+        if result["test"] == "chisquare":
+            reasons.append(f"predicted classes: chi-square p = {result['p_value']:.2g} ≤ {result['threshold']:g}")
+        else:
+            reasons.append(
+                f"predicted classes: Jensen-Shannon distance {result['jensenshannon']:.3f} ≥ {result['threshold']:g}"
+                " (the rule for large samples)"
+            )
+    score = result.get("score") or {}
+    if score.get("drifted"):
+        if score.get("p_value") is not None:
+            figure = f"{score['test']} p = {score['p_value']:.2g} ≤ {score['threshold']:g}"
+        else:
+            figure = f"{score['test']} {score['statistic']:.3g} ≥ {score['threshold']:g}"
+        reasons.append(f"the model's confidence in its top class: {figure}")
+    return "; ".join(reasons)

@@ -26,6 +26,7 @@ def alert_raise(
     severity: str = Alert.Severity.WARNING,
     drift_report: DriftReport | None = None,
     evaluation_run: EvaluationRun | None = None,
+    figures: dict[str, object] | None = None,
 ) -> tuple[Alert, bool]:
     """Open an alert, or refresh the unresolved one with the same key. Returns (alert, created)."""
     now = timezone.now()
@@ -37,6 +38,7 @@ def alert_raise(
             alert.occurrences += 1
             alert.last_seen_at = now
             alert.title, alert.message = title, message
+            alert.figures = figures or alert.figures
             alert.drift_report = drift_report or alert.drift_report
             alert.evaluation_run = evaluation_run or alert.evaluation_run
             alert.save()
@@ -52,6 +54,7 @@ def alert_raise(
                     message=message,
                     drift_report=drift_report,
                     evaluation_run=evaluation_run,
+                    figures=figures or {},
                     created_at=now,
                     last_seen_at=now,
                 )

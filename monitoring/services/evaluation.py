@@ -58,6 +58,12 @@ def evaluation_complete(*, run: EvaluationRun, metrics: dict, raise_alerts: bool
                     title=f"{metric} {value:.3f} is below {floor:.3f} on the {run.get_source_display().lower()}",
                     message=f"v{run.version.number} scored {value:.4f} on {run.n_rows} rows (floor {floor}).",
                     evaluation_run=run,
+                    figures={
+                        "metric": metric, "value": value, "floor": floor, "source": run.source, "n_rows": run.n_rows,
+                        "version": run.version.number,
+                        "window_start": run.window_start.isoformat() if run.window_start else None,
+                        "window_end": run.window_end.isoformat() if run.window_end else None,
+                    },
                 )
             elif value is not None:
                 alert_resolve_key(deployment=deployment, dedup_key=key)

@@ -107,7 +107,8 @@ def test_a_shift_in_predicted_classes_opens_a_prediction_drift_alert(deployment)
 
     assert report.prediction_drift["drifted"] is True
     assert report.prediction_drift["current"][report.prediction_drift["classes"].index("1")] == 1.0
-    assert PREDICTION_DRIFT_KEY in _open_alerts(deployment)
+    alert = _open_alerts(deployment)[PREDICTION_DRIFT_KEY]
+    assert alert.kind == Alert.Kind.PREDICTION_DRIFT and alert.figures["reason"] in alert.message
 
 
 def test_a_window_with_too_few_predictions_stores_nothing(deployment):
@@ -209,7 +210,10 @@ def test_a_significant_drop_in_labelled_accuracy_opens_a_concept_drift_alert(dep
     labelled = report.performance["labelled"]
     assert labelled["significant"] and labelled["current"] < labelled["baseline"] and labelled["ci_high"] < 0
     alert = _open_alerts(deployment)[CONCEPT_DRIFT_KEY]
-    assert alert.severity == Alert.Severity.CRITICAL and alert.drift_report == report
+    assert (alert.kind, alert.severity, alert.drift_report) == (Alert.Kind.CONCEPT_DRIFT, Alert.Severity.WARNING, report)
+    # The figures it was raised on, and a message that claims nothing its own interval contradicts.
+    assert alert.figures["ci_high"] < 0 and alert.figures["current_n"] == len(X)
+    assert "lies below zero" in alert.message and "one-sided" not in alert.message
 
 
 def test_the_last_n_rows_window_checks_only_the_newest_rows(deployment):

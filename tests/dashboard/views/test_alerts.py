@@ -59,3 +59,27 @@ def test_the_alerts_page_links_a_drift_alert_to_its_report(client, viewer, deplo
     client.force_login(outsider)
     assert client.get(reverse("drift-report", args=["tumour", report.pk])).status_code == 404
     assert "f3 drifted" not in client.get(reverse("alerts")).content.decode()
+
+
+def test_each_alert_names_its_own_kind_when_it_was_first_seen_and_what_to_do_next(client, operator, deployment):
+    report = DriftReport.objects.create(
+        deployment=deployment, window_start=timezone.now() - timedelta(hours=24), window_end=timezone.now(),
+        n_reference=350, n_current=500, n_drifted=0, share_drifted=0.0, drifted=False, features=[],
+    )
+    services.alert_raise(
+        deployment=deployment, kind=Alert.Kind.CONCEPT_DRIFT, dedup_key="drift:concept", drift_report=report,
+        title="Accuracy fell from 93.0% to 58.0% on labelled traffic", figures={"ci_high": -0.2},
+    )
+    first_seen = timezone.localtime(Alert.objects.get().created_at).strftime("%b %-d, %H:%M")
+    client.force_login(operator)
+
+    for url in (reverse("alerts"), reverse("deployment", args=["tumour"])):
+        page = client.get(url).content.decode()
+        assert "Accuracy drop on labelled traffic" in page and "Data drift" not in page
+        assert first_seen in page
+        actions = page[page.index("data-next-actions"):]
+        assert reverse("drift-report", args=["tumour", report.pk]) in actions[:600]
+        assert "?job=retrain#jobs" in actions[:600]
+
+    prefilled = client.get(reverse("deployment", args=["tumour"]) + "?job=retrain").content.decode()
+    assert 'value="retrain"' in prefilled and " selected>" in prefilled[prefilled.index('value="retrain"'):][:200]
