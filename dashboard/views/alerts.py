@@ -14,6 +14,7 @@ from dashboard.access import OPERATE, can, get_alert_for
 from dashboard.forms import AlertStatusForm
 from dashboard.views.common import redirect_back, report
 from monitoring import selectors, services
+from monitoring.models import Team
 
 ALERTS_PAGE_SIZE = 50
 
@@ -28,7 +29,8 @@ def alert_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(alerts, ALERTS_PAGE_SIZE).get_page(request.GET.get("page"))
     deployments = {alert.deployment for alert in page.object_list}
     operable = {d.pk for d in deployments if can(request.user, d, OPERATE)}
-    context = {"page": page, "show": show, "slug": slug, "operable": operable}
+    teams = Team.objects.all() if request.user.is_superuser else Team.objects.filter(memberships__user=request.user)
+    context = {"page": page, "show": show, "slug": slug, "operable": operable, "teams": teams.order_by("name")}
     return render(request, "alerts/list.html", context)
 
 

@@ -19,6 +19,15 @@ from monitoring.services.access import (
 from monitoring.services.alerts import alert_raise, alert_resolve_key, alert_set_status
 from monitoring.services.audit import audit_record
 from monitoring.services.blobs import BLOB_GRACE, blob_put, storage_collect_garbage
+from monitoring.services.channels import (
+    channel_create,
+    channel_delete,
+    channel_update,
+    routing_rule_create,
+    routing_rule_delete,
+    silence_create,
+    silence_expire,
+)
 from monitoring.services.comparisons import (
     COMPARISON_LOST_AFTER,
     comparison_complete,
@@ -56,6 +65,17 @@ from monitoring.services.jobs import (
     job_start,
     job_succeed,
 )
+from monitoring.services.notifications import (
+    AckResult,
+    Recorded,
+    alert_group_acknowledge,
+    alert_group_flush,
+    alert_groups_flush_due,
+    channel_test,
+    notification_claim,
+    notification_record,
+    notifications_requeue_expired,
+)
 from monitoring.services.versions import deployment_rollback, version_approve, version_register, version_reject
 
 __all__ = [
@@ -63,14 +83,19 @@ __all__ = [
     "COMPARISON_LOST_AFTER",
     "INDEX_IN_REQUEST_UP_TO",
     "TOKEN_PREFIX",
+    "AckResult",
     "Conflict",
     "IngestResult",
     "LabelResult",
     "NotFound",
     "NotPermitted",
+    "Recorded",
     "ServiceError",
     "TooLarge",
     "ValidationFailed",
+    "alert_group_acknowledge",
+    "alert_group_flush",
+    "alert_groups_flush_due",
     "alert_raise",
     "alert_resolve_key",
     "alert_set_status",
@@ -78,6 +103,10 @@ __all__ = [
     "batches_index",
     "blob_put",
     "blob_read",
+    "channel_create",
+    "channel_delete",
+    "channel_test",
+    "channel_update",
     "comparison_complete",
     "comparison_fail",
     "comparisons_request",
@@ -106,9 +135,16 @@ __all__ = [
     "labels_upload",
     "membership_remove",
     "membership_set",
+    "notification_claim",
+    "notification_record",
+    "notifications_requeue_expired",
     "predictions_ingest",
     "predictions_upload",
     "reference_profile_store",
+    "routing_rule_create",
+    "routing_rule_delete",
+    "silence_create",
+    "silence_expire",
     "storage_collect_garbage",
     "team_get_or_create",
     "token_authenticate",
