@@ -310,7 +310,7 @@ def test_a_channel_failing_permanently_is_disabled_and_the_team_alerted(deployme
 
 
 def test_a_lease_that_runs_out_is_delivered_again_with_the_same_webhook_id(deployment, approver, hook, receiver):
-    channel, secret = hook
+    channel, _ = hook
     _rule(deployment.team, approver, [channel], group_wait_s=0)
     start = timezone.now()
     with time_machine.travel(start, tick=False):
