@@ -94,6 +94,16 @@ def alert_route(*, alert: Alert, now: datetime) -> None:
         _group_changed(group, rule, now)
 
 
+@transaction.atomic
+def alerts_route_open(*, team_id: int, now: datetime) -> int:
+    """Route the team's unresolved alerts as if they had just opened: after its first rules are added, what is
+    already wrong is sent too (grouped per deployment as usual). Returns how many alerts were routed."""
+    alerts = list(Alert.objects.unresolved().filter(deployment__team_id=team_id).select_related("deployment"))
+    for alert in alerts:
+        alert_route(alert=alert, now=now)
+    return len(alerts)
+
+
 def _group_open(*, alert: Alert, rule: RoutingRule, now: datetime) -> AlertGroup | None:
     try:
         with transaction.atomic():
