@@ -251,6 +251,8 @@ PUBLIC_URL = env_str("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 ALERT_ALLOW_PRIVATE_URLS = env_bool("ALERT_ALLOW_PRIVATE_URLS", False)
 # An acknowledge link works this long after the notification that carried it.
 ALERT_ACK_LINK_MAX_AGE_HOURS = env_int("ALERT_ACK_LINK_MAX_AGE_HOURS", 7 * 24)
+# The dead man's switch: a served deployment that had traffic and received none for this long raises an alert.
+ALERT_NO_PREDICTIONS_HOURS = env_int("ALERT_NO_PREDICTIONS_HOURS", 6)
 # Permanent failures in a row after which a channel is disabled (and the team alerted in-app).
 ALERT_CHANNEL_DISABLE_AFTER = env_int("ALERT_CHANNEL_DISABLE_AFTER", 3)
 

@@ -71,3 +71,16 @@ def notifications_due_ids(*, now: datetime, limit: int = 1000) -> list[int]:
         .filter(Q(channel__enabled=True) | Q(event=Notification.Event.TEST))
         .order_by("pk").values_list("pk", flat=True)[:limit]
     )
+
+
+def last_predictions_received(*, deployment_ids: list[int]) -> dict[int, datetime]:
+    """When each deployment last received a prediction batch (the dead man's switch); absent: never."""
+    from django.db.models import Max
+
+    from monitoring.models import PredictionBatch
+
+    rows = (
+        PredictionBatch.objects.filter(deployment_id__in=deployment_ids).values("deployment_id")
+        .annotate(last=Max("received_at")).values_list("deployment_id", "last")
+    )
+    return {deployment_id: last for deployment_id, last in rows}
