@@ -10,7 +10,18 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from monitoring.models import Alert, Deployment, MaintenanceJob, ModelVersion, Role, Team
+from monitoring.models import (
+    Alert,
+    AlertGroup,
+    Deployment,
+    MaintenanceJob,
+    ModelVersion,
+    NotificationChannel,
+    Role,
+    RoutingRule,
+    Silence,
+    Team,
+)
 from monitoring.selectors import role_allows, role_for, team_role_for
 
 VIEW, OPERATE, APPROVE = Role.VIEWER, Role.OPERATOR, Role.APPROVER
@@ -69,3 +80,40 @@ def get_team_for(user: AbstractBaseUser, slug: str, *, need: str = VIEW) -> Team
 
 def can(user: AbstractBaseUser, deployment: Deployment, need: str) -> bool:
     return role_allows(role_for(user=user, deployment=deployment), need)
+
+
+# Alert delivery: a team's channels, routing rules and silences are read by its viewers and managed by its
+# approvers (they decide who is woken up, and a webhook URL is where the team's data goes).
+MANAGE_ALERTING = APPROVE
+
+
+def get_channel_for(user: AbstractBaseUser, team_slug: str, channel_id: int, *, need: str = VIEW) -> NotificationChannel:
+    team = get_team_for(user, team_slug, need=need)
+    channel = NotificationChannel.objects.filter(team=team, pk=channel_id).select_related("team").first()
+    if channel is None:
+        raise Http404("No such channel")
+    return channel
+
+
+def get_rule_for(user: AbstractBaseUser, team_slug: str, rule_id: int, *, need: str = VIEW) -> RoutingRule:
+    team = get_team_for(user, team_slug, need=need)
+    rule = RoutingRule.objects.filter(team=team, pk=rule_id).select_related("team").first()
+    if rule is None:
+        raise Http404("No such routing rule")
+    return rule
+
+
+def get_silence_for(user: AbstractBaseUser, team_slug: str, silence_id: int, *, need: str = VIEW) -> Silence:
+    team = get_team_for(user, team_slug, need=need)
+    silence = Silence.objects.filter(team=team, pk=silence_id).select_related("deployment").first()
+    if silence is None:
+        raise Http404("No such silence")
+    return silence
+
+
+def get_alert_group_for(user: AbstractBaseUser, group_id: int, *, need: str = VIEW) -> AlertGroup:
+    group = AlertGroup.objects.select_related("deployment__team", "acknowledged_by").filter(pk=group_id).first()
+    if group is None:
+        raise Http404("No such alert group")
+    _authorise(user, group.deployment, need)
+    return group

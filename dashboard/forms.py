@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from monitoring.models import Alert, Dataset, MaintenanceJob, ModelVersion, Team
+from monitoring.models import Alert, Dataset, Deployment, MaintenanceJob, ModelVersion, NotificationChannel, Team
 
 
 class VersionUploadForm(forms.Form):
@@ -177,3 +177,41 @@ class DriftSettingsForm(forms.Form):
         initial = {key: config.get(key) for key in ("p_value", "drift_share", "threshold", "multivariate_auc", "test")}
         initial |= {"correction": config.get("correction", "bonferroni"), "features": config.get("features") or None}
         return initial | {"window_rows": window_rows, "interval_minutes": interval_minutes}
+
+
+class ChannelForm(forms.Form):
+    kind = forms.ChoiceField(choices=NotificationChannel.Kind.choices)
+    name = forms.CharField(max_length=100)
+    target = forms.CharField(
+        max_length=2000, required=False,
+        help_text="Email: addresses, comma-separated. Webhook or Slack: the URL. Apprise: its URL (discord://…).",
+    )
+    enabled = forms.BooleanField(required=False, initial=True)
+
+
+class RuleForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    deployment = forms.ModelChoiceField(queryset=Deployment.objects.none(), required=False, empty_label="All deployments")
+    min_severity = forms.ChoiceField(choices=Alert.Severity.choices, initial=Alert.Severity.WARNING)
+    kinds = forms.MultipleChoiceField(choices=Alert.Kind.choices, required=False, help_text="None: every kind.")
+    channels = forms.ModelMultipleChoiceField(queryset=NotificationChannel.objects.none())
+    group_wait_s = forms.IntegerField(min_value=0, initial=30, label="Group wait (s)")
+    group_interval_s = forms.IntegerField(min_value=0, initial=300, label="Group interval (s)")
+    repeat_interval_s = forms.IntegerField(min_value=60, initial=4 * 3600, label="Repeat interval (s)")
+
+    def __init__(self, *args, team, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["deployment"].queryset = Deployment.objects.filter(team=team)
+        self.fields["channels"].queryset = NotificationChannel.objects.filter(team=team)
+
+
+class SilenceForm(forms.Form):
+    deployment = forms.ModelChoiceField(queryset=Deployment.objects.none(), required=False, empty_label="Any deployment")
+    kind = forms.ChoiceField(choices=[("", "Any kind"), *Alert.Kind.choices], required=False)
+    severity = forms.ChoiceField(choices=[("", "Any severity"), *Alert.Severity.choices], required=False)
+    hours = forms.IntegerField(min_value=1, max_value=24 * 90, initial=2, label="For (hours)")
+    comment = forms.CharField(max_length=2000)
+
+    def __init__(self, *args, team, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["deployment"].queryset = Deployment.objects.filter(team=team)

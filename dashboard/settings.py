@@ -232,16 +232,40 @@ CELERY_BEAT_SCHEDULE = {
     # A job whose worker died is failed within STALE_AFTER (90 s) plus this minute.
     "reap-stale-maintenance-jobs": {"task": "workers.tasks.reap_stale_jobs_task", "schedule": 60.0},
     "collect-media-garbage": {"task": "workers.tasks.collect_media_garbage_task", "schedule": 6 * 3600.0},
+    # Alert delivery: flush due alert groups, retry due notifications, take back those whose worker died.
+    "sweep-notifications": {"task": "workers.tasks.sweep_notifications_task", "schedule": 15.0},
+    # The dead man's switch: deployments that had traffic and went quiet.
+    "check-silent-deployments": {"task": "workers.tasks.check_silent_deployments_task", "schedule": 600.0},
 }
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Alert email (workers/notifications/email.py) goes through EMAIL_BACKEND; with the SMTP backend, these.
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "watchkeeper@localhost")
+
+# Alert delivery (docs/alerts.md). Links in notifications (the report, acknowledge) start with PUBLIC_URL.
+PUBLIC_URL = env_str("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# Webhook, Slack and Apprise URLs must resolve to public addresses; true lets local receivers (tests, demo) in.
+ALERT_ALLOW_PRIVATE_URLS = env_bool("ALERT_ALLOW_PRIVATE_URLS", False)
+# An acknowledge link works this long after the notification that carried it.
+ALERT_ACK_LINK_MAX_AGE_HOURS = env_int("ALERT_ACK_LINK_MAX_AGE_HOURS", 7 * 24)
+# The dead man's switch: a served deployment that had traffic and received none for this long raises an alert.
+ALERT_NO_PREDICTIONS_HOURS = env_int("ALERT_NO_PREDICTIONS_HOURS", 6)
+# Permanent failures in a row after which a channel is disabled (and the team alerted in-app).
+ALERT_CHANNEL_DISABLE_AFTER = env_int("ALERT_CHANNEL_DISABLE_AFTER", 3)
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # httpx logs every request at INFO; the delivery log (DeliveryAttempt) already records each one.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
 }
 
 SESSION_COOKIE_HTTPONLY = True

@@ -14,15 +14,24 @@ if [ -z "${SECRET_KEY:-}" ] && [ -z "${SECRET_KEY_FILE:-}" ]; then
   export SECRET_KEY_FILE=$PWD/var/secret_key
 fi
 
+# Alerts go to local receivers (docker/demo_receivers.py): a mail catcher and a signed-webhook receiver.
+export ALERT_ALLOW_PRIVATE_URLS=true EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend
+export EMAIL_HOST=127.0.0.1 EMAIL_PORT=${DEMO_SMTP_PORT:-1025} PUBLIC_URL=${PUBLIC_URL:-http://127.0.0.1:${PORT:-8000}}
+
 bash docker/stop.sh >/dev/null 2>&1 || true
 docker/entrypoint.sh migrate
 # The one place the weak demo passwords are set: a local demo on 127.0.0.1 (the product owner's choice).
 docker/entrypoint.sh seed --demo-passwords
+docker/entrypoint.sh manage demo_alerting --webhook-url "http://127.0.0.1:${DEMO_WEBHOOK_PORT:-8025}/" \
+  --email oncall@demo.local --secret-file var/demo-webhook-secret
 
 start() {  # start ROLE in the background, logging to var/log/ROLE.log
   nohup docker/entrypoint.sh "$1" >"var/log/$1.log" 2>&1 &
   echo $! >"var/run/$1.pid"
 }
+nohup python docker/demo_receivers.py --smtp-port "${DEMO_SMTP_PORT:-1025}" --http-port "${DEMO_WEBHOOK_PORT:-8025}" \
+  --secret-file var/demo-webhook-secret >var/log/receivers.log 2>&1 &
+echo $! >var/run/receivers.pid
 start web
 if [ "$WATCHKEEPER_MODE" = full ]; then
   start worker
@@ -58,4 +67,5 @@ cat <<MSG
     Login:  demo / demo        (approver; also: operator / demo, viewer / demo)
     API:    ${url}api/docs
     Logs:   var/log/   Stop: make stop
+    Alerts: var/log/receivers.log (mail in var/mail/, webhooks in var/webhooks/)
 MSG

@@ -29,14 +29,18 @@ def task_named(name: str) -> Task:
         raise UnknownTask(f"No Celery task named {name!r} is registered in this process.") from None
 
 
-def enqueue(task_name: str, *args: int, robust: bool = False) -> None:
+def enqueue(task_name: str, *args: int, robust: bool = False, countdown: float | None = None) -> None:
     """Queue the named task with `args` (ids only) once the current transaction commits; at once outside one.
 
     The name is looked up now, so a wrong one fails in the caller rather than after the commit.
     robust: a broker that cannot be reached is logged instead of raised (the caller's rows are already stored).
+    countdown: run it no sooner than this many seconds after the commit.
     """
     task = task_named(task_name)
-    transaction.on_commit(lambda: task.delay(*args), robust=robust)
+    if countdown is None:
+        transaction.on_commit(lambda: task.delay(*args), robust=robust)
+    else:
+        transaction.on_commit(lambda: task.apply_async(args, countdown=countdown), robust=robust)
 
 
 def enqueue_unless_pending(task_name: str, *args: int, flag: str, expires_s: int, robust: bool = False) -> None:

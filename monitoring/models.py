@@ -532,6 +532,10 @@ class Alert(models.Model):
         BATCH_REJECTED = "batch_rejected", "Prediction batch rejected"
         PREDICTION_DRIFT = "prediction_drift", "Prediction shift"
         CONCEPT_DRIFT = "concept_drift", "Accuracy drop on labelled traffic"
+        # Issue 12 (alert delivery); kept at the end so other kinds can be added above without conflicts.
+        NO_PREDICTIONS = "no_predictions", "No predictions arriving"
+        LABELS_STOPPED = "labels_stopped", "Labels stopped arriving"
+        CHANNEL_DISABLED = "channel_disabled", "Notification channel disabled"
 
     class Severity(models.TextChoices):
         INFO = "info", "Info"
@@ -674,3 +678,12 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise RuntimeError("Audit events are append-only")
+
+
+# Alert delivery (channels, routing, grouping, silences, the outbox): its own module, loaded with these models.
+from monitoring.notification_models import AlertGroup as AlertGroup  # noqa: E402
+from monitoring.notification_models import DeliveryAttempt as DeliveryAttempt  # noqa: E402
+from monitoring.notification_models import Notification as Notification  # noqa: E402
+from monitoring.notification_models import NotificationChannel as NotificationChannel  # noqa: E402
+from monitoring.notification_models import RoutingRule as RoutingRule  # noqa: E402
+from monitoring.notification_models import Silence as Silence  # noqa: E402

@@ -63,6 +63,8 @@ def worker_env(base: Path, **extra: str) -> dict[str, str]:
     env["DATABASE_URL"] = "postgres://{USER}@{HOST}:{PORT}/{NAME}".format(**connection.settings_dict)
     env["MEDIA_ROOT"] = str(base / "media")
     env["REDIS_URL"] = settings.CELERY_BROKER_URL
+    # Alert delivery in tests goes to receivers on 127.0.0.1 (tests/workers/test_delivery.py).
+    env.setdefault("ALERT_ALLOW_PRIVATE_URLS", "true")
     env.update(extra)
     return env
 

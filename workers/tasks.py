@@ -218,3 +218,48 @@ def collect_media_garbage_task() -> None:
     deleted = services.storage_collect_garbage()
     if deleted:
         logger.info("deleted %d unreferenced file(s) from the media store", deleted)
+
+
+# ---------------------------------------------------------------- alert delivery (workers/notifications/)
+
+
+@shared_task(acks_late=True, **RETRY_POLICY)  # acks_late: delivery claims its row first, so a redelivery is a no-op
+def deliver_notification_task(notification_id: int) -> None:
+    """Send one notification (claimed pending -> sending); schedule its retry, or the next one of its group."""
+    from workers.notifications.delivery import deliver
+
+    result = deliver(notification_id)
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return  # in-process: a countdown would run at once; the sweep sends retries when they are due
+    if result.retry_in_s is not None:
+        deliver_notification_task.apply_async((notification_id,), countdown=result.retry_in_s)
+    if result.next_in_order is not None:
+        deliver_notification_task.delay(result.next_in_order)
+
+
+@shared_task(**RETRY_POLICY)
+def flush_alert_group_task(group_id: int) -> None:
+    """An alert group came due (its group_wait or group_interval ended): write its notifications, which queue
+    their own delivery. A group already flushed, or not due, does nothing."""
+    services.alert_group_flush(group_id=group_id, now=timezone.now())
+
+
+@shared_task(**RETRY_POLICY)
+def sweep_notifications_task() -> None:
+    """Beat, every 15 s: flush alert groups that are due, take back notifications whose worker died, queue
+    the ones due (a retry whose countdown message was lost with the broker is found here too)."""
+    from workers.notifications.delivery import sweep
+
+    swept = sweep()
+    if swept.requeued:
+        logger.warning("took back %d notification(s) whose delivery lost its worker", swept.requeued)
+    for notification_id in swept.due:
+        deliver_notification_task.delay(notification_id)
+
+
+@shared_task(**RETRY_POLICY)
+def check_silent_deployments_task() -> None:
+    """Beat: the dead man's switch, an alert for each served deployment whose predictions or labels stopped."""
+    from workers.traffic_check import check_silent_deployments
+
+    check_silent_deployments(deployment_ids=_served_deployment_ids(), now=timezone.now())

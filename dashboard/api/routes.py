@@ -2,7 +2,7 @@
 
 from ninja import NinjaAPI
 
-from dashboard.api import deployments, ingestion, jobs
+from dashboard.api import alerting, deployments, ingestion, jobs
 from dashboard.api.errors import install_handlers
 from dashboard.api.parsing import OrjsonParser
 
@@ -26,3 +26,4 @@ install_handlers(api)
 api.add_router("", deployments.router)
 api.add_router("", ingestion.router)
 api.add_router("", jobs.router)
+api.add_router("", alerting.router)

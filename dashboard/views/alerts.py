@@ -15,6 +15,7 @@ from dashboard.alert_actions import next_actions
 from dashboard.forms import AlertStatusForm
 from dashboard.views.common import redirect_back, report
 from monitoring import selectors, services
+from monitoring.models import Team
 
 ALERTS_PAGE_SIZE = 50
 
@@ -31,7 +32,8 @@ def alert_list(request: HttpRequest) -> HttpResponse:
     operable = {d.pk for d in deployments if can(request.user, d, OPERATE)}
     for alert in page.object_list:
         alert.next_actions = next_actions(alert)
-    context = {"page": page, "show": show, "slug": slug, "operable": operable}
+    teams = Team.objects.all() if request.user.is_superuser else Team.objects.filter(memberships__user=request.user)
+    context = {"page": page, "show": show, "slug": slug, "operable": operable, "teams": teams.order_by("name")}
     return render(request, "alerts/list.html", context)
 
 

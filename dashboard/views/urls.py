@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from dashboard.logins import LimitedPasswordChangeView
-from dashboard.views import alerts, datasets, deployments, jobs, overview, setup, tokens, versions
+from dashboard.views import alerting, alerts, datasets, deployments, jobs, overview, setup, tokens, versions
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -13,6 +13,18 @@ urlpatterns = [
     path("alerts", alerts.alert_list, name="alerts"),
     path("alerts/<int:alert_id>/status", alerts.alert_set_status, name="alert-status"),
     path("deployments/new", setup.deployment_new, name="deployment-new"),
+    path("alerts/<int:alert_id>/", alerting.alert_detail, name="alert-detail"),
+    path("ack/<str:ack>/", alerting.alert_ack, name="alert-ack"),
+    path("t/<slug:team>/alerting/", alerting.team_alerting, name="team-alerting"),
+    path("t/<slug:team>/alerting/channels", alerting.channel_create, name="channel-create"),
+    path("t/<slug:team>/alerting/channels/<int:channel_id>/", alerting.channel_detail, name="channel-detail"),
+    path("t/<slug:team>/alerting/channels/<int:channel_id>/edit", alerting.channel_update, name="channel-update"),
+    path("t/<slug:team>/alerting/channels/<int:channel_id>/delete", alerting.channel_delete, name="channel-delete"),
+    path("t/<slug:team>/alerting/channels/<int:channel_id>/test", alerting.channel_test, name="channel-test"),
+    path("t/<slug:team>/alerting/rules", alerting.rule_create, name="rule-create"),
+    path("t/<slug:team>/alerting/rules/<int:rule_id>/delete", alerting.rule_delete, name="rule-delete"),
+    path("t/<slug:team>/alerting/silences", alerting.silence_create, name="silence-create"),
+    path("t/<slug:team>/alerting/silences/<int:silence_id>/expire", alerting.silence_expire, name="silence-expire"),
     path("d/<slug:slug>/", deployments.deployment_detail, name="deployment"),
     path("d/<slug:slug>/settings", setup.deployment_settings, name="deployment-settings"),
     path("d/<slug:slug>/settings/floors", setup.deployment_thresholds, name="deployment-thresholds"),

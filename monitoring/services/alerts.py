@@ -14,6 +14,7 @@ from monitoring.models import (
 )
 from monitoring.services.audit import audit_record
 from monitoring.services.errors import ValidationFailed
+from monitoring.services.notifications import alert_route
 
 
 def alert_raise(
@@ -35,13 +36,16 @@ def alert_raise(
             Alert.objects.select_for_update().unresolved().filter(deployment=deployment, dedup_key=dedup_key).first()
         )
         if alert is not None:
+            changed = (alert.title, alert.severity) != (title, severity)
             alert.occurrences += 1
             alert.last_seen_at = now
-            alert.title, alert.message = title, message
+            alert.title, alert.message, alert.severity = title, message, severity
             alert.figures = figures or alert.figures
             alert.drift_report = drift_report or alert.drift_report
             alert.evaluation_run = evaluation_run or alert.evaluation_run
             alert.save()
+            if changed:  # a repeat of the same finding is not news; a new title or severity is
+                alert_route(alert=alert, now=now)
             return alert, False
         try:
             with transaction.atomic():
@@ -64,12 +68,20 @@ def alert_raise(
         audit_record(
             action="alert.open", actor=None, actor_label="worker", deployment=deployment, obj=alert, after={"title": title}
         )
+        alert_route(alert=alert, now=now)
     return alert, True
 
 
+@transaction.atomic
 def alert_resolve_key(*, deployment: Deployment, dedup_key: str) -> int:
     """Resolve the unresolved alert with this key when its condition has cleared."""
-    return Alert.objects.unresolved().filter(deployment=deployment, dedup_key=dedup_key).update(status=Alert.Status.RESOLVED, resolved_at=timezone.now())
+    now = timezone.now()
+    alerts = list(Alert.objects.select_for_update().unresolved().filter(deployment=deployment, dedup_key=dedup_key))
+    for alert in alerts:
+        alert.status, alert.resolved_at = Alert.Status.RESOLVED, now
+        alert.save(update_fields=["status", "resolved_at"])
+        alert_route(alert=alert, now=now)
+    return len(alerts)
 
 
 @transaction.atomic
@@ -81,5 +93,7 @@ def alert_set_status(*, alert: Alert, status: str, by: AbstractBaseUser) -> Aler
     if status == Alert.Status.RESOLVED:
         alert.resolved_at = timezone.now()
     alert.save()
+    if status == Alert.Status.RESOLVED:
+        alert_route(alert=alert, now=alert.resolved_at or timezone.now())
     audit_record(action=f"alert.{status}", actor=by, deployment=alert.deployment, obj=alert, before=before, after={"status": status})
     return alert

@@ -21,7 +21,8 @@ from django.utils import timezone
 
 from dashboard.api import api
 from monitoring import services
-from monitoring.models import Alert, AuditEvent, DriftReport, MaintenanceJob, ModelVersion, Role
+from monitoring.ack_links import ack_token
+from monitoring.models import Alert, AlertGroup, AuditEvent, DriftReport, MaintenanceJob, ModelVersion, Role
 from tests.conftest import CLASSES, FEATURES, trained_model
 
 PUBLIC, LOGIN, TOKEN = "public", "login", "token"
@@ -45,12 +46,19 @@ class World:
     other_token: str
     batch_id: int
     users: dict[str, User] = field(default_factory=dict)
+    # Alert delivery (issue 12): the team's alerting objects, and an acknowledge link for the alert's group.
+    team: str = ""
+    channel_id: int = 0
+    rule_id: int = 0
+    silence_id: int = 0
+    ack: str = ""
 
     def kwargs(self) -> dict[str, object]:
         return {
             "slug": self.slug, "number": self.candidate, "job_id": self.job_id, "alert_id": self.alert_id,
             "report_id": self.report_id, "token_id": self.token_id, "prefix": self.token_prefix,
-            "batch_id": self.batch_id,
+            "batch_id": self.batch_id, "team": self.team, "channel_id": self.channel_id, "rule_id": self.rule_id,
+            "silence_id": self.silence_id, "ack": self.ack,
         }
 
 
@@ -102,6 +110,21 @@ PAGES: dict[str, Rule] = {
     "job-progress": Rule("GET", VIEW),
     "token-create": Rule("POST", OPERATE, lambda w: {"name": "ci"}),
     "token-revoke": Rule("POST", OPERATE),
+    # Alert delivery: the team's viewers read, its approvers manage; acknowledging needs the operator role.
+    "alert-detail": Rule("GET", VIEW),
+    "alert-ack": Rule("GET", OPERATE),
+    "team-alerting": Rule("GET", VIEW),
+    "channel-create": Rule("POST", APPROVE, lambda w: {"kind": "email", "name": "ops", "target": "ops@example.com"}),
+    "channel-detail": Rule("GET", VIEW),
+    "channel-update": Rule("POST", APPROVE, lambda w: {"name": "renamed", "enabled": "on"}),
+    "channel-delete": Rule("POST", APPROVE),
+    "channel-test": Rule("POST", APPROVE),
+    "rule-create": Rule("POST", APPROVE, lambda w: {
+        "name": "r2", "channels": [w.channel_id], "min_severity": "info", "group_wait_s": 0, "group_interval_s": 0,
+        "repeat_interval_s": 3600}),
+    "rule-delete": Rule("POST", APPROVE),
+    "silence-create": Rule("POST", APPROVE, lambda w: {"hours": 1, "comment": "maintenance"}),
+    "silence-expire": Rule("POST", APPROVE),
 }
 
 # API operations, by (method, path) as the OpenAPI schema names them.
@@ -130,6 +153,22 @@ API: dict[tuple[str, str], Rule] = {
     ("GET", "/api/deployments/{slug}/batches/{batch_id}"): Rule("GET", TOKEN),
     ("POST", "/api/deployments/{slug}/labels"): Rule("POST", TOKEN, lambda w: {"labels": []}, json=True),
     ("POST", "/api/deployments/{slug}/labels/upload"): Rule("POST", TOKEN),
+    ("GET", "/api/teams/{team}/channels"): Rule("GET", VIEW),
+    ("POST", "/api/teams/{team}/channels"): Rule("POST", APPROVE, lambda w: {
+        "kind": "email", "name": "ops", "target": "ops@example.com"}, json=True),
+    ("GET", "/api/teams/{team}/channels/{channel_id}"): Rule("GET", VIEW),
+    ("DELETE", "/api/teams/{team}/channels/{channel_id}"): Rule("DELETE", APPROVE),
+    ("POST", "/api/teams/{team}/channels/{channel_id}/test"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("GET", "/api/teams/{team}/channels/{channel_id}/deliveries"): Rule("GET", VIEW),
+    ("GET", "/api/teams/{team}/rules"): Rule("GET", VIEW),
+    ("POST", "/api/teams/{team}/rules"): Rule("POST", APPROVE, lambda w: {
+        "name": "r2", "channels": [w.channel_id]}, json=True),
+    ("DELETE", "/api/teams/{team}/rules/{rule_id}"): Rule("DELETE", APPROVE),
+    ("GET", "/api/teams/{team}/silences"): Rule("GET", VIEW),
+    ("POST", "/api/teams/{team}/silences"): Rule("POST", APPROVE, lambda w: {
+        "ends_at": (timezone.now() + timedelta(hours=1)).isoformat(), "comment": "maintenance"}, json=True),
+    ("DELETE", "/api/teams/{team}/silences/{silence_id}"): Rule("DELETE", APPROVE),
+    ("GET", "/api/alerts/{alert_id}/notifications"): Rule("GET", VIEW),
 }
 
 # Routes that are not ours to authorise route by route: Django's admin checks is_staff itself (tested once below),
@@ -175,6 +214,14 @@ def world(deployment, approver, operator, viewer, outsider) -> World:
     candidate = services.version_register(deployment=deployment, data=trained_model(C=0.5)[0], by=operator)
     v1 = deployment.versions.get(number=1)
     job = MaintenanceJob.objects.create(deployment=deployment, source_version=v1, kind="retrain", requested_by=operator)
+    channel, _ = services.channel_create(
+        team=deployment.team, kind="email", name="oncall", target="oncall@example.com", by=approver
+    )
+    rule = services.routing_rule_create(team=deployment.team, name="all", channels=[channel], by=approver)
+    silence = services.silence_create(
+        team=deployment.team, kind=Alert.Kind.JOB_FAILED, ends_at=timezone.now() + timedelta(hours=1), comment="x",
+        by=approver,
+    )
     alert, _ = services.alert_raise(deployment=deployment, kind=Alert.Kind.DATA_DRIFT, dedup_key="drift", title="Drift")
     now = timezone.now()
     report = DriftReport.objects.create(
@@ -193,6 +240,8 @@ def world(deployment, approver, operator, viewer, outsider) -> World:
         token_id=token.pk, token_prefix=token.prefix, token=plaintext, other_token=other_plaintext,
         batch_id=batch.batch_id,
         users={"outsider": outsider, "viewer": viewer, "operator": operator, "approver": approver},
+        team=deployment.team.slug, channel_id=channel.pk, rule_id=rule.pk, silence_id=silence.pk,
+        ack=ack_token(AlertGroup.objects.get(alerts=alert).pk),
     )
 
 
