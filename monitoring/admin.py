@@ -19,9 +19,11 @@ from django.http import HttpRequest
 from monitoring import services
 from monitoring.models import (
     Alert,
+    AlertGroup,
     ApiToken,
     AuditEvent,
     Dataset,
+    DeliveryAttempt,
     Deployment,
     DriftFeaturePoint,
     DriftReport,
@@ -30,9 +32,13 @@ from monitoring.models import (
     Membership,
     MetricPoint,
     ModelVersion,
+    Notification,
+    NotificationChannel,
     PredictionBatch,
     ReferenceProfile,
+    RoutingRule,
     ServingPeriod,
+    Silence,
     Team,
     VersionComparisonResult,
 )
@@ -313,3 +319,37 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
+
+
+# Alert delivery (issue 12): shown for support, changed only on the team's alerting pages, which audit.
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(ReadOnlyAdmin):
+    list_display = ["name", "team", "kind", "enabled", "consecutive_failures"]
+    list_filter = ["kind", "enabled", "team"]
+    exclude = ["secret_sealed"]  # the sealed signing secret or secret URL is never shown again
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(ReadOnlyAdmin):
+    list_display = ["name", "team", "deployment", "min_severity"]
+
+
+@admin.register(Silence)
+class SilenceAdmin(ReadOnlyAdmin):
+    list_display = ["team", "deployment", "kind", "ends_at", "author"]
+
+
+@admin.register(AlertGroup)
+class AlertGroupAdmin(ReadOnlyAdmin):
+    list_display = ["deployment", "rule", "status"]
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "channel", "status", "attempts"]
+    list_filter = ["status"]
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(ReadOnlyAdmin):
+    list_display = ["notification", "at", "outcome"]
