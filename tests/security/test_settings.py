@@ -170,6 +170,9 @@ def test_the_login_page_and_api_docs_have_the_policy_too(client, db):
 def test_no_template_has_an_inline_script_or_style():
     for path in (ROOT / "templates").rglob("*.html"):
         found = _inline(path.read_text())
+        if path.parent.name == "emails":
+            # Mail clients drop <style> and external CSS, so HTML mail styles inline; the page CSP never serves it.
+            found = [f for f in found if not f.startswith("style= ")]
         assert found == [], (path.relative_to(ROOT), found)
 
 
