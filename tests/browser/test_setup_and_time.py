@@ -94,7 +94,7 @@ SEEN_AT = datetime(2026, 7, 1, 16, 30, tzinfo=UTC)  # 12:30 EDT in New York, 01:
 def test_times_are_shown_in_the_browsers_zone_and_say_which(browser, live_server, approver, deployment, zone, shown,
                                                             abbreviation):
     alert, _ = services.alert_raise(deployment=deployment, kind=Alert.Kind.DATA_DRIFT, dedup_key="drift", title="Drift")
-    Alert.objects.filter(pk=alert.pk).update(last_seen_at=SEEN_AT)
+    Alert.objects.filter(pk=alert.pk).update(created_at=SEEN_AT, last_seen_at=SEEN_AT)  # first and last seen
     page = _log_in(browser, live_server, "alice", timezone_id=zone)
 
     page.goto(f"{live_server.url}/alerts")
