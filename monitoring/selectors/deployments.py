@@ -106,7 +106,13 @@ def per_class_rows(*, metrics: dict) -> list[dict]:
 
 
 def serving_metric_series(
-    *, deployment: Deployment, names: list[str], source: str, since: datetime | None = None, window_days: int | None = None
+    *,
+    deployment: Deployment,
+    names: list[str],
+    source: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    window_days: int | None = None,
 ) -> dict[str, dict[str, list]]:
     """What served, as the health chart draws it: {"accuracy": {"at": [...], "value": [...], "version": [...]}},
     oldest first.
@@ -123,6 +129,8 @@ def serving_metric_series(
     ).filter(Exists(serving))
     if since is not None:
         points = points.filter(at__gte=since)
+    if until is not None:
+        points = points.filter(at__lte=until)
     if window_days is not None:
         span = ExpressionWrapper(F("run__window_end") - F("run__window_start"), output_field=DurationField())
         points = points.annotate(span=span).filter(span=timedelta(days=window_days))
@@ -134,11 +142,16 @@ def serving_metric_series(
     return series
 
 
-def serving_periods(*, deployment: Deployment, since: datetime | None = None) -> list[tuple[int, datetime, datetime | None]]:
-    """(version number, started, ended or None while serving), oldest first; those still serving at `since` too."""
+def serving_periods(
+    *, deployment: Deployment, since: datetime | None = None, until: datetime | None = None
+) -> list[tuple[int, datetime, datetime | None]]:
+    """(version number, started, ended or None while serving), oldest first; those still serving at `since` too,
+    and none that started after `until`."""
     periods = deployment.serving_periods.all()
     if since is not None:
         periods = periods.filter(Q(ended_at__isnull=True) | Q(ended_at__gt=since))
+    if until is not None:
+        periods = periods.filter(started_at__lte=until)
     return list(periods.order_by("started_at").values_list("version__number", "started_at", "ended_at"))
 
 
