@@ -34,6 +34,32 @@ LATENCY_COLOURS = {"latency_p50_ms": TEAL, "latency_p95_ms": BLUE, "latency_p99_
 LATENCY_DASHES = {"latency_p50_ms": "solid", "latency_p95_ms": "dash", "latency_p99_ms": "dot"}
 
 
+# The overview's sparkline, drawn as an inline SVG polyline (no Plotly on that page: it stays light).
+SPARKLINE_SIZE = (96, 24)
+
+
+def sparkline_points(values: Sequence[float], *, floor: float | None = None) -> tuple[str, float | None]:
+    """(SVG polyline points in a 96 × 24 box, the floor's y in that box or None), scaled to the values' own
+    range (accuracy moves in the second decimal; a 0-1 axis would draw every line flat). A dip below the
+    floor stays visible: the scale includes the floor when it is near the values."""
+    if len(values) < 2:
+        return "", None
+    width, height = SPARKLINE_SIZE
+    keep = downsample_indices(values, max_points=2 * width)
+    picked = [float(values[i]) for i in keep]
+    low, high = min(picked), max(picked)
+    if floor is not None and low - 0.1 <= floor <= high + 0.1:
+        low, high = min(low, floor), max(high, floor)
+    span = (high - low) or 1.0
+    step = width / (len(picked) - 1)
+
+    def y(value: float) -> float:
+        return round(height - 2 - (value - low) / span * (height - 4), 1)  # 2 px clear at top and bottom
+
+    points = " ".join(f"{round(i * step, 1)},{y(v)}" for i, v in enumerate(picked))
+    return points, (y(floor) if floor is not None and low <= floor <= high else None)
+
+
 def downsample_indices(values: Sequence[float], max_points: int = MAX_POINTS) -> list[int]:
     """Indices to keep so at most `max_points` remain: each bucket keeps its minimum and maximum.
 

@@ -24,6 +24,7 @@ from monitoring.selectors.deployments import (
     deployment_summary,
     describe_rows,
     headline_run,
+    health_of,
     per_class_rows,
     serving_metric_series,
     serving_periods,
@@ -52,20 +53,24 @@ from monitoring.selectors.notifications import (
     rules_for,
     silences_for_team,
 )
+from monitoring.selectors.overview import SPARKLINE_DAYS, OverviewRow, deployment_overview
 from monitoring.selectors.traffic import (
     ProductionWindow,
     batch_for,
     deployments_with_pending_batches,
     prediction_counts,
+    prediction_counts_for,
     production_window,
     stored_columns,
 )
 
 __all__ = [
+    "SPARKLINE_DAYS",
     "ComparisonSource",
     "DeploymentSummary",
     "Health",
     "JobOption",
+    "OverviewRow",
     "ProductionWindow",
     "SourceComparison",
     "VersionComparison",
@@ -80,6 +85,7 @@ __all__ = [
     "channel_deliveries",
     "channels_for",
     "comparison_sources",
+    "deployment_overview",
     "deployment_summary",
     "deployments_due_for_drift",
     "deployments_visible_to",
@@ -91,6 +97,7 @@ __all__ = [
     "drift_reports_for",
     "drift_share_series",
     "headline_run",
+    "health_of",
     "job_options",
     "jobs_for",
     "last_predictions_received",
@@ -98,6 +105,7 @@ __all__ = [
     "notifications_due_ids",
     "per_class_rows",
     "prediction_counts",
+    "prediction_counts_for",
     "production_window",
     "reference_profile_for",
     "role_allows",

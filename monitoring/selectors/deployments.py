@@ -65,20 +65,21 @@ def describe_rows(run: EvaluationRun) -> str:
     return f"{where} · {run.n_rows:,} rows"
 
 
+def health_of(*, open_severities: list[str], has_headline: bool) -> str:
+    if Alert.Severity.CRITICAL in open_severities:
+        return Health.CRITICAL
+    if open_severities:
+        return Health.WARNING
+    return Health.OK if has_headline else Health.UNKNOWN
+
+
 def deployment_summary(*, deployment: Deployment) -> DeploymentSummary:
     open_alerts = list(
         deployment.alerts.unresolved().values_list("severity", flat=True)
     )
     active = deployment.active_version()
     latest = headline_run(version=active) if active else None
-    if Alert.Severity.CRITICAL in open_alerts:
-        health = Health.CRITICAL
-    elif open_alerts:
-        health = Health.WARNING
-    elif latest is None:
-        health = Health.UNKNOWN
-    else:
-        health = Health.OK
+    health = health_of(open_severities=open_alerts, has_headline=latest is not None)
     since = timezone.now() - timedelta(hours=24)
     predictions_24h, last = prediction_counts(deployment=deployment, since=since)
     return DeploymentSummary(
