@@ -98,8 +98,8 @@ def deployment_overview(*, user: AbstractBaseUser) -> list[OverviewRow]:
     for deployment_id, severity in Alert.objects.unresolved().filter(deployment_id__in=ids).values_list("deployment_id", "severity"):
         severities[deployment_id].append(severity)
     active: dict[int, ModelVersion] = {}
-    for version in ModelVersion.objects.filter(deployment_id__in=ids, status=ModelVersion.Status.ACTIVE).order_by("-number"):
-        active.setdefault(version.deployment_id, version)
+    for serving in ModelVersion.objects.filter(deployment_id__in=ids, status=ModelVersion.Status.ACTIVE).order_by("-number"):
+        active.setdefault(serving.deployment_id, serving)
     headlines = _headline_runs([v.pk for v in active.values()])
     now = timezone.now()
     counts = prediction_counts_for(deployment_ids=ids, since=now - timedelta(hours=24))
