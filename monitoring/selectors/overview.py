@@ -41,15 +41,17 @@ def _candidate_counts():
 def _headline_runs(active_ids: list[int]) -> dict[int, EvaluationRun]:
     """headline_run for each active version: its latest scheduled run on production, else on the evaluation set."""
     Source = EvaluationRun.Source
-    latest = (
+    # Two queries: the DISTINCT ON sorts ids only; the runs' metrics (per-class arrays) are read for the winners.
+    latest_ids = (
         EvaluationRun.objects.filter(
             version_id__in=active_ids, job__isnull=True, status=EvaluationRun.Status.SUCCEEDED,
             source__in=[Source.PRODUCTION, Source.EVALUATION_SET],
         )
-        .select_related("dataset")
         .order_by("version_id", "source", "-measured_at")
         .distinct("version_id", "source")
+        .values_list("pk", flat=True)
     )
+    latest = EvaluationRun.objects.filter(pk__in=list(latest_ids)).select_related("dataset")
     by_version: dict[int, dict[str, EvaluationRun]] = defaultdict(dict)
     for run in latest:
         by_version[run.version_id][run.source] = run
