@@ -8,7 +8,8 @@ Each builder returns None when there is nothing to draw, so the template can sho
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
+from html import escape
 
 import numpy as np
 import plotly.graph_objects as go
@@ -31,6 +32,32 @@ METRIC_COLOURS = {"accuracy": BLUE, "f1_macro": TEAL, "roc_auc": "#7c3aed"}
 LATENCY_COLOURS = {"latency_p50_ms": TEAL, "latency_p95_ms": BLUE, "latency_p99_ms": "#7c3aed"}
 # Told apart by dash as well as colour: three blues read as one line in print and to colour-blind readers.
 LATENCY_DASHES = {"latency_p50_ms": "solid", "latency_p95_ms": "dash", "latency_p99_ms": "dot"}
+
+
+# The overview's sparkline, drawn as an inline SVG polyline (no Plotly on that page: it stays light).
+SPARKLINE_SIZE = (96, 24)
+
+
+def sparkline_points(values: Sequence[float], *, floor: float | None = None) -> tuple[str, float | None]:
+    """(SVG polyline points in a 96 × 24 box, the floor's y in that box or None), scaled to the values' own
+    range (accuracy moves in the second decimal; a 0-1 axis would draw every line flat). A dip below the
+    floor stays visible: the scale includes the floor when it is near the values."""
+    if len(values) < 2:
+        return "", None
+    width, height = SPARKLINE_SIZE
+    keep = downsample_indices(values, max_points=2 * width)
+    picked = [float(values[i]) for i in keep]
+    low, high = min(picked), max(picked)
+    if floor is not None and low - 0.1 <= floor <= high + 0.1:
+        low, high = min(low, floor), max(high, floor)
+    span = (high - low) or 1.0
+    step = width / (len(picked) - 1)
+
+    def y(value: float) -> float:
+        return round(height - 2 - (value - low) / span * (height - 4), 1)  # 2 px clear at top and bottom
+
+    points = " ".join(f"{round(i * step, 1)},{y(v)}" for i, v in enumerate(picked))
+    return points, (y(floor) if floor is not None and low <= floor <= high else None)
 
 
 def downsample_indices(values: Sequence[float], max_points: int = MAX_POINTS) -> list[int]:
@@ -60,20 +87,36 @@ def _pick(items: Sequence, indices: list[int]) -> list:
     return [items[i] for i in indices]
 
 
-def _rollout_marks(rollouts: list[tuple[datetime, str]], tz: tzinfo) -> tuple[list[dict], list[dict]]:
-    """A faint vertical line, labelled at the top, where a version started serving."""
+# A version marker: when a version started serving, its label, and the page it links to.
+Rollout = tuple[datetime, str, str]
+
+
+def _rollout_marks(rollouts: Sequence[Rollout], tz: tzinfo) -> tuple[list[dict], list[dict]]:
+    """A faint vertical line where a version started serving, labelled at the top with a link to the version."""
     shapes, annotations = [], []
-    for moment, label in rollouts:
+    for moment, label, url in rollouts:
         x = local_times([moment], tz)[0]
         shapes.append({
             "type": "line", "xref": "x", "x0": x, "x1": x, "yref": "paper", "y0": 0, "y1": 1,
             "line": {"color": GREY, "width": 1, "dash": "dot"},
         })
+        # target=_self: Plotly opens annotation links in a new tab unless told otherwise.
+        text = f'<a href="{escape(url)}" target="_self">{escape(label)}</a>' if url else escape(label)
         annotations.append({
             "xref": "x", "x": x, "xanchor": "left", "yref": "paper", "y": 1, "yanchor": "top",
-            "text": label, "showarrow": False, "font": {"size": 10, "color": "#6b7280"},
+            "text": text, "showarrow": False, "font": {"size": 10, "color": BLUE if url else "#6b7280"},
         })
     return shapes, annotations
+
+
+def time_axis(x_range: tuple[datetime, datetime] | None, tz: tzinfo) -> dict:
+    """A date axis over the chosen range, whatever the data cover: one point on a 30-day chart is drawn in its
+    place among 30 days, not at the centre of a 2-millisecond axis."""
+    axis = {"type": "date", "gridcolor": "#eef0f3", "linecolor": "#d0d5dd", "showline": True}
+    if x_range is not None:
+        axis["range"] = local_times(list(x_range), tz)
+        axis["autorange"] = False
+    return axis
 
 
 def _layout(*, height: int = 260, y_title: str = "", **overrides) -> dict:
@@ -84,7 +127,7 @@ def _layout(*, height: int = 260, y_title: str = "", **overrides) -> dict:
         "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12, "color": INK},
         "paper_bgcolor": "rgba(0,0,0,0)",
         "plot_bgcolor": "rgba(0,0,0,0)",
-        "xaxis": {"type": "date", "gridcolor": "#eef0f3", "linecolor": "#d0d5dd", "showline": True},
+        "xaxis": time_axis(None, UTC),
         "yaxis": {"gridcolor": "#eef0f3", "zeroline": False, "title": {"text": y_title, "standoff": 6}},
         "legend": {"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom", "font": {"size": 11}},
         "hovermode": "x unified",
@@ -122,8 +165,9 @@ def metrics_chart(
     evaluation_set: dict[str, dict[str, list]],
     thresholds: dict[str, float],
     tz: tzinfo,
-    rollouts: list[tuple[datetime, str]] = (),
+    rollouts: Sequence[Rollout] = (),
     production_label: str = "production",
+    x_range: tuple[datetime, datetime] | None = None,
 ) -> str | None:
     """Quality over time: solid lines on one labelled production window (`production_label` names it),
     dotted on the evaluation set.
@@ -142,7 +186,7 @@ def metrics_chart(
                 traces.append(_series_trace(series, name=label, tz=tz, colour=colour, dash=dash, fmt=".3f"))
     if not traces:
         return None
-    shapes, annotations = _rollout_marks(list(rollouts), tz)
+    shapes, annotations = _rollout_marks(rollouts, tz)
     drawn = set(production) | set(evaluation_set)
     for name, floor in thresholds.items():
         if name not in drawn:
@@ -157,12 +201,18 @@ def metrics_chart(
             "text": f"{METRIC_LABELS.get(name, name)} floor {floor:g}", "showarrow": False,
             "font": {"size": 10, "color": RED},
         })
-    layout = _layout(y_title="score", shapes=shapes, annotations=annotations)
+    layout = _layout(y_title="score", shapes=shapes, annotations=annotations, xaxis=time_axis(x_range, tz))
     layout["yaxis"]["tickformat"] = ".2f"
     return _to_json(go.Figure(data=traces, layout=layout))
 
 
-def latency_chart(*, series_by_name: dict[str, dict[str, list]], tz: tzinfo) -> str | None:
+def latency_chart(
+    *,
+    series_by_name: dict[str, dict[str, list]],
+    tz: tzinfo,
+    rollouts: Sequence[Rollout] = (),
+    x_range: tuple[datetime, datetime] | None = None,
+) -> str | None:
     """Inference latency percentiles in microseconds per single-row call, as each scheduled evaluation
     measures them on the worker over the evaluation set (the versions table uses the same unit)."""
     traces = [
@@ -176,13 +226,22 @@ def latency_chart(*, series_by_name: dict[str, dict[str, list]], tz: tzinfo) -> 
     ]
     if not traces:
         return None
-    layout = _layout(y_title="µs per call")
+    shapes, annotations = _rollout_marks(rollouts, tz)
+    layout = _layout(y_title="µs per call", shapes=shapes, annotations=annotations, xaxis=time_axis(x_range, tz))
     layout["yaxis"]["rangemode"] = "tozero"
     return _to_json(go.Figure(data=traces, layout=layout))
 
 
-def drift_share_chart(*, series: dict[str, list], tz: tzinfo, dataset_share: float | None = None) -> str | None:
-    """Share of drifted features per drift check; checks whose verdict was "drifted" are red."""
+def drift_share_chart(
+    *,
+    series: dict[str, list],
+    tz: tzinfo,
+    dataset_share: float | None = None,
+    report_urls: Sequence[str] = (),
+    x_range: tuple[datetime, datetime] | None = None,
+) -> str | None:
+    """Share of drifted features per drift check; checks whose verdict was "drifted" are red. With `report_urls`
+    (one per check), clicking a point opens that check's report (static/js/app.js follows `meta.link`)."""
     if not series["at"]:
         return None
     keep = downsample_indices(series["share"])
@@ -194,8 +253,13 @@ def drift_share_chart(*, series: dict[str, list], tz: tzinfo, dataset_share: flo
         mode="lines+markers",
         line={"color": GREY, "width": 1.5},
         marker={"size": 7, "color": [RED if d else BLUE for d in drifted]},
-        customdata=["drifted" if d else "stable" for d in drifted],
-        hovertemplate="%{y:.0%} of features (%{customdata})<extra></extra>",
+        customdata=[
+            ["drifted" if d else "stable", url]
+            for d, url in zip(drifted, _pick(report_urls, keep) if report_urls else [""] * len(drifted))
+        ],
+        hovertemplate="%{y:.0%} of features (%{customdata[0]})" + ("; click for the report" if report_urls else "")
+        + "<extra></extra>",
+        meta={"link": 1} if report_urls else None,
     )
     shapes, annotations = [], []
     if dataset_share is not None:
@@ -207,7 +271,10 @@ def drift_share_chart(*, series: dict[str, list], tz: tzinfo, dataset_share: flo
             "xref": "paper", "x": 0.005, "xanchor": "left", "yref": "y", "y": dataset_share, "yanchor": "bottom",
             "text": "dataset drift", "showarrow": False, "font": {"size": 10, "color": RED},
         })
-    layout = _layout(y_title="share of features", showlegend=False, shapes=shapes, annotations=annotations)
+    layout = _layout(
+        y_title="share of features", showlegend=False, shapes=shapes, annotations=annotations,
+        xaxis=time_axis(x_range, tz),
+    )
     layout["yaxis"].update({"tickformat": ".0%", "range": [-0.02, 1.02]})
     return _to_json(go.Figure(data=[trace], layout=layout))
 
@@ -228,8 +295,11 @@ def drift_features_chart(*, features: list[dict]) -> str | None:
         y=[str(f["feature"]) for f in rows],
         orientation="h",
         marker={"color": [RED if f["drifted"] else "#93c5fd" for f in rows]},
-        customdata=[[f["test"], f["statistic"], f["threshold"]] for f in rows],
-        hovertemplate="%{y}: moved %{x:.3f}; %{customdata[0]} %{customdata[1]:.3g} (threshold %{customdata[2]:.2g})<extra></extra>",
+        customdata=[
+            drift_decision(test=f["test"], statistic=f["statistic"], p_value=f.get("p_value"), threshold=f["threshold"])
+            for f in rows
+        ],
+        hovertemplate="%{y}: moved %{x:.3f}; %{customdata}<extra></extra>",
     )
     layout = _layout(height=max(220, 18 * len(rows) + 70), showlegend=False, hovermode="closest")
     layout["xaxis"] = {"gridcolor": "#eef0f3", "title": {"text": "how much it moved (Jensen-Shannon)"}, "rangemode": "tozero"}
@@ -273,9 +343,26 @@ def pareto_chart(*, versions: Sequence, trials: Sequence[dict] = (), highlight: 
         hovertemplate="%{text} (%{customdata[0]}, %{customdata[1]})<br>%{x:.1f} KiB, F1 %{y:.3f}, "
         "p50 %{customdata[2]:.3f} ms<extra></extra>",
     ))
+    sizes = [v.size_bytes / 1024 for v in scored] + [t["size_bytes"] / 1024 for t in trials if t["size_bytes"]]
+    scores = [v.f1_macro for v in scored] + [t["f1_macro"] for t in trials if t["size_bytes"]]
+    x_range, y_range = pareto_ranges(sizes=sizes, scores=scores)
     figure.update_layout(**_layout(height=320, y_title="F1 (macro), evaluation set"))
-    figure.update_xaxes(title_text="Model size (KiB, log scale)", type="log")
+    figure.update_xaxes(title_text="Model size (KiB, log scale)", type="log", range=x_range, autorange=False)
+    figure.update_yaxes(range=y_range, autorange=False)
     return _to_json(figure)
+
+
+def pareto_ranges(*, sizes: Sequence[float], scores: Sequence[float]) -> tuple[list[float], list[float]]:
+    """Axes that fit every point with a margin, and room above the highest for its "v3" label: Plotly's
+    autorange ignores text labels, and on a log axis of two near-equal sizes it zooms to a sliver.
+
+    The x range is in log10 units, as Plotly takes it for a log axis."""
+    logs = [float(np.log10(max(size, 1e-3))) for size in sizes]
+    low, high = min(logs), max(logs)
+    pad = max(0.15 * (high - low), 0.1)  # at least a quarter of a decade across, so one point is not alone
+    y_low, y_high = min(scores), max(scores)
+    y_pad = max(0.1 * (y_high - y_low), 0.01)
+    return [low - pad, high + pad], [y_low - y_pad, min(y_high + 2.5 * y_pad, 1.0 + 2.5 * y_pad)]
 def drift_histogram_chart(*, feature: dict) -> str | None:
     """Reference and current shares of one feature, overlaid: bins for numeric features, bars per category."""
     histogram = feature.get("histogram") or {}
@@ -306,25 +393,53 @@ def drift_histogram_chart(*, feature: dict) -> str | None:
 MAX_SERIES_LINES = 8
 
 
-def drift_feature_series_chart(*, series: dict[str, dict[str, list]], tz: tzinfo, features: list[str]) -> str | None:
-    """Each named feature's drift statistic per check, over time; checks where it drifted are red markers."""
+def _figure(value: float) -> str:
+    return f"{value:.1e}" if value and abs(value) < 0.001 else f"{value:.3g}"
+
+
+def drift_decision(*, test: str, statistic: float, p_value: float | None, threshold: float) -> str:
+    """How one feature's verdict was reached, comparing like with like: a p-value test's p against its p-value
+    threshold (after correction), a distance against its distance threshold; never a statistic against a p."""
+    name = test.upper() if test in ("ks", "psi") else test.capitalize()
+    if p_value is not None:
+        verdict = "≤" if p_value <= threshold else ">"
+        return f"{name} p {_figure(p_value)} {verdict} threshold p {_figure(threshold)} (statistic {_figure(statistic)})"
+    verdict = "≥" if statistic >= threshold else "<"
+    return f"{name} {_figure(statistic)} {verdict} threshold {_figure(threshold)}"
+
+
+def drift_feature_series_chart(
+    *, series: dict[str, dict[str, list]], tz: tzinfo, features: list[str], report_urls: dict[int, str] | None = None
+) -> str | None:
+    """How much each named feature moved per check, over time (Jensen-Shannon distance on reference-quantile bins:
+    one scale for every test, so lines of KS- and PSI-tested features can share an axis); checks where it drifted
+    are red. The tooltip states the deciding test against its own threshold. With `report_urls` ({report id: url}),
+    clicking a point opens that check's report."""
     traces = []
     for name in features[:MAX_SERIES_LINES]:
         s = series.get(name)
         if not s or not s["at"]:
             continue
-        keep = downsample_indices(s["statistic"])
+        keep = downsample_indices(s["moved"])
         drifted = _pick(s["drifted"], keep)
+        decisions = [
+            drift_decision(test=s["test"][i], statistic=s["statistic"][i], p_value=s["p_value"][i], threshold=s["threshold"][i])
+            for i in keep
+        ]
+        urls = [(report_urls or {}).get(s["report"][i], "") for i in keep]
         traces.append(go.Scatter(
             x=local_times(_pick(s["at"], keep), tz),
-            y=_pick(s["statistic"], keep),
+            y=_pick(s["moved"], keep),
             name=name,
             mode="lines+markers",
             line={"width": 1.5},
             marker={"size": 6, "color": [RED if d else BLUE for d in drifted]},
-            customdata=[[t, th] for t, th in zip(_pick(s["test"], keep), _pick(s["threshold"], keep))],
-            hovertemplate=f"{name}: %{{customdata[0]}} %{{y:.3g}} (threshold %{{customdata[1]:.2g}})<extra></extra>",
+            customdata=[[decision, "drifted" if d else "stable", url] for decision, d, url in zip(decisions, drifted, urls)],
+            hovertemplate="%{fullData.name}: moved %{y:.3f}; %{customdata[0]} (%{customdata[1]})<extra></extra>",
+            meta={"link": 2} if report_urls else None,
         ))
     if not traces:
         return None
-    return _to_json(go.Figure(data=traces, layout=_layout(y_title="test statistic")))
+    layout = _layout(y_title="moved (Jensen-Shannon)", hovermode="closest")
+    layout["yaxis"]["rangemode"] = "tozero"
+    return _to_json(go.Figure(data=traces, layout=layout))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from monitoring.services import ServiceError
@@ -22,3 +23,8 @@ def report(request: HttpRequest, exc: ServiceError) -> None:
     """Show a service's refusal as it wrote it, with the first few details it gave."""
     details = "; ".join(e.get("message", "") for e in exc.errors[:3] if e.get("message"))
     messages.error(request, f"{exc.message} {details}".strip() if details and details != exc.message else exc.message)
+
+
+def version_url(slug: str, number: int) -> str:
+    """Where a reference to "v3" links: the version's compare page (its evidence against the active version)."""
+    return reverse("version-compare", args=[slug, number])

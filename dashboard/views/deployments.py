@@ -1,8 +1,8 @@
-"""A deployment's pages: its health page, one drift report, and its audit log."""
+"""A deployment's pages: its health page, its drift reports (list and one report), and its audit log."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -11,19 +11,20 @@ from django.core.paginator import Paginator
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.utils import timezone
 
 from dashboard import charts
 from dashboard.access import APPROVE, OPERATE, can, get_deployment_for
 from dashboard.alert_actions import next_actions
 from dashboard.forms import JobForm, TokenForm
+from dashboard.timerange import PRESET_DAYS, REFRESH_CHOICES, RangeError, TimeRange, parse_time_range
+from dashboard.views.common import version_url
 from monitoring import selectors
 from monitoring.models import Deployment, EvaluationRun, ModelVersion
 
 QUALITY_METRICS = ["accuracy", "f1_macro"]
 LATENCY_METRICS = list(charts.LATENCY_LABELS)
-CHART_DAYS = (1, 7, 30, 90)
-DEFAULT_CHART_DAYS = 30
 # The deployment page lists the largest statistics; the report page lists every feature.
 DRIFT_ROWS_ON_PAGE = 12
 
@@ -102,14 +103,6 @@ def _filesize(n: int) -> str:
     return f"{n} B"
 
 
-def _chart_days(request: HttpRequest) -> int:
-    try:
-        days = int(request.GET.get("days", DEFAULT_CHART_DAYS))
-    except ValueError:
-        return DEFAULT_CHART_DAYS
-    return days if days in CHART_DAYS else DEFAULT_CHART_DAYS
-
-
 @dataclass(frozen=True)
 class ProductionWindow:
     key: str  # the ?window= value
@@ -134,21 +127,22 @@ def _chart_window(request: HttpRequest, deployment: Deployment) -> ProductionWin
     return next((w for w in windows if w.key == request.GET.get("window")), windows[0])
 
 
-def _charts(deployment: Deployment, days: int, window: ProductionWindow) -> dict[str, str | None]:
-    since = timezone.now() - timedelta(days=days)
+def _charts(deployment: Deployment, span: TimeRange, window: ProductionWindow) -> dict[str, str | None]:
+    since, until, x_range = span.start, span.end, (span.start, span.end)
     tz = timezone.get_current_timezone()
     Source = EvaluationRun.Source
     rollouts = [
-        (started, f"v{number}")
-        for number, started, _ in selectors.serving_periods(deployment=deployment, since=since)
+        (started, f"v{number}", version_url(deployment.slug, number))
+        for number, started, _ in selectors.serving_periods(deployment=deployment, since=since, until=until)
         if started >= since
     ]
 
     def series(names: list[str], source: str, window_days: int | None = None) -> dict:
         return selectors.serving_metric_series(
-            deployment=deployment, names=names, source=source, since=since, window_days=window_days
+            deployment=deployment, names=names, source=source, since=since, until=until, window_days=window_days
         )
 
+    drift = selectors.drift_share_series(deployment=deployment, since=since, until=until)
     return {
         "metrics": charts.metrics_chart(
             production=series(QUALITY_METRICS, window.source, window.days),
@@ -157,11 +151,20 @@ def _charts(deployment: Deployment, days: int, window: ProductionWindow) -> dict
             thresholds=deployment.metric_thresholds,
             tz=tz,
             rollouts=rollouts,
+            x_range=x_range,
         ),
         # Always the evaluation set: production windows of different sizes would time different rows.
-        "latency": charts.latency_chart(series_by_name=series(LATENCY_METRICS, Source.EVALUATION_SET), tz=tz),
-        "drift": charts.drift_share_chart(series=selectors.drift_share_series(deployment=deployment, since=since), tz=tz),
+        "latency": charts.latency_chart(
+            series_by_name=series(LATENCY_METRICS, Source.EVALUATION_SET), tz=tz, rollouts=rollouts, x_range=x_range
+        ),
+        "drift": charts.drift_share_chart(
+            series=drift, tz=tz, x_range=x_range, report_urls=[_report_url(deployment, pk) for pk in drift["report"]]
+        ),
     }
+
+
+def _report_url(deployment: Deployment, report_id: int) -> str:
+    return reverse("drift-report", args=[deployment.slug, report_id])
 
 
 def _with_next_actions(alerts: list) -> list:
@@ -173,7 +176,13 @@ def _with_next_actions(alerts: list) -> list:
 @login_required
 def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
     deployment = get_deployment_for(request.user, slug)
-    days = _chart_days(request)
+    tz = timezone.get_current_timezone()
+    range_error = ""
+    try:
+        span = parse_time_range(request.GET, tz=tz, now=timezone.now())
+    except RangeError as exc:
+        range_error = str(exc)
+        span = parse_time_range({}, tz=tz, now=timezone.now())
     window = _chart_window(request, deployment)
     versions = selectors.versions_with_metrics(deployment=deployment)
     drift = selectors.latest_drift_report(deployment=deployment)
@@ -187,11 +196,16 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "per_class": selectors.per_class_rows(metrics=summary.latest_metrics),
         "can_operate": can_operate,
         "can_approve": can(request.user, deployment, APPROVE),
-        "charts": _charts(deployment, days, window),
-        "days": days,
-        "day_choices": CHART_DAYS,
+        "charts": _charts(deployment, span, window),
+        "range": span,
+        "range_error": range_error,
+        "range_inputs": span.local_input(tz),
+        "presets": [
+            (days, replace(span, days=days).query(tz, window=window.key), days == span.days) for days in PRESET_DAYS
+        ],
+        "refresh_choices": list(REFRESH_CHOICES),
         "window": window,
-        "windows": production_windows(deployment),
+        "windows": [(w, span.query(tz, window=w.key)) for w in production_windows(deployment)],
         "version_columns": VERSION_COLUMNS,
         "versions": version_lines(versions),
         "can_roll_back": deployment.rollback_target() is not None,
@@ -214,7 +228,8 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "drift_interval": settings.DRIFT_INTERVAL_MINUTES,
         "evaluation_interval": settings.EVALUATION_INTERVAL_MINUTES,
     }
-    return render(request, "deployments/detail.html", context)
+    # Bad range input is the client's to fix: say so in the status too, and still show the page.
+    return render(request, "deployments/detail.html", context, status=400 if range_error else 200)
 
 
 # Overlaid histograms drawn on a report page: the features that moved most; the table lists every feature.
@@ -233,6 +248,8 @@ def drift_report(request: HttpRequest, slug: str, report_id: int) -> HttpRespons
     series = selectors.drift_feature_series(
         deployment=deployment, since=report.window_end - timedelta(days=DRIFT_SERIES_DAYS), features=moved[: charts.MAX_SERIES_LINES]
     )
+    report_ids = {pk for s in series.values() for pk in s["report"]}
+    previous, following = selectors.drift_report_neighbours(report=report)
     context = {
         "deployment": deployment,
         "report": report,
@@ -240,7 +257,11 @@ def drift_report(request: HttpRequest, slug: str, report_id: int) -> HttpRespons
         "histograms": [
             (f, charts.drift_histogram_chart(feature=f)) for f in report.features[:DRIFT_HISTOGRAMS_ON_PAGE]
         ],
-        "series_chart": charts.drift_feature_series_chart(series=series, tz=tz, features=moved),
+        "series_chart": charts.drift_feature_series_chart(
+            series=series, tz=tz, features=moved, report_urls={pk: _report_url(deployment, pk) for pk in report_ids}
+        ),
+        "previous": previous,
+        "following": following,
         "prediction_rows": list(zip(prediction.get("classes", []), prediction.get("reference", []), prediction.get("current", []))),
         "prediction": prediction,
         "multivariate": report.multivariate or {},
@@ -249,6 +270,17 @@ def drift_report(request: HttpRequest, slug: str, report_id: int) -> HttpRespons
         "labelled": (report.performance or {}).get("labelled"),
     }
     return render(request, "deployments/drift_report.html", context)
+
+
+DRIFT_REPORTS_PAGE_SIZE = 50
+
+
+@login_required
+def drift_report_list(request: HttpRequest, slug: str) -> HttpResponse:
+    deployment = get_deployment_for(request.user, slug)
+    page = Paginator(selectors.drift_reports_for(deployment=deployment), DRIFT_REPORTS_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {"deployment": deployment, "page": page, "drift_interval": settings.DRIFT_INTERVAL_MINUTES}
+    return render(request, "deployments/drift_reports.html", context)
 
 
 @dataclass(frozen=True)

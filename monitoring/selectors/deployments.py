@@ -65,20 +65,21 @@ def describe_rows(run: EvaluationRun) -> str:
     return f"{where} · {run.n_rows:,} rows"
 
 
+def health_of(*, open_severities: list[str], has_headline: bool) -> str:
+    if Alert.Severity.CRITICAL in open_severities:
+        return Health.CRITICAL
+    if open_severities:
+        return Health.WARNING
+    return Health.OK if has_headline else Health.UNKNOWN
+
+
 def deployment_summary(*, deployment: Deployment) -> DeploymentSummary:
     open_alerts = list(
         deployment.alerts.unresolved().values_list("severity", flat=True)
     )
     active = deployment.active_version()
     latest = headline_run(version=active) if active else None
-    if Alert.Severity.CRITICAL in open_alerts:
-        health = Health.CRITICAL
-    elif open_alerts:
-        health = Health.WARNING
-    elif latest is None:
-        health = Health.UNKNOWN
-    else:
-        health = Health.OK
+    health = health_of(open_severities=open_alerts, has_headline=latest is not None)
     since = timezone.now() - timedelta(hours=24)
     predictions_24h, last = prediction_counts(deployment=deployment, since=since)
     return DeploymentSummary(
@@ -106,7 +107,13 @@ def per_class_rows(*, metrics: dict) -> list[dict]:
 
 
 def serving_metric_series(
-    *, deployment: Deployment, names: list[str], source: str, since: datetime | None = None, window_days: int | None = None
+    *,
+    deployment: Deployment,
+    names: list[str],
+    source: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    window_days: int | None = None,
 ) -> dict[str, dict[str, list]]:
     """What served, as the health chart draws it: {"accuracy": {"at": [...], "value": [...], "version": [...]}},
     oldest first.
@@ -123,6 +130,8 @@ def serving_metric_series(
     ).filter(Exists(serving))
     if since is not None:
         points = points.filter(at__gte=since)
+    if until is not None:
+        points = points.filter(at__lte=until)
     if window_days is not None:
         span = ExpressionWrapper(F("run__window_end") - F("run__window_start"), output_field=DurationField())
         points = points.annotate(span=span).filter(span=timedelta(days=window_days))
@@ -134,11 +143,16 @@ def serving_metric_series(
     return series
 
 
-def serving_periods(*, deployment: Deployment, since: datetime | None = None) -> list[tuple[int, datetime, datetime | None]]:
-    """(version number, started, ended or None while serving), oldest first; those still serving at `since` too."""
+def serving_periods(
+    *, deployment: Deployment, since: datetime | None = None, until: datetime | None = None
+) -> list[tuple[int, datetime, datetime | None]]:
+    """(version number, started, ended or None while serving), oldest first; those still serving at `since` too,
+    and none that started after `until`."""
     periods = deployment.serving_periods.all()
     if since is not None:
         periods = periods.filter(Q(ended_at__isnull=True) | Q(ended_at__gt=since))
+    if until is not None:
+        periods = periods.filter(started_at__lte=until)
     return list(periods.order_by("started_at").values_list("version__number", "started_at", "ended_at"))
 
 

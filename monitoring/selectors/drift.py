@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db.models import Max
+from django.db.models import Max, Q
 
 from monitoring.models import (
     Dataset,
@@ -21,12 +21,37 @@ def latest_drift_report(*, deployment: Deployment) -> DriftReport | None:
     return deployment.drift_reports.order_by("-window_end").first()
 
 
-def drift_share_series(*, deployment: Deployment, since: datetime | None = None) -> dict[str, list]:
+def drift_share_series(
+    *, deployment: Deployment, since: datetime | None = None, until: datetime | None = None
+) -> dict[str, list]:
+    """{"at", "share", "drifted", "report"} per drift check, oldest first; "report" is the report's id."""
     reports = deployment.drift_reports.all()
     if since is not None:
         reports = reports.filter(window_end__gte=since)
-    rows = list(reports.order_by("window_end").values_list("window_end", "share_drifted", "drifted"))
-    return {"at": [r[0] for r in rows], "share": [r[1] for r in rows], "drifted": [r[2] for r in rows]}
+    if until is not None:
+        reports = reports.filter(window_end__lte=until)
+    rows = list(reports.order_by("window_end", "pk").values_list("window_end", "share_drifted", "drifted", "pk"))
+    return {
+        "at": [r[0] for r in rows], "share": [r[1] for r in rows], "drifted": [r[2] for r in rows],
+        "report": [r[3] for r in rows],
+    }
+
+
+def drift_reports_for(*, deployment: Deployment):
+    """The deployment's drift reports, newest first (the list page paginates it)."""
+    return deployment.drift_reports.order_by("-window_end", "-pk").only(
+        "pk", "window_start", "window_end", "drifted", "n_drifted", "share_drifted", "n_current", "n_reference", "created_at"
+    )
+
+
+def drift_report_neighbours(*, report: DriftReport) -> tuple[DriftReport | None, DriftReport | None]:
+    """(the check before this one, the check after it) in window order, for prev/next links."""
+    reports = report.deployment.drift_reports.only("pk", "window_end")
+    same_end_earlier = Q(window_end=report.window_end, pk__lt=report.pk)
+    same_end_later = Q(window_end=report.window_end, pk__gt=report.pk)
+    previous = reports.filter(Q(window_end__lt=report.window_end) | same_end_earlier).order_by("-window_end", "-pk").first()
+    following = reports.filter(Q(window_end__gt=report.window_end) | same_end_later).order_by("window_end", "pk").first()
+    return previous, following
 
 
 def reference_profile_for(*, dataset: Dataset, model_sha256: str) -> ReferenceProfile | None:
@@ -36,18 +61,20 @@ def reference_profile_for(*, dataset: Dataset, model_sha256: str) -> ReferencePr
 def drift_feature_series(
     *, deployment: Deployment, since: datetime | None = None, features: list[str] | None = None
 ) -> dict[str, dict[str, list]]:
-    """{"feature": {"at": [...], "statistic": [...], "threshold": [...], "drifted": [...], "test": [...]}}, oldest
-    first: each feature's drift statistic over the stored checks."""
+    """{"feature": {"at", "statistic", "p_value", "threshold", "moved", "drifted", "test", "report"}}, each a list,
+    oldest first: each feature's drift result over the stored checks. `threshold` is a p-value threshold for
+    p-value tests (compare it with `p_value`) and a distance threshold otherwise (compare it with `statistic`)."""
     points = DriftFeaturePoint.objects.filter(deployment=deployment)
     if since is not None:
         points = points.filter(at__gte=since)
     if features is not None:
         points = points.filter(feature__in=features)
+    keys = ("at", "statistic", "p_value", "threshold", "moved", "drifted", "test", "report")
     series: dict[str, dict[str, list]] = {}
-    rows = points.order_by("at").values_list("feature", "at", "statistic", "threshold", "drifted", "test")
-    for feature, at, statistic, threshold, drifted, test in rows:
-        s = series.setdefault(feature, {"at": [], "statistic": [], "threshold": [], "drifted": [], "test": []})
-        for key, value in zip(("at", "statistic", "threshold", "drifted", "test"), (at, statistic, threshold, drifted, test)):
+    rows = points.order_by("at").values_list("feature", *keys[:-1], "report_id")
+    for feature, *values in rows:
+        s = series.setdefault(feature, {key: [] for key in keys})
+        for key, value in zip(keys, values):
             s[key].append(value)
     return series
 

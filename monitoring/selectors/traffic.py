@@ -8,6 +8,7 @@ from datetime import datetime
 import numpy as np
 from django.conf import settings
 from django.db import connection
+from django.db.models import Max, Sum
 
 from monitoring import batches, pgcopy, storage
 from monitoring.models import (
@@ -193,6 +194,20 @@ def prediction_counts(*, deployment: Deployment, since: datetime) -> tuple[int, 
     for raw in recent.filter(t_min__lt=since).values_list("timestamps_us", flat=True):  # always in the row
         count += int(np.count_nonzero(np.frombuffer(raw, dtype="<i8") >= lo))
     return count, last
+
+
+def prediction_counts_for(*, deployment_ids: list[int], since: datetime) -> dict[int, tuple[int, datetime | None]]:
+    """prediction_counts for many deployments in three queries, whatever their number (the overview page)."""
+    stored = PredictionBatch.objects.live().filter(deployment_id__in=deployment_ids)
+    last = dict(stored.values("deployment_id").annotate(last=Max("t_max")).values_list("deployment_id", "last"))
+    counts = dict(
+        stored.filter(t_min__gte=since).values("deployment_id").annotate(n=Sum("n_rows")).values_list("deployment_id", "n")
+    )
+    lo = batches.datetime_to_us(since)
+    straddling = stored.filter(t_max__gte=since, t_min__lt=since).values_list("deployment_id", "timestamps_us")
+    for deployment_id, raw in straddling:
+        counts[deployment_id] = counts.get(deployment_id, 0) + int(np.count_nonzero(np.frombuffer(raw, dtype="<i8") >= lo))
+    return {pk: (int(counts.get(pk) or 0), last.get(pk)) for pk in deployment_ids}
 
 
 def deployments_with_pending_batches() -> list[int]:

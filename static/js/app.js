@@ -1,4 +1,5 @@
-// Watchkeeper's few behaviours: draw server-built charts, follow running jobs, confirm risky forms.
+// Watchkeeper's few behaviours: draw server-built charts on one shared time axis, auto-refresh, follow running
+// jobs, confirm risky forms.
 (function () {
   "use strict";
 
@@ -8,13 +9,87 @@
     modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines"],
   };
 
+  function isTimeChart(div) {
+    return div.layout && div.layout.xaxis && div.layout.xaxis.type === "date";
+  }
+
+  // One time axis for a page's charts, as in Grafana: zooming (or resetting) one applies the same x range to
+  // every other chart with a date axis. `syncing` stops the charts answering each other's relayout in a loop.
+  var syncing = false;
+
+  function xUpdate(event) {
+    if (event["xaxis.autorange"]) return { "xaxis.autorange": true };
+    var range = event["xaxis.range"] ||
+      (event["xaxis.range[0]"] !== undefined && [event["xaxis.range[0]"], event["xaxis.range[1]"]]);
+    return range ? { "xaxis.range": range.slice() } : null;
+  }
+
+  function shareTimeAxis(charts) {
+    charts.forEach(function (div) {
+      div.on("plotly_relayout", function (event) {
+        var update = xUpdate(event);
+        if (syncing || !update) return;
+        syncing = true;
+        var others = charts.filter(function (other) { return other !== div; });
+        Promise.all(others.map(function (other) { return Plotly.relayout(other, update); }))
+          .then(function () { syncing = false; }, function () { syncing = false; });
+      });
+    });
+  }
+
+  // A trace with meta.link = i carries a URL in customdata[i]: clicking the point opens it (a drift check's report).
+  function followPointLinks(div) {
+    div.on("plotly_click", function (event) {
+      var point = event.points && event.points[0];
+      var meta = point && point.data.meta;
+      if (!meta || meta.link === undefined) return;
+      var url = point.customdata && point.customdata[meta.link];
+      if (url) window.location.assign(url);
+    });
+  }
+
   function drawCharts() {
-    if (typeof Plotly === "undefined") return;
-    document.querySelectorAll("[data-chart]").forEach(function (div) {
+    if (typeof Plotly === "undefined") return Promise.resolve();
+    var drawn = Array.prototype.map.call(document.querySelectorAll("[data-chart]"), function (div) {
       var source = document.getElementById(div.id + "-figure");
-      if (!source) return;
+      if (!source) return null;
       var figure = JSON.parse(source.textContent);
-      Plotly.newPlot(div, figure.data, figure.layout, PLOT_CONFIG);
+      return Plotly.newPlot(div, figure.data, figure.layout, PLOT_CONFIG).then(function () {
+        followPointLinks(div);
+        return div;
+      });
+    });
+    return Promise.all(drawn).then(function (divs) {
+      shareTimeAxis(divs.filter(function (div) { return div && isTimeChart(div); }));
+      document.body.dataset.chartsReady = "true";  // for the browser tests: every chart is drawn and wired
+    });
+  }
+
+  // Auto-refresh (off unless the URL asks for it): reload every N seconds while the tab is visible; a hidden tab
+  // waits, and catches up as soon as it is shown again.
+  function autoRefresh() {
+    var form = document.querySelector("[data-refresh-seconds]");
+    if (!form) return;
+    var periodMs = Number(form.dataset.refreshSeconds) * 1000;
+    var due = Date.now() + periodMs;
+    var timer = null;
+    function schedule() {
+      window.clearTimeout(timer);
+      if (document.hidden) return;
+      timer = window.setTimeout(function () { window.location.reload(); }, Math.max(0, due - Date.now()));
+    }
+    document.addEventListener("visibilitychange", schedule);
+    schedule();
+  }
+
+  // Choosing an auto-refresh interval applies at once, keeping the range shown.
+  function refreshSelect() {
+    var select = document.querySelector("[data-refresh-select]");
+    if (!select) return;
+    select.addEventListener("change", function () {
+      var params = new URLSearchParams(window.location.search);
+      if (select.value) params.set("refresh", select.value); else params.delete("refresh");
+      window.location.search = params.toString();
     });
   }
 
@@ -94,6 +169,8 @@
   function start() {
     sizeBars();
     drawCharts();
+    autoRefresh();
+    refreshSelect();
     confirmForms();
     copyButtons();
     if (liveJobRows().length) window.setTimeout(pollJobs, POLL_MS);

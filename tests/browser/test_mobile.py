@@ -64,6 +64,8 @@ def _page_urls(deployment: Deployment) -> dict[str, str]:
         "alerts": "/alerts?show=all",
         "audit": f"/d/{slug}/audit",
         "drift report": f"/d/{slug}/drift/{report.pk}/",
+        "drift reports": f"/d/{slug}/drift/",
+        "deployment, custom range": f"/d/{slug}/?from=2026-01-01T00:00&to=2026-01-08T00:00&refresh=5m",
         "compare": f"/d/{slug}/versions/{candidate.number}/compare",
         "version new": f"/d/{slug}/versions/new",
         "dataset new": f"/d/{slug}/datasets/new",

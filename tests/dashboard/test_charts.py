@@ -81,3 +81,93 @@ def test_the_feature_chart_puts_the_largest_statistic_on_top_and_marks_drift_red
 
     assert trace["y"] == ["small", "big"]  # Plotly draws the last category at the top
     assert trace["marker"]["color"][-1] == charts.RED
+
+
+# ---------------------------------------------------------------- time axis, version links, drift tooltips
+
+
+def test_a_single_point_on_a_30_day_chart_is_drawn_on_a_30_day_axis():
+    end = datetime(2025, 3, 31, tzinfo=UTC)
+    figure = json.loads(charts.metrics_chart(
+        production={}, evaluation_set={"accuracy": _series([0.95], start=end - timedelta(days=2))}, thresholds={},
+        tz=TOKYO, x_range=(end - timedelta(days=30), end),
+    ))
+
+    assert figure["layout"]["xaxis"]["range"] == ["2025-03-01 09:00:00", "2025-03-31 09:00:00"]  # in Tokyo time
+    assert figure["layout"]["xaxis"]["autorange"] is False
+
+
+def test_version_markers_link_to_the_version_in_the_same_tab():
+    at = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    figure = json.loads(charts.latency_chart(
+        series_by_name={"latency_p95_ms": _series([0.02, 0.03])}, tz=UTC, rollouts=[(at, "v2", "/d/tumour/versions/2/compare")],
+    ))
+
+    (annotation,) = figure["layout"]["annotations"]
+    assert annotation["text"] == '<a href="/d/tumour/versions/2/compare" target="_self">v2</a>'
+    assert figure["layout"]["shapes"][0]["x0"] == "2025-03-01 12:00:00"
+
+
+def test_latency_percentiles_differ_in_colour_and_in_dash():
+    figure = json.loads(charts.latency_chart(
+        series_by_name={name: _series([0.02, 0.03]) for name in charts.LATENCY_LABELS}, tz=UTC
+    ))
+
+    lines = [(trace["line"]["color"], trace["line"]["dash"]) for trace in figure["data"]]
+    assert len({colour for colour, _ in lines}) == 3 and len({dash for _, dash in lines}) == 3
+
+
+def test_a_p_value_tests_verdict_compares_its_p_with_the_p_threshold_not_its_statistic():
+    text = charts.drift_decision(test="ks", statistic=0.31, p_value=0.0004, threshold=0.0017)
+
+    assert text == "KS p 4.0e-04 ≤ threshold p 0.0017 (statistic 0.31)"
+
+
+def test_a_distance_tests_verdict_compares_the_distance_with_the_distance_threshold():
+    assert charts.drift_decision(test="psi", statistic=0.12, p_value=None, threshold=0.2) == "PSI 0.12 < threshold 0.2"
+
+
+def _feature_series(tests: list[str]) -> dict[str, list]:
+    n = len(tests)
+    return {
+        "at": [datetime(2025, 3, 1, tzinfo=UTC) + timedelta(hours=i) for i in range(n)],
+        "statistic": [0.3] * n, "p_value": [0.001 if t == "ks" else None for t in tests], "threshold": [0.05 if t == "ks" else 0.2 for t in tests],
+        "moved": [0.1 * (i + 1) for i in range(n)], "drifted": [True] * n, "test": tests, "report": list(range(10, 10 + n)),
+    }
+
+
+def test_the_drift_over_time_tooltip_compares_like_with_like_and_points_open_their_report():
+    figure = json.loads(charts.drift_feature_series_chart(
+        series={"f0": _feature_series(["ks", "ks"]), "f1": _feature_series(["psi"])}, tz=UTC, features=["f0", "f1"],
+        report_urls={10: "/d/t/drift/10/", 11: "/d/t/drift/11/"},
+    ))
+
+    ks, psi = figure["data"]
+    assert [row[0] for row in ks["customdata"]] == ["KS p 0.001 ≤ threshold p 0.05 (statistic 0.3)"] * 2
+    assert psi["customdata"][0][0] == "PSI 0.3 ≥ threshold 0.2"
+    assert ks["y"] == [0.1, 0.2]  # one scale for every test: how much each feature moved
+    assert [row[ks["meta"]["link"]] for row in ks["customdata"]] == ["/d/t/drift/10/", "/d/t/drift/11/"]
+
+
+def test_the_pareto_axes_fit_every_point_with_room_for_its_label():
+    sizes, scores = [12.0, 48.0, 50.0], [0.90, 0.95, 0.97]
+
+    (x_low, x_high), (y_low, y_high) = charts.pareto_ranges(sizes=sizes, scores=scores)
+
+    assert 10 ** x_low < min(sizes) and 10 ** x_high > max(sizes)
+    assert y_low < min(scores) and y_high > max(scores) + 0.005  # the "v3" label above the top point fits
+
+
+def test_the_pareto_axes_of_a_single_point_are_not_a_sliver():
+    (x_low, x_high), (y_low, y_high) = charts.pareto_ranges(sizes=[30.0], scores=[0.95])
+
+    assert x_high - x_low >= 0.2 and y_high - y_low >= 0.02
+
+
+def test_a_sparkline_fills_its_box_and_places_the_floor():
+    points, floor_y = charts.sparkline_points([0.95, 0.93, 0.97], floor=0.9)
+
+    xy = [tuple(map(float, p.split(","))) for p in points.split()]
+    assert [x for x, _ in xy] == [0.0, 48.0, 96.0]
+    assert all(2 <= y <= 22 for _, y in xy) and floor_y == 22.0  # the floor is the lowest value drawn
+    assert charts.sparkline_points([0.9], floor=None) == ("", None)  # one point is no line

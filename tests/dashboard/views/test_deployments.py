@@ -119,3 +119,50 @@ def test_the_quality_chart_draws_one_declared_production_window_at_a_time(client
     assert drawn("?window=day") == {"Accuracy · labelled production, 24 h": [0.58]}
     page = client.get(reverse("deployment", args=["tumour"])).content.decode()
     assert "labelled production, 7 days · 50 rows" in page  # the headline says which rows it is
+
+
+# ---------------------------------------------------------------- time range, shared links
+
+
+def test_a_custom_range_in_the_url_draws_only_its_points_on_an_axis_spanning_it(client, viewer, deployment):
+    tokyo = zoneinfo.ZoneInfo("Asia/Tokyo")
+    start = timezone.now().astimezone(tokyo).replace(second=0, microsecond=0) - timedelta(days=10)
+    end = start + timedelta(days=3)
+    for days_after, accuracy in [(-1, 0.91), (1, 0.93), (2, 0.95), (4, 0.97)]:  # two inside the range
+        _evaluate(deployment, deployment.active_version(), accuracy=accuracy, at=start + timedelta(days=days_after))
+    client.force_login(viewer)
+    client.cookies["tz"] = "Asia/Tokyo"
+    query = f"?from={start:%Y-%m-%dT%H:%M}&to={end:%Y-%m-%dT%H:%M}&refresh=5m"
+
+    response = client.get(reverse("deployment", args=["tumour"]) + query)
+
+    figure = json.loads(response.context["charts"]["metrics"])
+    assert [trace["y"] for trace in figure["data"]] == [[0.93, 0.95], [0.92, 0.94]]  # accuracy, F1: days 1 and 2 only
+    assert figure["layout"]["xaxis"]["range"] == [f"{start:%Y-%m-%d %H:%M:%S}", f"{end:%Y-%m-%d %H:%M:%S}"]
+    page = response.content.decode()
+    assert f'value="{start:%Y-%m-%dT%H:%M}"' in page and 'data-refresh-seconds="300"' in page
+    # The presets and window links keep the refresh; a preset replaces the custom range.
+    assert "?days=7&amp;refresh=5m&amp;window=evaluation#health" in page
+
+
+def test_a_bad_range_is_a_400_that_says_what_to_send_and_still_shows_the_last_30_days(client, viewer, deployment):
+    _evaluate(deployment, deployment.active_version(), accuracy=0.93, at=timezone.now() - timedelta(days=2))
+    client.force_login(viewer)
+
+    response = client.get(reverse("deployment", args=["tumour"]) + "?from=2026-07-02T09:00&to=2026-07-01T09:00")
+
+    assert response.status_code == 400
+    assert "&#x27;from&#x27; must be before &#x27;to&#x27;. The charts show the last 30 days instead." in response.content.decode()
+    assert response.context["range"].days == 30 and response.context["charts"]["metrics"] is not None
+
+
+def test_version_markers_link_to_each_version(client, viewer, approver, candidate):
+    deployment = candidate.deployment
+    services.version_approve(version=candidate, by=approver, comment="ok")
+    _evaluate(deployment, candidate, accuracy=0.95, at=timezone.now())
+    client.force_login(viewer)
+
+    figure = json.loads(client.get(reverse("deployment", args=["tumour"])).context["charts"]["metrics"])
+
+    url = reverse("version-compare", args=["tumour", candidate.number])
+    assert f'<a href="{url}" target="_self">v{candidate.number}</a>' in [a["text"] for a in figure["layout"]["annotations"]]

@@ -1,0 +1,127 @@
+"""The overview page: every deployment a user can see, each with its summary and a sparkline, in a fixed
+number of queries however many deployments there are (deployment_summary, once per deployment, was six each)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from monitoring.models import Alert, EvaluationRun, MetricPoint, ModelVersion, ServingPeriod
+from monitoring.selectors.access import deployments_visible_to
+from monitoring.selectors.deployments import DeploymentSummary, describe_rows, health_of
+from monitoring.selectors.traffic import prediction_counts_for
+
+# The sparkline's span: a week shows a trend without a 30-day chart's detail.
+SPARKLINE_DAYS = 7
+
+
+@dataclass(frozen=True)
+class OverviewRow:
+    summary: DeploymentSummary
+    # The serving version's accuracy over the last SPARKLINE_DAYS, oldest first: on the labelled production
+    # window its alerts go by, or on the evaluation set for a deployment without labelled traffic.
+    sparkline: list[tuple[datetime, float]]
+    sparkline_source: str  # "labelled production" or "evaluation set"; "" when there are no points
+
+
+def _candidate_counts():
+    candidates = (
+        ModelVersion.objects.filter(deployment=OuterRef("pk"), status=ModelVersion.Status.CANDIDATE)
+        .order_by().values("deployment").annotate(n=Count("pk")).values("n")
+    )
+    return Coalesce(Subquery(candidates, output_field=IntegerField()), 0)
+
+
+def _headline_runs(active_ids: list[int]) -> dict[int, EvaluationRun]:
+    """headline_run for each active version: its latest scheduled run on production, else on the evaluation set."""
+    Source = EvaluationRun.Source
+    # Two queries: the DISTINCT ON sorts ids only; the runs' metrics (per-class arrays) are read for the winners.
+    latest_ids = (
+        EvaluationRun.objects.filter(
+            version_id__in=active_ids, job__isnull=True, status=EvaluationRun.Status.SUCCEEDED,
+            source__in=[Source.PRODUCTION, Source.EVALUATION_SET],
+        )
+        .order_by("version_id", "source", "-measured_at")
+        .distinct("version_id", "source")
+        .values_list("pk", flat=True)
+    )
+    latest = EvaluationRun.objects.filter(pk__in=list(latest_ids)).select_related("dataset")
+    by_version: dict[int, dict[str, EvaluationRun]] = defaultdict(dict)
+    for run in latest:
+        by_version[run.version_id][run.source] = run
+    return {
+        version_id: runs.get(Source.PRODUCTION) or runs[Source.EVALUATION_SET] for version_id, runs in by_version.items()
+    }
+
+
+def _sparklines(deployments: list, since: datetime) -> dict[int, tuple[str, list[tuple[datetime, float]]]]:
+    """Accuracy points of the serving versions since `since`, per deployment: production windows of the
+    deployment's own evaluation window length if any, else the evaluation set."""
+    Source = EvaluationRun.Source
+    serving = ServingPeriod.objects.filter(version=OuterRef("version_id"), started_at__lte=OuterRef("at")).filter(
+        Q(ended_at__isnull=True) | Q(ended_at__gt=OuterRef("at"))
+    )
+    rows = (
+        MetricPoint.objects.filter(
+            deployment__in=[d.pk for d in deployments], name="accuracy", at__gte=since, run__job__isnull=True,
+            source__in=[Source.PRODUCTION, Source.EVALUATION_SET],
+        )
+        .filter(Exists(serving))
+        .order_by("at")
+        .values_list("deployment_id", "source", "at", "value", "run__window_start", "run__window_end")
+    )
+    window = {d.pk: timedelta(days=d.evaluation_window_days) for d in deployments}
+    points: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for deployment_id, source, at, value, start, end in rows:
+        # One declared window per line, as on the health chart: a 24-hour window never joins a 7-day one.
+        if source == Source.PRODUCTION and (start is None or end is None or end - start != window[deployment_id]):
+            continue
+        points[deployment_id][source].append((at, value))
+    chosen = {}
+    for deployment_id, by_source in points.items():
+        if by_source.get(Source.PRODUCTION):
+            chosen[deployment_id] = ("labelled production", by_source[Source.PRODUCTION])
+        elif by_source.get(Source.EVALUATION_SET):
+            chosen[deployment_id] = ("evaluation set", by_source[Source.EVALUATION_SET])
+    return chosen
+
+
+def deployment_overview(*, user: AbstractBaseUser) -> list[OverviewRow]:
+    """Every deployment the user can see, by name, with what deployment_summary says of each, plus a sparkline."""
+    deployments = list(deployments_visible_to(user=user).annotate(n_candidates=_candidate_counts()).order_by("name"))
+    ids = [d.pk for d in deployments]
+    severities: dict[int, list[str]] = defaultdict(list)
+    for deployment_id, severity in Alert.objects.unresolved().filter(deployment_id__in=ids).values_list("deployment_id", "severity"):
+        severities[deployment_id].append(severity)
+    active: dict[int, ModelVersion] = {}
+    for serving in ModelVersion.objects.filter(deployment_id__in=ids, status=ModelVersion.Status.ACTIVE).order_by("-number"):
+        active.setdefault(serving.deployment_id, serving)
+    headlines = _headline_runs([v.pk for v in active.values()])
+    now = timezone.now()
+    counts = prediction_counts_for(deployment_ids=ids, since=now - timedelta(hours=24))
+    sparklines = _sparklines(deployments, now - timedelta(days=SPARKLINE_DAYS))
+    rows = []
+    for deployment in deployments:
+        version = active.get(deployment.pk)
+        latest = headlines.get(version.pk) if version else None
+        predictions_24h, last = counts[deployment.pk]
+        source, points = sparklines.get(deployment.pk, ("", []))
+        summary = DeploymentSummary(
+            deployment=deployment,
+            health=health_of(open_severities=severities[deployment.pk], has_headline=latest is not None),
+            active_version=version,
+            open_alerts=len(severities[deployment.pk]),
+            candidates=deployment.n_candidates,
+            latest_metrics=latest.metrics if latest else {},
+            latest_rows=describe_rows(latest) if latest else "",
+            predictions_24h=predictions_24h,
+            last_prediction_at=last,
+        )
+        rows.append(OverviewRow(summary=summary, sparkline=points, sparkline_source=source))
+    return rows
