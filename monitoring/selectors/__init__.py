@@ -3,6 +3,7 @@
 One module per subdomain; the public names are re-exported here, so `selectors.deployment_summary(...)` works
 as before. Reads never import writes (monitoring/services/); stored bytes are read through monitoring/blobs.py."""
 
+from monitoring.selectors.audit import AUDIT_KINDS, NamedObject, audit_actors, audit_events, audit_object_names
 from monitoring.selectors.access import deployments_visible_to, role_allows, role_for, team_role_for, teams_where
 from monitoring.selectors.comparisons import (
     ComparisonSource,
@@ -50,6 +51,14 @@ from monitoring.selectors.notifications import (
     rules_for,
     silences_for_team,
 )
+from monitoring.selectors.versions import (
+    Lineage,
+    VersionEvent,
+    version_history,
+    version_lineage,
+    version_metric_series,
+    version_serving_periods,
+)
 from monitoring.selectors.traffic import (
     ProductionWindow,
     batch_for,
@@ -60,6 +69,17 @@ from monitoring.selectors.traffic import (
 )
 
 __all__ = [
+    "AUDIT_KINDS",
+    "Lineage",
+    "NamedObject",
+    "VersionEvent",
+    "audit_actors",
+    "audit_events",
+    "audit_object_names",
+    "version_history",
+    "version_lineage",
+    "version_metric_series",
+    "version_serving_periods",
     "ComparisonSource",
     "DeploymentSummary",
     "Health",

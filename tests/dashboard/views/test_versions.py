@@ -94,7 +94,7 @@ def test_an_approver_rejects_a_candidate_with_a_comment(client, approver, candid
 
 
 def test_an_approver_rolls_back_to_the_previous_version(client, approver, candidate):
-    services.version_approve(version=candidate, by=approver)
+    services.version_approve(version=candidate, by=approver, comment="ship it")
     client.force_login(approver)
 
     response = client.post(reverse("rollback", args=["tumour"]), {"comment": "latency regression"}, follow=True)
@@ -140,7 +140,7 @@ def test_the_rollback_button_appears_once_there_is_an_earlier_version(client, ap
     client.force_login(approver)
     assert 'data-action="rollback"' not in client.get("/d/tumour/").content.decode()
 
-    services.version_approve(version=candidate, by=approver)
+    services.version_approve(version=candidate, by=approver, comment="ship it")
 
     assert 'data-action="rollback"' in client.get("/d/tumour/").content.decode()
 
