@@ -183,7 +183,7 @@ def _csv_chunk(writer, events: list[AuditEvent], tz) -> Iterator[str]:
 
 @login_required
 @require_GET
-def audit_csv(request: HttpRequest, slug: str) -> HttpResponse:
+def audit_csv(request: HttpRequest, slug: str) -> HttpResponse | StreamingHttpResponse:
     """The log as CSV, with the page's filters (its query string); the team's viewers and up, as the page."""
     deployment = get_deployment_for(request.user, slug)
     form, events = _filtered(request, deployment)

@@ -11,8 +11,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from dashboard import charts
-from dashboard.decisions import Decision, approve_decision, reject_decision, rollback_decision
 from dashboard.access import APPROVE, OPERATE, can, get_deployment_for, get_version_for
+from dashboard.decisions import Decision, approve_decision, reject_decision, rollback_decision
 from dashboard.forms import DecisionForm, TagForm, VersionUploadForm
 from dashboard.views.common import redirect_back, report
 from monitoring import selectors, services

@@ -3,8 +3,8 @@
 One module per subdomain; the public names are re-exported here, so `selectors.deployment_summary(...)` works
 as before. Reads never import writes (monitoring/services/); stored bytes are read through monitoring/blobs.py."""
 
-from monitoring.selectors.audit import AUDIT_KINDS, NamedObject, audit_actors, audit_events, audit_object_names
 from monitoring.selectors.access import deployments_visible_to, role_allows, role_for, team_role_for, teams_where
+from monitoring.selectors.audit import AUDIT_KINDS, NamedObject, audit_actors, audit_events, audit_object_names
 from monitoring.selectors.comparisons import (
     ComparisonSource,
     SourceComparison,
@@ -51,14 +51,6 @@ from monitoring.selectors.notifications import (
     rules_for,
     silences_for_team,
 )
-from monitoring.selectors.versions import (
-    Lineage,
-    VersionEvent,
-    version_history,
-    version_lineage,
-    version_metric_series,
-    version_serving_periods,
-)
 from monitoring.selectors.traffic import (
     ProductionWindow,
     batch_for,
@@ -67,26 +59,27 @@ from monitoring.selectors.traffic import (
     production_window,
     stored_columns,
 )
+from monitoring.selectors.versions import (
+    Lineage,
+    VersionEvent,
+    version_history,
+    version_lineage,
+    version_metric_series,
+    version_serving_periods,
+)
 
 __all__ = [
     "AUDIT_KINDS",
-    "Lineage",
-    "NamedObject",
-    "VersionEvent",
-    "audit_actors",
-    "audit_events",
-    "audit_object_names",
-    "version_history",
-    "version_lineage",
-    "version_metric_series",
-    "version_serving_periods",
     "ComparisonSource",
     "DeploymentSummary",
     "Health",
     "JobOption",
+    "Lineage",
+    "NamedObject",
     "ProductionWindow",
     "SourceComparison",
     "VersionComparison",
+    "VersionEvent",
     "VersionPoint",
     "VersionRow",
     "accuracy_baseline",
@@ -94,6 +87,9 @@ __all__ = [
     "alert_groups_of",
     "alert_notifications",
     "alerts_for",
+    "audit_actors",
+    "audit_events",
+    "audit_object_names",
     "batch_for",
     "channel_deliveries",
     "channels_for",
@@ -128,7 +124,11 @@ __all__ = [
     "trained_on_dataset",
     "trained_until",
     "version_comparison",
+    "version_history",
+    "version_lineage",
+    "version_metric_series",
     "version_points",
+    "version_serving_periods",
     "versions_list",
     "versions_with_metrics",
 ]

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from monitoring import services
-from monitoring.models import AuditEvent, EvaluationRun, MaintenanceJob, ModelVersion
+from monitoring.models import EvaluationRun, MaintenanceJob, ModelVersion
 from tests.conftest import trained_model
 from tests.dashboard.views.helpers import _audit_count, _evaluate
 
@@ -178,3 +178,33 @@ def test_the_versions_table_links_each_version_to_its_page(client, viewer, disti
 
     assert '<a class="strong" href="/d/tumour/versions/2/" data-link="version">v2</a>' in page
     assert 'of <a href="/d/tumour/versions/1/">v1</a>' in page
+
+
+def test_an_alert_about_a_version_links_to_its_page(client, viewer, deployment):
+    from monitoring.models import Alert
+
+    alert, _ = services.alert_raise(
+        deployment=deployment, kind=Alert.Kind.METRIC_BELOW_THRESHOLD, dedup_key="accuracy", title="accuracy 0.81 is below 0.90",
+        figures={"metric": "accuracy", "value": 0.81, "floor": 0.9, "version": 1},
+    )
+    client.force_login(viewer)
+
+    page = client.get(reverse("alert-detail", args=[alert.pk])).content.decode()
+
+    assert '<a href="/d/tumour/versions/1/" data-link="version">v1 of Tumour classifier →</a>' in page
+
+
+def test_a_running_jobs_progress_says_how_long_it_has_run(client, viewer, deployment):
+    job = MaintenanceJob.objects.create(
+        deployment=deployment, source_version=deployment.versions.get(number=1), kind=MaintenanceJob.Kind.FIND_SMALLER,
+        status=MaintenanceJob.Status.RUNNING, progress=40, started_at=timezone.now() - timedelta(seconds=185),
+        progress_message="Trying distillation at T=2, 32 hidden units, 12 of 12", params={"tolerance": 0.5},
+    )
+    client.force_login(viewer)
+
+    state = client.get(reverse("job-progress", args=[job.pk])).json()
+    page = client.get(reverse("deployment", args=["tumour"])).content.decode()
+
+    assert state["elapsed"].startswith("3 min 0")
+    assert "40% · Trying distillation at T=2, 32 hidden units, 12 of 12 · 3 min 0" in page
+    assert "F1 tolerance 0.5 F1 points" in page and "{&#x27;tolerance" not in page
