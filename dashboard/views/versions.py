@@ -155,7 +155,7 @@ def version_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse
         "history": selectors.version_history(version=version),
         "periods": periods,
         "chart": chart,
-        "training": selectors.describe_training(version),
+        "training": selectors.describe_training(version, tz),
         "decisions": decisions,
         "can_operate": can(request.user, deployment, OPERATE),
         "can_compare": active is not None and active.pk != version.pk,
@@ -223,7 +223,10 @@ def version_compare(request: HttpRequest, slug: str, number: int) -> HttpRespons
         "active": active,
         "comparison": comparison,
         # Which rows each side learnt from, so a reader can see the comparison's rows are not among them.
-        "training": [line for v in (version, active) if v is not None and (line := selectors.describe_training(v))],
+        "training": [
+            line for v in (version, active)
+            if v is not None and (line := selectors.describe_training(v, timezone.get_current_timezone()))
+        ],
         "trained_until": selectors.trained_until([v for v in (version, active) if v is not None]),
         "job": job,
         "search": search,

@@ -208,3 +208,16 @@ def test_a_running_jobs_progress_says_how_long_it_has_run(client, viewer, deploy
     assert state["elapsed"].startswith("3 min 0")
     assert "40% · Trying distillation at T=2, 32 hidden units, 12 of 12 · 3 min 0" in page
     assert "F1 tolerance 0.5 F1 points" in page and "{&#x27;tolerance" not in page
+
+
+def test_the_training_rows_are_dated_in_the_viewers_zone(client, viewer, distilled):
+    ModelVersion.objects.filter(pk=distilled.pk).update(training_rows={
+        "reference_dataset": None, "production_start": "2026-11-01T00:00:00+00:00",
+        "production_end": "2026-11-24T00:00:00+00:00", "n_rows": 1200,
+    })
+    client.force_login(viewer)
+    client.cookies["tz"] = "Asia/Tokyo"
+
+    page = client.get(reverse("version", args=["tumour", 2])).content.decode()
+
+    assert "production traffic from 2026-11-01 09:00 to 2026-11-24 09:00 JST, 1,200 rows in all" in page
