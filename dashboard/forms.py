@@ -29,7 +29,12 @@ class DatasetUploadForm(forms.Form):
 
 
 class DecisionForm(forms.Form):
-    comment = forms.CharField(required=False, max_length=2000)
+    # Required by the service, which says so in words; not here, so a blank one reaches it and gets that message.
+    comment = forms.CharField(required=False, max_length=2000, label="Reason")
+
+
+class TagForm(forms.Form):
+    tag = forms.CharField(max_length=40, label="Tag")
 
 
 class JobForm(forms.Form):

@@ -156,6 +156,9 @@ class ModelVersion(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     retired_reason = models.TextField(blank=True)
+    # Free labels an operator gives a version ("baseline", "eu-2026-q4"), added and removed through
+    # version_tag_add / version_tag_remove, which audit them. Sorted, unique.
+    tags = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["deployment", "-number"]

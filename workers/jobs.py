@@ -25,6 +25,7 @@ from monitoring import selectors, services
 from monitoring.maintenance.applicability import method_for
 from monitoring.maintenance.compression.base import NotApplicable
 from monitoring.maintenance.compression.methods import METHODS
+from monitoring.maintenance.wording import describe_trial
 from monitoring.models import Dataset, EvaluationRun, MaintenanceJob, ModelVersion
 from monitoring.storage import BlobIntegrityError, BlobMissingError, sha256_hex
 from workers.distill import distill
@@ -240,8 +241,8 @@ def _search(job: MaintenanceJob) -> tuple[bytes, str]:
     best = result.trials[result.best]
     notes = (
         f"Smallest of {len(result.front)} candidate(s) on the size × latency × F1 front, found by searching "
-        f"{len(result.trials)} settings within {tolerance:g} F1 point(s) of v{source.number}: {best.method} "
-        f"{best.params or ''}, {result.baseline.size_bytes:,} → {best.size_bytes:,} bytes, "
+        f"{len(result.trials)} settings within {tolerance:g} F1 point(s) of v{source.number}: "
+        f"{describe_trial(best.method, best.params)}, {result.baseline.size_bytes:,} → {best.size_bytes:,} bytes, "
         f"F1 {result.baseline.f1_macro:.3f} → {best.f1_macro:.3f}."
     )
     return outputs[result.best], notes

@@ -97,7 +97,9 @@ def _search(template, X: np.ndarray, y: np.ndarray, *, seconds: float, tick: Cal
     for i, params in enumerate(ParameterSampler(space, n_iter=MAX_TRIALS, random_state=0)):
         if time.monotonic() > deadline:
             break
-        tick(f"Hyperparameter search: trial {i + 1} ({params})")
+        settings = ", ".join(f"{name.removeprefix(prefix)}={value:g}" if isinstance(value, float) else
+                             f"{name.removeprefix(prefix)}={value}" for name, value in params.items())
+        tick(f"Hyperparameter search, trial {i + 1} of at most {MAX_TRIALS}: {settings}")
         candidate = clone(template).set_params(**{prefix + k: v for k, v in params.items()})
         score = float(np.mean(cross_val_score(candidate, X, y, cv=folds)))
         if score > best_score:

@@ -19,6 +19,7 @@ import onnx
 from monitoring.comparison import pareto_front
 from monitoring.maintenance.compression.base import MLP, TREES, NotApplicable, graph_family, runner
 from monitoring.maintenance.compression.methods import METHODS, applicability
+from monitoring.maintenance.wording import trial_progress
 from monitoring.metrics import classification_metrics
 from monitoring.runtime import measure_latency
 from workers.distill import distill
@@ -85,7 +86,7 @@ def find_smaller(
     trials: list[Trial] = []
     outputs: dict[int, bytes] = {}
     for i, (method, params) in enumerate(plan):
-        tick(f"Trying {method} {params or ''} ({i + 1}/{len(plan)})", i / max(len(plan), 1))
+        tick(trial_progress(method, params, index=i + 1, total=len(plan)), i / max(len(plan), 1))
         started = time.monotonic()
         try:
             if method == "distill":

@@ -69,7 +69,7 @@ def deployment_detail(request: HttpRequest, slug: str) -> Deployment:
     return get_deployment_for(user_of(request), slug, need=VIEW)
 
 
-@router.post("/deployments/{slug}/rollback", response={200: VersionOut, **error_responses(401, 403, 404, 409)},
+@router.post("/deployments/{slug}/rollback", response={200: VersionOut, **error_responses(401, 403, 404, 409, 422)},
              tags=["versions"], summary="Roll back to the previous active version")
 def deployment_rollback(request: HttpRequest, slug: str, payload: DecisionIn) -> ModelVersion:
     """Needs the approver role. Re-activates the version that served before the current one; returns it."""
@@ -113,7 +113,7 @@ def version_upload(
 
 
 @router.post("/deployments/{slug}/versions/{number}/approve",
-             response={200: VersionOut, **error_responses(401, 403, 404, 409)}, tags=["versions"],
+             response={200: VersionOut, **error_responses(401, 403, 404, 409, 422)}, tags=["versions"],
              summary="Approve a candidate version")
 def version_approve(request: HttpRequest, slug: str, number: int, payload: DecisionIn) -> ModelVersion:
     """Needs the approver role. The candidate becomes active; the active version is retired (kept for rollback).
@@ -124,10 +124,10 @@ def version_approve(request: HttpRequest, slug: str, number: int, payload: Decis
 
 
 @router.post("/deployments/{slug}/versions/{number}/reject",
-             response={200: VersionOut, **error_responses(401, 403, 404, 409)}, tags=["versions"],
+             response={200: VersionOut, **error_responses(401, 403, 404, 409, 422)}, tags=["versions"],
              summary="Reject a candidate version")
 def version_reject(request: HttpRequest, slug: str, number: int, payload: DecisionIn) -> ModelVersion:
-    """Needs the approver role."""
+    """Needs the approver role and a reason (`comment`)."""
     version = get_version_for(user_of(request), slug, number, need=APPROVE)
     return services.version_reject(version=version, by=user_of(request), comment=payload.comment)
 

@@ -107,6 +107,7 @@ class VersionOut(Schema):
     decided_by: str | None
     decided_at: datetime | None
     decision_comment: str
+    tags: list[str] = Field(description="Labels operators gave the version (sorted)")
 
     @staticmethod
     def resolve_parent(obj) -> int | None:
@@ -126,7 +127,10 @@ class VersionOut(Schema):
 
 
 class DecisionIn(Schema):
-    comment: str = Field("", max_length=5000, description="Why; kept in the audit log")
+    comment: str = Field(
+        "", max_length=5000,
+        description="Why (required, not blank: 422 otherwise); shown on the version's page and kept in the audit log",
+    )
 
 
 # ---------------------------------------------------------------- datasets

@@ -213,6 +213,8 @@ def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
         "routed": any(rule.matches(alert) for rule in rules),
         "has_rules": bool(rules),
         "can_operate": can(request.user, alert.deployment, OPERATE),
+        # The version the alert is about (the one that scored below a floor, the one a failed job started from).
+        "version_number": (alert.figures or {}).get("version"),
     }
     return render(request, "alerts/detail.html", context)
 

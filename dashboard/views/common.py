@@ -26,5 +26,5 @@ def report(request: HttpRequest, exc: ServiceError) -> None:
 
 
 def version_url(slug: str, number: int) -> str:
-    """Where a reference to "v3" links: the version's compare page (its evidence against the active version)."""
-    return reverse("version-compare", args=[slug, number])
+    """Where a reference to "v3" links: the version's own page (lineage, decisions, files, its compare page)."""
+    return reverse("version", args=[slug, number])

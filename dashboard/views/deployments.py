@@ -1,4 +1,4 @@
-"""A deployment's pages: its health page, its drift reports (list and one report), and its audit log."""
+"""A deployment's pages: its health page and its drift reports, the list and one report (its audit log: views/audit.py)."""
 
 from __future__ import annotations
 
@@ -208,7 +208,6 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "windows": [(w, span.query(tz, window=w.key)) for w in production_windows(deployment)],
         "version_columns": VERSION_COLUMNS,
         "versions": version_lines(versions),
-        "can_roll_back": deployment.rollback_target() is not None,
         "drift": drift,
         "drift_rows": drift.features[:DRIFT_ROWS_ON_PAGE] if drift else [],
         "alerts": _with_next_actions(list(selectors.alerts_for(deployment=deployment, unresolved_only=True)[:20])),
@@ -282,46 +281,3 @@ def drift_report_list(request: HttpRequest, slug: str) -> HttpResponse:
     context = {"deployment": deployment, "page": page, "drift_interval": settings.DRIFT_INTERVAL_MINUTES}
     return render(request, "deployments/drift_reports.html", context)
 
-
-@dataclass(frozen=True)
-class Change:
-    key: str
-    before: str | None  # None: the key is new, or unchanged
-    after: str
-
-
-def _display(value: object) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(map(str, value))
-    text = str(value)
-    # sha256 digests and the like: the first 12 characters identify them on screen.
-    return text[:12] + "…" if len(text) > 24 and " " not in text else text
-
-
-def _changes(before: dict | None, after: dict | None) -> list[Change]:
-    """before → after as one line per key, in the order the service wrote them."""
-    before, after = before or {}, after or {}
-    keys = list(before) + [k for k in after if k not in before]
-    changes = []
-    for key in keys:
-        if key in before and key in after and before[key] != after[key]:
-            changes.append(Change(key, _display(before[key]), _display(after[key])))
-        elif key in after:
-            changes.append(Change(key, None, _display(after[key])))
-        else:
-            changes.append(Change(key, _display(before[key]), "—"))
-    return changes
-
-
-AUDIT_PAGE_SIZE = 50
-
-
-@login_required
-def audit_log(request: HttpRequest, slug: str) -> HttpResponse:
-    deployment = get_deployment_for(request.user, slug)
-    events = deployment.audit_events.order_by("-at", "-id")
-    page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
-    rows = [(event, _changes(event.before, event.after)) for event in page.object_list]
-    return render(request, "deployments/audit.html", {"deployment": deployment, "page": page, "rows": rows})

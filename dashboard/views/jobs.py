@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -15,6 +16,7 @@ from dashboard.forms import JobForm
 from dashboard.views.common import redirect_back, report
 from monitoring import services
 from monitoring.maintenance.applicability import PARAMS
+from monitoring.maintenance.wording import elapsed_words
 from monitoring.models import MaintenanceJob
 
 
@@ -57,8 +59,17 @@ def job_cancel(request: HttpRequest, job_id: int) -> HttpResponse:
     return redirect_back(request, _jobs_url(job.deployment.slug))
 
 
+def job_elapsed(job: MaintenanceJob) -> str:
+    """How long it has run ("3 min 05 s"), or ran; "" before it starts."""
+    if job.started_at is None:
+        return ""
+    end = job.finished_at or timezone.now()
+    return elapsed_words((end - job.started_at).total_seconds())
+
+
 def job_state(job: MaintenanceJob) -> dict:
     return {
+        "elapsed": job_elapsed(job),
         "id": job.pk,
         "status": job.status,
         "status_label": job.get_status_display(),

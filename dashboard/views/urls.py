@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from dashboard.logins import LimitedPasswordChangeView
-from dashboard.views import alerting, alerts, datasets, deployments, jobs, overview, setup, tokens, versions
+from dashboard.views import alerting, alerts, audit, datasets, deployments, jobs, overview, setup, tokens, versions
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -29,13 +29,19 @@ urlpatterns = [
     path("d/<slug:slug>/settings", setup.deployment_settings, name="deployment-settings"),
     path("d/<slug:slug>/settings/floors", setup.deployment_thresholds, name="deployment-thresholds"),
     path("d/<slug:slug>/settings/drift", setup.deployment_drift, name="deployment-drift"),
-    path("d/<slug:slug>/audit", deployments.audit_log, name="audit"),
     path("d/<slug:slug>/drift/", deployments.drift_report_list, name="drift-reports"),
+    path("d/<slug:slug>/audit", audit.audit_log, name="audit"),
+    path("d/<slug:slug>/audit.csv", audit.audit_csv, name="audit-csv"),
     path("d/<slug:slug>/drift/<int:report_id>/", deployments.drift_report, name="drift-report"),
     path("d/<slug:slug>/versions/new", versions.version_new, name="version-new"),
     path("d/<slug:slug>/datasets/new", datasets.dataset_new, name="dataset-new"),
     path("d/<slug:slug>/versions/<int:number>/approve", versions.version_approve, name="version-approve"),
     path("d/<slug:slug>/versions/<int:number>/reject", versions.version_reject, name="version-reject"),
+    path("d/<slug:slug>/versions/<int:number>/", versions.version_detail, name="version"),
+    path("d/<slug:slug>/versions/<int:number>/model.onnx", versions.version_download, {"file": "model"}, name="version-model"),
+    path("d/<slug:slug>/versions/<int:number>/recipe.skops", versions.version_download, {"file": "recipe"}, name="version-recipe"),
+    path("d/<slug:slug>/versions/<int:number>/tags", versions.version_tag, {"action": "add"}, name="version-tag-add"),
+    path("d/<slug:slug>/versions/<int:number>/tags/remove", versions.version_tag, {"action": "remove"}, name="version-tag-remove"),
     path("d/<slug:slug>/versions/<int:number>/compare", versions.version_compare, name="version-compare"),
     path("d/<slug:slug>/rollback", versions.deployment_rollback, name="rollback"),
     path("d/<slug:slug>/jobs", jobs.job_queue, name="job-queue"),

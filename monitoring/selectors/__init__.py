@@ -4,6 +4,7 @@ One module per subdomain; the public names are re-exported here, so `selectors.d
 as before. Reads never import writes (monitoring/services/); stored bytes are read through monitoring/blobs.py."""
 
 from monitoring.selectors.access import deployments_visible_to, role_allows, role_for, team_role_for, teams_where
+from monitoring.selectors.audit import AUDIT_KINDS, NamedObject, audit_actors, audit_events, audit_object_names
 from monitoring.selectors.comparisons import (
     ComparisonSource,
     SourceComparison,
@@ -63,17 +64,29 @@ from monitoring.selectors.traffic import (
     production_window,
     stored_columns,
 )
+from monitoring.selectors.versions import (
+    Lineage,
+    VersionEvent,
+    version_history,
+    version_lineage,
+    version_metric_series,
+    version_serving_periods,
+)
 
 __all__ = [
+    "AUDIT_KINDS",
     "SPARKLINE_DAYS",
     "ComparisonSource",
     "DeploymentSummary",
     "Health",
     "JobOption",
+    "Lineage",
+    "NamedObject",
     "OverviewRow",
     "ProductionWindow",
     "SourceComparison",
     "VersionComparison",
+    "VersionEvent",
     "VersionPoint",
     "VersionRow",
     "accuracy_baseline",
@@ -81,6 +94,9 @@ __all__ = [
     "alert_groups_of",
     "alert_notifications",
     "alerts_for",
+    "audit_actors",
+    "audit_events",
+    "audit_object_names",
     "batch_for",
     "channel_deliveries",
     "channels_for",
@@ -120,7 +136,11 @@ __all__ = [
     "trained_on_dataset",
     "trained_until",
     "version_comparison",
+    "version_history",
+    "version_lineage",
+    "version_metric_series",
     "version_points",
+    "version_serving_periods",
     "versions_list",
     "versions_with_metrics",
 ]

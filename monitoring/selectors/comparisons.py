@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 
 from monitoring.comparison import Comparison
 from monitoring.models import (
@@ -63,8 +63,9 @@ def trained_on_dataset(versions: list[ModelVersion], dataset: Dataset | None) ->
     return [v.number for v in versions if v.training_rows.get("reference_dataset") in (dataset.pk,)]
 
 
-def describe_training(version: ModelVersion) -> str:
-    """Which rows a job trained `version` on, in words; "" for a model trained elsewhere (uploaded)."""
+def describe_training(version: ModelVersion, tz: tzinfo = UTC) -> str:
+    """Which rows a job trained `version` on, in words, with times in `tz` (the reader's zone); "" for a model
+    trained elsewhere (uploaded)."""
     rows = version.training_rows
     if not rows:
         return ""
@@ -74,7 +75,9 @@ def describe_training(version: ModelVersion) -> str:
         parts.append(f"the reference set ({dataset.name if dataset else 'since deleted'})")
     if rows.get("production_end"):
         start, end = (datetime.fromisoformat(rows[key]) for key in ("production_start", "production_end"))
-        parts.append(f"production traffic from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
+        # Stored as ISO with an offset (UTC); an old naive one is UTC too.
+        start, end = ((t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(tz) for t in (start, end))
+        parts.append(f"production traffic from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} {end:%Z}")
     return f"v{version.number} was trained on {' and '.join(parts)}, {rows.get('n_rows', 0):,} rows in all"
 
 

@@ -85,6 +85,8 @@ from monitoring.services.versions import (
     version_approve,
     version_register,
     version_reject,
+    version_tag_add,
+    version_tag_remove,
 )
 
 __all__ = [
@@ -167,4 +169,6 @@ __all__ = [
     "version_approve",
     "version_register",
     "version_reject",
+    "version_tag_add",
+    "version_tag_remove",
 ]

@@ -172,5 +172,6 @@ def job_fail(*, job_id: int, error: str) -> bool:
         severity=Alert.Severity.WARNING,
         title=f"{job.get_kind_display()} of v{job.source_version.number} failed",
         message=error,
+        figures={"job": job.pk, "version": job.source_version.number},
     )
     return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from django.conf import settings
@@ -23,7 +24,7 @@ from monitoring.services.audit import _version_state, audit_record
 from monitoring.services.blobs import blob_put
 from monitoring.services.comparisons import comparisons_request
 from monitoring.services.deployments import _check_signature_fits, deployment_create
-from monitoring.services.errors import Conflict, NotPermitted, TooLarge, ValidationFailed
+from monitoring.services.errors import Conflict, NotFound, NotPermitted, TooLarge, ValidationFailed
 
 
 def version_register(
@@ -198,6 +199,17 @@ def _version_create(
     return version
 
 
+def _require_reason(comment: str, *, doing: str) -> str:
+    """Every decision that changes what serves says why: the reason is shown on the version and in the audit log."""
+    reason = (comment or "").strip()
+    if not reason:
+        raise ValidationFailed(
+            f"Say why you {doing}: the reason is recorded with the decision and shown on the version's page.",
+            errors=[{"field": "comment", "message": "a reason is required"}],
+        )
+    return reason
+
+
 def _decide(version: ModelVersion, *, by: AbstractBaseUser, comment: str) -> None:
     version.decided_by = by
     version.decided_at = timezone.now()
@@ -242,8 +254,11 @@ def _retire(version: ModelVersion, *, by: AbstractBaseUser | None, reason: str, 
 
 
 @transaction.atomic
-def version_approve(*, version: ModelVersion, by: AbstractBaseUser, comment: str = "") -> ModelVersion:
-    """Make a candidate the active version; the previous active one is retired and kept for rollback."""
+def version_approve(*, version: ModelVersion, by: AbstractBaseUser, comment: str) -> ModelVersion:
+    """Make a candidate the active version; the previous active one is retired and kept for rollback.
+
+    `comment` is the reason, required (ValidationFailed, nothing written, when it is blank)."""
+    comment = _require_reason(comment, doing=f"approve v{version.number}")
     version = _locked_version(version)
     if version.status != ModelVersion.Status.CANDIDATE:
         raise Conflict(f"v{version.number} is {version.status}; only a candidate can be approved.")
@@ -271,7 +286,9 @@ def version_approve(*, version: ModelVersion, by: AbstractBaseUser, comment: str
 
 
 @transaction.atomic
-def version_reject(*, version: ModelVersion, by: AbstractBaseUser, comment: str = "") -> ModelVersion:
+def version_reject(*, version: ModelVersion, by: AbstractBaseUser, comment: str) -> ModelVersion:
+    """Refuse a candidate for good; `comment` is the reason, required as for an approval."""
+    comment = _require_reason(comment, doing=f"reject v{version.number}")
     version = _locked_version(version)
     if version.status != ModelVersion.Status.CANDIDATE:
         raise Conflict(f"v{version.number} is {version.status}; only a candidate can be rejected.")
@@ -292,8 +309,10 @@ def version_reject(*, version: ModelVersion, by: AbstractBaseUser, comment: str 
 
 
 @transaction.atomic
-def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser, comment: str = "") -> ModelVersion:
-    """Re-activate the version that was active before the current one."""
+def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser, comment: str) -> ModelVersion:
+    """Re-activate the version that was active before the current one; `comment` is the reason, required."""
+    target = deployment.rollback_target()
+    comment = _require_reason(comment, doing=f"roll back to v{target.number}" if target else "roll back")
     Deployment.objects.select_for_update().get(pk=deployment.pk)
     current = deployment.active_version()
     if current is None:
@@ -302,7 +321,7 @@ def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser, comment
     if target is None:
         raise Conflict("No earlier version has been in production; there is nothing to roll back to.")
     now = timezone.now()
-    _retire(current, by=by, reason=f"rolled back to v{target.number}" + (f": {comment}" if comment else ""), at=now)
+    _retire(current, by=by, reason=f"rolled back to v{target.number}: {comment}", at=now)
     target.status = ModelVersion.Status.ACTIVE
     target.activated_at = now
     target.retired_at, target.retired_by, target.retired_reason = None, None, ""  # serving again
@@ -318,3 +337,56 @@ def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser, comment
         comment=comment,
     )
     return target
+
+
+# A tag is a short label people type and filter by: letters, digits and . _ - : /, up to 40 characters.
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,39}$")
+MAX_TAGS = 20
+
+
+def _clean_tag(tag: str) -> str:
+    tag = (tag or "").strip()
+    if not TAG_PATTERN.match(tag):
+        raise ValidationFailed(
+            f"{tag!r} is not a tag: use 1 to 40 letters, digits or . _ - : / (starting with a letter or digit), "
+            "for example baseline or eu-2026-q4.",
+            errors=[{"field": "tag", "message": "1-40 letters, digits or . _ - : /"}],
+        )
+    return tag
+
+
+@transaction.atomic
+def version_tag_add(*, version: ModelVersion, tag: str, by: AbstractBaseUser) -> ModelVersion:
+    """Add a tag (no change, nothing audited, when the version has it already)."""
+    tag = _clean_tag(tag)
+    version = ModelVersion.objects.select_for_update().select_related("deployment").get(pk=version.pk)
+    if tag in version.tags:
+        return version
+    if len(version.tags) >= MAX_TAGS:
+        raise ValidationFailed(
+            f"v{version.number} has {MAX_TAGS} tags already, the most it can have; remove one first.",
+            errors=[{"field": "tag", "message": f"at most {MAX_TAGS} tags"}],
+        )
+    before = list(version.tags)
+    version.tags = sorted([*version.tags, tag])
+    version.save(update_fields=["tags"])
+    audit_record(
+        action="version.tag", actor=by, deployment=version.deployment, obj=version,
+        before={"tags": before}, after={"tags": version.tags},
+    )
+    return version
+
+
+@transaction.atomic
+def version_tag_remove(*, version: ModelVersion, tag: str, by: AbstractBaseUser) -> ModelVersion:
+    version = ModelVersion.objects.select_for_update().select_related("deployment").get(pk=version.pk)
+    if tag not in version.tags:
+        raise NotFound(f"v{version.number} has no tag {tag!r}.")
+    before = list(version.tags)
+    version.tags = [t for t in version.tags if t != tag]
+    version.save(update_fields=["tags"])
+    audit_record(
+        action="version.untag", actor=by, deployment=version.deployment, obj=version,
+        before={"tags": before}, after={"tags": version.tags},
+    )
+    return version

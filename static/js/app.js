@@ -113,7 +113,8 @@
     badge.textContent = state.status_label;
     badge.className = "badge job-" + state.status;
     field(row, "bar").style.width = state.progress + "%";
-    field(row, "message").textContent = state.progress + "%" + (state.message ? " · " + state.message : "");
+    field(row, "message").textContent = state.progress + "%" + (state.message ? " · " + state.message : "") +
+      (state.elapsed ? " · " + state.elapsed + (state.finished ? "" : " so far") : "");
     var result = field(row, "result");
     if (state.error) {
       result.textContent = state.error.length > 120 ? state.error.slice(0, 119) + "…" : state.error;

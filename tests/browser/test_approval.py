@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -112,8 +114,16 @@ def test_an_approver_reviews_the_charts_and_approves_a_candidate(browser, live_s
 
     candidate_row = page.locator("tr[data-version='2']")
     expect(candidate_row).to_have_attribute("data-status", "candidate")
-    candidate_row.locator("input[name=comment]").fill("Same accuracy, better calibrated")
-    candidate_row.locator("[data-action=approve]").click()
+    candidate_row.locator("a[data-action=approve]").click()
+    # A native <dialog> asks for the reason; an empty one is not sent (the field is required).
+    dialog = page.locator("dialog[data-decision=approve][open]")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("h2")).to_have_text("Approve v2 of Tumour classifier?")
+    dialog.locator("[data-confirm=approve]").click()
+    expect(dialog).to_be_visible()
+    assert AuditEvent.objects.filter(action="version.approve").count() == 0
+    dialog.locator("textarea[name=comment]").fill("Same accuracy, better calibrated")
+    dialog.locator("[data-confirm=approve]").click()
 
     expect(page.locator(".message-success")).to_have_text("v2 is now the active version.")
     expect(page.locator("tr[data-version='2']")).to_have_attribute("data-status", "active")
@@ -147,3 +157,61 @@ def test_a_running_jobs_progress_bar_follows_the_job_without_a_reload(browser, l
     expect(row.locator("[data-job-field=status]")).to_have_text("Failed", timeout=10_000)
     expect(row.locator("[data-job-field=result]")).to_have_text("quantizer refused the graph")
     expect(page.locator("[data-jobs-done]")).to_be_visible()
+
+
+def test_an_approver_rolls_back_from_a_dialog_that_names_the_version_it_restores(browser, live_server, approver, deployment_with_history):
+    candidate = deployment_with_history.versions.get(number=2)
+    services.version_approve(version=candidate, by=approver, comment="Same accuracy, better calibrated")
+    page = _log_in(browser, live_server, "alice", timezone_id="Europe/Berlin")
+    page.goto(f"{live_server.url}/d/tumour/")
+
+    button = page.locator("#versions a[data-action=rollback]")
+    expect(button).to_have_text("Roll back to v1")
+    button.click()
+    dialog = page.locator("dialog[data-decision=rollback][open]")
+    expect(dialog.locator("h2")).to_have_text("Roll Tumour classifier back to v1?")
+    dialog.locator("[data-dialog-close]").click()  # cancel: nothing happens
+    expect(dialog).to_be_hidden()
+    assert deployment_with_history.active_version().number == 2
+
+    button.click()
+    dialog.locator("textarea[name=comment]").fill("p95 latency doubled")
+    dialog.locator("[data-confirm=rollback]").click()
+
+    expect(page.locator(".message-success")).to_have_text("Rolled back: v1 is serving again.")
+    expect(page.locator("tr[data-version='1']")).to_have_attribute("data-status", "active")
+    event = AuditEvent.objects.get(action="deployment.rollback")
+    assert (event.comment, event.before, event.after) == ("p95 latency doubled", {"active_version": 2}, {"active_version": 1})
+    page.goto(f"{live_server.url}/d/tumour/audit")
+    expect(page.locator("tr[data-action='deployment.rollback'] [data-object]")).to_have_text("v1 of Tumour classifier")
+
+    # The retired version says why it left: the rollback's reason, not its approval comment.
+    page.goto(f"{live_server.url}/d/tumour/versions/2/")
+    expect(page.locator("[data-retired-reason]")).to_have_text("rolled back to v1: p95 latency doubled")
+
+
+def test_the_version_page_shows_its_lineage_history_in_the_viewers_zone_and_its_file(browser, live_server, approver, viewer, deployment_with_history):
+    candidate = deployment_with_history.versions.get(number=2)
+    services.version_approve(version=candidate, by=approver, comment="Same accuracy, better calibrated")
+    page = _log_in(browser, live_server, "vera", timezone_id="America/New_York")
+    page.goto(f"{live_server.url}/d/tumour/")
+    page.locator("tr[data-version='2'] a[data-link=version]").click()
+
+    expect(page).to_have_url(f"{live_server.url}/d/tumour/versions/2/")
+    expect(page.locator("h1")).to_contain_text("v2 of Tumour classifier")
+    history = page.locator("[data-table=history]")
+    expect(history).to_contain_text("Approved")
+    expect(history).to_contain_text("Same accuracy, better calibrated")
+    approved_at = candidate.__class__.objects.get(pk=candidate.pk).decided_at
+    expect(history).to_contain_text(timezone.localtime(approved_at, ZoneInfo("America/New_York")).strftime("%Y-%m-%d %H:%M"))
+    expect(page.locator("[data-sha256]")).to_have_text(candidate.sha256)
+    # It served for a moment: its page draws what it scored since (here: nothing yet, and says so).
+    expect(page.locator("[data-list=periods]")).to_contain_text("serving now")
+
+    with page.expect_download() as download:
+        page.locator("a[data-download=model]").click()
+    assert download.value.suggested_filename == "tumour-v2.onnx"
+    assert hashlib.sha256(Path(download.value.path()).read_bytes()).hexdigest() == candidate.sha256
+
+    page.goto(f"{live_server.url}/d/tumour/versions/1/")
+    expect(page.locator("[data-retired-reason]")).to_have_text("replaced by v2")

@@ -116,7 +116,7 @@ def test_a_new_active_version_gets_its_comparison_queued_by_the_page(
     v2, _ = _candidate(deployment, operator, django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=False):
         v3 = services.version_register(deployment=deployment, data=trained_model(C=0.05)[0], by=operator)
-    services.version_approve(version=v2, by=approver, comment="")
+    services.version_approve(version=v2, by=approver, comment="ship it")
     client.force_login(viewer)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -221,7 +221,7 @@ def test_the_page_of_a_decided_version_queues_nothing(
     v2, _ = _candidate(deployment, operator, django_capture_on_commit_callbacks)
     with django_capture_on_commit_callbacks(execute=False):
         v3 = services.version_register(deployment=deployment, data=trained_model(C=0.05)[0], by=operator)
-    services.version_approve(version=v2, by=approver, comment="")
+    services.version_approve(version=v2, by=approver, comment="ship it")
     services.version_reject(version=v3, by=approver, comment="no")
     client.force_login(viewer)
     before = VersionComparisonResult.objects.count()

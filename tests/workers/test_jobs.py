@@ -196,4 +196,6 @@ def test_the_search_registers_the_smallest_model_within_tolerance_and_keeps_the_
     assert search["best"] in search["front"] and best["size_bytes"] == job.candidate.size_bytes
     assert best["size_bytes"] == min(search["trials"][i]["size_bytes"] for i in search["front"])
     assert ModelVersion.objects.filter(created_by_job=job).count() == 1
+    # The candidate's notes name the winning setting in words, not as a dict.
+    assert "{" not in job.candidate.notes and " bytes, F1 " in job.candidate.notes
 

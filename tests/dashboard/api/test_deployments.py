@@ -98,10 +98,22 @@ def test_an_operator_cannot_approve(deployment, operator):
 
 
 def test_approving_a_version_that_is_not_a_candidate_is_409(deployment, approver):
-    response = post_json(client_for(approver), "/api/deployments/tumour/versions/1/approve", {})
+    response = post_json(client_for(approver), "/api/deployments/tumour/versions/1/approve", {"comment": "again"})
 
     assert response.status_code == 409
     assert response.json() == {"detail": "v1 is active; only a candidate can be approved.", "errors": []}
+
+
+def test_approving_without_a_reason_is_422_and_nothing_is_written(deployment, operator, approver):
+    services.version_register(deployment=deployment, data=trained_model(C=0.5)[0], by=operator)
+    audits_before = AuditEvent.objects.count()
+
+    response = post_json(client_for(approver), "/api/deployments/tumour/versions/2/approve", {"comment": " "})
+
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("Say why you approve v2")
+    assert deployment.versions.get(number=2).status == ModelVersion.Status.CANDIDATE
+    assert AuditEvent.objects.count() == audits_before
 
 
 def test_it_rejects_a_file_that_is_not_onnx(deployment, operator):

@@ -25,7 +25,7 @@ def test_job_progress_is_reported_as_json(client, viewer, deployment):
     assert response.status_code == 200
     assert response.json() == {
         "id": job.pk, "status": "running", "status_label": "Running", "progress": 40, "message": "Quantizing",
-        "error": "", "finished": False, "candidate": None,
+        "error": "", "finished": False, "candidate": None, "elapsed": "",  # not started yet
     }
     page = client.get(reverse("deployment", args=["tumour"])).content.decode()
     assert f'data-job-id="{job.pk}" data-job-status="running"' in page

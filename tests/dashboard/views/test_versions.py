@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
@@ -43,14 +44,67 @@ def test_an_operator_cannot_approve_or_roll_back(client, operator, candidate):
     assert _audit_count() == before
 
 
-def test_approving_needs_a_post(client, approver, candidate):
+def test_without_javascript_approving_is_a_form_page_that_asks_for_a_reason_and_changes_nothing(client, approver, candidate):
     client.force_login(approver)
+    before = _audit_count()
 
     response = client.get(reverse("version-approve", args=["tumour", candidate.number]))
 
-    assert response.status_code == 405
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Approve v2 of Tumour classifier?" in page and 'name="comment"' in page and ">Approve v2</button>" in page
     candidate.refresh_from_db()
     assert candidate.status == ModelVersion.Status.CANDIDATE
+    assert _audit_count() == before
+
+
+@pytest.mark.parametrize("url_name", ["version-approve", "version-reject"])
+def test_a_decision_without_a_reason_is_refused_with_the_form_again_and_nothing_written(client, approver, candidate, url_name):
+    client.force_login(approver)
+    before = _audit_count()
+
+    response = client.post(reverse(url_name, args=["tumour", candidate.number]), {"comment": "  "})
+
+    assert response.status_code == 422
+    assert "Say why you" in response.content.decode() and 'data-error="comment"' in response.content.decode()
+    candidate.refresh_from_db()
+    assert (candidate.status, candidate.decided_by, candidate.decision_comment) == (ModelVersion.Status.CANDIDATE, None, "")
+    assert candidate.deployment.active_version().number == 1
+    assert _audit_count() == before
+
+
+def test_a_rollback_without_a_reason_is_refused_and_nothing_is_written(client, approver, candidate):
+    services.version_approve(version=candidate, by=approver, comment="better F1")
+    client.force_login(approver)
+    before = _audit_count()
+
+    response = client.post(reverse("rollback", args=["tumour"]), {"comment": ""})
+
+    assert response.status_code == 422
+    assert "Say why you roll back to v1" in response.content.decode()
+    assert candidate.deployment.active_version().number == 2
+    assert _audit_count() == before
+
+
+def test_the_rollback_button_dialog_and_form_page_name_the_version_they_restore(client, approver, candidate):
+    services.version_approve(version=candidate, by=approver, comment="better F1")
+    client.force_login(approver)
+
+    deployment_page = client.get("/d/tumour/").content.decode()
+    form_page = client.get(reverse("rollback", args=["tumour"])).content.decode()
+
+    assert deployment_page.count("Roll back to v1") == 2  # the button, and the dialog's confirm button
+    assert "Roll Tumour classifier back to v1?" in deployment_page and "<dialog" in deployment_page
+    assert "Roll Tumour classifier back to v1?" in form_page and ">Roll back to v1</button>" in form_page
+
+
+def test_a_decision_returns_to_the_page_it_was_taken_on(client, approver, candidate):
+    client.force_login(approver)
+    compare = reverse("version-compare", args=["tumour", candidate.number])
+
+    response = client.post(reverse("version-approve", args=["tumour", candidate.number]), {"comment": "ok", "next": compare})
+
+    assert response.status_code == 302 and response["Location"] == compare
 
 
 def test_an_approver_approves_a_candidate_and_the_audit_log_records_it(client, approver, candidate):
@@ -77,7 +131,7 @@ def test_an_approver_approves_a_candidate_and_the_audit_log_records_it(client, a
 def test_approving_a_version_that_is_not_a_candidate_shows_the_services_message(client, approver, deployment):
     client.force_login(approver)
 
-    response = client.post(reverse("version-approve", args=["tumour", 1]), follow=True)
+    response = client.post(reverse("version-approve", args=["tumour", 1]), {"comment": "again"}, follow=True)
 
     assert "v1 is active; only a candidate can be approved." in response.content.decode()
     assert deployment.active_version().number == 1
@@ -94,7 +148,7 @@ def test_an_approver_rejects_a_candidate_with_a_comment(client, approver, candid
 
 
 def test_an_approver_rolls_back_to_the_previous_version(client, approver, candidate):
-    services.version_approve(version=candidate, by=approver)
+    services.version_approve(version=candidate, by=approver, comment="ship it")
     client.force_login(approver)
 
     response = client.post(reverse("rollback", args=["tumour"]), {"comment": "latency regression"}, follow=True)
@@ -140,7 +194,7 @@ def test_the_rollback_button_appears_once_there_is_an_earlier_version(client, ap
     client.force_login(approver)
     assert 'data-action="rollback"' not in client.get("/d/tumour/").content.decode()
 
-    services.version_approve(version=candidate, by=approver)
+    services.version_approve(version=candidate, by=approver, comment="ship it")
 
     assert 'data-action="rollback"' in client.get("/d/tumour/").content.decode()
 

@@ -46,7 +46,7 @@ def test_a_candidate_scores_only_once_it_serves_and_the_old_version_stops_when_r
     _run(v1, accuracy=0.95, at=now - timedelta(hours=3))
     _run(v2, accuracy=0.80, at=now - timedelta(hours=2))  # scored as a candidate: its compare page's business
 
-    services.version_approve(version=v2, by=approver)
+    services.version_approve(version=v2, by=approver, comment="ship it")
     later = timezone.now()
     _run(v2, accuracy=0.97, at=later)
     _run(v1, accuracy=0.94, at=later)  # a retired version re-scored: not what served
@@ -59,7 +59,7 @@ def test_after_a_rollback_the_restored_version_serves_again_and_the_rolled_back_
 ):
     v1 = deployment.active_version()
     v2 = _candidate(deployment, operator)
-    services.version_approve(version=v2, by=approver)
+    services.version_approve(version=v2, by=approver, comment="ship it")
     _run(v2, accuracy=0.70, at=timezone.now())
     services.deployment_rollback(deployment=deployment, by=approver, comment="v2 misbehaves")
     after = timezone.now()

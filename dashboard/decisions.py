@@ -1,0 +1,54 @@
+"""The decisions an approver takes on versions (approve, reject, roll back), as their buttons, confirmation
+dialogs and no-JavaScript form pages show them: one place for the words, so the button, the dialog and the
+audit entry name the same version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.urls import reverse
+
+from monitoring.models import Deployment, ModelVersion
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A decision an approver can take on a version, as its button, its dialog and its no-JS form page show it."""
+
+    kind: str  # "approve", "reject", "rollback": the button's data-action
+    url: str
+    title: str  # the dialog's heading: "Approve v3 of Digits MLP?"
+    button: str  # "Approve v3", "Roll back to v2"
+    consequence: str  # what happens, in one sentence
+    danger: bool = False
+
+
+def approve_decision(version: ModelVersion) -> Decision:
+    deployment = version.deployment
+    active = deployment.active_version()
+    replaced = f" v{active.number} stops serving and is kept for a rollback." if active is not None else ""
+    return Decision(
+        "approve", reverse("version-approve", args=[deployment.slug, version.number]),
+        f"Approve v{version.number} of {deployment.name}?", f"Approve v{version.number}",
+        f"v{version.number} starts serving now.{replaced}",
+    )
+
+
+def reject_decision(version: ModelVersion) -> Decision:
+    deployment = version.deployment
+    return Decision(
+        "reject", reverse("version-reject", args=[deployment.slug, version.number]),
+        f"Reject v{version.number} of {deployment.name}?", f"Reject v{version.number}",
+        f"v{version.number} can no longer be approved; its file and evaluations are kept.", danger=True,
+    )
+
+
+def rollback_decision(deployment: Deployment) -> Decision | None:
+    active, target = deployment.active_version(), deployment.rollback_target()
+    if active is None or target is None:
+        return None
+    return Decision(
+        "rollback", reverse("rollback", args=[deployment.slug]),
+        f"Roll {deployment.name} back to v{target.number}?", f"Roll back to v{target.number}",
+        f"v{active.number} stops serving now and v{target.number}, which served before it, serves again.", danger=True,
+    )
