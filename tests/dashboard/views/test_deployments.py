@@ -164,5 +164,5 @@ def test_version_markers_link_to_each_version(client, viewer, approver, candidat
 
     figure = json.loads(client.get(reverse("deployment", args=["tumour"])).context["charts"]["metrics"])
 
-    url = reverse("version-compare", args=["tumour", candidate.number])
+    url = reverse("version", args=["tumour", candidate.number])
     assert f'<a href="{url}" target="_self">v{candidate.number}</a>' in [a["text"] for a in figure["layout"]["annotations"]]
