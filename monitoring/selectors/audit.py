@@ -71,7 +71,7 @@ def audit_object_names(events: list[AuditEvent]) -> dict[tuple[str, str], NamedO
         names["Alert", str(alert.pk)] = NamedObject(f"alert: {alert.title}", "alert", alert.pk)
     for dataset in Dataset.objects.filter(pk__in=ids.get("Dataset", ())):
         names["Dataset", str(dataset.pk)] = NamedObject(
-            f"{dataset.get_kind_display().lower()} dataset {dataset.name}", "dataset", dataset.pk
+            f"{dataset.kind} dataset {dataset.name}", "dataset", dataset.pk
         )
     for token in ApiToken.objects.filter(pk__in=ids.get("ApiToken", ())):
         names["ApiToken", str(token.pk)] = NamedObject(f"token {token}", "token", token.pk)
