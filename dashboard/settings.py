@@ -258,6 +258,10 @@ ALERT_ACK_LINK_MAX_AGE_HOURS = env_int("ALERT_ACK_LINK_MAX_AGE_HOURS", 7 * 24)
 ALERT_NO_PREDICTIONS_HOURS = env_int("ALERT_NO_PREDICTIONS_HOURS", 6)
 # Permanent failures in a row after which a channel is disabled (and the team alerted in-app).
 ALERT_CHANNEL_DISABLE_AFTER = env_int("ALERT_CHANNEL_DISABLE_AFTER", 3)
+# A deployment's scheduled evaluation or drift check failing this many times in a row raises check_failing.
+ALERT_CHECK_FAILURES = env_int("ALERT_CHECK_FAILURES", 3)
+# A claimed notification whose sender has not reported after this long was lost with its worker (tests shorten it).
+ALERT_DELIVERY_LEASE_SECONDS = env_int("ALERT_DELIVERY_LEASE_SECONDS", 60)
 
 LOGGING = {
     "version": 1,

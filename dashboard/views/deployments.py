@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from dashboard import charts
 from dashboard.access import APPROVE, OPERATE, can, get_deployment_for
-from dashboard.alert_actions import next_actions
+from monitoring.alert_actions import next_actions
 from dashboard.forms import JobForm, TokenForm
 from monitoring import selectors
 from monitoring.models import Deployment, EvaluationRun, ModelVersion

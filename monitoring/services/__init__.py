@@ -16,7 +16,13 @@ from monitoring.services.access import (
     token_revoke,
     user_create,
 )
-from monitoring.services.alerts import alert_raise, alert_resolve_key, alert_set_status
+from monitoring.services.alerts import (
+    alert_raise,
+    alert_resolve_key,
+    alert_set_status,
+    candidate_waiting_raise,
+    scheduled_check_record,
+)
 from monitoring.services.audit import audit_record
 from monitoring.services.blobs import BLOB_GRACE, blob_put, storage_collect_garbage
 from monitoring.services.channels import (
@@ -88,6 +94,8 @@ from monitoring.services.versions import (
 )
 
 __all__ = [
+    "candidate_waiting_raise",
+    "scheduled_check_record",
     "BLOB_GRACE",
     "COMPARISON_LOST_AFTER",
     "FLOOR_METRICS",
