@@ -160,6 +160,42 @@ def rule_create(request: HttpRequest, team: str) -> HttpResponse:
     return redirect(_page_url(team, "rules"))
 
 
+def _rule_initial(rule) -> dict:
+    return {
+        "name": rule.name, "deployment": rule.deployment, "min_severity": rule.min_severity, "kinds": rule.kinds,
+        "channels": list(rule.channels.all()), "group_wait_s": rule.group_wait_s,
+        "group_interval_s": rule.group_interval_s, "repeat_interval_s": rule.repeat_interval_s,
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def rule_edit(request: HttpRequest, team: str, rule_id: int) -> HttpResponse:
+    """The rule's form, filled in (approvers); saving replaces its matchers, channels and intervals."""
+    rule = get_rule_for(request.user, team, rule_id, need=MANAGE_ALERTING)
+    if request.method == "GET":
+        form = RuleForm(initial=_rule_initial(rule), team=rule.team)
+        return render(request, "alerting/rule_edit.html", {"team": rule.team, "rule": rule, "form": form})
+    form = RuleForm(request.POST, team=rule.team)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.routing_rule_update(
+                rule=rule, name=data["name"], deployment=data["deployment"], min_severity=data["min_severity"],
+                kinds=list(data["kinds"]), channels=list(data["channels"]), group_wait_s=data["group_wait_s"],
+                group_interval_s=data["group_interval_s"], repeat_interval_s=data["repeat_interval_s"], by=request.user,
+            )
+        except services.ServiceError as exc:
+            form.add_error(None, exc.message)
+            status = exc.status
+        else:
+            messages.success(request, f"Routing rule “{data['name']}” saved.")
+            return redirect(_page_url(team, "rules"))
+    else:
+        status = 400
+    return render(request, "alerting/rule_edit.html", {"team": rule.team, "rule": rule, "form": form}, status=status)
+
+
 @login_required
 @require_POST
 def rule_delete(request: HttpRequest, team: str, rule_id: int) -> HttpResponse:

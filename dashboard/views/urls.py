@@ -22,6 +22,7 @@ urlpatterns = [
     path("t/<slug:team>/alerting/channels/<int:channel_id>/delete", alerting.channel_delete, name="channel-delete"),
     path("t/<slug:team>/alerting/channels/<int:channel_id>/test", alerting.channel_test, name="channel-test"),
     path("t/<slug:team>/alerting/rules", alerting.rule_create, name="rule-create"),
+    path("t/<slug:team>/alerting/rules/<int:rule_id>/edit", alerting.rule_edit, name="rule-edit"),
     path("t/<slug:team>/alerting/rules/<int:rule_id>/delete", alerting.rule_delete, name="rule-delete"),
     path("t/<slug:team>/alerting/silences", alerting.silence_create, name="silence-create"),
     path("t/<slug:team>/alerting/silences/<int:silence_id>/expire", alerting.silence_expire, name="silence-expire"),

@@ -31,6 +31,7 @@ from monitoring.services.channels import (
     channel_update,
     routing_rule_create,
     routing_rule_delete,
+    routing_rule_update,
     silence_create,
     silence_expire,
 )
@@ -94,6 +95,7 @@ from monitoring.services.versions import (
 )
 
 __all__ = [
+    "routing_rule_update",
     "candidate_waiting_raise",
     "scheduled_check_record",
     "BLOB_GRACE",
