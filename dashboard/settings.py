@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 from dashboard.env import env_bool, env_int, env_list, env_str
 
@@ -236,6 +237,9 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-notifications": {"task": "workers.tasks.sweep_notifications_task", "schedule": 15.0},
     # The dead man's switch: deployments that had traffic and went quiet.
     "check-silent-deployments": {"task": "workers.tasks.check_silent_deployments_task", "schedule": 600.0},
+    # The weekly digest (opt-in per user), for the week that ended at Monday 00:00 UTC.
+    "send-weekly-digests": {"task": "workers.tasks.send_weekly_digests_task",
+                            "schedule": crontab(minute=0, hour=7, day_of_week="mon")},
 }
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -292,3 +292,12 @@ def check_silent_deployments_task() -> None:
     served, now = _served_deployment_ids(), timezone.now()
     check_silent_deployments(deployment_ids=served, now=now)
     check_labels_stopped(deployment_ids=served, now=now)
+
+
+@shared_task(**RETRY_POLICY)
+def send_weekly_digests_task() -> None:
+    """Beat, Monday 07:00 UTC: last week's digest to each member who opted in (once per user, team and week)."""
+    from workers.digest import send_weekly_digests
+
+    sent = send_weekly_digests(now=timezone.now())
+    logger.info("sent %d weekly digest(s)", sent)

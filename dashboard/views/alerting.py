@@ -58,6 +58,7 @@ def team_alerting(request: HttpRequest, team: str) -> HttpResponse:
         "can_manage": _can_manage(request, team_obj),
         "channel_form": ChannelForm(),
         "rule_form": RuleForm(team=team_obj),
+        "weekly_digest": selectors.digest_wanted(user=request.user),
         "silence_form": SilenceForm(team=team_obj),
     }
     return render(request, "alerting/team.html", context)
@@ -158,6 +159,20 @@ def rule_create(request: HttpRequest, team: str) -> HttpResponse:
     else:
         messages.success(request, f"Routing rule “{data['name']}” added.")
     return redirect(_page_url(team, "rules"))
+
+
+@login_required
+@require_POST
+def digest_preference(request: HttpRequest, team: str) -> HttpResponse:
+    """Any member sets their own weekly digest (it goes to every team they are in)."""
+    get_team_for(request.user, team, need=VIEW)
+    wanted = request.POST.get("weekly_digest") == "on"
+    services.digest_preference_set(user=request.user, weekly_digest=wanted)
+    if wanted and not request.user.email:
+        messages.warning(request, "Weekly digest on, but your account has no email address: ask an admin to add one.")
+    else:
+        messages.success(request, "You will get the weekly digest on Mondays." if wanted else "Weekly digest off.")
+    return redirect(_page_url(team, "digest"))
 
 
 def _rule_initial(rule) -> dict:

@@ -24,6 +24,7 @@ urlpatterns = [
     path("t/<slug:team>/alerting/rules", alerting.rule_create, name="rule-create"),
     path("t/<slug:team>/alerting/rules/<int:rule_id>/edit", alerting.rule_edit, name="rule-edit"),
     path("t/<slug:team>/alerting/rules/<int:rule_id>/delete", alerting.rule_delete, name="rule-delete"),
+    path("t/<slug:team>/alerting/digest", alerting.digest_preference, name="digest-preference"),
     path("t/<slug:team>/alerting/silences", alerting.silence_create, name="silence-create"),
     path("t/<slug:team>/alerting/silences/<int:silence_id>/expire", alerting.silence_expire, name="silence-expire"),
     path("d/<slug:slug>/", deployments.deployment_detail, name="deployment"),

@@ -38,6 +38,7 @@ from monitoring.selectors.drift import (
     latest_drift_report,
     reference_profile_for,
 )
+from monitoring.selectors.digest import TeamWeek, digest_recipients, digest_wanted, last_full_week, team_week
 from monitoring.selectors.jobs import JobOption, job_options, jobs_for
 from monitoring.selectors.notifications import (
     active_silences_matching,
@@ -61,6 +62,11 @@ from monitoring.selectors.traffic import (
 )
 
 __all__ = [
+    "TeamWeek",
+    "digest_recipients",
+    "digest_wanted",
+    "last_full_week",
+    "team_week",
     "ComparisonSource",
     "DeploymentSummary",
     "Health",

@@ -50,6 +50,7 @@ from monitoring.services.deployments import (
     deployment_thresholds_configure,
     team_get_or_create,
 )
+from monitoring.services.digest import digest_claim, digest_mark_sent, digest_preference_set, digest_release
 from monitoring.services.drift import drift_report_record, reference_profile_store
 from monitoring.services.errors import Conflict, NotFound, NotPermitted, ServiceError, TooLarge, ValidationFailed
 from monitoring.services.evaluation import evaluation_complete, evaluation_fail, evaluation_start
@@ -95,6 +96,10 @@ from monitoring.services.versions import (
 )
 
 __all__ = [
+    "digest_claim",
+    "digest_mark_sent",
+    "digest_preference_set",
+    "digest_release",
     "routing_rule_update",
     "candidate_waiting_raise",
     "scheduled_check_record",

@@ -128,6 +128,7 @@ PAGES: dict[str, Rule] = {
         "name": "renamed", "channels": [w.channel_id], "min_severity": "info", "group_wait_s": 0,
         "group_interval_s": 0, "repeat_interval_s": 3600}),
     "rule-delete": Rule("POST", APPROVE),
+    "digest-preference": Rule("POST", VIEW, lambda w: {"weekly_digest": "on"}),
     "silence-create": Rule("POST", APPROVE, lambda w: {"hours": 1, "comment": "maintenance"}),
     "silence-expire": Rule("POST", APPROVE),
 }
