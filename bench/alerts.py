@@ -196,7 +196,12 @@ def main() -> None:
             time.sleep(0.2)
         time.sleep(2)  # any duplicate has a moment to arrive
         main_received = list(RECEIVED)
-        recovery = _recovery(deployments[: args.recovery_deployments], down_s=args.down_seconds)
+        # Deployments of their own: a new group per deployment sends at once (group_wait=0), where an alert joining
+        # the first phase's open groups would wait out their group_interval.
+        fresh = [Deployment.objects.create(team=team, slug=f"r{run}-{i:03d}", name=f"r{run}-{i:03d}",
+                                           feature_names=["f0"], class_labels=["0", "1"])
+                 for i in range(args.recovery_deployments)]
+        recovery = _recovery(fresh, down_s=args.down_seconds)
     finally:
         worker.terminate()
         worker.wait(timeout=30)

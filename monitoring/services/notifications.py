@@ -51,7 +51,7 @@ FLUSH_TASK_WITHIN_S = 60
 # Transient failures are retried for up to a day after the row was written: every RETRY_EARLY_S (with 10 %
 # jitter, so a recovering receiver is not hit by every retry at once) during the first RETRY_EARLY_FOR, so a
 # receiver back after a short outage hears within a minute; then with exponential backoff up to an hour, so one
-# that stays down is asked about 30 times more, not 1,400. The first success on a channel releases the rest of
+# that stays down is asked about 25 more times that day, where every 50 s would be 1,600. The first success on a channel releases the rest of
 # its backlog at once (notification_record), so only one row per channel has to find the receiver back.
 RETRY_BASE_S = 30
 RETRY_EARLY_S = 50
