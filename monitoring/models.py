@@ -690,10 +690,10 @@ class AuditEvent(models.Model):
 # Alert delivery (channels, routing, grouping, silences, the outbox): its own module, loaded with these models.
 from monitoring.notification_models import AlertGroup as AlertGroup  # noqa: E402
 from monitoring.notification_models import DeliveryAttempt as DeliveryAttempt  # noqa: E402
+from monitoring.notification_models import DigestPreference as DigestPreference  # noqa: E402
+from monitoring.notification_models import DigestSent as DigestSent  # noqa: E402
 from monitoring.notification_models import Notification as Notification  # noqa: E402
 from monitoring.notification_models import NotificationChannel as NotificationChannel  # noqa: E402
 from monitoring.notification_models import RoutingRule as RoutingRule  # noqa: E402
-from monitoring.notification_models import Silence as Silence  # noqa: E402
-from monitoring.notification_models import DigestPreference as DigestPreference  # noqa: E402
-from monitoring.notification_models import DigestSent as DigestSent  # noqa: E402
 from monitoring.notification_models import ScheduledCheckState as ScheduledCheckState  # noqa: E402
+from monitoring.notification_models import Silence as Silence  # noqa: E402

@@ -76,7 +76,8 @@ class NotificationOut(Schema):
 
     @staticmethod
     def resolve_channel(obj: Notification) -> str:
-        return obj.channel.name
+        # A direct email to people (a candidate to the approvers, a job's outcome) has no channel.
+        return obj.channel.name if obj.channel is not None else "email to " + ", ".join(obj.recipients)
 
     @staticmethod
     def resolve_attempts(obj: Notification) -> list[Any]:

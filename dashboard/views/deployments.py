@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from dashboard import charts
 from dashboard.access import APPROVE, OPERATE, can, get_deployment_for
-from monitoring.alert_actions import next_actions
 from dashboard.forms import JobForm, TokenForm
 from monitoring import selectors
+from monitoring.alert_actions import next_actions
 from monitoring.models import Deployment, EvaluationRun, ModelVersion
 
 QUALITY_METRICS = ["accuracy", "f1_macro"]

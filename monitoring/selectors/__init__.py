@@ -30,6 +30,7 @@ from monitoring.selectors.deployments import (
     versions_list,
     versions_with_metrics,
 )
+from monitoring.selectors.digest import TeamWeek, digest_recipients, digest_wanted, last_full_week, team_week
 from monitoring.selectors.drift import (
     accuracy_baseline,
     deployments_due_for_drift,
@@ -38,7 +39,6 @@ from monitoring.selectors.drift import (
     latest_drift_report,
     reference_profile_for,
 )
-from monitoring.selectors.digest import TeamWeek, digest_recipients, digest_wanted, last_full_week, team_week
 from monitoring.selectors.jobs import JobOption, job_options, jobs_for
 from monitoring.selectors.notifications import (
     active_silences_matching,
@@ -62,17 +62,13 @@ from monitoring.selectors.traffic import (
 )
 
 __all__ = [
-    "TeamWeek",
-    "digest_recipients",
-    "digest_wanted",
-    "last_full_week",
-    "team_week",
     "ComparisonSource",
     "DeploymentSummary",
     "Health",
     "JobOption",
     "ProductionWindow",
     "SourceComparison",
+    "TeamWeek",
     "VersionComparison",
     "VersionPoint",
     "VersionRow",
@@ -91,11 +87,14 @@ __all__ = [
     "deployments_with_pending_batches",
     "describe_rows",
     "describe_training",
+    "digest_recipients",
+    "digest_wanted",
     "drift_feature_series",
     "drift_share_series",
     "headline_run",
     "job_options",
     "jobs_for",
+    "last_full_week",
     "last_labels_received",
     "last_predictions_received",
     "latest_drift_report",
@@ -112,6 +111,7 @@ __all__ = [
     "silences_for_team",
     "stored_columns",
     "team_role_for",
+    "team_week",
     "teams_where",
     "trained_on_dataset",
     "trained_until",

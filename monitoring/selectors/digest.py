@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.urls import reverse
@@ -14,13 +13,13 @@ from monitoring.models import Alert, Deployment, EvaluationRun, Membership, Mode
 
 def week_bounds(week_start: date) -> tuple[datetime, datetime]:
     """[Monday 00:00, next Monday 00:00) UTC."""
-    start = datetime.combine(week_start, time.min, tzinfo=dt_timezone.utc)
+    start = datetime.combine(week_start, time.min, tzinfo=UTC)
     return start, start + timedelta(days=7)
 
 
 def last_full_week(now: datetime) -> date:
     """The Monday that starts the last complete week before `now` (UTC)."""
-    today = now.astimezone(dt_timezone.utc).date()
+    today = now.astimezone(UTC).date()
     return today - timedelta(days=today.weekday() + 7)
 
 
@@ -107,4 +106,5 @@ def digest_recipients(*, team: Team) -> list[tuple[int, str]]:
 def digest_wanted(*, user: object) -> bool:
     from monitoring.models import DigestPreference
 
-    return DigestPreference.objects.filter(user_id=getattr(user, "pk", None), weekly_digest=True).exists()
+    user_id = getattr(user, "pk", None)
+    return user_id is not None and DigestPreference.objects.filter(user_id=user_id, weekly_digest=True).exists()

@@ -439,10 +439,10 @@ def notification_record(
         # Only while this worker still holds it: a worker that ran past its lease lost the row to another.
         Notification.objects.filter(pk=notification.pk, status=Notification.Status.SENDING).update(**fields)
         released: list[int] = []
-        if notification.channel_id is not None and notification.event != Notification.Event.TEST:
+        if notification.channel is not None and notification.event != Notification.Event.TEST:
             _channel_count(notification.channel, outcome=outcome, error=error)
             if outcome == DeliveryAttempt.Outcome.SENT:
-                released = _channel_release(notification.channel_id, now)
+                released = _channel_release(notification.channel.pk, now)
         next_id = None
         if status != Notification.Status.PENDING and notification.group_id is not None:
             next_id = (

@@ -8,7 +8,6 @@ savepoint that is rolled back, so every role sees the same world.
 from __future__ import annotations
 
 import json
-
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
