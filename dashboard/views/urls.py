@@ -31,6 +31,7 @@ urlpatterns = [
     path("d/<slug:slug>/settings", setup.deployment_settings, name="deployment-settings"),
     path("d/<slug:slug>/settings/floors", setup.deployment_thresholds, name="deployment-thresholds"),
     path("d/<slug:slug>/settings/drift", setup.deployment_drift, name="deployment-drift"),
+    path("d/<slug:slug>/settings/labels", setup.deployment_labels_alert, name="deployment-labels"),
     path("d/<slug:slug>/audit", deployments.audit_log, name="audit"),
     path("d/<slug:slug>/drift/<int:report_id>/", deployments.drift_report, name="drift-report"),
     path("d/<slug:slug>/versions/new", versions.version_new, name="version-new"),

@@ -47,6 +47,7 @@ from monitoring.services.deployments import (
     deployment_approval_configure,
     deployment_create,
     deployment_drift_configure,
+    deployment_labels_alert_configure,
     deployment_thresholds_configure,
     team_get_or_create,
 )
@@ -96,6 +97,7 @@ from monitoring.services.versions import (
 )
 
 __all__ = [
+    "deployment_labels_alert_configure",
     "BLOB_GRACE",
     "COMPARISON_LOST_AFTER",
     "FLOOR_METRICS",

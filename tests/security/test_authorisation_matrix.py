@@ -97,6 +97,7 @@ PAGES: dict[str, Rule] = {
     "deployment-settings": Rule("GET", VIEW),
     "deployment-thresholds": Rule("POST", APPROVE, lambda w: {"accuracy": "0.8"}),
     "deployment-drift": Rule("POST", APPROVE, lambda w: {"correction": "bh", "p_value": "0.01"}),
+    "deployment-labels": Rule("POST", APPROVE, lambda w: {"labels_stopped_hours": "12"}),
     "tokens": Rule("GET", OPERATE),
     "audit": Rule("GET", VIEW),
     "drift-report": Rule("GET", VIEW),

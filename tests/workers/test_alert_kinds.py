@@ -181,3 +181,28 @@ def test_a_finished_job_tells_who_queued_it_which_candidate_waits(deployment, op
     delivery.deliver_due()
     assert smtp.mailbox.envelopes == [["oscar@example.com"]]  # the approver has no address: only the requester
     assert f"v{candidate.number} is waiting for review" in _subject(smtp.mailbox.messages[0])
+
+
+def test_an_approver_sets_the_labels_limit_on_the_settings_page_and_bad_values_write_nothing(deployment, approver, viewer):
+    from django.test import Client
+
+    from monitoring.models import AuditEvent
+
+    client = Client()
+    client.force_login(approver)
+    assert 'name="labels_stopped_hours"' in client.get("/d/tumour/settings").content.decode()
+    assert client.post("/d/tumour/settings/labels", {"labels_stopped_hours": "12"}).status_code == 302
+    deployment.refresh_from_db()
+    assert deployment.labels_stopped_hours == 12
+    assert AuditEvent.objects.filter(action="deployment.labels_alert_configure").count() == 1
+    for bad in ("0", "many"):
+        assert client.post("/d/tumour/settings/labels", {"labels_stopped_hours": bad}).status_code in (400, 422)
+    viewer_client = Client()
+    viewer_client.force_login(viewer)
+    assert viewer_client.post("/d/tumour/settings/labels", {"labels_stopped_hours": "1"}).status_code == 403
+    deployment.refresh_from_db()
+    assert deployment.labels_stopped_hours == 12
+    assert AuditEvent.objects.filter(action="deployment.labels_alert_configure").count() == 1
+    assert client.post("/d/tumour/settings/labels", {"labels_stopped_hours": ""}).status_code == 302
+    deployment.refresh_from_db()
+    assert deployment.labels_stopped_hours is None
