@@ -97,7 +97,6 @@ from monitoring.services.versions import (
 )
 
 __all__ = [
-    "deployment_labels_alert_configure",
     "BLOB_GRACE",
     "COMPARISON_LOST_AFTER",
     "FLOOR_METRICS",
@@ -140,6 +139,7 @@ __all__ = [
     "deployment_create",
     "deployment_create_from_model",
     "deployment_drift_configure",
+    "deployment_labels_alert_configure",
     "deployment_rollback",
     "deployment_thresholds_configure",
     "digest_claim",
