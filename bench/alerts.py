@@ -8,7 +8,11 @@ commit to receipt, and lost or duplicated deliveries (by webhook-id, and for ema
 Baseline, measured in the same run: one notification per alert per channel (no grouping, what a naive sender
 sends), and the round trip of one bare POST to the same receiver (the floor under any delivery latency).
 
-Targets (issue 12): p95 <= 1 s, 0 lost, 0 duplicated webhook-ids.
+Then recovery: the HTTP receiver answers 503 for --down-seconds (default 300, the issue's five minutes) while
+--recovery-deployments deployments each raise an alert; reported: how long after it answers again the last of
+that backlog arrives (target: within 60 s), and lost or duplicated ids among it.
+
+Targets (issue 12): p95 <= 1 s, 0 lost, 0 duplicated webhook-ids, backlog within 1 min of the receiver's return.
 
 Always runs on its own database (BENCH_ALERTS_DATABASE_URL, default wk_bench_alerts, created and migrated if
 missing) and Redis database (BENCH_ALERTS_REDIS_URL, default db 6), whatever DATABASE_URL and REDIS_URL say
@@ -87,12 +91,18 @@ from monitoring.models import Alert, Deployment, Notification
 
 RECEIVED: list[tuple[str, str, float, str]] = []  # (channel, id, received at, deployment slug)
 LOCK = threading.Lock()
+DOWN = threading.Event()  # set: the HTTP receiver answers 503 (an outage)
 
 
 class Hook(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         at = time.time()
+        if DOWN.is_set():
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path.startswith("/slack"):
             slug = body["blocks"][0]["text"]["text"].rsplit(": ", 1)[1]
             entry = ("slack", self.path + ":" + str(len(RECEIVED)), at, slug)
@@ -124,6 +134,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deployments", type=int, default=100)
     parser.add_argument("--per-deployment", type=int, default=10)
+    parser.add_argument("--down-seconds", type=float, default=300.0)
+    parser.add_argument("--recovery-deployments", type=int, default=20)
     args = parser.parse_args()
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
@@ -183,6 +195,13 @@ def main() -> None:
         while len(RECEIVED) < expected and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(2)  # any duplicate has a moment to arrive
+        main_received = list(RECEIVED)
+        # Deployments of their own: a new group per deployment sends at once (group_wait=0), where an alert joining
+        # the first phase's open groups would wait out their group_interval.
+        fresh = [Deployment.objects.create(team=team, slug=f"r{run}-{i:03d}", name=f"r{run}-{i:03d}",
+                                           feature_names=["f0"], class_labels=["0", "1"])
+                 for i in range(args.recovery_deployments)]
+        recovery = _recovery(fresh, down_s=args.down_seconds)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
@@ -191,18 +210,62 @@ def main() -> None:
 
     n_alerts = args.deployments * args.per_deployment
     notifications = Notification.objects.filter(channel__team=team)
-    latencies = sorted(at - committed[slug] for _, _, at, slug in RECEIVED if slug in committed)
-    ids = Counter(i for channel, i, _, _ in RECEIVED if channel in ("webhook", "email"))
-    expected_ids = set(notifications.exclude(channel=slack).values_list("webhook_id", flat=True))
-    lost = len(expected_ids - set(ids)) + max(0, args.deployments - sum(1 for c, *_ in RECEIVED if c == "slack"))
+    first = notifications.filter(pk__lte=recovery["first_backlog_pk"] - 1) if recovery["first_backlog_pk"] else notifications
+    latencies = sorted(at - committed[slug] for _, _, at, slug in main_received if slug in committed)
+    ids = Counter(i for channel, i, _, _ in main_received if channel in ("webhook", "email"))
+    expected_ids = set(first.exclude(channel=slack).values_list("webhook_id", flat=True))
+    lost = len(expected_ids - set(ids)) + max(0, args.deployments - sum(1 for c, *_ in main_received if c == "slack"))
     duplicated = sum(1 for count in ids.values() if count > 1)
     p50, p95 = statistics.median(latencies), latencies[int(0.95 * (len(latencies) - 1))]
     naive = n_alerts * 3
     print(f"alerts: {n_alerts:,} across {args.deployments} deployments, 3 channels, one worker (8 threads)")
-    print(f"notifications: {notifications.count():,} (baseline without grouping: {naive:,}; {naive / max(notifications.count(), 1):.1f}x fewer)")
+    print(f"notifications: {first.count():,} (baseline without grouping: {naive:,}; {naive / max(first.count(), 1):.1f}x fewer)")
     print(f"commit -> receipt: p50 {p50:.3f} s, p95 {p95:.3f} s over {len(latencies):,} receipts "
           f"(a bare POST: median {statistics.median(bare) * 1000:.1f} ms; p50 is {p50 / statistics.median(bare):.0f}x that)")
     print(f"lost: {lost}, duplicated ids: {duplicated}")
+    print(f"recovery: receiver down {args.down_seconds:.0f} s while {recovery['backlog']} webhook notifications waited "
+          f"({recovery['attempts']} failed attempts); the last arrived {recovery['after_up_s']:.1f} s after it was back "
+          f"(target <= 60 s); lost {recovery['lost']}, duplicated {recovery['duplicated']}")
+
+
+def _recovery(deployments: list[Deployment], *, down_s: float) -> dict:
+    """Take the HTTP receiver down, raise one alert per deployment, bring it back after down_s, and time how long
+    the backlog (the webhook channel's notifications) takes to arrive."""
+    from monitoring.models import DeliveryAttempt
+
+    first_pk = (Notification.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
+    DOWN.set()
+    went_down = time.monotonic()
+    for deployment in deployments:
+        services.alert_raise(deployment=deployment, kind=Alert.Kind.NO_PREDICTIONS, dedup_key="recovery",
+                             title="No predictions for 6 h")
+    time.sleep(max(0.0, down_s - (time.monotonic() - went_down)))
+    backlog = Notification.objects.filter(pk__gte=first_pk, channel__kind="webhook")
+    expected = set(backlog.values_list("webhook_id", flat=True))
+    with LOCK:
+        RECEIVED.clear()
+    up_at = time.time()
+    DOWN.clear()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        with LOCK:
+            got = {i for c, i, _, _ in RECEIVED if c == "webhook"}
+        if expected <= got:
+            break
+        time.sleep(0.2)
+    time.sleep(2)
+    with LOCK:
+        webhook = [(i, at) for c, i, at, _ in RECEIVED if c == "webhook"]
+    counts = Counter(i for i, _ in webhook)
+    arrived = [at for i, at in webhook if i in expected]
+    return {
+        "first_backlog_pk": first_pk,
+        "backlog": len(expected),
+        "attempts": DeliveryAttempt.objects.filter(notification__in=backlog, outcome="transient").count(),
+        "after_up_s": (max(arrived) - up_at) if arrived else float("nan"),
+        "lost": len(expected - set(counts)),
+        "duplicated": sum(1 for i, n in counts.items() if n > 1 and i in expected),
+    }
 
 
 if __name__ == "__main__":

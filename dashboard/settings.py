@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 
 from dashboard.env import env_bool, env_int, env_list, env_str
 
@@ -236,6 +237,9 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-notifications": {"task": "workers.tasks.sweep_notifications_task", "schedule": 15.0},
     # The dead man's switch: deployments that had traffic and went quiet.
     "check-silent-deployments": {"task": "workers.tasks.check_silent_deployments_task", "schedule": 600.0},
+    # The weekly digest (opt-in per user), for the week that ended at Monday 00:00 UTC.
+    "send-weekly-digests": {"task": "workers.tasks.send_weekly_digests_task",
+                            "schedule": crontab(minute=0, hour=7, day_of_week="mon")},
 }
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
@@ -258,6 +262,10 @@ ALERT_ACK_LINK_MAX_AGE_HOURS = env_int("ALERT_ACK_LINK_MAX_AGE_HOURS", 7 * 24)
 ALERT_NO_PREDICTIONS_HOURS = env_int("ALERT_NO_PREDICTIONS_HOURS", 6)
 # Permanent failures in a row after which a channel is disabled (and the team alerted in-app).
 ALERT_CHANNEL_DISABLE_AFTER = env_int("ALERT_CHANNEL_DISABLE_AFTER", 3)
+# A deployment's scheduled evaluation or drift check failing this many times in a row raises check_failing.
+ALERT_CHECK_FAILURES = env_int("ALERT_CHECK_FAILURES", 3)
+# A claimed notification whose sender has not reported after this long was lost with its worker (tests shorten it).
+ALERT_DELIVERY_LEASE_SECONDS = env_int("ALERT_DELIVERY_LEASE_SECONDS", 60)
 
 LOGGING = {
     "version": 1,

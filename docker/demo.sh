@@ -37,6 +37,8 @@ if [ "$WATCHKEEPER_MODE" = full ]; then
   start worker
   start maintenance-worker
   start beat
+else
+  start notifier  # no beat or worker: alert delivery's sweep runs in its own small process
 fi
 
 url="http://127.0.0.1:${PORT:-8000}/"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-role=${1:?usage: entrypoint.sh init-secrets|migrate|web|worker|maintenance-worker|beat|seed|createadmin|manage}
+role=${1:?usage: entrypoint.sh init-secrets|migrate|web|worker|maintenance-worker|beat|notifier|seed|createadmin|manage}
 shift || true
 
 case "$role" in
@@ -61,6 +61,10 @@ case "$role" in
   beat)
     mkdir -p var
     exec celery -A dashboard beat --schedule var/celerybeat-schedule --loglevel INFO "$@"
+    ;;
+  notifier)
+    # The embedded mode's stand-in for beat + worker in alert delivery: the sweep every 15 s, in process.
+    exec python manage.py deliver_notifications --every 15 "$@"
     ;;
   seed)
     exec python manage.py seed_demo "$@"

@@ -29,3 +29,15 @@ def metric_of(key: str) -> str | None:
 
 def job_failed_key(*, job_id: int) -> str:
     return f"job:{job_id}"
+
+
+LABELS_STOPPED_KEY = "traffic:labels-stopped"
+
+
+def check_failing_key(*, check: str) -> str:
+    """A scheduled check ("evaluation", "drift") failing repeatedly on a deployment."""
+    return f"check-failing:{check}"
+
+
+def candidate_waiting_key(*, version_id: int) -> str:
+    return f"candidate:{version_id}"

@@ -63,6 +63,11 @@ class Deployment(models.Model):
     # Minutes between scheduled drift checks; empty = every beat (settings.DRIFT_INTERVAL_MINUTES).
     drift_interval_minutes = models.PositiveIntegerField(null=True, blank=True)
     evaluation_window_days = models.PositiveIntegerField(default=7)
+    # A deployment that had labels arriving and got none for this long raises "labels stopped"; labels often come
+    # a day or two late, so the default waits two days. Empty: never.
+    labels_stopped_hours = models.PositiveIntegerField(
+        null=True, blank=True, default=48, help_text="Alert when no labels arrived for this many hours (empty: never)"
+    )
     # Some sensors legitimately report NaN (a missing reading); most deployments want them refused at the door.
     allow_non_finite = models.BooleanField(
         default=False, help_text="Accept NaN and infinite feature values in production traffic"
@@ -539,6 +544,8 @@ class Alert(models.Model):
         NO_PREDICTIONS = "no_predictions", "No predictions arriving"
         LABELS_STOPPED = "labels_stopped", "Labels stopped arriving"
         CHANNEL_DISABLED = "channel_disabled", "Notification channel disabled"
+        CHECK_FAILING = "check_failing", "Scheduled check failing"
+        CANDIDATE_WAITING = "candidate_waiting", "Candidate waiting for review"
 
     class Severity(models.TextChoices):
         INFO = "info", "Info"
@@ -686,7 +693,10 @@ class AuditEvent(models.Model):
 # Alert delivery (channels, routing, grouping, silences, the outbox): its own module, loaded with these models.
 from monitoring.notification_models import AlertGroup as AlertGroup  # noqa: E402
 from monitoring.notification_models import DeliveryAttempt as DeliveryAttempt  # noqa: E402
+from monitoring.notification_models import DigestPreference as DigestPreference  # noqa: E402
+from monitoring.notification_models import DigestSent as DigestSent  # noqa: E402
 from monitoring.notification_models import Notification as Notification  # noqa: E402
 from monitoring.notification_models import NotificationChannel as NotificationChannel  # noqa: E402
 from monitoring.notification_models import RoutingRule as RoutingRule  # noqa: E402
+from monitoring.notification_models import ScheduledCheckState as ScheduledCheckState  # noqa: E402
 from monitoring.notification_models import Silence as Silence  # noqa: E402

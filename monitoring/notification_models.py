@@ -183,13 +183,21 @@ class Notification(models.Model):
         FAILED = "failed", "Failed"
 
     group = models.ForeignKey(AlertGroup, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications")
-    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="notifications")
+    # None for a direct email to people (a candidate to its team's approvers, a job to who queued it): then
+    # `recipients` holds the addresses and `alert` what it is about.
+    channel = models.ForeignKey(
+        NotificationChannel, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
+    recipients = models.JSONField(default=list, blank=True)
+    alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="direct_notifications")
     event = models.CharField(max_length=16, choices=Event.choices)
     payload = models.JSONField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # Set from a receiver's Retry-After: a success elsewhere on the channel does not release this row earlier.
+    retry_after_until = models.DateTimeField(null=True, blank=True)
     webhook_id = models.CharField(max_length=64, unique=True, default=_webhook_id)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -220,3 +228,41 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
+
+
+class ScheduledCheckState(models.Model):
+    """Consecutive failures of one deployment's scheduled check ("evaluation", "drift"): at
+    settings.ALERT_CHECK_FAILURES in a row a check_failing alert opens; the next success resolves it."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="+")
+    check_name = models.CharField(max_length=32)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    first_failed_at = models.DateTimeField(null=True, blank=True)
+    last_failed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=1000, blank=True)
+    last_succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["deployment", "check_name"], name="check_state_unique")]
+
+
+class DigestPreference(models.Model):
+    """A user's choice to get the weekly digest email of each of their teams (off unless they opt in)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="digest_preference")
+    weekly_digest = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+
+class DigestSent(models.Model):
+    """One digest per user, team and week: the claim row written before the mail goes, so a second run of the
+    weekly task sends nothing."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    week_start = models.DateField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "team", "week_start"], name="digest_once_per_week")]

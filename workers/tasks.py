@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 
 import redis
@@ -69,6 +70,27 @@ def deployment_lock(name: str, deployment_id: int, *, timeout: int = CHECK_TIME_
             pass
 
 
+@dataclass
+class CheckOutcome:
+    error: str | None = None
+
+
+@contextmanager
+def scheduled_check(deployment: Deployment, check: str) -> Iterator[CheckOutcome]:
+    """Count the outcome of a deployment's scheduled check (services.scheduled_check_record): an exception, or an
+    error the body sets, is a failure. Transient errors (the database, the broker) are not the check's fault:
+    the task retries them, and they are not counted."""
+    outcome = CheckOutcome()
+    try:
+        yield outcome
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:
+        services.scheduled_check_record(deployment=deployment, check=check, error=f"{type(exc).__name__}: {exc}")
+        raise
+    services.scheduled_check_record(deployment=deployment, check=check, error=outcome.error)
+
+
 class MaintenanceJobTask(Task):
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         # Reached also when the hard time limit kills the worker child, where run_job had no chance to record it.
@@ -106,7 +128,9 @@ def evaluate_deployment_task(deployment_id: int) -> None:
         if not acquired:
             logger.info("evaluation of %s skipped: another worker is evaluating it", deployment.slug)
             return
-        evaluate_deployment(deployment=deployment)
+        with scheduled_check(deployment, "evaluation") as outcome:
+            runs = evaluate_deployment(deployment=deployment)
+            outcome.error = "; ".join(f"{run.get_source_display()}: {run.error}" for run in runs if run.error) or None
 
 
 @shared_task(soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT, **RETRY_POLICY)
@@ -120,7 +144,8 @@ def check_drift_task(deployment_id: int) -> None:
         if not acquired:
             logger.info("drift check of %s skipped: another worker is checking it", deployment.slug)
             return
-        check_drift(deployment=deployment)
+        with scheduled_check(deployment, "drift"):
+            check_drift(deployment=deployment)
 
 
 @shared_task(soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT, **RETRY_POLICY)
@@ -235,6 +260,8 @@ def deliver_notification_task(notification_id: int) -> None:
         deliver_notification_task.apply_async((notification_id,), countdown=result.retry_in_s)
     if result.next_in_order is not None:
         deliver_notification_task.delay(result.next_in_order)
+    for released_id in result.released:  # the channel answered: its backlog goes now, not at its backoff
+        deliver_notification_task.delay(released_id)
 
 
 @shared_task(**RETRY_POLICY)
@@ -260,6 +287,17 @@ def sweep_notifications_task() -> None:
 @shared_task(**RETRY_POLICY)
 def check_silent_deployments_task() -> None:
     """Beat: the dead man's switch, an alert for each served deployment whose predictions or labels stopped."""
-    from workers.traffic_check import check_silent_deployments
+    from workers.traffic_check import check_labels_stopped, check_silent_deployments
 
-    check_silent_deployments(deployment_ids=_served_deployment_ids(), now=timezone.now())
+    served, now = _served_deployment_ids(), timezone.now()
+    check_silent_deployments(deployment_ids=served, now=now)
+    check_labels_stopped(deployment_ids=served, now=now)
+
+
+@shared_task(**RETRY_POLICY)
+def send_weekly_digests_task() -> None:
+    """Beat, Monday 07:00 UTC: last week's digest to each member who opted in (once per user, team and week)."""
+    from workers.digest import send_weekly_digests
+
+    sent = send_weekly_digests(now=timezone.now())
+    logger.info("sent %d weekly digest(s)", sent)

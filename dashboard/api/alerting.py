@@ -76,7 +76,8 @@ class NotificationOut(Schema):
 
     @staticmethod
     def resolve_channel(obj: Notification) -> str:
-        return obj.channel.name
+        # A direct email to people (a candidate to the approvers, a job's outcome) has no channel.
+        return obj.channel.name if obj.channel is not None else "email to " + ", ".join(obj.recipients)
 
     @staticmethod
     def resolve_attempts(obj: Notification) -> list[Any]:
@@ -92,6 +93,19 @@ class RuleIn(Schema):
     group_wait_s: int = 30
     group_interval_s: int = 300
     repeat_interval_s: int = 4 * 3600
+
+
+class RulePatch(Schema):
+    """Only the fields given change; the others keep their values."""
+
+    name: str | None = Field(None, min_length=1, max_length=100)
+    channels: list[int] | None = Field(None, description="Ids of the team's channels")
+    deployment: str | None = Field(None, description="A deployment's slug; \"\" = every deployment of the team")
+    min_severity: Literal["info", "warning", "critical"] | None = None
+    kinds: list[str] | None = Field(None, description="Alert kinds; empty = every kind")
+    group_wait_s: int | None = None
+    group_interval_s: int | None = None
+    repeat_interval_s: int | None = None
 
 
 class RuleOut(Schema):
@@ -196,18 +210,62 @@ def rule_list(request: HttpRequest, team: str) -> list[RoutingRule]:
     return list(selectors.rules_for(team=get_team_for(user_of(request), team, need=VIEW)))
 
 
+def _channels_of(team: Team, ids: list[int]) -> list[NotificationChannel]:
+    channels = list(NotificationChannel.objects.filter(team=team, pk__in=ids))
+    if len(channels) != len(set(ids)):
+        unknown = sorted(set(ids) - {c.pk for c in channels})
+        raise services.ValidationFailed(
+            f"Channel(s) {unknown} are not this team's; list them with GET /api/teams/{team.slug}/channels.",
+            errors=[{"field": "channels", "message": "unknown"}],
+        )
+    return channels
+
+
 @router.post("/teams/{team}/rules", response={201: RuleOut, **WRITE_ERRORS}, summary="Add a routing rule")
 def rule_create(request: HttpRequest, team: str, payload: RuleIn) -> Status:
     team_obj = get_team_for(user_of(request), team, need=MANAGE_ALERTING)
-    channels = list(NotificationChannel.objects.filter(team=team_obj, pk__in=payload.channels))
-    if len(channels) != len(set(payload.channels)):
-        raise services.ValidationFailed("Some channels are not this team's.", errors=[{"field": "channels", "message": "unknown"}])
+    channels = _channels_of(team_obj, payload.channels)
     rule = services.routing_rule_create(
         team=team_obj, name=payload.name, channels=channels, deployment=_deployment_of(team_obj, payload.deployment),
         min_severity=payload.min_severity, kinds=payload.kinds, group_wait_s=payload.group_wait_s,
         group_interval_s=payload.group_interval_s, repeat_interval_s=payload.repeat_interval_s, by=user_of(request),
     )
     return Status(201, rule)
+
+
+@router.get("/teams/{team}/rules/{rule_id}", response={200: RuleOut, **READ_ERRORS}, summary="A routing rule")
+def rule_get(request: HttpRequest, team: str, rule_id: int) -> RoutingRule:
+    return get_rule_for(user_of(request), team, rule_id, need=VIEW)
+
+
+@router.put("/teams/{team}/rules/{rule_id}", response={200: RuleOut, **WRITE_ERRORS},
+            summary="Replace a routing rule (audited)")
+def rule_replace(request: HttpRequest, team: str, rule_id: int, payload: RuleIn) -> RoutingRule:
+    rule = get_rule_for(user_of(request), team, rule_id, need=MANAGE_ALERTING)
+    return services.routing_rule_update(
+        rule=rule, name=payload.name, channels=_channels_of(rule.team, payload.channels),
+        deployment=_deployment_of(rule.team, payload.deployment), min_severity=payload.min_severity,
+        kinds=payload.kinds, group_wait_s=payload.group_wait_s, group_interval_s=payload.group_interval_s,
+        repeat_interval_s=payload.repeat_interval_s, by=user_of(request),
+    )
+
+
+@router.patch("/teams/{team}/rules/{rule_id}", response={200: RuleOut, **WRITE_ERRORS},
+              summary="Change some fields of a routing rule (audited)")
+def rule_patch(request: HttpRequest, team: str, rule_id: int, payload: RulePatch) -> RoutingRule:
+    rule = get_rule_for(user_of(request), team, rule_id, need=MANAGE_ALERTING)
+    given = payload.dict(exclude_unset=True)
+    channels = _channels_of(rule.team, given["channels"]) if given.get("channels") is not None else list(rule.channels.all())
+    deployment = _deployment_of(rule.team, given["deployment"]) if "deployment" in given else rule.deployment
+
+    def value(name: str) -> Any:
+        return given[name] if given.get(name) is not None else getattr(rule, name)
+
+    return services.routing_rule_update(
+        rule=rule, name=value("name"), channels=channels, deployment=deployment, min_severity=value("min_severity"),
+        kinds=value("kinds"), group_wait_s=value("group_wait_s"), group_interval_s=value("group_interval_s"),
+        repeat_interval_s=value("repeat_interval_s"), by=user_of(request),
+    )
 
 
 @router.delete("/teams/{team}/rules/{rule_id}", response={204: None, **WRITE_ERRORS}, summary="Delete a routing rule")

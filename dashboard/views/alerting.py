@@ -58,6 +58,7 @@ def team_alerting(request: HttpRequest, team: str) -> HttpResponse:
         "can_manage": _can_manage(request, team_obj),
         "channel_form": ChannelForm(),
         "rule_form": RuleForm(team=team_obj),
+        "weekly_digest": selectors.digest_wanted(user=request.user),
         "silence_form": SilenceForm(team=team_obj),
     }
     return render(request, "alerting/team.html", context)
@@ -158,6 +159,56 @@ def rule_create(request: HttpRequest, team: str) -> HttpResponse:
     else:
         messages.success(request, f"Routing rule “{data['name']}” added.")
     return redirect(_page_url(team, "rules"))
+
+
+@login_required
+@require_POST
+def digest_preference(request: HttpRequest, team: str) -> HttpResponse:
+    """Any member sets their own weekly digest (it goes to every team they are in)."""
+    get_team_for(request.user, team, need=VIEW)
+    wanted = request.POST.get("weekly_digest") == "on"
+    services.digest_preference_set(user=request.user, weekly_digest=wanted)
+    if wanted and not request.user.email:
+        messages.warning(request, "Weekly digest on, but your account has no email address: ask an admin to add one.")
+    else:
+        messages.success(request, "You will get the weekly digest on Mondays." if wanted else "Weekly digest off.")
+    return redirect(_page_url(team, "digest"))
+
+
+def _rule_initial(rule) -> dict:
+    return {
+        "name": rule.name, "deployment": rule.deployment, "min_severity": rule.min_severity, "kinds": rule.kinds,
+        "channels": list(rule.channels.all()), "group_wait_s": rule.group_wait_s,
+        "group_interval_s": rule.group_interval_s, "repeat_interval_s": rule.repeat_interval_s,
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def rule_edit(request: HttpRequest, team: str, rule_id: int) -> HttpResponse:
+    """The rule's form, filled in (approvers); saving replaces its matchers, channels and intervals."""
+    rule = get_rule_for(request.user, team, rule_id, need=MANAGE_ALERTING)
+    if request.method == "GET":
+        form = RuleForm(initial=_rule_initial(rule), team=rule.team)
+        return render(request, "alerting/rule_edit.html", {"team": rule.team, "rule": rule, "form": form})
+    form = RuleForm(request.POST, team=rule.team)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.routing_rule_update(
+                rule=rule, name=data["name"], deployment=data["deployment"], min_severity=data["min_severity"],
+                kinds=list(data["kinds"]), channels=list(data["channels"]), group_wait_s=data["group_wait_s"],
+                group_interval_s=data["group_interval_s"], repeat_interval_s=data["repeat_interval_s"], by=request.user,
+            )
+        except services.ServiceError as exc:
+            form.add_error(None, exc.message)
+            status = exc.status
+        else:
+            messages.success(request, f"Routing rule “{data['name']}” saved.")
+            return redirect(_page_url(team, "rules"))
+    else:
+        status = 400
+    return render(request, "alerting/rule_edit.html", {"team": rule.team, "rule": rule, "form": form}, status=status)
 
 
 @login_required

@@ -11,10 +11,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from dashboard.access import OPERATE, can, get_alert_for
-from dashboard.alert_actions import next_actions
 from dashboard.forms import AlertStatusForm
 from dashboard.views.common import redirect_back, report
 from monitoring import selectors, services
+from monitoring.alert_actions import next_actions
 from monitoring.models import Team
 
 ALERTS_PAGE_SIZE = 50

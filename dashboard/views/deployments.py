@@ -16,11 +16,11 @@ from django.utils import timezone
 
 from dashboard import charts
 from dashboard.access import APPROVE, OPERATE, can, get_deployment_for
-from dashboard.alert_actions import next_actions
 from dashboard.forms import JobForm, TokenForm
 from dashboard.timerange import PRESET_DAYS, REFRESH_CHOICES, RangeError, TimeRange, parse_time_range
 from dashboard.views.common import version_url
 from monitoring import selectors
+from monitoring.alert_actions import next_actions
 from monitoring.models import Deployment, EvaluationRun, ModelVersion
 
 QUALITY_METRICS = ["accuracy", "f1_macro"]

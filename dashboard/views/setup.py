@@ -114,6 +114,25 @@ def deployment_thresholds(request: HttpRequest, slug: str) -> HttpResponse:
 
 @login_required
 @require_POST
+def deployment_labels_alert(request: HttpRequest, slug: str) -> HttpResponse:
+    deployment = get_deployment_for(request.user, slug, need=APPROVE)
+    raw = request.POST.get("labels_stopped_hours", "").strip()
+    try:
+        hours = int(raw) if raw else None
+    except ValueError:
+        messages.error(request, "Hours must be a whole number, or empty for never.")
+        return _settings_page(request, deployment, status=400)
+    try:
+        services.deployment_labels_alert_configure(deployment=deployment, hours=hours, by=request.user)
+    except services.ServiceError as exc:
+        messages.error(request, exc.message)
+        return _settings_page(request, deployment, status=exc.status)
+    messages.success(request, f"Labels alert after {hours} h without a label." if hours else "Labels alert off.")
+    return redirect(_settings_url(slug, "labels"))
+
+
+@login_required
+@require_POST
 def deployment_drift(request: HttpRequest, slug: str) -> HttpResponse:
     deployment = get_deployment_for(request.user, slug, need=APPROVE)
     form = DriftSettingsForm(request.POST)

@@ -50,7 +50,10 @@ def channel_deliveries(*, channel: NotificationChannel, limit: int = LAST_DELIVE
 
 def alert_notifications(*, alert: Alert) -> list[Notification]:
     """Every notification that listed this alert (through its groups), oldest first, with their attempts."""
-    return list(_with_attempts(Notification.objects.filter(group__alerts=alert).order_by("created_at", "id")).distinct())
+    return list(
+        _with_attempts(Notification.objects.filter(Q(group__alerts=alert) | Q(alert=alert)).order_by("created_at", "id"))
+        .distinct()
+    )
 
 
 def alert_groups_of(*, alert: Alert) -> list[AlertGroup]:
@@ -68,7 +71,7 @@ def notifications_due_ids(*, now: datetime, limit: int = 1000) -> list[int]:
     repeat, so a row queued twice is still sent once)."""
     return list(
         Notification.objects.filter(status=Notification.Status.PENDING, next_attempt_at__lte=now)
-        .filter(Q(channel__enabled=True) | Q(event=Notification.Event.TEST))
+        .filter(Q(channel__enabled=True) | Q(event=Notification.Event.TEST) | Q(channel__isnull=True))
         .order_by("pk").values_list("pk", flat=True)[:limit]
     )
 
@@ -84,3 +87,17 @@ def last_predictions_received(*, deployment_ids: list[int]) -> dict[int, datetim
         .annotate(last=Max("received_at")).values_list("deployment_id", "last")
     )
     return {deployment_id: last for deployment_id, last in rows}
+
+
+def last_labels_received(*, deployment_ids: list[int]) -> dict[int, datetime]:
+    """When each deployment last had a label joined to a prediction; absent: never. Reads the labelled rows only
+    (the partial index prediction_labelled_idx leads with the deployment), once per beat of the traffic check."""
+    from django.db.models import Max
+
+    from monitoring.models import Prediction
+
+    rows = (
+        Prediction.objects.filter(deployment_id__in=deployment_ids, label_index__isnull=False).values("deployment_id")
+        .annotate(last=Max("labelled_at")).values_list("deployment_id", "last")
+    )
+    return {deployment_id: last for deployment_id, last in rows if last is not None}

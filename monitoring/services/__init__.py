@@ -16,7 +16,13 @@ from monitoring.services.access import (
     token_revoke,
     user_create,
 )
-from monitoring.services.alerts import alert_raise, alert_resolve_key, alert_set_status
+from monitoring.services.alerts import (
+    alert_raise,
+    alert_resolve_key,
+    alert_set_status,
+    candidate_waiting_raise,
+    scheduled_check_record,
+)
 from monitoring.services.audit import audit_record
 from monitoring.services.blobs import BLOB_GRACE, blob_put, storage_collect_garbage
 from monitoring.services.channels import (
@@ -25,6 +31,7 @@ from monitoring.services.channels import (
     channel_update,
     routing_rule_create,
     routing_rule_delete,
+    routing_rule_update,
     silence_create,
     silence_expire,
 )
@@ -40,9 +47,11 @@ from monitoring.services.deployments import (
     deployment_approval_configure,
     deployment_create,
     deployment_drift_configure,
+    deployment_labels_alert_configure,
     deployment_thresholds_configure,
     team_get_or_create,
 )
+from monitoring.services.digest import digest_claim, digest_mark_sent, digest_preference_set, digest_release
 from monitoring.services.drift import drift_report_record, reference_profile_store
 from monitoring.services.errors import Conflict, NotFound, NotPermitted, ServiceError, TooLarge, ValidationFailed
 from monitoring.services.evaluation import evaluation_complete, evaluation_fail, evaluation_start
@@ -116,6 +125,7 @@ __all__ = [
     "batches_index",
     "blob_put",
     "blob_read",
+    "candidate_waiting_raise",
     "channel_create",
     "channel_delete",
     "channel_test",
@@ -131,8 +141,13 @@ __all__ = [
     "deployment_create",
     "deployment_create_from_model",
     "deployment_drift_configure",
+    "deployment_labels_alert_configure",
     "deployment_rollback",
     "deployment_thresholds_configure",
+    "digest_claim",
+    "digest_mark_sent",
+    "digest_preference_set",
+    "digest_release",
     "drift_report_record",
     "evaluation_complete",
     "evaluation_fail",
@@ -158,6 +173,8 @@ __all__ = [
     "reference_profile_store",
     "routing_rule_create",
     "routing_rule_delete",
+    "routing_rule_update",
+    "scheduled_check_record",
     "silence_create",
     "silence_expire",
     "storage_collect_garbage",

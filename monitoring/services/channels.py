@@ -169,20 +169,11 @@ def _seconds(field: str, value: int, low: int, high: int) -> int:
     return value
 
 
-@transaction.atomic
-def routing_rule_create(
-    *,
-    team: Team,
-    name: str,
-    channels: list[NotificationChannel],
-    deployment: Deployment | None = None,
-    min_severity: str = Alert.Severity.WARNING,
-    kinds: list[str] | None = None,
-    group_wait_s: int = 30,
-    group_interval_s: int = 300,
-    repeat_interval_s: int = 4 * 3600,
-    by: AbstractBaseUser,
-) -> RoutingRule:
+def _rule_fields(
+    *, team: Team, name: str, channels: list[NotificationChannel], deployment: Deployment | None, min_severity: str,
+    kinds: list[str] | None, group_wait_s: int, group_interval_s: int, repeat_interval_s: int,
+) -> dict[str, Any]:
+    """A rule's fields, checked; raises ValidationFailed naming the field at fault."""
     name = name.strip()
     if not name or len(name) > 100:
         raise _refuse("name", "A rule needs a name of at most 100 characters.")
@@ -198,20 +189,76 @@ def routing_rule_create(
     unknown = [k for k in kinds if k not in Alert.Kind.values]
     if unknown:
         raise _refuse("kinds", f"Unknown alert kind(s) {unknown}; choose among {Alert.Kind.values}.")
-    rule = RoutingRule.objects.create(
-        team=team, name=name, deployment=deployment, min_severity=min_severity, kinds=kinds,
-        group_wait_s=_seconds("group_wait_s", group_wait_s, 0, MAX_GROUP_SECONDS),
-        group_interval_s=_seconds("group_interval_s", group_interval_s, 0, MAX_GROUP_SECONDS),
-        repeat_interval_s=_seconds("repeat_interval_s", repeat_interval_s, 60, MAX_REPEAT_SECONDS),
-        created_by=by,
+    return {
+        "name": name, "deployment": deployment, "min_severity": min_severity, "kinds": kinds,
+        "group_wait_s": _seconds("group_wait_s", group_wait_s, 0, MAX_GROUP_SECONDS),
+        "group_interval_s": _seconds("group_interval_s", group_interval_s, 0, MAX_GROUP_SECONDS),
+        "repeat_interval_s": _seconds("repeat_interval_s", repeat_interval_s, 60, MAX_REPEAT_SECONDS),
+    }
+
+
+def _rule_state(rule: RoutingRule) -> dict[str, Any]:
+    return {
+        "team": rule.team.slug, "name": rule.name, "deployment": rule.deployment.slug if rule.deployment else None,
+        "min_severity": rule.min_severity, "kinds": rule.kinds, "channels": sorted(c.name for c in rule.channels.all()),
+        "group_wait_s": rule.group_wait_s, "group_interval_s": rule.group_interval_s,
+        "repeat_interval_s": rule.repeat_interval_s,
+    }
+
+
+@transaction.atomic
+def routing_rule_create(
+    *,
+    team: Team,
+    name: str,
+    channels: list[NotificationChannel],
+    deployment: Deployment | None = None,
+    min_severity: str = Alert.Severity.WARNING,
+    kinds: list[str] | None = None,
+    group_wait_s: int = 30,
+    group_interval_s: int = 300,
+    repeat_interval_s: int = 4 * 3600,
+    by: AbstractBaseUser,
+) -> RoutingRule:
+    fields = _rule_fields(
+        team=team, name=name, channels=channels, deployment=deployment, min_severity=min_severity, kinds=kinds,
+        group_wait_s=group_wait_s, group_interval_s=group_interval_s, repeat_interval_s=repeat_interval_s,
     )
+    rule = RoutingRule.objects.create(team=team, created_by=by, **fields)
     rule.channels.set(channels)
-    audit_record(
-        action="routing_rule.create", actor=by, obj=rule,
-        after={"team": team.slug, "name": name, "deployment": deployment.slug if deployment else None,
-               "min_severity": min_severity, "kinds": kinds, "channels": [c.name for c in channels],
-               "group_wait_s": group_wait_s, "group_interval_s": group_interval_s, "repeat_interval_s": repeat_interval_s},
+    audit_record(action="routing_rule.create", actor=by, obj=rule, after=_rule_state(rule))
+    return rule
+
+
+@transaction.atomic
+def routing_rule_update(
+    *,
+    rule: RoutingRule,
+    name: str,
+    channels: list[NotificationChannel],
+    deployment: Deployment | None,
+    min_severity: str,
+    kinds: list[str] | None,
+    group_wait_s: int,
+    group_interval_s: int,
+    repeat_interval_s: int,
+    by: AbstractBaseUser,
+) -> RoutingRule:
+    """Replace a rule's matchers, channels and intervals (audited, before and after). Alerts route by it from
+    the next change on; its open groups keep their alerts and use the new intervals and channels when next due."""
+    rule = RoutingRule.objects.select_for_update(of=("self",)).select_related("team", "deployment").get(pk=rule.pk)
+    fields = _rule_fields(
+        team=rule.team, name=name, channels=channels, deployment=deployment, min_severity=min_severity, kinds=kinds,
+        group_wait_s=group_wait_s, group_interval_s=group_interval_s, repeat_interval_s=repeat_interval_s,
     )
+    before = _rule_state(rule)
+    for attr, value in fields.items():
+        setattr(rule, attr, value)
+    rule.save()
+    rule.channels.set(channels)
+    after = _rule_state(rule)
+    if after != before:
+        audit_record(action="routing_rule.update", actor=by, obj=rule, before=before, after=after)
     return rule
 
 

@@ -110,6 +110,20 @@ def _check_signature_fits(deployment: Deployment, signature: ModelSignature) -> 
         raise ValidationFailed(f"The model predicts classes the deployment does not know: {unknown}.")
 
 
+@transaction.atomic
+def deployment_labels_alert_configure(*, deployment: Deployment, hours: int | None, by: AbstractBaseUser) -> Deployment:
+    """How long without a label before "labels stopped" opens (None: never), audited."""
+    if hours is not None and (not isinstance(hours, int) or not 1 <= hours <= 24 * 365):
+        raise ValidationFailed("Hours must be a whole number from 1 to 8760, or empty for never.",
+                               errors=[{"field": "labels_stopped_hours", "message": "1 to 8760, or empty"}])
+    before = {"labels_stopped_hours": deployment.labels_stopped_hours}
+    deployment.labels_stopped_hours = hours
+    deployment.save(update_fields=["labels_stopped_hours"])
+    audit_record(action="deployment.labels_alert_configure", actor=by, deployment=deployment, obj=deployment,
+                 before=before, after={"labels_stopped_hours": hours})
+    return deployment
+
+
 def deployment_drift_configure(
     *,
     deployment: Deployment,

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from monitoring import alert_keys, background
 from monitoring.models import Alert, MaintenanceJob, ModelVersion
-from monitoring.services.alerts import alert_raise
+from monitoring.services.alerts import alert_raise, job_outcome_notify
 from monitoring.services.audit import audit_record
 from monitoring.services.errors import Conflict, ValidationFailed
 from monitoring.services.versions import version_register
@@ -147,6 +147,11 @@ def job_succeed(*, job: MaintenanceJob, candidate: ModelVersion) -> bool:
                 action="job.succeed", actor=None, actor_label="worker", deployment=job.deployment, obj=job,
                 after={"status": MaintenanceJob.Status.SUCCEEDED, "candidate_version": candidate.number},
             )
+            job.status = MaintenanceJob.Status.SUCCEEDED
+            # The conditional update above lets this happen once per job, however often the task runs.
+            job_outcome_notify(job=job, alert=Alert.objects.filter(
+                deployment=job.deployment, dedup_key=alert_keys.candidate_waiting_key(version_id=candidate.pk)
+            ).order_by("-created_at").first())
     return bool(succeeded)
 
 
@@ -164,7 +169,7 @@ def job_fail(*, job_id: int, error: str) -> bool:
             action="job.fail", actor=None, actor_label="worker", deployment=job.deployment, obj=job,
             after={"status": MaintenanceJob.Status.FAILED, "error": error[:2000]},
         )
-    alert_raise(
+    alert, created = alert_raise(
         deployment=job.deployment,
         kind=Alert.Kind.JOB_FAILED,
         # One alert per job: a second failing job is news, not a repeat.
@@ -172,6 +177,9 @@ def job_fail(*, job_id: int, error: str) -> bool:
         severity=Alert.Severity.WARNING,
         title=f"{job.get_kind_display()} of v{job.source_version.number} failed",
         message=error,
-        figures={"job": job.pk, "version": job.source_version.number},
+        figures={"job": job.pk, "kind": job.kind, "version": job.source_version.number,
+                 "started_at": job.started_at.isoformat() if job.started_at else None},
     )
+    if created:
+        job_outcome_notify(job=job, alert=alert)
     return True

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from monitoring import background
 from monitoring.ack_links import ack_token
+from monitoring.alert_actions import next_actions
 from monitoring.models import (
     Alert,
     AlertGroup,
@@ -47,12 +48,14 @@ FLUSH_TASK = "workers.tasks.flush_alert_group_task"
 # A group due within this many seconds is flushed by its own task (so group_wait=0 means seconds, not the next
 # sweep); later ones are left to the sweep, which runs every 15 s anyway.
 FLUSH_TASK_WITHIN_S = 60
-# A send takes at most the transport's timeout (10 s) plus its connect; a claimed row whose lease runs out was
-# lost with its worker, and the sweep hands it out again (with the same webhook-id).
-LEASE = timedelta(seconds=60)
-# Transient failures are retried with exponential backoff (30 s, 1 min, 2 min … capped at an hour, with 10 %
-# jitter so a recovering receiver is not hit by every retry at once) for up to a day after the row was written.
+# Transient failures are retried for up to a day after the row was written: every RETRY_EARLY_S (with 10 %
+# jitter, so a recovering receiver is not hit by every retry at once) during the first RETRY_EARLY_FOR, so a
+# receiver back after a short outage hears within a minute; then with exponential backoff up to an hour, so one
+# that stays down is asked about 25 more times that day, where every 50 s would be 1,600. The first success on a channel releases the rest of
+# its backlog at once (notification_record), so only one row per channel has to find the receiver back.
 RETRY_BASE_S = 30
+RETRY_EARLY_S = 50
+RETRY_EARLY_FOR = timedelta(hours=1)
 RETRY_MAX_S = 3600
 RETRY_FOR = timedelta(hours=24)
 # A Retry-After longer than this is treated as this: the receiver is asked again within the hour anyway.
@@ -156,6 +159,7 @@ def _digest(alerts: list[Alert]) -> str:
 
 
 def _alert_item(alert: Alert) -> dict[str, Any]:
+    actions = next_actions(alert)
     item: dict[str, Any] = {
         "id": alert.pk,
         "kind": alert.kind,
@@ -169,6 +173,8 @@ def _alert_item(alert: Alert) -> dict[str, Any]:
         "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
         "url": _url("alert-detail", alert.pk),
         "report_url": None,
+        "figures": alert.figures or {},
+        "next_action": {"label": actions[0].label, "url": settings.PUBLIC_URL + actions[0].url} if actions else None,
     }
     if alert.drift_report_id:
         item["report_url"] = _url("drift-report", alert.deployment.slug, alert.drift_report_id)
@@ -199,6 +205,30 @@ def group_payload(*, group: AlertGroup, event: str, alerts: list[Alert], now: da
             "ack_url": _url("alert-ack", ack_token(group.pk)) if event == Notification.Event.FIRING else None,
         },
     }
+
+
+def notification_direct(*, alert: Alert, recipients: list[str], headline: str) -> Notification:
+    """An email to people rather than to a channel (a candidate to its team's approvers, a job's outcome to who
+    queued it), in the transaction of the alert change; delivered, retried and recorded like any other."""
+    now = timezone.now()
+    deployment = alert.deployment
+    payload = {
+        "type": f"alert.{Notification.Event.FIRING}",
+        "timestamp": now.isoformat(),
+        "data": {
+            "group_id": None, "status": alert.status, "severity": alert.severity, "summary": headline,
+            "team": deployment.team.slug,
+            "deployment": {"slug": deployment.slug, "name": deployment.name, "url": _url("deployment", deployment.slug)},
+            "alerts": [_alert_item(alert)],
+            "ack_url": None,
+        },
+    }
+    notification = Notification.objects.create(
+        channel=None, alert=alert, recipients=sorted(set(recipients)), event=Notification.Event.FIRING,
+        payload=payload, created_at=now, next_attempt_at=now,
+    )
+    background.enqueue(DELIVER_TASK, notification.pk, robust=True)
+    return notification
 
 
 def _active_silences(team_id: int, now: datetime) -> list[Silence]:
@@ -335,17 +365,28 @@ def notification_claim(*, notification_id: int, now: datetime) -> Notification |
     ).exists():
         return None
     claimed = Notification.objects.filter(
-        Q(channel__enabled=True) | Q(event=Notification.Event.TEST),
+        Q(channel__enabled=True) | Q(event=Notification.Event.TEST) | Q(channel__isnull=True),
         pk=notification_id, status=Notification.Status.PENDING, next_attempt_at__lte=now,
-    ).update(status=Notification.Status.SENDING, lease_until=now + LEASE, attempts=F("attempts") + 1)
+    ).update(status=Notification.Status.SENDING, lease_until=now + _lease(), attempts=F("attempts") + 1)
     if claimed != 1:
         return None
     return Notification.objects.select_related("channel__team", "group").get(pk=notification_id)
 
 
-def _backoff(attempts: int) -> float:
-    delay = min(RETRY_BASE_S * 2 ** max(attempts - 1, 0), RETRY_MAX_S)
-    return float(delay * random.uniform(0.9, 1.1))
+def _lease() -> timedelta:
+    # A send takes at most the transport's timeout (10 s) plus its connect; a claimed row whose lease runs out
+    # was lost with its worker, and the sweep hands it out again (with the same webhook-id).
+    return timedelta(seconds=settings.ALERT_DELIVERY_LEASE_SECONDS)
+
+
+def _backoff(attempts: int, age: timedelta) -> float:
+    if age < RETRY_EARLY_FOR:
+        delay = float(min(RETRY_BASE_S * 2 ** max(attempts - 1, 0), RETRY_EARLY_S))
+    else:
+        # Counted from the end of the early hour, so the first late retry is not an hour's wait at once.
+        late = int((age - RETRY_EARLY_FOR).total_seconds() // RETRY_EARLY_S)
+        delay = float(min(RETRY_EARLY_S * 2 ** min(max(late, 0), 10), RETRY_MAX_S))
+    return delay * random.uniform(0.9, 1.1)
 
 
 @dataclass(frozen=True)
@@ -353,6 +394,7 @@ class Recorded:
     status: str
     retry_in_s: float | None  # when a retry is scheduled
     next_in_order: int | None  # the next notification of the same group and channel, now free to go
+    released: list[int] = field(default_factory=list)  # the channel's backlog, due now that it answered
 
 
 def notification_record(
@@ -377,7 +419,10 @@ def notification_record(
         if outcome == DeliveryAttempt.Outcome.SENT:
             status = Notification.Status.SENT
         elif outcome == DeliveryAttempt.Outcome.TRANSIENT:
-            retry_in = min(retry_after_s, RETRY_AFTER_MAX_S) if retry_after_s is not None else _backoff(notification.attempts)
+            retry_in = (
+                min(retry_after_s, RETRY_AFTER_MAX_S) if retry_after_s is not None
+                else _backoff(notification.attempts, now - notification.created_at)
+            )
             if now + timedelta(seconds=retry_in) > notification.created_at + RETRY_FOR:
                 status, retry_in = Notification.Status.FAILED, None
                 error = f"Gave up after {RETRY_FOR.total_seconds() / 3600:.0f} h of retries. Last error: {error}"[:1000]
@@ -390,10 +435,14 @@ def notification_record(
             fields["sent_at"] = now
         if retry_in is not None:
             fields["next_attempt_at"] = now + timedelta(seconds=retry_in)
+            fields["retry_after_until"] = fields["next_attempt_at"] if retry_after_s is not None else None
         # Only while this worker still holds it: a worker that ran past its lease lost the row to another.
         Notification.objects.filter(pk=notification.pk, status=Notification.Status.SENDING).update(**fields)
-        if notification.event != Notification.Event.TEST:
+        released: list[int] = []
+        if notification.channel is not None and notification.event != Notification.Event.TEST:
             _channel_count(notification.channel, outcome=outcome, error=error)
+            if outcome == DeliveryAttempt.Outcome.SENT:
+                released = _channel_release(notification.channel.pk, now)
         next_id = None
         if status != Notification.Status.PENDING and notification.group_id is not None:
             next_id = (
@@ -402,7 +451,27 @@ def notification_record(
                     status=Notification.Status.PENDING,
                 ).order_by("pk").values_list("pk", flat=True).first()
             )
-    return Recorded(status=status, retry_in_s=retry_in, next_in_order=next_id)
+    return Recorded(status=status, retry_in_s=retry_in, next_in_order=next_id, released=released)
+
+
+# A backlog released at once is sent by this many tasks at a time; the rest go at the next sweep (15 s).
+RELEASE_BATCH = 200
+
+
+def _channel_release(channel_id: int, now: datetime) -> list[int]:
+    """The channel answered: its notifications waiting out a backoff are due now (not those a Retry-After
+    put off). Returns the ones to queue, the first of each group only (each queues its successor when done)."""
+    waiting = Notification.objects.filter(
+        channel_id=channel_id, status=Notification.Status.PENDING, next_attempt_at__gt=now,
+    ).filter(Q(retry_after_until__isnull=True) | Q(retry_after_until__lte=now))
+    ids = list(waiting.order_by("pk").values_list("pk", flat=True)[:RELEASE_BATCH])
+    if not ids:
+        return []
+    Notification.objects.filter(pk__in=ids, status=Notification.Status.PENDING).update(next_attempt_at=now)
+    firsts: dict[object, int] = {}
+    for pk, group_id in Notification.objects.filter(pk__in=ids).order_by("pk").values_list("pk", "group_id"):
+        firsts.setdefault(group_id if group_id is not None else ("solo", pk), pk)
+    return sorted(firsts.values())
 
 
 def _channel_count(channel: NotificationChannel, *, outcome: str, error: str) -> None:

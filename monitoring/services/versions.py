@@ -20,6 +20,7 @@ from monitoring.models import (
 )
 from monitoring.recipes import RecipeError, recipe_check
 from monitoring.runtime import InvalidModelError, ModelSignature, inspect_model
+from monitoring.services.alerts import candidate_decided, candidate_waiting_raise
 from monitoring.services.audit import _version_state, audit_record
 from monitoring.services.blobs import blob_put
 from monitoring.services.comparisons import comparisons_request
@@ -67,6 +68,7 @@ def version_register(
         if version.status == ModelVersion.Status.CANDIDATE and active is not None:
             # Computed now on a worker, so the approval page has its statistics by the time someone opens it.
             comparisons_request(candidate=version, active=active)
+        candidate_waiting_raise(version=version)
         return version
 
 
@@ -273,6 +275,7 @@ def version_approve(*, version: ModelVersion, by: AbstractBaseUser, comment: str
     _decide(version, by=by, comment=comment)
     version.save()
     _serve(version, at=version.activated_at)
+    candidate_decided(version=version)
     audit_record(
         action="version.approve",
         actor=by,
@@ -296,6 +299,7 @@ def version_reject(*, version: ModelVersion, by: AbstractBaseUser, comment: str)
     version.status = ModelVersion.Status.REJECTED
     _decide(version, by=by, comment=comment)
     version.save()
+    candidate_decided(version=version)
     audit_record(
         action="version.reject",
         actor=by,

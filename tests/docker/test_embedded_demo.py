@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from tests.conftest import ROOT
+from tests.receivers import start_http_receiver, start_smtp_receiver
 
 PROBE = """
 from django.contrib.auth.models import User
@@ -34,6 +35,15 @@ print(json.dumps({
 
 
 def test_the_demo_runs_on_embedded_sqlite_with_in_process_tasks(tmp_path):
+    hook, smtp = start_http_receiver(), start_smtp_receiver()
+    try:
+        _run_embedded_demo(tmp_path, hook, smtp)
+    finally:
+        hook.server.shutdown()
+        smtp.controller.stop()
+
+
+def _run_embedded_demo(tmp_path, hook, smtp):
     env = {
         key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL", "TASKS_IN_PROCESS")
     }
@@ -44,6 +54,9 @@ def test_the_demo_runs_on_embedded_sqlite_with_in_process_tasks(tmp_path):
         SECRET_KEY="test-only",
         # A dead broker address: in-process tasks must never try it.
         REDIS_URL="redis://127.0.0.1:1/0",
+        # Alerts to the local receivers, as docker/demo.sh sets them up.
+        ALERT_ALLOW_PRIVATE_URLS="true", EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        EMAIL_HOST="127.0.0.1", EMAIL_PORT=str(smtp.port),
     )
 
     def manage(*args: str) -> str:
@@ -64,3 +77,14 @@ def test_the_demo_runs_on_embedded_sqlite_with_in_process_tasks(tmp_path):
     assert ready["broker"]["mode"] == ready["workers"]["mode"] == "in-process"
     assert result["queued"] == 302
     assert result["job"] == ["succeeded", "candidate"]
+
+    # Alert delivery with no beat and no worker: demo.sh's notifier runs the sweep in process. The wine
+    # deployment's drift episode arrives as one grouped notification at the webhook and in the mailbox.
+    manage("demo_alerting", "--webhook-url", hook.url, "--email", "oncall@demo.local",
+           "--secret-file", str(tmp_path / "secret"))
+    manage("deliver_notifications", "--every", "2", "--for", "40")
+    wine = [r.json() for r in hook.received if r.json()["data"]["deployment"]["slug"] == "wine-forest"]
+    assert len(wine) == 1, [r.json()["data"]["summary"] for r in hook.received]
+    kinds = {a["kind"] for a in wine[0]["data"]["alerts"]}
+    assert {"data_drift", "prediction_drift"} <= kinds and len(wine[0]["data"]["alerts"]) >= 3
+    assert sum("Wine" in str(m["Subject"]) for m in smtp.mailbox.messages) == 1

@@ -7,6 +7,7 @@ savepoint that is rolled back, so every role sees the same world.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -96,6 +97,7 @@ PAGES: dict[str, Rule] = {
     "deployment-settings": Rule("GET", VIEW),
     "deployment-thresholds": Rule("POST", APPROVE, lambda w: {"accuracy": "0.8"}),
     "deployment-drift": Rule("POST", APPROVE, lambda w: {"correction": "bh", "p_value": "0.01"}),
+    "deployment-labels": Rule("POST", APPROVE, lambda w: {"labels_stopped_hours": "12"}),
     "tokens": Rule("GET", OPERATE),
     "audit": Rule("GET", VIEW),
     "drift-report": Rule("GET", VIEW),
@@ -122,7 +124,11 @@ PAGES: dict[str, Rule] = {
     "rule-create": Rule("POST", APPROVE, lambda w: {
         "name": "r2", "channels": [w.channel_id], "min_severity": "info", "group_wait_s": 0, "group_interval_s": 0,
         "repeat_interval_s": 3600}),
+    "rule-edit": Rule("POST", APPROVE, lambda w: {
+        "name": "renamed", "channels": [w.channel_id], "min_severity": "info", "group_wait_s": 0,
+        "group_interval_s": 0, "repeat_interval_s": 3600}),
     "rule-delete": Rule("POST", APPROVE),
+    "digest-preference": Rule("POST", VIEW, lambda w: {"weekly_digest": "on"}),
     "silence-create": Rule("POST", APPROVE, lambda w: {"hours": 1, "comment": "maintenance"}),
     "silence-expire": Rule("POST", APPROVE),
 }
@@ -163,6 +169,10 @@ API: dict[tuple[str, str], Rule] = {
     ("GET", "/api/teams/{team}/rules"): Rule("GET", VIEW),
     ("POST", "/api/teams/{team}/rules"): Rule("POST", APPROVE, lambda w: {
         "name": "r2", "channels": [w.channel_id]}, json=True),
+    ("GET", "/api/teams/{team}/rules/{rule_id}"): Rule("GET", VIEW),
+    ("PUT", "/api/teams/{team}/rules/{rule_id}"): Rule("PUT", APPROVE, lambda w: {
+        "name": "renamed", "channels": [w.channel_id]}, json=True),
+    ("PATCH", "/api/teams/{team}/rules/{rule_id}"): Rule("PATCH", APPROVE, lambda w: {"min_severity": "info"}, json=True),
     ("DELETE", "/api/teams/{team}/rules/{rule_id}"): Rule("DELETE", APPROVE),
     ("GET", "/api/teams/{team}/silences"): Rule("GET", VIEW),
     ("POST", "/api/teams/{team}/silences"): Rule("POST", APPROVE, lambda w: {
@@ -258,6 +268,8 @@ def _send(client: Client, rule: Rule, url: str, world: World, **headers):
         return client.get(url, **headers)
     if rule.method == "DELETE":
         return client.delete(url, **headers)
+    if rule.method in ("PUT", "PATCH"):
+        return client.generic(rule.method, url, data=json.dumps(body), content_type="application/json", **headers)
     if rule.json:
         return client.post(url, data=body, content_type="application/json", **headers)
     return client.post(url, data=body, **headers)

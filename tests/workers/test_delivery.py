@@ -382,3 +382,57 @@ def test_send_test_delivers_and_records_the_attempt(team, approver, hook, receiv
     assert _verify(receiver.received[0], secret)["type"] == "test"
     page = client.get(reverse("channel-detail", args=[team.slug, channel.pk]))
     assert b'data-attempt="sent"' in page.content
+
+
+def test_a_receiver_down_five_minutes_gets_its_backlog_within_a_minute_of_coming_back(
+    deployment, approver, hook, receiver, team,
+):
+    """The sweep runs every 15 s; the first retry to find the receiver back releases the channel's backlog."""
+    channel, secret = hook
+    _rule(team, approver, [channel], group_wait_s=0, group_interval_s=0)
+    other = services.deployment_create(team=team, name="Second", slug="second", feature_names=["a"],
+                                       class_labels=["0", "1"], by=approver)
+    receiver.down = True
+    start = timezone.now()
+    for second in range(0, 300, 15):  # five minutes down: alerts open, change and resolve on two deployments
+        with time_machine.travel(start + timedelta(seconds=second), tick=False):
+            if second == 0:
+                _raise(deployment, 1)
+                services.alert_raise(deployment=other, kind=Alert.Kind.NO_PREDICTIONS, dedup_key="q", title="quiet")
+            if second == 60:
+                services.alert_raise(deployment=deployment, kind=Alert.Kind.CONCEPT_DRIFT, dedup_key="c", title="acc")
+            if second == 120:
+                services.alert_resolve_key(deployment=other, dedup_key="q")
+            delivery.deliver_due()
+    assert receiver.received == [] and Notification.objects.count() == 4
+    receiver.down = False
+    back = start + timedelta(seconds=300)
+    arrived_by = None
+    for second in range(0, 120, 15):
+        with time_machine.travel(back + timedelta(seconds=second), tick=False):
+            delivery.deliver_due()
+        if len(receiver.received) == 4 and arrived_by is None:
+            arrived_by = second
+    assert arrived_by is not None and arrived_by <= 60
+    assert sorted(receiver.ids()) == sorted(Notification.objects.values_list("webhook_id", flat=True))  # each once
+    for group in AlertGroup.objects.all():  # in order within each group
+        ids = list(group.notifications.order_by("pk").values_list("webhook_id", flat=True))
+        assert [i for i in receiver.ids() if i in ids] == ids
+    assert {_verify(r, secret)["type"] for r in receiver.received} == {"alert.firing", "alert.resolved"}
+
+
+def test_a_success_on_the_channel_does_not_release_a_row_a_retry_after_put_off(deployment, approver, hook, receiver, team):
+    channel, _ = hook
+    _rule(team, approver, [channel], group_wait_s=0)
+    other = services.deployment_create(team=team, name="Second", slug="second", feature_names=["a"],
+                                       class_labels=["0", "1"], by=approver)
+    receiver.answers.append((429, {"Retry-After": "600"}))
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        _raise(deployment, 1)
+        delivery.deliver_due()
+    with time_machine.travel(start + timedelta(seconds=30), tick=False):
+        services.alert_raise(deployment=other, kind=Alert.Kind.NO_PREDICTIONS, dedup_key="q", title="quiet")
+        delivery.deliver_due()  # this one is sent, which releases backoffs but not the Retry-After
+    assert len(receiver.received) == 1
+    assert Notification.objects.filter(status="pending").get().next_attempt_at == start + timedelta(seconds=600)

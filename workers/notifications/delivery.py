@@ -13,6 +13,7 @@ from django.utils import timezone
 from monitoring import selectors, services
 from monitoring.models import DeliveryAttempt
 from workers.notifications.base import TransportError, transport_for
+from workers.notifications.email import send_direct
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,7 @@ class Delivered:
     status: str  # "skipped" when it could not be claimed (another worker has it, not due, waiting its turn)
     retry_in_s: float | None = None
     next_in_order: int | None = None
+    released: list[int] = field(default_factory=list)  # the channel's backlog, due now that it answered
 
 
 def deliver(notification_id: int, *, now: datetime | None = None) -> Delivered:
@@ -33,20 +35,24 @@ def deliver(notification_id: int, *, now: datetime | None = None) -> Delivered:
     channel = notification.channel
     started = time.perf_counter()
     try:
-        sent = transport_for(channel.kind).send(notification=notification, channel=channel)
+        if channel is None:  # a direct email to people (notification.recipients)
+            sent = send_direct(notification)
+        else:
+            sent = transport_for(channel.kind).send(notification=notification, channel=channel)
     except TransportError as exc:
         outcome = DeliveryAttempt.Outcome.PERMANENT if exc.permanent else DeliveryAttempt.Outcome.TRANSIENT
         recorded = services.notification_record(
             notification=notification, outcome=outcome, latency_ms=(time.perf_counter() - started) * 1000,
             status_code=exc.status_code, error=exc.message, retry_after_s=exc.retry_after_s,
         )
-        logger.info("notification %s to %s failed (%s): %s", notification.pk, channel, outcome, exc.message)
+        logger.info("notification %s to %s failed (%s): %s", notification.pk, channel or notification.recipients,
+                    outcome, exc.message)
     else:
         recorded = services.notification_record(
             notification=notification, outcome=DeliveryAttempt.Outcome.SENT,
             latency_ms=(time.perf_counter() - started) * 1000, status_code=sent.status_code,
         )
-    return Delivered(notification_id, recorded.status, recorded.retry_in_s, recorded.next_in_order)
+    return Delivered(notification_id, recorded.status, recorded.retry_in_s, recorded.next_in_order, recorded.released)
 
 
 @dataclass
@@ -68,11 +74,10 @@ def sweep(*, now: datetime | None = None) -> Swept:
 def deliver_due(*, now: datetime | None = None) -> list[Delivered]:
     """Everything due now, in this process and in order (tests, `manage.py` use, the embedded mode)."""
     now = now or timezone.now()
-    results = []
-    for notification_id in sweep(now=now).due:
-        results.append(deliver(notification_id, now=now))
-        follow = results[-1].next_in_order
-        while follow is not None:
-            results.append(deliver(follow, now=now))
-            follow = results[-1].next_in_order
+    results: list[Delivered] = []
+    queue = list(sweep(now=now).due)
+    while queue:  # as the worker does: each delivery may free its group's next one and its channel's backlog
+        result = deliver(queue.pop(0), now=now)
+        results.append(result)
+        queue += [i for i in [result.next_in_order, *result.released] if i is not None and i not in queue]
     return results

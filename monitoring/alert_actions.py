@@ -1,6 +1,7 @@
 """What to do about an alert: the evidence to read, and the maintenance job that addresses it, one click away.
 
 Links only; the job form they open is prefilled (?job=<kind>#jobs) and still asks before queuing anything.
+The pages show them, and notifications carry the first one (absolute, services.notifications._alert_item).
 """
 
 from __future__ import annotations
@@ -40,4 +41,14 @@ def next_actions(alert: Alert) -> list[NextAction]:
         return [NextAction("See the health chart", reverse("deployment", args=[slug]) + window + "#health"), _retrain(alert)]
     if alert.kind == Kind.JOB_FAILED:
         return [NextAction("See the job and its error", reverse("deployment", args=[slug]) + "#jobs")]
+    if alert.kind == Kind.CANDIDATE_WAITING and (alert.figures or {}).get("version") is not None:
+        number = alert.figures["version"]
+        return [NextAction(f"Review v{number}", reverse("version-compare", args=[slug, number]))]
+    if alert.kind == Kind.CHECK_FAILING:
+        page = "deployment-drift" if (alert.figures or {}).get("check") == "drift" else "deployment-settings"
+        return [NextAction("Check the settings the check uses", reverse(page, args=[slug]))]
+    if alert.kind in (Kind.NO_PREDICTIONS, Kind.LABELS_STOPPED):
+        return [NextAction("See the traffic on the health chart", reverse("deployment", args=[slug]) + "#health")]
+    if alert.kind == Kind.CHANNEL_DISABLED:
+        return [NextAction("Fix the channel", reverse("team-alerting", args=[alert.deployment.team.slug]))]
     return report or [NextAction("Open the deployment", reverse("deployment", args=[slug]))]
