@@ -50,6 +50,14 @@ from monitoring.selectors.notifications import (
     rules_for,
     silences_for_team,
 )
+from monitoring.selectors.reports import (
+    alerts_filtered,
+    audit_events,
+    drift_feature_points,
+    drift_reports,
+    evaluation_runs,
+    metric_points,
+)
 from monitoring.selectors.traffic import (
     ProductionWindow,
     batch_for,
@@ -60,6 +68,12 @@ from monitoring.selectors.traffic import (
 )
 
 __all__ = [
+    "alerts_filtered",
+    "audit_events",
+    "drift_feature_points",
+    "drift_reports",
+    "evaluation_runs",
+    "metric_points",
     "ComparisonSource",
     "DeploymentSummary",
     "Health",

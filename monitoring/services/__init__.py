@@ -56,6 +56,13 @@ from monitoring.services.ingestion import (
     predictions_ingest,
     predictions_upload,
 )
+from monitoring.services.machine_tokens import (
+    machine_token_authenticate,
+    machine_token_revoke,
+    personal_token_create,
+    service_token_create,
+    team_service_approval_set,
+)
 from monitoring.services.jobs import (
     job_cancel,
     job_candidate_register,
@@ -103,6 +110,11 @@ __all__ = [
     "ServiceError",
     "TooLarge",
     "ValidationFailed",
+    "machine_token_authenticate",
+    "machine_token_revoke",
+    "personal_token_create",
+    "service_token_create",
+    "team_service_approval_set",
     "alert_group_acknowledge",
     "alert_group_flush",
     "alert_groups_flush_due",
