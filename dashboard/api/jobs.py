@@ -1,6 +1,5 @@
 """Alerts and maintenance jobs. Bearer token or session."""
 
-from __future__ import annotations
 
 from django.db.models import QuerySet
 from django.http import HttpRequest

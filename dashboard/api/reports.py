@@ -4,7 +4,6 @@ and audit log. Any member of the deployment's team reads them (bearer token or s
 row by row so an export of the whole history holds one chunk of rows in memory at a time.
 """
 
-from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
