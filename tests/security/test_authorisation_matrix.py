@@ -129,46 +129,46 @@ PAGES: dict[str, Rule] = {
 
 # API operations, by (method, path) as the OpenAPI schema names them.
 API: dict[tuple[str, str], Rule] = {
-    ("GET", "/api/deployments"): Rule("GET", LOGIN),
-    ("POST", "/api/deployments"): Rule("POST", OPERATE, lambda w: {
+    ("GET", "/api/v1/deployments"): Rule("GET", LOGIN),
+    ("POST", "/api/v1/deployments"): Rule("POST", OPERATE, lambda w: {
         "name": "New one", "team": "risk-models", "feature_names": FEATURES, "class_labels": CLASSES}, json=True),
-    ("GET", "/api/deployments/{slug}"): Rule("GET", VIEW),
-    ("POST", "/api/deployments/{slug}/rollback"): Rule("POST", APPROVE, lambda w: {"comment": ""}, json=True),
-    ("GET", "/api/deployments/{slug}/versions"): Rule("GET", VIEW),
-    ("POST", "/api/deployments/{slug}/versions"): Rule("POST", OPERATE, lambda w: {"file": _model_file()}),
-    ("POST", "/api/deployments/{slug}/versions/{number}/approve"): Rule("POST", APPROVE, lambda w: {}, json=True),
-    ("POST", "/api/deployments/{slug}/versions/{number}/reject"): Rule("POST", APPROVE, lambda w: {}, json=True),
-    ("GET", "/api/deployments/{slug}/datasets"): Rule("GET", VIEW),
-    ("POST", "/api/deployments/{slug}/datasets"): Rule(
+    ("GET", "/api/v1/deployments/{slug}"): Rule("GET", VIEW),
+    ("POST", "/api/v1/deployments/{slug}/rollback"): Rule("POST", APPROVE, lambda w: {"comment": ""}, json=True),
+    ("GET", "/api/v1/deployments/{slug}/versions"): Rule("GET", VIEW),
+    ("POST", "/api/v1/deployments/{slug}/versions"): Rule("POST", OPERATE, lambda w: {"file": _model_file()}),
+    ("POST", "/api/v1/deployments/{slug}/versions/{number}/approve"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("POST", "/api/v1/deployments/{slug}/versions/{number}/reject"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("GET", "/api/v1/deployments/{slug}/datasets"): Rule("GET", VIEW),
+    ("POST", "/api/v1/deployments/{slug}/datasets"): Rule(
         "POST", OPERATE, lambda w: {"file": _dataset_file(), "kind": "evaluation"}),
-    ("GET", "/api/deployments/{slug}/tokens"): Rule("GET", OPERATE),
-    ("POST", "/api/deployments/{slug}/tokens"): Rule("POST", OPERATE, lambda w: {"name": "ci"}, json=True),
-    ("DELETE", "/api/deployments/{slug}/tokens/{prefix}"): Rule("DELETE", OPERATE),
-    ("GET", "/api/deployments/{slug}/alerts"): Rule("GET", VIEW),
-    ("GET", "/api/deployments/{slug}/jobs"): Rule("GET", VIEW),
-    ("POST", "/api/deployments/{slug}/jobs"): Rule("POST", OPERATE, lambda w: {"kind": "retrain"}, json=True),
-    ("GET", "/api/jobs/{job_id}"): Rule("GET", VIEW),
-    ("POST", "/api/deployments/{slug}/predictions"): Rule("POST", TOKEN, lambda w: {"predictions": []}, json=True),
-    ("POST", "/api/deployments/{slug}/predictions/upload"): Rule("POST", TOKEN),
-    ("GET", "/api/deployments/{slug}/batches/{batch_id}"): Rule("GET", TOKEN),
-    ("POST", "/api/deployments/{slug}/labels"): Rule("POST", TOKEN, lambda w: {"labels": []}, json=True),
-    ("POST", "/api/deployments/{slug}/labels/upload"): Rule("POST", TOKEN),
-    ("GET", "/api/teams/{team}/channels"): Rule("GET", VIEW),
-    ("POST", "/api/teams/{team}/channels"): Rule("POST", APPROVE, lambda w: {
+    ("GET", "/api/v1/deployments/{slug}/tokens"): Rule("GET", OPERATE),
+    ("POST", "/api/v1/deployments/{slug}/tokens"): Rule("POST", OPERATE, lambda w: {"name": "ci"}, json=True),
+    ("DELETE", "/api/v1/deployments/{slug}/tokens/{prefix}"): Rule("DELETE", OPERATE),
+    ("GET", "/api/v1/deployments/{slug}/alerts"): Rule("GET", VIEW),
+    ("GET", "/api/v1/deployments/{slug}/jobs"): Rule("GET", VIEW),
+    ("POST", "/api/v1/deployments/{slug}/jobs"): Rule("POST", OPERATE, lambda w: {"kind": "retrain"}, json=True),
+    ("GET", "/api/v1/jobs/{job_id}"): Rule("GET", VIEW),
+    ("POST", "/api/v1/deployments/{slug}/predictions"): Rule("POST", TOKEN, lambda w: {"predictions": []}, json=True),
+    ("POST", "/api/v1/deployments/{slug}/predictions/upload"): Rule("POST", TOKEN),
+    ("GET", "/api/v1/deployments/{slug}/batches/{batch_id}"): Rule("GET", TOKEN),
+    ("POST", "/api/v1/deployments/{slug}/labels"): Rule("POST", TOKEN, lambda w: {"labels": []}, json=True),
+    ("POST", "/api/v1/deployments/{slug}/labels/upload"): Rule("POST", TOKEN),
+    ("GET", "/api/v1/teams/{team}/channels"): Rule("GET", VIEW),
+    ("POST", "/api/v1/teams/{team}/channels"): Rule("POST", APPROVE, lambda w: {
         "kind": "email", "name": "ops", "target": "ops@example.com"}, json=True),
-    ("GET", "/api/teams/{team}/channels/{channel_id}"): Rule("GET", VIEW),
-    ("DELETE", "/api/teams/{team}/channels/{channel_id}"): Rule("DELETE", APPROVE),
-    ("POST", "/api/teams/{team}/channels/{channel_id}/test"): Rule("POST", APPROVE, lambda w: {}, json=True),
-    ("GET", "/api/teams/{team}/channels/{channel_id}/deliveries"): Rule("GET", VIEW),
-    ("GET", "/api/teams/{team}/rules"): Rule("GET", VIEW),
-    ("POST", "/api/teams/{team}/rules"): Rule("POST", APPROVE, lambda w: {
+    ("GET", "/api/v1/teams/{team}/channels/{channel_id}"): Rule("GET", VIEW),
+    ("DELETE", "/api/v1/teams/{team}/channels/{channel_id}"): Rule("DELETE", APPROVE),
+    ("POST", "/api/v1/teams/{team}/channels/{channel_id}/test"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("GET", "/api/v1/teams/{team}/channels/{channel_id}/deliveries"): Rule("GET", VIEW),
+    ("GET", "/api/v1/teams/{team}/rules"): Rule("GET", VIEW),
+    ("POST", "/api/v1/teams/{team}/rules"): Rule("POST", APPROVE, lambda w: {
         "name": "r2", "channels": [w.channel_id]}, json=True),
-    ("DELETE", "/api/teams/{team}/rules/{rule_id}"): Rule("DELETE", APPROVE),
-    ("GET", "/api/teams/{team}/silences"): Rule("GET", VIEW),
-    ("POST", "/api/teams/{team}/silences"): Rule("POST", APPROVE, lambda w: {
+    ("DELETE", "/api/v1/teams/{team}/rules/{rule_id}"): Rule("DELETE", APPROVE),
+    ("GET", "/api/v1/teams/{team}/silences"): Rule("GET", VIEW),
+    ("POST", "/api/v1/teams/{team}/silences"): Rule("POST", APPROVE, lambda w: {
         "ends_at": (timezone.now() + timedelta(hours=1)).isoformat(), "comment": "maintenance"}, json=True),
-    ("DELETE", "/api/teams/{team}/silences/{silence_id}"): Rule("DELETE", APPROVE),
-    ("GET", "/api/alerts/{alert_id}/notifications"): Rule("GET", VIEW),
+    ("DELETE", "/api/v1/teams/{team}/silences/{silence_id}"): Rule("DELETE", APPROVE),
+    ("GET", "/api/v1/alerts/{alert_id}/notifications"): Rule("GET", VIEW),
 }
 
 # Routes that are not ours to authorise route by route: Django's admin checks is_staff itself (tested once below),
