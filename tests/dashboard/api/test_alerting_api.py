@@ -28,7 +28,7 @@ def test_a_webhook_channel_returns_its_signing_secret_once_and_keeps_it_sealed(a
     channel = NotificationChannel.objects.get()
     assert secret not in channel.secret_sealed and unseal(channel.secret_sealed) == secret
     listed = api.get(f"/api/v1/teams/{team.slug}/channels")
-    assert secret not in listed.content.decode() and listed.json()[0]["target"] == "http://127.0.0.1:9/x"
+    assert secret not in listed.content.decode() and listed.json()["items"][0]["target"] == "http://127.0.0.1:9/x"
 
 
 def test_an_internal_url_is_a_422_and_nothing_is_written(api, team, settings):
@@ -61,4 +61,4 @@ def test_rules_and_silences_round_trip(api, team, deployment):
     bad = api.post(f"/api/v1/teams/{team.slug}/silences", {"ends_at": "2000-01-01T00:00:00Z", "comment": "past"},
                    content_type="application/json")
     assert bad.status_code == 422
-    assert api.get(f"/api/v1/teams/{team.slug}/silences").json() == []
+    assert api.get(f"/api/v1/teams/{team.slug}/silences").json()["items"] == []

@@ -29,17 +29,17 @@ def test_management_endpoints_need_a_session(deployment):
 def test_a_member_sees_the_deployment_and_its_versions(deployment, viewer):
     client = client_for(viewer)
 
-    assert [d["slug"] for d in client.get("/api/v1/deployments").json()] == ["tumour"]
+    assert [d["slug"] for d in client.get("/api/v1/deployments").json()["items"]] == ["tumour"]
     detail = client.get("/api/v1/deployments/tumour").json()
     assert (detail["team"], detail["active_version"], detail["feature_names"]) == ("risk-models", 1, FEATURES)
-    [v1] = client.get("/api/v1/deployments/tumour/versions").json()
+    [v1] = client.get("/api/v1/deployments/tumour/versions").json()["items"]
     assert (v1["number"], v1["status"], v1["has_recipe"], v1["n_features"]) == (1, "active", True, 30)
 
 
 def test_an_outsider_gets_404_for_another_teams_deployment(deployment, outsider):
     client = client_for(outsider)
 
-    assert client.get("/api/v1/deployments").json() == []
+    assert client.get("/api/v1/deployments").json()["items"] == []
     for url in ("/api/v1/deployments/tumour", "/api/v1/deployments/tumour/versions", "/api/v1/deployments/tumour/alerts"):
         response = client.get(url)
         assert response.status_code == 404, url
@@ -101,7 +101,9 @@ def test_approving_a_version_that_is_not_a_candidate_is_409(deployment, approver
     response = post_json(client_for(approver), "/api/v1/deployments/tumour/versions/1/approve", {})
 
     assert response.status_code == 409
-    assert response.json() == {"detail": "v1 is active; only a candidate can be approved.", "errors": []}
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json() == {"type": "about:blank", "title": "Conflict", "status": 409,
+                               "detail": "v1 is active; only a candidate can be approved.", "errors": []}
 
 
 def test_it_rejects_a_file_that_is_not_onnx(deployment, operator):
@@ -164,7 +166,7 @@ def test_a_deployment_created_to_allow_nan_accepts_it_through_the_api(team, oper
     )
 
     assert response.json()["allow_non_finite"] is True
-    assert sent.status_code == 200, sent.content
+    assert sent.status_code == 201, sent.content
 
 
 def test_an_operator_creates_a_deployment_in_their_team(team, operator):

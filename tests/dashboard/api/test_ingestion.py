@@ -22,16 +22,19 @@ from tests.dashboard.api.helpers import bearer, client_for, post_json, predictio
 def test_it_ingests_predictions_with_the_deployments_token(deployment, token):
     response = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(10)}, **bearer(token))
 
-    assert response.status_code == 200, response.content
+    assert response.status_code == 201, response.content
     batch = PredictionBatch.objects.get()
     assert response.json() == {"batch_id": batch.pk, "received": 10, "created": 10, "replayed": False, "status": "indexed"}
+    assert response["Location"] == f"/api/v1/deployments/tumour/batches/{batch.pk}"
     assert deployment.predictions.count() == 10
 
 
 def test_a_large_batch_status_says_pending_then_indexed(deployment, token, deferred):
-    batch_id = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(4)}, **bearer(token)).json()["batch_id"]
-    url = f"/api/v1/deployments/tumour/batches/{batch_id}"
+    accepted = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(4)}, **bearer(token))
+    url = f"/api/v1/deployments/tumour/batches/{accepted.json()['batch_id']}"
 
+    # Stored but not indexed yet: 202, and Location is where to poll.
+    assert (accepted.status_code, accepted["Location"]) == (202, url)
     pending = Client().get(url, **bearer(token)).json()
     services.batches_index(deployment_id=deployment.pk)
     indexed = Client().get(url, **bearer(token)).json()
@@ -69,7 +72,8 @@ def test_a_retried_batch_is_stored_once(deployment, token):
 
     response = post_json(Client(), "/api/v1/deployments/tumour/predictions", body, **bearer(token))
 
-    assert response.status_code == 200
+    assert (first.status_code, response.status_code) == (201, 201)  # answered as the first time
+    assert response["Location"] == first["Location"]
     assert response.json() == first.json() | {"replayed": True}
     assert response["Idempotent-Replayed"] == "true"
     assert deployment.predictions.count() == 10
@@ -83,7 +87,7 @@ def test_a_retry_with_the_same_idempotency_key_is_answered_without_storing(deplo
     rebuilt = json.dumps({"predictions": [dict(reversed(row.items())) for row in prediction_rows(10)]}, indent=2)
     again = Client().post("/api/v1/deployments/tumour/predictions", rebuilt, content_type="application/json", **bearer(token), **key)
 
-    assert (first.status_code, again.status_code) == (200, 200)
+    assert (first.status_code, again.status_code) == (201, 201)
     assert again.json() == first.json() | {"replayed": True}
     assert deployment.predictions.count() == 10
 
@@ -94,7 +98,7 @@ def test_an_idempotency_key_reused_with_other_rows_is_422_and_stores_nothing(dep
 
     again = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(11)}, **bearer(token), **key)
 
-    assert (first.status_code, again.status_code) == (200, 422)
+    assert (first.status_code, again.status_code) == (201, 422)
     assert again.json()["detail"].startswith("Idempotency-Key reused with a different body")
     assert deployment.predictions.count() == 10
     assert PredictionBatch.objects.count() == 1
@@ -141,7 +145,7 @@ def test_a_csv_upload_stores_a_batch_and_a_label_file_joins_it(deployment, token
     labels = SimpleUploadedFile("labels.csv", b"id,label\nu-0,0\nu-3,1\n", content_type="text/csv")
     labelled = Client().post("/api/v1/deployments/tumour/labels/upload", {"file": labels}, **bearer(token))
 
-    assert response.status_code == 200, response.content
+    assert response.status_code == 201, response.content
     assert (response.json()["created"], labelled.json()) == (25, {"received": 2, "updated": 2})
     assert deployment.predictions.count() == 25
     assert dict(deployment.predictions.exclude(label_index=None).values_list("request_id", "label_index")) == {"u-0": 0, "u-3": 1}
@@ -156,7 +160,7 @@ def test_a_file_sent_as_the_request_body_is_stored_like_a_form_upload(deployment
                              content_type="text/csv", **bearer(token))
     empty = Client().post("/api/v1/deployments/tumour/predictions/upload", b"", content_type="text/csv", **bearer(token))
 
-    assert response.status_code == 200, response.content
+    assert response.status_code == 201, response.content
     assert response.json()["created"] == 7
     assert PredictionBatch.objects.get().source == PredictionBatch.Source.UPLOAD
     assert (empty.status_code, empty.json()["detail"]) == (422, "Send the file as a multipart field named file, or as the request body.")
@@ -307,9 +311,9 @@ def test_an_operator_creates_lists_and_revokes_tokens(deployment, operator):
     created = post_json(client, "/api/v1/deployments/tumour/tokens", {"name": "batch scorer"})
     assert created.status_code == 201
     plaintext = created.json()["token"]
-    assert post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(1)}, **bearer(plaintext)).status_code == 200
+    assert post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(1)}, **bearer(plaintext)).status_code == 201
 
-    listed = client.get("/api/v1/deployments/tumour/tokens").json()
+    listed = client.get("/api/v1/deployments/tumour/tokens").json()["items"]
     assert [(t["name"], t["prefix"], t["revoked_at"]) for t in listed] == [("batch scorer", created.json()["prefix"], None)]
     assert plaintext.split("_", 2)[2] not in json.dumps(listed)
 

@@ -18,7 +18,7 @@ def test_members_see_alerts(deployment, viewer):
     response = client_for(viewer).get("/api/v1/deployments/tumour/alerts?unresolved=true")
 
     assert response.status_code == 200
-    assert [(a["kind"], a["status"], a["title"]) for a in response.json()] == [("data_drift", "open", "3 of 30 features drifted")]
+    assert [(a["kind"], a["status"], a["title"]) for a in response.json()["items"]] == [("data_drift", "open", "3 of 30 features drifted")]
 
 
 def test_an_operator_queues_a_job_and_polls_it(deployment, operator, viewer):
@@ -29,7 +29,7 @@ def test_an_operator_queues_a_job_and_polls_it(deployment, operator, viewer):
     assert (job["kind"], job["status"], job["source_version"], job["requested_by"]) == ("retrain", "queued", 1, "oscar")
     polled = client_for(viewer).get(f"/api/v1/jobs/{job['id']}")
     assert polled.status_code == 200 and polled.json()["progress"] == 0
-    assert [j["id"] for j in client_for(viewer).get("/api/v1/deployments/tumour/jobs").json()] == [job["id"]]
+    assert [j["id"] for j in client_for(viewer).get("/api/v1/deployments/tumour/jobs").json()["items"]] == [job["id"]]
 
 
 def test_a_viewer_cannot_queue_jobs_and_an_outsider_cannot_see_them(deployment, operator, viewer, outsider):
