@@ -167,7 +167,7 @@ def _identified(request: HttpRequest) -> bool:
     from monitoring import services  # imported late: the middleware module loads before the apps are ready
 
     raw = raw.strip()
-    return services.token_authenticate(raw=raw) is not None or services.machine_token_authenticate(raw=raw) is not None
+    return services.token_authenticate(raw=raw) is not None or services.machine_token_authenticate(raw=raw, touch=False) is not None
 
 
 def _declared_length(request: HttpRequest) -> int | None:

@@ -79,9 +79,10 @@ def service_token_create(
 ) -> tuple[MachineToken, str]:
     """A token for a machine of the team's, with a role of its own. The approver role only while the team
     allows service tokens to approve. Returns it with its plaintext, shown once."""
-    allowed = [Role.VIEWER, Role.OPERATOR] + ([Role.APPROVER] if team.service_tokens_may_approve else [])
+    may_approve = Team.objects.filter(pk=team.pk).values_list("service_tokens_may_approve", flat=True).get()  # as now
+    allowed = [Role.VIEWER, Role.OPERATOR] + ([Role.APPROVER] if may_approve else [])
     if role not in allowed:
-        hint = "" if team.service_tokens_may_approve else " (approving stays with people unless the team allows it)"
+        hint = "" if may_approve else " (approving stays with people unless the team allows it)"
         raise ValidationFailed(
             f"A service token's role is one of {', '.join(allowed)}{hint}.",
             errors=[{"field": "role", "message": f"one of {', '.join(allowed)}"}],
@@ -103,7 +104,7 @@ def service_token_create(
 @transaction.atomic
 def machine_token_revoke(*, token: MachineToken, by: AbstractBaseUser) -> MachineToken:
     """Revoke now; revoking twice is harmless. A service token's user is deactivated with it."""
-    token = MachineToken.objects.select_for_update().select_related("user", "team").get(pk=token.pk)
+    token = MachineToken.objects.select_for_update(of=("self",)).select_related("user", "team").get(pk=token.pk)
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
@@ -114,9 +115,10 @@ def machine_token_revoke(*, token: MachineToken, by: AbstractBaseUser) -> Machin
     return token
 
 
-def machine_token_authenticate(*, raw: str) -> MachineToken | None:
+def machine_token_authenticate(*, raw: str, touch: bool = True) -> MachineToken | None:
     """The live personal or service token matching `raw` (user loaded), or None: unknown, wrong secret,
-    revoked, expired, or its user deactivated. Constant-time on the secret."""
+    revoked, expired, or its user deactivated. Constant-time on the secret. `touch=False` for a look that is
+    not a use (the upload-size check, before the endpoint decides)."""
     parts = (raw or "").strip().split("_", 2)
     if len(parts) != 3 or parts[0] not in SCHEMES:
         return None
@@ -129,7 +131,7 @@ def machine_token_authenticate(*, raw: str) -> MachineToken | None:
     now = timezone.now()
     if not token.is_live(now) or not token.user.is_active:
         return None
-    if token.last_used_at is None or now - token.last_used_at > TOUCH_EVERY:
+    if touch and (token.last_used_at is None or now - token.last_used_at > TOUCH_EVERY):
         # Conditional, so concurrent requests in the same minute write once between them.
         MachineToken.objects.filter(pk=token.pk, last_used_at=token.last_used_at).update(last_used_at=now)
     return token

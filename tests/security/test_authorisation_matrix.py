@@ -1,4 +1,6 @@
-"""Every page and API route, for anonymous, outsider, viewer, operator and approver.
+"""Every page and API route, for anonymous, outsider, viewer, operator and approver, and every API route also for
+each kind of bearer token: personal access tokens of each of those users, team service tokens of each role, the
+deployment's ingestion token, and an expired and a revoked token (401, nothing written).
 
 The routes are discovered from the URLconf and the OpenAPI schema, and each must have a rule below: a new route
 without one fails `test_every_route_has_a_rule`, so it cannot ship unchecked. Each role's request runs in a
@@ -22,10 +24,27 @@ from django.utils import timezone
 from dashboard.api import api
 from monitoring import services
 from monitoring.ack_links import ack_token
-from monitoring.models import Alert, AlertGroup, AuditEvent, DriftReport, MaintenanceJob, ModelVersion, Role
+from monitoring.models import (
+    Alert,
+    AlertGroup,
+    ApiToken,
+    AuditEvent,
+    Dataset,
+    Deployment,
+    DriftReport,
+    MachineToken,
+    MaintenanceJob,
+    ModelVersion,
+    NotificationChannel,
+    PredictionBatch,
+    Role,
+    RoutingRule,
+    Silence,
+)
 from tests.conftest import CLASSES, FEATURES, trained_model
 
 PUBLIC, LOGIN, TOKEN = "public", "login", "token"
+OWNER = "owner"  # the viewer's own personal token: only she sees it; everyone else gets 404
 VIEW, OPERATE, APPROVE = Role.VIEWER, Role.OPERATOR, Role.APPROVER
 ROLES = ["anonymous", "outsider", "viewer", "operator", "approver"]
 RANK = {"viewer": 0, "operator": 1, "approver": 2}
@@ -52,6 +71,10 @@ class World:
     rule_id: int = 0
     silence_id: int = 0
     ack: str = ""
+    # Machine access (issue 13): a live bearer token per principal, by label ("wkp viewer", "wks operator", …).
+    bearers: dict[str, str] = field(default_factory=dict)
+    personal_prefix: str = ""
+    service_prefix: str = ""
 
     def kwargs(self) -> dict[str, object]:
         return {
@@ -62,12 +85,15 @@ class World:
         }
 
 
+
 @dataclass(frozen=True)
 class Rule:
     method: str
     need: str
     body: Callable[[World], dict] | None = None  # form fields, or JSON for the API
     json: bool = False
+    session_only: bool = False  # token management: a bearer token gets 403, whatever its role
+    prefix: str = ""  # which token a {prefix} in the path names: "personal", "service" or the ingestion token
 
 
 def _model_file() -> SimpleUploadedFile:
@@ -169,11 +195,27 @@ API: dict[tuple[str, str], Rule] = {
         "ends_at": (timezone.now() + timedelta(hours=1)).isoformat(), "comment": "maintenance"}, json=True),
     ("DELETE", "/api/v1/teams/{team}/silences/{silence_id}"): Rule("DELETE", APPROVE),
     ("GET", "/api/v1/alerts/{alert_id}/notifications"): Rule("GET", VIEW),
+    # Read endpoints and their CSV twins (issue 13): any member of the team.
+    **{("GET", f"/api/v1/deployments/{{slug}}/{name}{suffix}"): Rule("GET", VIEW)
+       for name in ("evaluations", "metrics", "drift-reports", "drift-features", "audit") for suffix in ("", ".csv")},
+    ("GET", "/api/v1/deployments/{slug}/alerts.csv"): Rule("GET", VIEW),
+    # Machine access: tokens are minted and revoked from a session only.
+    ("GET", "/api/v1/me/tokens"): Rule("GET", LOGIN),
+    ("POST", "/api/v1/me/tokens"): Rule("POST", LOGIN, lambda w: {"name": "ci"}, json=True, session_only=True),
+    ("DELETE", "/api/v1/me/tokens/{prefix}"): Rule("DELETE", OWNER, session_only=True, prefix="personal"),
+    ("GET", "/api/v1/teams/{team}/service-tokens"): Rule("GET", APPROVE),
+    ("POST", "/api/v1/teams/{team}/service-tokens"): Rule(
+        "POST", APPROVE, lambda w: {"name": "ci", "role": "operator"}, json=True, session_only=True),
+    ("DELETE", "/api/v1/teams/{team}/service-tokens/{prefix}"): Rule(
+        "DELETE", APPROVE, session_only=True, prefix="service"),
+    ("GET", "/api/v1/teams/{team}"): Rule("GET", VIEW),
+    ("PUT", "/api/v1/teams/{team}"): Rule(
+        "PUT", APPROVE, lambda w: {"service_tokens_may_approve": False}, json=True, session_only=True),
 }
 
 # Routes that are not ours to authorise route by route: Django's admin checks is_staff itself (tested once below),
 # and the API's own schema and docs describe routes without revealing data.
-NOT_RULED = {"admin", "api"}
+NOT_RULED = {"admin", "api", "api-deprecated"}  # the old /api/ paths are the same views (see test_api_v1.py)
 API_DOCUMENTS = {"api:openapi-json", "api:openapi-view"}
 
 
@@ -235,6 +277,20 @@ def world(deployment, approver, operator, viewer, outsider) -> World:
     _, other_plaintext = services.token_create(deployment=other, name="theirs", by=outsider)
     row = {"id": "r-1", "timestamp": "2025-03-01T12:00:00Z", "features": [0.5] * len(FEATURES), "predicted_label": "1"}
     batch = services.predictions_ingest(deployment=deployment, rows=[row])
+    bearers = {
+        f"wkp {role}": services.personal_token_create(user=user, name=role)[1]
+        for role, user in (("outsider", outsider), ("viewer", viewer), ("operator", operator), ("approver", approver))
+    }
+    services.team_service_approval_set(team=deployment.team, allowed=True, by=approver)
+    for role in (VIEW, OPERATE, APPROVE):
+        bearers[f"wks {role}"] = services.service_token_create(team=deployment.team, name=role, role=role, by=approver)[1]
+    bearers["wk ingestion"] = plaintext
+    expired, bearers["expired wkp"] = services.personal_token_create(user=approver, name="old")
+    MachineToken.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    revoked, bearers["revoked wks"] = services.service_token_create(team=deployment.team, name="gone", role=OPERATE, by=approver)
+    services.machine_token_revoke(token=revoked, by=approver)
+    personal = MachineToken.objects.filter(user=viewer, kind="personal").get()
+    service = MachineToken.objects.filter(team=deployment.team, role=VIEW).get()
     return World(
         slug=deployment.slug, candidate=candidate.number, job_id=job.pk, alert_id=alert.pk, report_id=report.pk,
         token_id=token.pk, token_prefix=token.prefix, token=plaintext, other_token=other_plaintext,
@@ -242,6 +298,7 @@ def world(deployment, approver, operator, viewer, outsider) -> World:
         users={"outsider": outsider, "viewer": viewer, "operator": operator, "approver": approver},
         team=deployment.team.slug, channel_id=channel.pk, rule_id=rule.pk, silence_id=silence.pk,
         ack=ack_token(AlertGroup.objects.get(alerts=alert).pk),
+        bearers=bearers, personal_prefix=personal.display, service_prefix=service.display,
     )
 
 
@@ -258,6 +315,8 @@ def _send(client: Client, rule: Rule, url: str, world: World, **headers):
         return client.get(url, **headers)
     if rule.method == "DELETE":
         return client.delete(url, **headers)
+    if rule.method == "PUT":
+        return client.put(url, data=body, content_type="application/json", **headers)
     if rule.json:
         return client.post(url, data=body, content_type="application/json", **headers)
     return client.post(url, data=body, **headers)
@@ -278,9 +337,37 @@ def _expected(role: str, need: str, *, api_route: bool) -> str:
         return "unauthenticated"
     if need == LOGIN:
         return "allowed"
+    if need == OWNER:
+        return "allowed" if role == "viewer" else "hidden"
     if role == "outsider":
         return "hidden"
     return "allowed" if RANK[role] >= RANK[need] else "forbidden"
+
+
+def _expected_for_bearer(label: str, rule: Rule) -> str:
+    """A personal token has its owner's role, a service token its own; neither opens an ingestion route, and
+    the ingestion token opens nothing else. Expired and revoked tokens open nothing."""
+    kind, role = label.split(" ", 1)
+    if kind in ("expired", "revoked") or (kind == "wk") != (rule.need == TOKEN):
+        return "unauthenticated"
+    if kind == "wk":
+        return "allowed"
+    if rule.session_only:
+        return "forbidden"
+    if kind == "wks" and rule.need == OWNER:
+        return "hidden"  # a service token has no personal tokens
+    return _expected(role, rule.need, api_route=True)
+
+
+# What a refused request must leave untouched: every kind of row an API route can write.
+WRITTEN = [AuditEvent, ModelVersion, Dataset, MaintenanceJob, ApiToken, MachineToken, NotificationChannel,
+           RoutingRule, Silence, PredictionBatch, Deployment]
+
+
+def _snapshot() -> tuple:
+    counts = tuple(model.objects.count() for model in WRITTEN)
+    tokens = tuple(MachineToken.objects.order_by("pk").values_list("last_used_at", "revoked_at", "role"))
+    return counts, tokens
 
 
 def _outcome(response, *, api_route: bool, need: str = "") -> str:
@@ -315,20 +402,47 @@ def test_pages_let_in_exactly_the_roles_they_need(name, world):
     assert seen == {role: _expected(role, rule.need, api_route=False) for role in ROLES}
 
 
+def _api_url(operation: tuple[str, str], rule: Rule, world: World) -> str:
+    prefix = {"personal": world.personal_prefix, "service": world.service_prefix}.get(rule.prefix, world.token_prefix)
+    return operation[1].format(**(world.kwargs() | {"prefix": prefix}))
+
+
+def _refused_in_savepoint(send: Callable[[], object]):
+    """Run one request, and if it was refused, check that it wrote nothing. A live token refused for its role
+    (403, 404) was used, and says so in its last_used_at; an unauthenticated request (401) touches nothing."""
+    with transaction.atomic():
+        before = _snapshot()
+        response = send()
+        after = _snapshot()
+        if response.status_code == 401:
+            assert after == before, "a 401 wrote something"
+        elif response.status_code in (403, 404):
+            assert after[0] == before[0], f"a refused request ({response.status_code}) wrote something"
+        transaction.set_rollback(True)
+    return response
+
+
 @pytest.mark.parametrize("operation", sorted(API), ids=lambda op: f"{op[0]} {op[1]}")
 def test_api_lets_in_exactly_the_roles_it_needs(operation, world):
     rule = API[operation]
-    url = operation[1].format(**world.kwargs())
+    url = _api_url(operation, rule, world)
     seen, expected = {}, {}
     for role in ROLES:
-        response = _in_savepoint(lambda: _send(_client(world, role), rule, url, world))
+        response = _refused_in_savepoint(lambda: _send(_client(world, role), rule, url, world))
         seen[role] = _outcome(response, api_route=True)
         # A session never opens a token route: machines send data with the deployment's token.
         expected[role] = "unauthenticated" if rule.need == TOKEN else _expected(role, rule.need, api_route=True)
+    for label, bearer in world.bearers.items():
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {bearer}"}
+        response = _refused_in_savepoint(lambda: _send(Client(), rule, url, world, **headers))
+        seen[label] = _outcome(response, api_route=True)
+        expected[label] = _expected_for_bearer(label, rule)
+        if seen[label] == "unauthenticated":
+            assert response["Content-Type"] == "application/problem+json", label
     if rule.need == TOKEN:
         for label, token in (("own token", world.token), ("other deployment's token", world.other_token)):
             headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
-            response = _in_savepoint(lambda: _send(Client(), rule, url, world, **headers))
+            response = _refused_in_savepoint(lambda: _send(Client(), rule, url, world, **headers))
             seen[label] = _outcome(response, api_route=True)
         expected |= {"own token": "allowed", "other deployment's token": "forbidden"}
     assert seen == expected
