@@ -74,6 +74,7 @@ class World:
     # Machine access (issue 13): a live bearer token per principal, by label ("wkp viewer", "wks operator", …).
     bearers: dict[str, str] = field(default_factory=dict)
     personal_prefix: str = ""
+    personal_token_id: int = 0
     service_prefix: str = ""
 
     def kwargs(self) -> dict[str, object]:
@@ -136,6 +137,10 @@ PAGES: dict[str, Rule] = {
     "job-progress": Rule("GET", VIEW),
     "token-create": Rule("POST", OPERATE, lambda w: {"name": "ci"}),
     "token-revoke": Rule("POST", OPERATE),
+    # Your own personal access tokens: any logged-in user; a token of someone else's is 404.
+    "account-tokens": Rule("GET", LOGIN),
+    "account-token-create": Rule("POST", LOGIN, lambda w: {"name": "ci", "expires_in_days": "30"}),
+    "account-token-revoke": Rule("POST", OWNER),
     # Alert delivery: the team's viewers read, its approvers manage; acknowledging needs the operator role.
     "alert-detail": Rule("GET", VIEW),
     "alert-ack": Rule("GET", OPERATE),
@@ -298,7 +303,8 @@ def world(deployment, approver, operator, viewer, outsider) -> World:
         users={"outsider": outsider, "viewer": viewer, "operator": operator, "approver": approver},
         team=deployment.team.slug, channel_id=channel.pk, rule_id=rule.pk, silence_id=silence.pk,
         ack=ack_token(AlertGroup.objects.get(alerts=alert).pk),
-        bearers=bearers, personal_prefix=personal.display, service_prefix=service.display,
+        bearers=bearers, personal_prefix=personal.display, personal_token_id=personal.pk,
+        service_prefix=service.display,
     )
 
 
@@ -388,7 +394,9 @@ def _outcome(response, *, api_route: bool, need: str = "") -> str:
 def _url_for_page(name: str, world: World) -> str:
     pattern = next(p for ns, p in _patterns(get_resolver().url_patterns) if not ns and p.name == name)
     wanted = set(pattern.pattern.converters)
-    return reverse(name, kwargs={k: v for k, v in world.kwargs().items() if k in wanted})
+    # The account pages' token is the viewer's personal token, not the deployment's ingestion token.
+    kwargs = world.kwargs() | ({"token_id": world.personal_token_id} if name.startswith("account-") else {})
+    return reverse(name, kwargs={k: v for k, v in kwargs.items() if k in wanted})
 
 
 @pytest.mark.parametrize("name", sorted(PAGES))
