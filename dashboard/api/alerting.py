@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from django.http import HttpRequest
-from ninja.pagination import paginate
 from ninja import Field, Router, Schema
+from ninja.pagination import paginate
 from ninja.responses import Status
 
 from dashboard.access import (

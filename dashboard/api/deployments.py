@@ -6,8 +6,8 @@ from typing import Literal
 
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja.pagination import paginate
 from ninja import File, Form, Router, UploadedFile
+from ninja.pagination import paginate
 from ninja.responses import Status
 
 from dashboard.access import APPROVE, OPERATE, VIEW, get_deployment_for, get_team_for, get_version_for

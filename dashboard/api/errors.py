@@ -5,19 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from http import HTTPStatus
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from http import HTTPStatus
-
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 
 from dashboard.api.schemas import ErrorItem, ErrorOut
 from monitoring.services import ServiceError
-
 
 PROBLEM_JSON = "application/problem+json"
 

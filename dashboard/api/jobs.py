@@ -3,8 +3,8 @@
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from ninja.pagination import paginate
 from ninja import Query, Router
+from ninja.pagination import paginate
 from ninja.responses import Status
 
 from dashboard.access import OPERATE, VIEW, get_deployment_for, get_job_for, get_version_for

@@ -99,7 +99,7 @@ def _scheme_split(prefix: str) -> str:
 @paginate(Pages)
 def personal_token_list(request: HttpRequest) -> QuerySet[MachineToken]:
     """Newest first, revoked and expired ones included (they show when they stopped)."""
-    return MachineToken.objects.filter(user=user_of(request), kind=MachineToken.Kind.PERSONAL).select_related(
+    return MachineToken.objects.filter(user_id=user_of(request).pk, kind=MachineToken.Kind.PERSONAL).select_related(
         "team", "created_by")
 
 
@@ -122,7 +122,8 @@ def personal_token_revoke(request: HttpRequest, prefix: str) -> MachineToken:
     """From a session only. Revoking twice is harmless. `prefix` as listed (wkp_ab12cd34) or without wkp_."""
     require_session(request, "Revoking a personal access token")
     token = get_object_or_404(
-        MachineToken.objects.filter(user=user_of(request), kind=MachineToken.Kind.PERSONAL), prefix=_scheme_split(prefix)
+        MachineToken.objects.filter(user_id=user_of(request).pk, kind=MachineToken.Kind.PERSONAL),
+        prefix=_scheme_split(prefix),
     )
     return services.machine_token_revoke(token=token, by=user_of(request))
 

@@ -77,7 +77,8 @@ def _twin(path: str, summary: str, tags: list[str], out: type, columns: dict[str
 
     page.__name__, export.__name__ = f"{name}_list", f"{name}_csv"
     page.__doc__ = export.__doc__ = select.__doc__
-    router.get(path, response={200: list[out], **READ_ERRORS}, tags=tags, summary=summary)(paginate(Pages)(page))
+    listed = list[out]  # type: ignore[valid-type]
+    router.get(path, response={200: listed, **READ_ERRORS}, tags=tags, summary=summary)(paginate(Pages)(page))
     router.get(f"{path}.csv", response={**READ_ERRORS}, tags=tags, summary=f"{summary}, as CSV",
                openapi_extra=CSV_DOC)(export)
 
