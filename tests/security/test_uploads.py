@@ -206,8 +206,10 @@ def test_an_api_body_declared_over_the_cap_is_413_in_the_api_error_shape(deploym
     )
 
     assert response.status_code == 413
+    assert response["Content-Type"] == "application/problem+json"
     assert response.json() == {
-        "detail": "The request body is 33554433 bytes; the limit is 33554432 bytes (32.0 MB).", "errors": []
+        "type": "about:blank", "title": "Request Entity Too Large", "status": 413,
+        "detail": "The request body is 33554433 bytes; the limit is 33554432 bytes (32.0 MB).", "errors": [],
     }
     assert not PredictionBatch.objects.exists()
 
@@ -232,7 +234,7 @@ def test_a_chunked_upload_within_its_cap_is_read_and_stored(deployment, token):
     response = Client().post("/api/v1/deployments/tumour/predictions/upload", body, content_type="text/csv",
                              **chunked(body), **bearer(token))
 
-    assert response.status_code == 200, response.content
+    assert response.status_code == 201, response.content
     assert response.json()["created"] == 20
 
 
@@ -258,7 +260,7 @@ def test_a_file_upload_over_the_small_default_but_within_its_own_cap_goes_throug
 
     response = Client().post("/api/v1/deployments/tumour/predictions/upload", body, content_type="text/csv", **bearer(token))
 
-    assert response.status_code == 200, response.content
+    assert response.status_code == 201, response.content
 
 
 def test_a_json_batch_of_10000_rows_of_64_named_features_fits_the_default_cap(db):
@@ -627,7 +629,7 @@ def test_an_upload_reusing_an_idempotency_key_with_another_file_is_422_and_store
     same = Client().post("/api/v1/deployments/tumour/predictions/upload", _predictions_csv(5), content_type="text/csv",
                          **bearer(token), **key)
 
-    assert (first.status_code, other.status_code, same.status_code) == (200, 422, 200)
+    assert (first.status_code, other.status_code, same.status_code) == (201, 422, 201)
     assert other.json()["detail"] == (
         f"Idempotency-Key reused with a different body: batch {first.json()['batch_id']} was stored under this key "
         "with other content. Send new content with a new key; resend the same content to retry."
@@ -728,7 +730,7 @@ def test_gunicorn_reads_a_chunked_upload_within_its_cap(gunicorn_url, token):
     status, body = _post(gunicorn_url, "/api/v1/deployments/tumour/predictions/upload", chunks,
                          {"Content-Type": "text/csv", "Transfer-Encoding": "chunked", **_auth(token)})
 
-    assert status == 200, body
+    assert status == 201, body
     assert json.loads(body)["created"] == 10
 
 
