@@ -61,6 +61,7 @@ def test_an_approver_cannot_approve_a_candidate_they_uploaded(deployment, approv
 
     assert response.status_code == 403
     assert response.json() == {
+        "type": "about:blank", "title": "Forbidden", "status": 403,
         "detail": "v2 needs a second approver: you uploaded it, and Tumour classifier requires someone else to approve "
         "it (the deployment's require_distinct_approver setting).",
         "errors": [],
