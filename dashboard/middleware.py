@@ -40,6 +40,27 @@ class ContentSecurityPolicyMiddleware:
         return response
 
 
+# RFC 9745: when /api/... (without the version) was deprecated, as an HTTP date in seconds since the epoch.
+API_UNVERSIONED_DEPRECATED_AT = 1796256000  # 2026-12-03, the release that mounted /api/v1/
+
+
+class ApiDeprecationMiddleware:
+    """Old unversioned /api/... paths still work, and each answer says so: `Deprecation` (RFC 9745) and a `Link`
+    to the same resource under /api/v1/ (rel="successor-version", RFC 5829)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        if match is not None and match.namespace == "api-deprecated":
+            successor = "/api/v1/" + request.path_info.removeprefix("/api/")
+            response["Deprecation"] = f"@{API_UNVERSIONED_DEPRECATED_AT}"
+            response["Link"] = f'<{request.build_absolute_uri(successor)}>; rel="successor-version"'
+        return response
+
+
 # The routes whose bodies are files, and the setting that caps each; every other body (the login page, the
 # forms, the JSON API) is capped at DATA_UPLOAD_MAX_MEMORY_SIZE (MAX_REQUEST_BYTES). Keyed by URL pattern
 # (ResolverMatch.route): a GET that shares an upload's path has no body to cap. tests/security/test_uploads.py
@@ -53,6 +74,8 @@ UPLOAD_ROUTES: dict[str, str] = {
     "d/<slug:slug>/versions/new": "MAX_MODEL_UPLOAD_BYTES",
     "deployments/new": "MAX_MODEL_UPLOAD_BYTES",
 }
+# The API is mounted at /api/v1/ and, deprecated, at /api/: the same caps at both.
+UPLOAD_ROUTES |= {f"api/v1/{route[4:]}": cap for route, cap in UPLOAD_ROUTES.items() if route.startswith("api/")}
 
 
 class BodyTooLarge(RequestDataTooBig):
@@ -143,7 +166,8 @@ def _identified(request: HttpRequest) -> bool:
         return False
     from monitoring import services  # imported late: the middleware module loads before the apps are ready
 
-    return services.token_authenticate(raw=raw.strip()) is not None
+    raw = raw.strip()
+    return services.token_authenticate(raw=raw) is not None or services.machine_token_authenticate(raw=raw, touch=False) is not None
 
 
 def _declared_length(request: HttpRequest) -> int | None:
@@ -161,7 +185,9 @@ def _too_large(request: HttpRequest, limit: int, length: int | None) -> HttpResp
     else:
         detail = f"The request body is {length} bytes; the limit is {_size(limit)}."
     if request.path_info.startswith("/api/"):
-        return JsonResponse({"detail": detail, "errors": []}, status=413)  # the API's error shape
+        from dashboard.api.errors import problem  # imported late, as above: it loads the services
+
+        return problem(413, detail)  # the API's error shape
     return render(request, "413.html", {"detail": detail, "limit": _human(limit)}, status=413)
 
 

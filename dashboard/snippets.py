@@ -35,7 +35,7 @@ def _example_row(deployment: Deployment, at: datetime) -> dict:
 def ingestion_snippets(*, deployment: Deployment, base_url: str, token: str | None, at: datetime) -> Snippets:
     """curl and Python that send one prediction and then its label. `token`: the secret, when the page has it
     (just created); else the snippets read it from $WATCHKEEPER_TOKEN. `base_url` ends with a slash."""
-    api = f"{base_url}api/deployments/{deployment.slug}/"
+    api = f"{base_url}api/v1/deployments/{deployment.slug}/"
     row = _example_row(deployment, at)
     classes = json.dumps(deployment.class_labels)  # in comments too: a label cannot end a comment line
     label = {"labels": [{"id": EXAMPLE_ID, "label": row["predicted_label"]}]}

@@ -5,9 +5,14 @@ from dashboard.api import api
 from dashboard.views.assets import favicon
 from dashboard.views.health import healthz, readyz
 
+# ninja hands out its URLconf once; the same patterns serve /api/v1/ and, deprecated, the old /api/
+# (ApiDeprecationMiddleware marks those answers). Names reverse to /api/v1/: "api" is the default instance.
+api_urls, api_app, api_namespace = api.urls
+
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/", api.urls),
+    path("api/v1/", (api_urls, api_app, api_namespace)),
+    path("api/", include((api_urls, api_app), namespace="api-deprecated")),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("favicon.ico", favicon, name="favicon"),

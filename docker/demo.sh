@@ -67,7 +67,7 @@ cat <<MSG
   Watchkeeper is up in ${elapsed}s ($WATCHKEEPER_MODE mode).
     URL:    $url
     Login:  demo / demo        (approver; also: operator / demo, viewer / demo)
-    API:    ${url}api/docs
+    API:    ${url}api/v1/docs
     Logs:   var/log/   Stop: make stop
     Alerts: var/log/receivers.log (mail in var/mail/, webhooks in var/webhooks/)
 MSG

@@ -28,6 +28,7 @@ from monitoring.models import (
     DriftFeaturePoint,
     DriftReport,
     EvaluationRun,
+    MachineToken,
     MaintenanceJob,
     Membership,
     MetricPoint,
@@ -284,6 +285,23 @@ class MaintenanceJobAdmin(ReadOnlyAdmin):
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
         by = request.user
         _each(request, self, queryset.select_related("deployment"), lambda job: services.job_cancel(job=job, by=by), "Cancelled")
+
+
+@admin.register(MachineToken)
+class MachineTokenAdmin(ReadOnlyAdmin):
+    """Personal and service tokens for the management API: only the hash is stored; created in the dashboard or
+    the API (shown once, audited), revoked here too."""
+
+    list_display = ["name", "kind", "prefix", "user", "team", "role", "expires_at", "last_used_at", "revoked_at"]
+    list_filter = ["kind", "team"]
+    search_fields = ["name", "prefix", "user__username"]
+    exclude = ["secret_sha256"]
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke the selected tokens", permissions=["view"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
+        by = request.user
+        _each(request, self, queryset, lambda token: services.machine_token_revoke(token=token, by=by), "Revoked")
 
 
 @admin.register(ApiToken)

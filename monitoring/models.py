@@ -27,6 +27,8 @@ class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Approving stays with people unless the team's approvers let its service tokens hold the approver role.
+    service_tokens_may_approve = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return self.name
@@ -700,3 +702,6 @@ from monitoring.notification_models import NotificationChannel as NotificationCh
 from monitoring.notification_models import RoutingRule as RoutingRule  # noqa: E402
 from monitoring.notification_models import ScheduledCheckState as ScheduledCheckState  # noqa: E402
 from monitoring.notification_models import Silence as Silence  # noqa: E402
+
+# Machine access (personal and service tokens for the management API): its own module too.
+from monitoring.token_models import MachineToken as MachineToken  # noqa: E402

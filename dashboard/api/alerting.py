@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from django.http import HttpRequest
 from ninja import Field, Router, Schema
+from ninja.pagination import paginate
 from ninja.responses import Status
 
 from dashboard.access import (
@@ -19,12 +20,13 @@ from dashboard.access import (
     get_silence_for,
     get_team_for,
 )
-from dashboard.api.auth import session_auth, user_of
+from dashboard.api.auth import management_auth, user_of
 from dashboard.api.errors import error_responses
+from dashboard.api.pagination import Pages
 from monitoring import selectors, services
 from monitoring.models import Alert, Deployment, Notification, NotificationChannel, RoutingRule, Silence, Team
 
-router = Router(auth=session_auth, tags=["alerting"])
+router = Router(auth=management_auth, tags=["alerting"])
 
 READ_ERRORS = error_responses(401, 404)
 WRITE_ERRORS = error_responses(401, 403, 404, 409, 422)
@@ -165,6 +167,7 @@ def _deployment_of(team: Team, slug: str | None) -> Deployment | None:
 
 
 @router.get("/teams/{team}/channels", response={200: list[ChannelOut], **READ_ERRORS}, summary="List a team's channels")
+@paginate(Pages)
 def channel_list(request: HttpRequest, team: str) -> list[NotificationChannel]:
     return list(selectors.channels_for(team=get_team_for(user_of(request), team, need=VIEW)))
 
@@ -201,11 +204,13 @@ def channel_test(request: HttpRequest, team: str, channel_id: int) -> Status:
 
 @router.get("/teams/{team}/channels/{channel_id}/deliveries", response={200: list[NotificationOut], **READ_ERRORS},
             summary="A channel's last deliveries, with every attempt")
+@paginate(Pages)
 def channel_deliveries(request: HttpRequest, team: str, channel_id: int) -> list[Notification]:
     return selectors.channel_deliveries(channel=get_channel_for(user_of(request), team, channel_id, need=VIEW))
 
 
 @router.get("/teams/{team}/rules", response={200: list[RuleOut], **READ_ERRORS}, summary="List routing rules")
+@paginate(Pages)
 def rule_list(request: HttpRequest, team: str) -> list[RoutingRule]:
     return list(selectors.rules_for(team=get_team_for(user_of(request), team, need=VIEW)))
 
@@ -275,6 +280,7 @@ def rule_delete(request: HttpRequest, team: str, rule_id: int) -> Status:
 
 
 @router.get("/teams/{team}/silences", response={200: list[SilenceOut], **READ_ERRORS}, summary="List active silences")
+@paginate(Pages)
 def silence_list(request: HttpRequest, team: str) -> list[Silence]:
     return list(selectors.silences_for_team(team=get_team_for(user_of(request), team, need=VIEW)))
 
@@ -299,6 +305,7 @@ def silence_expire(request: HttpRequest, team: str, silence_id: int) -> Silence:
 
 @router.get("/alerts/{alert_id}/notifications", response={200: list[NotificationOut], **READ_ERRORS},
             summary="The notifications that listed an alert, with their attempts")
+@paginate(Pages)
 def alert_notifications(request: HttpRequest, alert_id: int) -> list[Notification]:
     alert: Alert = get_alert_for(user_of(request), alert_id, need=VIEW)
     return selectors.alert_notifications(alert=alert)

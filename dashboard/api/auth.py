@@ -1,8 +1,10 @@
-"""The API's two ways in.
+"""The API's ways in.
 
 - Ingestion (predictions, labels): a per-deployment token, `Authorization: Bearer wk_<prefix>_<secret>`.
   Machines send data; a token can do nothing else and only for its own deployment.
-- Management (everything else): the dashboard's Django session, with CSRF checks on writes.
+- Management (everything else): a personal access token (`wkp_…`, acts as its owner) or a team service token
+  (`wks_…`, acts as its own member of one team) as `Authorization: Bearer`, or else the dashboard's Django
+  session, with CSRF checks on writes (a bearer request carries no cookie, so it needs none).
   Every action needs a user with a role, checked through dashboard/access.py.
 """
 
@@ -17,7 +19,7 @@ from ninja.errors import AuthenticationError
 from ninja.security import HttpBearer, SessionAuth
 
 from monitoring import services
-from monitoring.models import ApiToken, Deployment
+from monitoring.models import ApiToken, Deployment, MachineToken
 
 
 class TokenRejected(AuthenticationError):
@@ -52,8 +54,45 @@ class DashboardSession(SessionAuth):
         raise AuthenticationError(message="Log in to the dashboard first: management endpoints use the session cookie.")
 
 
+class MachineBearer(HttpBearer):
+    """A personal or service token from the bearer header. No header: None, so the session is tried next."""
+
+    def __call__(self, request: HttpRequest) -> Any:
+        header = request.headers.get(self.header, "")
+        if not header:
+            return None
+        scheme, _, raw = header.partition(" ")
+        raw = raw.strip()
+        if scheme.lower() != "bearer" or not raw:
+            raise TokenRejected("Send 'Authorization: Bearer <token>' with a personal (wkp_…) or service (wks_…) token.")
+        return self.authenticate(request, raw)
+
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        if token.startswith(f"{services.TOKEN_PREFIX}_"):
+            raise TokenRejected("This is a deployment's ingestion token: it only sends predictions and labels. "
+                                "Management endpoints take a personal (wkp_…) or team service (wks_…) token.")
+        machine_token = services.machine_token_authenticate(raw=token)
+        if machine_token is None:
+            raise TokenRejected("The token is not valid, or it has expired or been revoked.")
+        request.machine_token = machine_token  # type: ignore[attr-defined]
+        return machine_token.user
+
+
 token_auth = DeploymentToken()
 session_auth = DashboardSession()
+# Management endpoints: a bearer token when one is sent, the session cookie otherwise.
+management_auth = [MachineBearer(), session_auth]
+
+
+def machine_token_of(request: HttpRequest) -> MachineToken | None:
+    return getattr(request, "machine_token", None)
+
+
+def require_session(request: HttpRequest, what: str) -> None:
+    """Refuse a token where only a person at the dashboard should act (a token minting tokens would outlive
+    its own expiry and revocation)."""
+    if machine_token_of(request) is not None:
+        raise PermissionDenied(f"{what} needs a logged-in dashboard session, not a token.")
 
 
 def deployment_for_token(request: HttpRequest, slug: str) -> Deployment:

@@ -7,11 +7,13 @@ from typing import Literal
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from ninja import File, Form, Router, UploadedFile
+from ninja.pagination import paginate
 from ninja.responses import Status
 
 from dashboard.access import APPROVE, OPERATE, VIEW, get_deployment_for, get_team_for, get_version_for
-from dashboard.api.auth import session_auth, user_of
+from dashboard.api.auth import management_auth, user_of
 from dashboard.api.errors import error_responses
+from dashboard.api.pagination import Pages
 from dashboard.api.schemas import (
     DatasetOut,
     DecisionIn,
@@ -25,7 +27,7 @@ from dashboard.api.schemas import (
 from monitoring import selectors, services
 from monitoring.models import ApiToken, Dataset, Deployment, ModelVersion
 
-router = Router(auth=session_auth)
+router = Router(auth=management_auth)
 
 # Reading needs a session (401), and a role on the deployment's team: outsiders get 404, not 403.
 READ_ERRORS = error_responses(401, 404)
@@ -37,6 +39,7 @@ WRITE_ERRORS = error_responses(401, 403, 404, 422)
 
 @router.get("/deployments", response={200: list[DeploymentOut], **error_responses(401)}, tags=["deployments"],
             summary="List your deployments")
+@paginate(Pages)
 def deployment_list(request: HttpRequest) -> list[Deployment]:
     """Every deployment of the teams you belong to."""
     return list(selectors.deployments_visible_to(user=user_of(request)))
@@ -82,6 +85,7 @@ def deployment_rollback(request: HttpRequest, slug: str, payload: DecisionIn) ->
 
 @router.get("/deployments/{slug}/versions", response={200: list[VersionOut], **READ_ERRORS}, tags=["versions"],
             summary="List model versions")
+@paginate(Pages)
 def version_list(request: HttpRequest, slug: str) -> list[ModelVersion]:
     """Newest first."""
     deployment = get_deployment_for(user_of(request), slug, need=VIEW)
@@ -137,6 +141,7 @@ def version_reject(request: HttpRequest, slug: str, number: int, payload: Decisi
 
 @router.get("/deployments/{slug}/datasets", response={200: list[DatasetOut], **READ_ERRORS}, tags=["datasets"],
             summary="List datasets")
+@paginate(Pages)
 def dataset_list(request: HttpRequest, slug: str) -> list[Dataset]:
     deployment = get_deployment_for(user_of(request), slug, need=VIEW)
     return list(deployment.datasets.select_related("deployment", "created_by"))
@@ -167,6 +172,7 @@ def dataset_upload(
 
 @router.get("/deployments/{slug}/tokens", response={200: list[TokenOut], **error_responses(401, 403, 404)},
             tags=["tokens"], summary="List ingestion tokens")
+@paginate(Pages)
 def token_list(request: HttpRequest, slug: str) -> list[ApiToken]:
     """Needs the operator role. Secrets are never shown again; only the prefix identifies a token."""
     deployment = get_deployment_for(user_of(request), slug, need=OPERATE)

@@ -1,9 +1,11 @@
-"""Every failure leaves the API as JSON: {"detail": "...", "errors": [...]}, with the status that fits."""
+"""Every failure leaves the API as an RFC 9457 problem: `application/problem+json` with type, title, status and
+detail, and our `errors` list (row, line, field, message) as an extension member, with the status that fits."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from http import HTTPStatus
 from typing import Any
 
 from django.conf import settings
@@ -15,15 +17,25 @@ from ninja.errors import HttpError, ValidationError
 from dashboard.api.schemas import ErrorItem, ErrorOut
 from monitoring.services import ServiceError
 
+PROBLEM_JSON = "application/problem+json"
+
 
 def error_responses(*codes: int) -> dict[int, type[ErrorOut]]:
     """The documented error statuses of an endpoint, all with the one error shape."""
     return {code: ErrorOut for code in codes}
 
 
-def _error(api: NinjaAPI, request: HttpRequest, status: int, detail: str, errors: list | None = None) -> HttpResponse:
+def problem(status: int, detail: str, errors: list | None = None) -> JsonResponse:
+    """An RFC 9457 problem. `type` is about:blank, so `title` is the status phrase (section 4.2.1): what the
+    client should do is in `detail`, and which rows or fields are at fault in `errors`."""
     items = [ErrorItem.model_validate(error).model_dump() for error in errors or []]  # the documented shape, always
-    return api.create_response(request, {"detail": detail, "errors": items}, status=status)
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail,
+            "errors": items}
+    return JsonResponse(body, status=status, content_type=PROBLEM_JSON)
+
+
+def _error(api: NinjaAPI, request: HttpRequest, status: int, detail: str, errors: list | None = None) -> HttpResponse:
+    return problem(status, detail, errors)
 
 
 def _validation_errors(exc: ValidationError) -> list[dict]:
@@ -70,7 +82,7 @@ def install_handlers(api: NinjaAPI) -> None:
 
 def _refusal(status: int, detail: str) -> JsonResponse:
     """The error shape, from a view decorator that runs before ninja (and its exception handlers) is reached."""
-    return JsonResponse({"detail": detail, "errors": []}, status=status)
+    return problem(status, detail)
 
 
 def file_body(run: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

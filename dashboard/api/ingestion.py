@@ -8,8 +8,10 @@ Files (CSV or Parquet) go through pyarrow. Every prediction batch is idempotent:
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from ninja import File, Header, Router, UploadedFile
 from ninja.decorators import decorate_view
+from ninja.responses import Status
 
 from dashboard.api.auth import deployment_for_token, token_auth
 from dashboard.api.errors import error_responses, file_body
@@ -31,26 +33,29 @@ IDEMPOTENCY_KEY = Header(
 )
 
 
-def _answer(response: HttpResponse, result: services.IngestResult) -> services.IngestResult:
+def _answer(request: HttpRequest, response: HttpResponse, slug: str, result: services.IngestResult) -> Status:
+    """201 for a stored batch, 202 for one the indexer still has to take, with its status as `Location`.
+    A replay answers with the status of the first answer: the stored result says which it was."""
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
-    return result
+    response["Location"] = reverse("api:batch_status", kwargs={"slug": slug, "batch_id": result.batch_id})
+    return Status(202 if result.status == PredictionBatch.State.PENDING else 201, result)
 
 
-@router.post("/deployments/{slug}/predictions", response={200: IngestOut, **INGEST_ERRORS},
+@router.post("/deployments/{slug}/predictions", response={201: IngestOut, 202: IngestOut, **INGEST_ERRORS},
              summary="Send a batch of predictions", openapi_extra=request_body_doc(PredictionBatchIn))
 def predictions_ingest(
     request: HttpRequest, response: HttpResponse, slug: str, idempotency_key: str | None = IDEMPOTENCY_KEY
-) -> services.IngestResult:
+) -> Status:
     """All or nothing: one bad row rejects the batch (422, naming each bad row and field) and stores nothing.
     A batch larger than MAX_PREDICTION_BATCH rows or MAX_REQUEST_BYTES gets 413. Ids are unique per
     deployment: a new batch reusing a stored id is a conflict (409). NaN and infinity are rejected unless
-    the deployment allows them."""
+    the deployment allows them. 201 with `Location:` the batch's status; a replay answers as the first time."""
     deployment = deployment_for_token(request, slug)
     result = services.predictions_ingest(
         deployment=deployment, rows=json_object_body(request, "predictions"), idempotency_key=idempotency_key
     )
-    return _answer(response, result)
+    return _answer(request, response, slug, result)
 
 
 FILE_BODY = File(
@@ -61,26 +66,27 @@ FILE_BODY = File(
 )
 
 
-@router.post("/deployments/{slug}/predictions/upload", response={200: IngestOut, **UPLOAD_ERRORS},
+@router.post("/deployments/{slug}/predictions/upload", response={201: IngestOut, 202: IngestOut, **UPLOAD_ERRORS},
              summary="Upload a file of predictions (CSV or Parquet)")
 @decorate_view(file_body)
 def predictions_upload(
     request: HttpRequest, response: HttpResponse, slug: str, file: UploadedFile | None = FILE_BODY,
     idempotency_key: str | None = IDEMPOTENCY_KEY,
-) -> services.IngestResult:
+) -> Status:
     """Columns: `id`, `timestamp` (ISO 8601; naive means UTC), `predicted_label`, one per feature and,
     optionally, `proba_<class>` for every class. Stored as one batch, all or nothing, with the same
     errors and idempotency as the JSON batch. A file over 10,000 rows has its ids checked by the indexer,
-    moments later: see the batch's status. At most MAX_UPLOAD_ROWS rows and MAX_UPLOAD_BYTES."""
+    moments later: 202 with `Location:` the batch's status, to poll. At most MAX_UPLOAD_ROWS rows and MAX_UPLOAD_BYTES."""
     deployment = deployment_for_token(request, slug)
     data, filename = uploaded_file(request, file)
     result = services.predictions_upload(
         deployment=deployment, data=data, filename=filename, idempotency_key=idempotency_key
     )
-    return _answer(response, result)
+    return _answer(request, response, slug, result)
 
 
 @router.get("/deployments/{slug}/batches/{batch_id}", response={200: BatchOut, **error_responses(401, 403, 404)},
+            url_name="batch_status",
             summary="A prediction batch's status")
 def batch_status(request: HttpRequest, slug: str, batch_id: int) -> PredictionBatch:
     """Whether the batch's ids are in the label index yet (pending, indexed) and, if the indexer rejected it,

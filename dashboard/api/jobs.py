@@ -1,42 +1,39 @@
-"""Alerts and maintenance jobs. Session auth."""
+"""Alerts and maintenance jobs. Bearer token or session."""
 
-from __future__ import annotations
 
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from ninja import Query, Router
+from ninja.pagination import paginate
 from ninja.responses import Status
 
 from dashboard.access import OPERATE, VIEW, get_deployment_for, get_job_for, get_version_for
-from dashboard.api.auth import session_auth, user_of
+from dashboard.api.auth import management_auth, user_of
 from dashboard.api.errors import error_responses
+from dashboard.api.pagination import Pages
+from dashboard.api.reports import AlertFilters
 from dashboard.api.schemas import AlertOut, JobIn, JobOut
 from monitoring import selectors, services
 from monitoring.models import Alert, MaintenanceJob
 from monitoring.services import Conflict
 
-router = Router(auth=session_auth)
-
-# A page is enough for a dashboard or a script polling for news; older rows stay in the web UI.
-MAX_LIST = 1000
-
-
-def _limit() -> int:
-    return Query(100, ge=1, le=MAX_LIST, description="At most this many, newest first")
-
+router = Router(auth=management_auth)
 
 @router.get("/deployments/{slug}/alerts", response={200: list[AlertOut], **error_responses(401, 404)},
             tags=["alerts"], summary="List alerts")
-def alert_list(request: HttpRequest, slug: str, unresolved: bool = False, limit: int = _limit()) -> list[Alert]:
-    """Newest first; `unresolved=true` keeps only open and acknowledged ones."""
-    deployment = get_deployment_for(user_of(request), slug, need=VIEW)
-    return list(selectors.alerts_for(deployment=deployment, unresolved_only=unresolved)[:limit])
+@paginate(Pages)
+def alert_list(request: HttpRequest, slug: str, filters: Query[AlertFilters]) -> QuerySet[Alert]:
+    """Newest first; `unresolved=true` keeps only open and acknowledged ones. As CSV: `/alerts.csv`."""
+    return filters.apply(get_deployment_for(user_of(request), slug, need=VIEW))
 
 
 @router.get("/deployments/{slug}/jobs", response={200: list[JobOut], **error_responses(401, 404)},
             tags=["jobs"], summary="List maintenance jobs")
-def job_list(request: HttpRequest, slug: str, limit: int = _limit()) -> list[MaintenanceJob]:
+@paginate(Pages)
+def job_list(request: HttpRequest, slug: str) -> QuerySet[MaintenanceJob]:
+    """Newest first."""
     deployment = get_deployment_for(user_of(request), slug, need=VIEW)
-    return list(selectors.jobs_for(deployment=deployment).select_related("deployment")[:limit])
+    return selectors.jobs_for(deployment=deployment).select_related("deployment")
 
 
 @router.post("/deployments/{slug}/jobs", response={201: JobOut, **error_responses(401, 403, 404, 409, 422)},

@@ -20,7 +20,12 @@ class ErrorItem(Schema):
 
 
 class ErrorOut(Schema):
-    detail: str = Field(description="What went wrong, for a person to read")
+    """An RFC 9457 problem (served as application/problem+json)."""
+
+    type: str = Field("about:blank", description="about:blank: the status says what kind of problem it is")
+    title: str = Field(description="The HTTP status phrase, e.g. 'Unprocessable Content'")
+    status: int = Field(description="The HTTP status code, repeated")
+    detail: str = Field(description="What went wrong and what to do, for a person to read")
     errors: list[ErrorItem] = Field(default_factory=list, description="Per-row or per-field problems, when known")
 
 

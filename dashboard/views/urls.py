@@ -2,7 +2,19 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from dashboard.logins import LimitedPasswordChangeView
-from dashboard.views import alerting, alerts, audit, datasets, deployments, jobs, overview, setup, tokens, versions
+from dashboard.views import (
+    account,
+    alerting,
+    alerts,
+    audit,
+    datasets,
+    deployments,
+    jobs,
+    overview,
+    setup,
+    tokens,
+    versions,
+)
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -10,6 +22,9 @@ urlpatterns = [
     path("password/", LimitedPasswordChangeView.as_view(), name="password_change"),
     path("password/done", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("", overview.overview, name="overview"),
+    path("account/tokens/", account.personal_tokens, name="account-tokens"),
+    path("account/tokens/new", account.personal_token_create, name="account-token-create"),
+    path("account/tokens/<int:token_id>/revoke", account.personal_token_revoke, name="account-token-revoke"),
     path("alerts", alerts.alert_list, name="alerts"),
     path("alerts/<int:alert_id>/status", alerts.alert_set_status, name="alert-status"),
     path("deployments/new", setup.deployment_new, name="deployment-new"),

@@ -57,6 +57,13 @@ from monitoring.selectors.notifications import (
     silences_for_team,
 )
 from monitoring.selectors.overview import SPARKLINE_DAYS, OverviewRow, deployment_overview
+from monitoring.selectors.reports import (
+    alerts_filtered,
+    drift_feature_points,
+    drift_reports,
+    evaluation_runs,
+    metric_points,
+)
 from monitoring.selectors.traffic import (
     ProductionWindow,
     batch_for,
@@ -96,6 +103,7 @@ __all__ = [
     "active_silences_matching",
     "alert_groups_of",
     "alert_notifications",
+    "alerts_filtered",
     "alerts_for",
     "audit_actors",
     "audit_events",
@@ -113,10 +121,13 @@ __all__ = [
     "describe_training",
     "digest_recipients",
     "digest_wanted",
+    "drift_feature_points",
     "drift_feature_series",
     "drift_report_neighbours",
+    "drift_reports",
     "drift_reports_for",
     "drift_share_series",
+    "evaluation_runs",
     "headline_run",
     "health_of",
     "job_options",
@@ -125,6 +136,7 @@ __all__ = [
     "last_labels_received",
     "last_predictions_received",
     "latest_drift_report",
+    "metric_points",
     "notifications_due_ids",
     "per_class_rows",
     "prediction_counts",

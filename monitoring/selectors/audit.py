@@ -21,14 +21,16 @@ AUDIT_KINDS: dict[str, str] = {
 
 
 def audit_events(
-    *, deployment: Deployment, kind: str = "", actor: str = "", since: datetime | None = None,
-    until: datetime | None = None,
+    *, deployment: Deployment, kind: str = "", action: str | None = None, actor: str | None = None,
+    since: datetime | None = None, until: datetime | None = None,
 ) -> QuerySet[AuditEvent]:
-    """Newest first. `kind` is a key of AUDIT_KINDS, `actor` an actor label ("alice", "worker"); `until` is
-    exclusive."""
+    """Newest first. `kind` is a key of AUDIT_KINDS, `action` any prefix of an action ("version." or
+    "version.approve"), `actor` an actor label ("alice", "worker"); `until` is exclusive."""
     events = deployment.audit_events.all()
     if kind:
         events = events.filter(action__startswith=f"{kind}.")
+    if action:
+        events = events.filter(action__startswith=action)
     if actor:
         events = events.filter(actor_label=actor)
     if since is not None:

@@ -25,7 +25,7 @@ digits = Deployment.objects.get(slug="digits-mlp")
 queued = client.post("/d/digits-mlp/jobs", {"kind": "compress_int8", "version": digits.active_version().id})
 job = MaintenanceJob.objects.get(deployment=digits)
 print(json.dumps({
-    "pages": [client.get(url).status_code for url in ("/", "/d/wine-forest/", "/alerts", "/api/openapi.json")],
+    "pages": [client.get(url).status_code for url in ("/", "/d/wine-forest/", "/alerts", "/api/v1/openapi.json")],
     "live": json.loads(client.get("/healthz").content),
     "ready": [(r := client.get("/readyz")).status_code, json.loads(r.content)],
     "queued": queued.status_code,

@@ -1,4 +1,6 @@
-"""Every page and API route, for anonymous, outsider, viewer, operator and approver.
+"""Every page and API route, for anonymous, outsider, viewer, operator and approver, and every API route also for
+each kind of bearer token: personal access tokens of each of those users, team service tokens of each role, the
+deployment's ingestion token, and an expired and a revoked token (401, nothing written).
 
 The routes are discovered from the URLconf and the OpenAPI schema, and each must have a rule below: a new route
 without one fails `test_every_route_has_a_rule`, so it cannot ship unchecked. Each role's request runs in a
@@ -23,10 +25,27 @@ from django.utils import timezone
 from dashboard.api import api
 from monitoring import services
 from monitoring.ack_links import ack_token
-from monitoring.models import Alert, AlertGroup, AuditEvent, DriftReport, MaintenanceJob, ModelVersion, Role
+from monitoring.models import (
+    Alert,
+    AlertGroup,
+    ApiToken,
+    AuditEvent,
+    Dataset,
+    Deployment,
+    DriftReport,
+    MachineToken,
+    MaintenanceJob,
+    ModelVersion,
+    NotificationChannel,
+    PredictionBatch,
+    Role,
+    RoutingRule,
+    Silence,
+)
 from tests.conftest import CLASSES, FEATURES, trained_model
 
 PUBLIC, LOGIN, TOKEN = "public", "login", "token"
+OWNER = "owner"  # the viewer's own personal token: only she sees it; everyone else gets 404
 VIEW, OPERATE, APPROVE = Role.VIEWER, Role.OPERATOR, Role.APPROVER
 ROLES = ["anonymous", "outsider", "viewer", "operator", "approver"]
 RANK = {"viewer": 0, "operator": 1, "approver": 2}
@@ -53,6 +72,11 @@ class World:
     rule_id: int = 0
     silence_id: int = 0
     ack: str = ""
+    # Machine access (issue 13): a live bearer token per principal, by label ("wkp viewer", "wks operator", …).
+    bearers: dict[str, str] = field(default_factory=dict)
+    personal_prefix: str = ""
+    personal_token_id: int = 0
+    service_prefix: str = ""
 
     def kwargs(self) -> dict[str, object]:
         return {
@@ -63,12 +87,15 @@ class World:
         }
 
 
+
 @dataclass(frozen=True)
 class Rule:
     method: str
     need: str
     body: Callable[[World], dict] | None = None  # form fields, or JSON for the API
     json: bool = False
+    session_only: bool = False  # token management: a bearer token gets 403, whatever its role
+    prefix: str = ""  # which token a {prefix} in the path names: "personal", "service" or the ingestion token
 
 
 def _model_file() -> SimpleUploadedFile:
@@ -112,6 +139,10 @@ PAGES: dict[str, Rule] = {
     "job-progress": Rule("GET", VIEW),
     "token-create": Rule("POST", OPERATE, lambda w: {"name": "ci"}),
     "token-revoke": Rule("POST", OPERATE),
+    # Your own personal access tokens: any logged-in user; a token of someone else's is 404.
+    "account-tokens": Rule("GET", LOGIN),
+    "account-token-create": Rule("POST", LOGIN, lambda w: {"name": "ci", "expires_in_days": "30"}),
+    "account-token-revoke": Rule("POST", OWNER),
     # Alert delivery: the team's viewers read, its approvers manage; acknowledging needs the operator role.
     "alert-detail": Rule("GET", VIEW),
     "alert-ack": Rule("GET", OPERATE),
@@ -135,55 +166,71 @@ PAGES: dict[str, Rule] = {
 
 # API operations, by (method, path) as the OpenAPI schema names them.
 API: dict[tuple[str, str], Rule] = {
-    ("GET", "/api/deployments"): Rule("GET", LOGIN),
-    ("POST", "/api/deployments"): Rule("POST", OPERATE, lambda w: {
+    ("GET", "/api/v1/deployments"): Rule("GET", LOGIN),
+    ("POST", "/api/v1/deployments"): Rule("POST", OPERATE, lambda w: {
         "name": "New one", "team": "risk-models", "feature_names": FEATURES, "class_labels": CLASSES}, json=True),
-    ("GET", "/api/deployments/{slug}"): Rule("GET", VIEW),
-    ("POST", "/api/deployments/{slug}/rollback"): Rule("POST", APPROVE, lambda w: {"comment": ""}, json=True),
-    ("GET", "/api/deployments/{slug}/versions"): Rule("GET", VIEW),
-    ("POST", "/api/deployments/{slug}/versions"): Rule("POST", OPERATE, lambda w: {"file": _model_file()}),
-    ("POST", "/api/deployments/{slug}/versions/{number}/approve"): Rule("POST", APPROVE, lambda w: {}, json=True),
-    ("POST", "/api/deployments/{slug}/versions/{number}/reject"): Rule("POST", APPROVE, lambda w: {}, json=True),
-    ("GET", "/api/deployments/{slug}/datasets"): Rule("GET", VIEW),
-    ("POST", "/api/deployments/{slug}/datasets"): Rule(
+    ("GET", "/api/v1/deployments/{slug}"): Rule("GET", VIEW),
+    ("POST", "/api/v1/deployments/{slug}/rollback"): Rule("POST", APPROVE, lambda w: {"comment": ""}, json=True),
+    ("GET", "/api/v1/deployments/{slug}/versions"): Rule("GET", VIEW),
+    ("POST", "/api/v1/deployments/{slug}/versions"): Rule("POST", OPERATE, lambda w: {"file": _model_file()}),
+    ("POST", "/api/v1/deployments/{slug}/versions/{number}/approve"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("POST", "/api/v1/deployments/{slug}/versions/{number}/reject"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("GET", "/api/v1/deployments/{slug}/datasets"): Rule("GET", VIEW),
+    ("POST", "/api/v1/deployments/{slug}/datasets"): Rule(
         "POST", OPERATE, lambda w: {"file": _dataset_file(), "kind": "evaluation"}),
-    ("GET", "/api/deployments/{slug}/tokens"): Rule("GET", OPERATE),
-    ("POST", "/api/deployments/{slug}/tokens"): Rule("POST", OPERATE, lambda w: {"name": "ci"}, json=True),
-    ("DELETE", "/api/deployments/{slug}/tokens/{prefix}"): Rule("DELETE", OPERATE),
-    ("GET", "/api/deployments/{slug}/alerts"): Rule("GET", VIEW),
-    ("GET", "/api/deployments/{slug}/jobs"): Rule("GET", VIEW),
-    ("POST", "/api/deployments/{slug}/jobs"): Rule("POST", OPERATE, lambda w: {"kind": "retrain"}, json=True),
-    ("GET", "/api/jobs/{job_id}"): Rule("GET", VIEW),
-    ("POST", "/api/deployments/{slug}/predictions"): Rule("POST", TOKEN, lambda w: {"predictions": []}, json=True),
-    ("POST", "/api/deployments/{slug}/predictions/upload"): Rule("POST", TOKEN),
-    ("GET", "/api/deployments/{slug}/batches/{batch_id}"): Rule("GET", TOKEN),
-    ("POST", "/api/deployments/{slug}/labels"): Rule("POST", TOKEN, lambda w: {"labels": []}, json=True),
-    ("POST", "/api/deployments/{slug}/labels/upload"): Rule("POST", TOKEN),
-    ("GET", "/api/teams/{team}/channels"): Rule("GET", VIEW),
-    ("POST", "/api/teams/{team}/channels"): Rule("POST", APPROVE, lambda w: {
+    ("GET", "/api/v1/deployments/{slug}/tokens"): Rule("GET", OPERATE),
+    ("POST", "/api/v1/deployments/{slug}/tokens"): Rule("POST", OPERATE, lambda w: {"name": "ci"}, json=True),
+    ("DELETE", "/api/v1/deployments/{slug}/tokens/{prefix}"): Rule("DELETE", OPERATE),
+    ("GET", "/api/v1/deployments/{slug}/alerts"): Rule("GET", VIEW),
+    ("GET", "/api/v1/deployments/{slug}/jobs"): Rule("GET", VIEW),
+    ("POST", "/api/v1/deployments/{slug}/jobs"): Rule("POST", OPERATE, lambda w: {"kind": "retrain"}, json=True),
+    ("GET", "/api/v1/jobs/{job_id}"): Rule("GET", VIEW),
+    ("POST", "/api/v1/deployments/{slug}/predictions"): Rule("POST", TOKEN, lambda w: {"predictions": []}, json=True),
+    ("POST", "/api/v1/deployments/{slug}/predictions/upload"): Rule("POST", TOKEN),
+    ("GET", "/api/v1/deployments/{slug}/batches/{batch_id}"): Rule("GET", TOKEN),
+    ("POST", "/api/v1/deployments/{slug}/labels"): Rule("POST", TOKEN, lambda w: {"labels": []}, json=True),
+    ("POST", "/api/v1/deployments/{slug}/labels/upload"): Rule("POST", TOKEN),
+    ("GET", "/api/v1/teams/{team}/channels"): Rule("GET", VIEW),
+    ("POST", "/api/v1/teams/{team}/channels"): Rule("POST", APPROVE, lambda w: {
         "kind": "email", "name": "ops", "target": "ops@example.com"}, json=True),
-    ("GET", "/api/teams/{team}/channels/{channel_id}"): Rule("GET", VIEW),
-    ("DELETE", "/api/teams/{team}/channels/{channel_id}"): Rule("DELETE", APPROVE),
-    ("POST", "/api/teams/{team}/channels/{channel_id}/test"): Rule("POST", APPROVE, lambda w: {}, json=True),
-    ("GET", "/api/teams/{team}/channels/{channel_id}/deliveries"): Rule("GET", VIEW),
-    ("GET", "/api/teams/{team}/rules"): Rule("GET", VIEW),
-    ("POST", "/api/teams/{team}/rules"): Rule("POST", APPROVE, lambda w: {
+    ("GET", "/api/v1/teams/{team}/channels/{channel_id}"): Rule("GET", VIEW),
+    ("DELETE", "/api/v1/teams/{team}/channels/{channel_id}"): Rule("DELETE", APPROVE),
+    ("POST", "/api/v1/teams/{team}/channels/{channel_id}/test"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("GET", "/api/v1/teams/{team}/channels/{channel_id}/deliveries"): Rule("GET", VIEW),
+    ("GET", "/api/v1/teams/{team}/rules"): Rule("GET", VIEW),
+    ("POST", "/api/v1/teams/{team}/rules"): Rule("POST", APPROVE, lambda w: {
         "name": "r2", "channels": [w.channel_id]}, json=True),
-    ("GET", "/api/teams/{team}/rules/{rule_id}"): Rule("GET", VIEW),
-    ("PUT", "/api/teams/{team}/rules/{rule_id}"): Rule("PUT", APPROVE, lambda w: {
+    ("GET", "/api/v1/teams/{team}/rules/{rule_id}"): Rule("GET", VIEW),
+    ("PUT", "/api/v1/teams/{team}/rules/{rule_id}"): Rule("PUT", APPROVE, lambda w: {
         "name": "renamed", "channels": [w.channel_id]}, json=True),
-    ("PATCH", "/api/teams/{team}/rules/{rule_id}"): Rule("PATCH", APPROVE, lambda w: {"min_severity": "info"}, json=True),
-    ("DELETE", "/api/teams/{team}/rules/{rule_id}"): Rule("DELETE", APPROVE),
-    ("GET", "/api/teams/{team}/silences"): Rule("GET", VIEW),
-    ("POST", "/api/teams/{team}/silences"): Rule("POST", APPROVE, lambda w: {
+    ("PATCH", "/api/v1/teams/{team}/rules/{rule_id}"): Rule("PATCH", APPROVE, lambda w: {"min_severity": "info"}, json=True),
+    ("DELETE", "/api/v1/teams/{team}/rules/{rule_id}"): Rule("DELETE", APPROVE),
+    ("GET", "/api/v1/teams/{team}/silences"): Rule("GET", VIEW),
+    ("POST", "/api/v1/teams/{team}/silences"): Rule("POST", APPROVE, lambda w: {
         "ends_at": (timezone.now() + timedelta(hours=1)).isoformat(), "comment": "maintenance"}, json=True),
-    ("DELETE", "/api/teams/{team}/silences/{silence_id}"): Rule("DELETE", APPROVE),
-    ("GET", "/api/alerts/{alert_id}/notifications"): Rule("GET", VIEW),
+    ("DELETE", "/api/v1/teams/{team}/silences/{silence_id}"): Rule("DELETE", APPROVE),
+    ("GET", "/api/v1/alerts/{alert_id}/notifications"): Rule("GET", VIEW),
+    # Read endpoints and their CSV twins (issue 13): any member of the team.
+    **{("GET", f"/api/v1/deployments/{{slug}}/{name}{suffix}"): Rule("GET", VIEW)
+       for name in ("evaluations", "metrics", "drift-reports", "drift-features", "audit") for suffix in ("", ".csv")},
+    ("GET", "/api/v1/deployments/{slug}/alerts.csv"): Rule("GET", VIEW),
+    # Machine access: tokens are minted and revoked from a session only.
+    ("GET", "/api/v1/me/tokens"): Rule("GET", LOGIN),
+    ("POST", "/api/v1/me/tokens"): Rule("POST", LOGIN, lambda w: {"name": "ci"}, json=True, session_only=True),
+    ("DELETE", "/api/v1/me/tokens/{prefix}"): Rule("DELETE", OWNER, session_only=True, prefix="personal"),
+    ("GET", "/api/v1/teams/{team}/service-tokens"): Rule("GET", APPROVE),
+    ("POST", "/api/v1/teams/{team}/service-tokens"): Rule(
+        "POST", APPROVE, lambda w: {"name": "ci", "role": "operator"}, json=True, session_only=True),
+    ("DELETE", "/api/v1/teams/{team}/service-tokens/{prefix}"): Rule(
+        "DELETE", APPROVE, session_only=True, prefix="service"),
+    ("GET", "/api/v1/teams/{team}"): Rule("GET", VIEW),
+    ("PUT", "/api/v1/teams/{team}"): Rule(
+        "PUT", APPROVE, lambda w: {"service_tokens_may_approve": False}, json=True, session_only=True),
 }
 
 # Routes that are not ours to authorise route by route: Django's admin checks is_staff itself (tested once below),
 # and the API's own schema and docs describe routes without revealing data.
-NOT_RULED = {"admin", "api"}
+NOT_RULED = {"admin", "api", "api-deprecated"}  # the old /api/ paths are the same views (see test_api_v1.py)
 API_DOCUMENTS = {"api:openapi-json", "api:openapi-view"}
 
 
@@ -245,6 +292,20 @@ def world(deployment, approver, operator, viewer, outsider) -> World:
     _, other_plaintext = services.token_create(deployment=other, name="theirs", by=outsider)
     row = {"id": "r-1", "timestamp": "2025-03-01T12:00:00Z", "features": [0.5] * len(FEATURES), "predicted_label": "1"}
     batch = services.predictions_ingest(deployment=deployment, rows=[row])
+    bearers = {
+        f"wkp {role}": services.personal_token_create(user=user, name=role)[1]
+        for role, user in (("outsider", outsider), ("viewer", viewer), ("operator", operator), ("approver", approver))
+    }
+    services.team_service_approval_set(team=deployment.team, allowed=True, by=approver)
+    for role in (VIEW, OPERATE, APPROVE):
+        bearers[f"wks {role}"] = services.service_token_create(team=deployment.team, name=role, role=role, by=approver)[1]
+    bearers["wk ingestion"] = plaintext
+    expired, bearers["expired wkp"] = services.personal_token_create(user=approver, name="old")
+    MachineToken.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    revoked, bearers["revoked wks"] = services.service_token_create(team=deployment.team, name="gone", role=OPERATE, by=approver)
+    services.machine_token_revoke(token=revoked, by=approver)
+    personal = MachineToken.objects.filter(user=viewer, kind="personal").get()
+    service = MachineToken.objects.filter(team=deployment.team, role=VIEW).get()
     return World(
         slug=deployment.slug, candidate=candidate.number, job_id=job.pk, alert_id=alert.pk, report_id=report.pk,
         token_id=token.pk, token_prefix=token.prefix, token=plaintext, other_token=other_plaintext,
@@ -252,6 +313,8 @@ def world(deployment, approver, operator, viewer, outsider) -> World:
         users={"outsider": outsider, "viewer": viewer, "operator": operator, "approver": approver},
         team=deployment.team.slug, channel_id=channel.pk, rule_id=rule.pk, silence_id=silence.pk,
         ack=ack_token(AlertGroup.objects.get(alerts=alert).pk),
+        bearers=bearers, personal_prefix=personal.display, personal_token_id=personal.pk,
+        service_prefix=service.display,
     )
 
 
@@ -290,9 +353,37 @@ def _expected(role: str, need: str, *, api_route: bool) -> str:
         return "unauthenticated"
     if need == LOGIN:
         return "allowed"
+    if need == OWNER:
+        return "allowed" if role == "viewer" else "hidden"
     if role == "outsider":
         return "hidden"
     return "allowed" if RANK[role] >= RANK[need] else "forbidden"
+
+
+def _expected_for_bearer(label: str, rule: Rule) -> str:
+    """A personal token has its owner's role, a service token its own; neither opens an ingestion route, and
+    the ingestion token opens nothing else. Expired and revoked tokens open nothing."""
+    kind, role = label.split(" ", 1)
+    if kind in ("expired", "revoked") or (kind == "wk") != (rule.need == TOKEN):
+        return "unauthenticated"
+    if kind == "wk":
+        return "allowed"
+    if rule.session_only:
+        return "forbidden"
+    if kind == "wks" and rule.need == OWNER:
+        return "hidden"  # a service token has no personal tokens
+    return _expected(role, rule.need, api_route=True)
+
+
+# What a refused request must leave untouched: every kind of row an API route can write.
+WRITTEN = [AuditEvent, ModelVersion, Dataset, MaintenanceJob, ApiToken, MachineToken, NotificationChannel,
+           RoutingRule, Silence, PredictionBatch, Deployment]
+
+
+def _snapshot() -> tuple:
+    counts = tuple(model.objects.count() for model in WRITTEN)
+    tokens = tuple(MachineToken.objects.order_by("pk").values_list("last_used_at", "revoked_at", "role"))
+    return counts, tokens
 
 
 def _outcome(response, *, api_route: bool, need: str = "") -> str:
@@ -313,7 +404,9 @@ def _outcome(response, *, api_route: bool, need: str = "") -> str:
 def _url_for_page(name: str, world: World) -> str:
     pattern = next(p for ns, p in _patterns(get_resolver().url_patterns) if not ns and p.name == name)
     wanted = set(pattern.pattern.converters)
-    return reverse(name, kwargs={k: v for k, v in world.kwargs().items() if k in wanted})
+    # The account pages' token is the viewer's personal token, not the deployment's ingestion token.
+    kwargs = world.kwargs() | ({"token_id": world.personal_token_id} if name.startswith("account-") else {})
+    return reverse(name, kwargs={k: v for k, v in kwargs.items() if k in wanted})
 
 
 @pytest.mark.parametrize("name", sorted(PAGES))
@@ -327,20 +420,47 @@ def test_pages_let_in_exactly_the_roles_they_need(name, world):
     assert seen == {role: _expected(role, rule.need, api_route=False) for role in ROLES}
 
 
+def _api_url(operation: tuple[str, str], rule: Rule, world: World) -> str:
+    prefix = {"personal": world.personal_prefix, "service": world.service_prefix}.get(rule.prefix, world.token_prefix)
+    return operation[1].format(**(world.kwargs() | {"prefix": prefix}))
+
+
+def _refused_in_savepoint(send: Callable[[], object]):
+    """Run one request, and if it was refused, check that it wrote nothing. A live token refused for its role
+    (403, 404) was used, and says so in its last_used_at; an unauthenticated request (401) touches nothing."""
+    with transaction.atomic():
+        before = _snapshot()
+        response = send()
+        after = _snapshot()
+        if response.status_code == 401:
+            assert after == before, "a 401 wrote something"
+        elif response.status_code in (403, 404):
+            assert after[0] == before[0], f"a refused request ({response.status_code}) wrote something"
+        transaction.set_rollback(True)
+    return response
+
+
 @pytest.mark.parametrize("operation", sorted(API), ids=lambda op: f"{op[0]} {op[1]}")
 def test_api_lets_in_exactly_the_roles_it_needs(operation, world):
     rule = API[operation]
-    url = operation[1].format(**world.kwargs())
+    url = _api_url(operation, rule, world)
     seen, expected = {}, {}
     for role in ROLES:
-        response = _in_savepoint(lambda: _send(_client(world, role), rule, url, world))
+        response = _refused_in_savepoint(lambda: _send(_client(world, role), rule, url, world))
         seen[role] = _outcome(response, api_route=True)
         # A session never opens a token route: machines send data with the deployment's token.
         expected[role] = "unauthenticated" if rule.need == TOKEN else _expected(role, rule.need, api_route=True)
+    for label, bearer in world.bearers.items():
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {bearer}"}
+        response = _refused_in_savepoint(lambda: _send(Client(), rule, url, world, **headers))
+        seen[label] = _outcome(response, api_route=True)
+        expected[label] = _expected_for_bearer(label, rule)
+        if seen[label] == "unauthenticated":
+            assert response["Content-Type"] == "application/problem+json", label
     if rule.need == TOKEN:
         for label, token in (("own token", world.token), ("other deployment's token", world.other_token)):
             headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
-            response = _in_savepoint(lambda: _send(Client(), rule, url, world, **headers))
+            response = _refused_in_savepoint(lambda: _send(Client(), rule, url, world, **headers))
             seen[label] = _outcome(response, api_route=True)
         expected |= {"own token": "allowed", "other deployment's token": "forbidden"}
     assert seen == expected

@@ -25,7 +25,7 @@ from monitoring.runtime import (
 from tests.conftest import FEATURES, trained_model
 
 pytestmark = pytest.mark.django_db
-UPLOAD = "/api/deployments/tumour/versions"
+UPLOAD = "/api/v1/deployments/tumour/versions"
 SECRET = b"TOPSECRET-signing-key-0123456789"
 EXTERNAL = "outside the file (external data)"
 

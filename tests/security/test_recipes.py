@@ -37,7 +37,7 @@ from monitoring.recipes import MAX_MEMBER_BYTES, MAX_MEMBERS
 from tests.conftest import breast_cancer_split, trained_model, wait_for
 from workers.training import RecipeError, recipe_load
 
-UPLOAD = "/api/deployments/tumour/versions"
+UPLOAD = "/api/v1/deployments/tumour/versions"
 
 
 # ---------------------------------------------------------------- building skops files by hand

@@ -23,7 +23,7 @@ def _client(user: User) -> Client:
 
 def _approve(user: User, number: int = 2):
     return _client(user).post(
-        f"/api/deployments/tumour/versions/{number}/approve", data=json.dumps({"comment": "ship it"}),
+        f"/api/v1/deployments/tumour/versions/{number}/approve", data=json.dumps({"comment": "ship it"}),
         content_type="application/json",
     )
 
@@ -38,7 +38,7 @@ def second_approver(team) -> User:
 def _upload(user: User):
     onnx_bytes, _ = trained_model(C=0.5)
     return _client(user).post(
-        "/api/deployments/tumour/versions", {"file": SimpleUploadedFile("m.onnx", onnx_bytes, "application/octet-stream")}
+        "/api/v1/deployments/tumour/versions", {"file": SimpleUploadedFile("m.onnx", onnx_bytes, "application/octet-stream")}
     )
 
 
@@ -61,6 +61,7 @@ def test_an_approver_cannot_approve_a_candidate_they_uploaded(deployment, approv
 
     assert response.status_code == 403
     assert response.json() == {
+        "type": "about:blank", "title": "Forbidden", "status": 403,
         "detail": "v2 needs a second approver: you uploaded it, and Tumour classifier requires someone else to approve "
         "it (the deployment's require_distinct_approver setting).",
         "errors": [],
@@ -117,7 +118,7 @@ def test_rejecting_ones_own_candidate_is_still_allowed(deployment, approver):
     _upload(approver)
 
     response = _client(approver).post(
-        "/api/deployments/tumour/versions/2/reject", data=json.dumps({}), content_type="application/json"
+        "/api/v1/deployments/tumour/versions/2/reject", data=json.dumps({}), content_type="application/json"
     )
 
     assert response.status_code == 200 and response.json()["status"] == "rejected"
@@ -127,8 +128,8 @@ def test_new_deployments_require_a_second_approver_unless_created_without(team, 
     client = _client(operator)
     body = {"team": team.slug, "feature_names": FEATURES, "class_labels": CLASSES}
 
-    default = client.post("/api/deployments", data=json.dumps(body | {"name": "Default"}), content_type="application/json")
-    solo = client.post("/api/deployments", content_type="application/json",
+    default = client.post("/api/v1/deployments", data=json.dumps(body | {"name": "Default"}), content_type="application/json")
+    solo = client.post("/api/v1/deployments", content_type="application/json",
                        data=json.dumps(body | {"name": "Solo", "require_distinct_approver": False}))
 
     assert (default.status_code, solo.status_code) == (201, 201)
@@ -152,4 +153,4 @@ def test_viewers_do_not_see_the_ingestion_tokens_that_operators_see(deployment, 
     assert token.prefix not in page and "scoring service" not in page and 'id="tokens"' not in page
     assert token.prefix in as_operator.content.decode()
     # The same line as the API's.
-    assert _client(viewer).get("/api/deployments/tumour/tokens").status_code == 403
+    assert _client(viewer).get("/api/v1/deployments/tumour/tokens").status_code == 403

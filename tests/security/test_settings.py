@@ -160,7 +160,7 @@ def test_every_page_has_the_policy_and_no_inline_script_or_style(client, approve
 
 
 def test_the_login_page_and_api_docs_have_the_policy_too(client, db):
-    for url in ["/login/", "/api/docs"]:
+    for url in ["/login/", "/api/v1/docs"]:
         response = client.get(url)
         assert response.status_code == 200, url
         assert response["Content-Security-Policy"].startswith("default-src 'self'; script-src 'self';")
@@ -197,7 +197,7 @@ def test_a_browser_draws_the_charts_with_no_policy_violation(live_server, approv
         page.fill("input[name=password]", "correct-horse-battery")
         page.click("main button[type=submit]")
         page.wait_for_url(f"{live_server.url}/")
-        for url in ["/d/tumour/", "/d/tumour/versions/2/compare", "/api/docs"]:
+        for url in ["/d/tumour/", "/d/tumour/versions/2/compare", "/api/v1/docs"]:
             page.goto(f"{live_server.url}{url}")
             page.wait_for_load_state("networkidle")
         page.goto(f"{live_server.url}/d/tumour/")

@@ -143,8 +143,8 @@ def test_a_login_post_declaring_a_multi_gigabyte_body_is_413_unread(db, upload_t
 
 
 @pytest.mark.parametrize("url", [
-    "/d/tumour/datasets/new", "/d/no-such-deployment/versions/new", "/api/deployments/tumour/versions",
-    "/api/deployments/nope/datasets", "/api/deployments/tumour/predictions/upload",
+    "/d/tumour/datasets/new", "/d/no-such-deployment/versions/new", "/api/v1/deployments/tumour/versions",
+    "/api/v1/deployments/nope/datasets", "/api/v1/deployments/tumour/predictions/upload",
 ])
 def test_an_anonymous_upload_gets_only_the_small_cap(deployment, settings, upload_temp_dir, url):
     # The large caps are for a logged-in user or a live token: the CSRF check would parse the body first.
@@ -167,7 +167,7 @@ def test_a_logged_in_operator_keeps_the_large_upload_cap(deployment, operator, s
     client.force_login(operator)
     rows = ",".join(FEATURES) + ",label\n" + (",".join(["0.5"] * len(FEATURES)) + ",1\n") * 2000
 
-    response = client.post("/api/deployments/tumour/datasets", {
+    response = client.post("/api/v1/deployments/tumour/datasets", {
         "kind": "evaluation", "file": SimpleUploadedFile("big.csv", rows.encode(), content_type="text/csv"),
     })
 
@@ -201,13 +201,15 @@ def test_a_chunked_form_over_the_cap_is_413_once_read_past_it(db, settings, uplo
 
 def test_an_api_body_declared_over_the_cap_is_413_in_the_api_error_shape(deployment, token):
     response = browser_with_fake_csrf_cookie().post(
-        "/api/deployments/tumour/predictions", b"{}", content_type="application/json",
+        "/api/v1/deployments/tumour/predictions", b"{}", content_type="application/json",
         CONTENT_LENGTH=str(settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1), **{"wsgi.input": Unreadable()}, **bearer(token),
     )
 
     assert response.status_code == 413
+    assert response["Content-Type"] == "application/problem+json"
     assert response.json() == {
-        "detail": "The request body is 33554433 bytes; the limit is 33554432 bytes (32.0 MB).", "errors": []
+        "type": "about:blank", "title": "Request Entity Too Large", "status": 413,
+        "detail": "The request body is 33554433 bytes; the limit is 33554432 bytes (32.0 MB).", "errors": [],
     }
     assert not PredictionBatch.objects.exists()
 
@@ -217,7 +219,7 @@ def test_a_chunked_upload_over_its_cap_is_413_and_stores_nothing(deployment, tok
     before = blob_files()
     body = b"id,timestamp\n" + b"r,2025-03-01\n" * 2_000
 
-    response = Client().post("/api/deployments/tumour/predictions/upload", body, content_type="text/csv",
+    response = Client().post("/api/v1/deployments/tumour/predictions/upload", body, content_type="text/csv",
                              **chunked(body), **bearer(token))
 
     assert response.status_code == 413
@@ -229,10 +231,10 @@ def test_a_chunked_upload_over_its_cap_is_413_and_stores_nothing(deployment, tok
 def test_a_chunked_upload_within_its_cap_is_read_and_stored(deployment, token):
     body = _predictions_csv(20)
 
-    response = Client().post("/api/deployments/tumour/predictions/upload", body, content_type="text/csv",
+    response = Client().post("/api/v1/deployments/tumour/predictions/upload", body, content_type="text/csv",
                              **chunked(body), **bearer(token))
 
-    assert response.status_code == 200, response.content
+    assert response.status_code == 201, response.content
     assert response.json()["created"] == 20
 
 
@@ -256,9 +258,9 @@ def test_a_file_upload_over_the_small_default_but_within_its_own_cap_goes_throug
     body = _predictions_csv(20)
     assert len(body) > 1_000
 
-    response = Client().post("/api/deployments/tumour/predictions/upload", body, content_type="text/csv", **bearer(token))
+    response = Client().post("/api/v1/deployments/tumour/predictions/upload", body, content_type="text/csv", **bearer(token))
 
-    assert response.status_code == 200, response.content
+    assert response.status_code == 201, response.content
 
 
 def test_a_json_batch_of_10000_rows_of_64_named_features_fits_the_default_cap(db):
@@ -318,7 +320,7 @@ def test_a_parquet_file_claiming_ten_million_rows_is_413_from_its_footer(deploym
     assert len(data) < 100_000
     before = peak_rss_mb()
 
-    response = Client().post("/api/deployments/tumour/labels/upload", data,
+    response = Client().post("/api/v1/deployments/tumour/labels/upload", data,
                              content_type="application/vnd.apache.parquet", **bearer(token))
 
     assert response.status_code == 413
@@ -332,7 +334,7 @@ def test_a_parquet_dictionary_bomb_is_413_before_its_text_is_expanded(deployment
     assert len(data) < 1_000_000
     before, blobs = peak_rss_mb(), blob_files()
 
-    response = Client().post("/api/deployments/tumour/predictions/upload", data,
+    response = Client().post("/api/v1/deployments/tumour/predictions/upload", data,
                              content_type="application/vnd.apache.parquet", **bearer(token))
 
     assert response.status_code == 413
@@ -348,7 +350,7 @@ def test_a_parquet_file_over_the_uncompressed_limit_is_413_before_decoding(deplo
     rng = np.random.default_rng(0)
     table = {"id": [f"r-{i}" for i in range(5_000)], "label": rng.integers(0, 2, 5_000).astype(str)}
 
-    response = Client().post("/api/deployments/tumour/labels/upload", _parquet(table),
+    response = Client().post("/api/v1/deployments/tumour/labels/upload", _parquet(table),
                              content_type="application/vnd.apache.parquet", **bearer(token))
 
     assert response.status_code == 413
@@ -358,7 +360,7 @@ def test_a_parquet_file_over_the_uncompressed_limit_is_413_before_decoding(deplo
 def test_a_parquet_file_with_nested_columns_is_422_saying_what_is_read(deployment, token):
     data = _parquet({"id": pa.array([["a", "b"]]), "label": pa.array(["1"])})
 
-    response = Client().post("/api/deployments/tumour/labels/upload", data,
+    response = Client().post("/api/v1/deployments/tumour/labels/upload", data,
                              content_type="application/vnd.apache.parquet", **bearer(token))
 
     assert response.status_code == 422
@@ -374,7 +376,7 @@ def test_only_the_columns_needed_are_read_from_a_parquet_file(deployment, token)
     notes = pa.DictionaryArray.from_arrays(pa.array([0, 0, 0], type=pa.int32()), pa.array(["n" * 1_000_000_000]))
     data = _parquet({"id": ["r-0", "r-1", "r-2"], "label": ["1", "0", "1"], "notes": notes})
 
-    response = Client().post("/api/deployments/tumour/labels/upload", data,
+    response = Client().post("/api/v1/deployments/tumour/labels/upload", data,
                              content_type="application/vnd.apache.parquet", **bearer(token))
 
     assert response.status_code == 200, response.content
@@ -386,7 +388,7 @@ def test_a_csv_of_more_rows_than_the_limit_is_413_without_parsing_it_whole(deplo
     monkeypatch.setattr(pacsv, "read_csv", lambda *a, **k: pytest.fail("the whole file was parsed"))
     data = b"id,label\n" + b"".join(b"r-%d,1\n" % i for i in range(50_000))
 
-    response = Client().post("/api/deployments/tumour/labels/upload", data, content_type="text/csv", **bearer(token))
+    response = Client().post("/api/v1/deployments/tumour/labels/upload", data, content_type="text/csv", **bearer(token))
 
     assert response.status_code == 413
     assert response.json()["detail"] == "The file has more than 1,000 rows; the limit is 1,000."
@@ -400,7 +402,7 @@ def test_a_csv_whose_quoted_cells_hold_newlines_is_counted_by_rows_not_lines(dep
     ])
     data = b"id,label,note\n" + b"".join(b'r-%d,1,"one\ntwo\nthree"\n' % i for i in range(5))
 
-    response = Client().post("/api/deployments/tumour/labels/upload", data, content_type="text/csv", **bearer(token))
+    response = Client().post("/api/v1/deployments/tumour/labels/upload", data, content_type="text/csv", **bearer(token))
 
     assert response.status_code == 200, response.content
     assert response.json()["updated"] == 5
@@ -418,7 +420,7 @@ def _dataset_table(n: int = 60, *, labels: bool = True) -> dict:
 def test_an_operator_uploads_a_parquet_dataset_through_the_api(deployment, operator):
     data = _parquet(_dataset_table(60))
 
-    response = logged_in(operator).post("/api/deployments/tumour/datasets",
+    response = logged_in(operator).post("/api/v1/deployments/tumour/datasets",
                                         {"file": SimpleUploadedFile("holdout.parquet", data), "kind": "evaluation"})
 
     assert response.status_code == 201, response.content
@@ -458,7 +460,7 @@ def test_a_parquet_dataset_with_true_false_features_is_422(deployment, operator)
     table = _dataset_table(10, labels=False) | {"f3": [True, False] * 5}
     before = Dataset.objects.count()
 
-    response = logged_in(operator).post("/api/deployments/tumour/datasets",
+    response = logged_in(operator).post("/api/v1/deployments/tumour/datasets",
                                         {"file": SimpleUploadedFile("ref.parquet", _parquet(table)), "kind": "reference"})
 
     assert response.status_code == 422
@@ -471,7 +473,7 @@ def test_a_parquet_dataset_bomb_is_413_and_stores_nothing(deployment, operator, 
     data = _parquet({name: _repeated(1.5, 1_000_000) for name in FEATURES})
     before, blobs = Dataset.objects.count(), blob_files()
 
-    response = logged_in(operator).post("/api/deployments/tumour/datasets",
+    response = logged_in(operator).post("/api/v1/deployments/tumour/datasets",
                                         {"file": SimpleUploadedFile("ref.parquet", data), "kind": "reference"})
 
     assert response.status_code == 413
@@ -484,7 +486,7 @@ def test_a_dataset_csv_of_more_rows_than_the_limit_is_413(deployment, operator, 
     data = (",".join(FEATURES) + "\n" + (",".join(["1"] * 30) + "\n") * 5_000).encode()
     before = Dataset.objects.count()
 
-    response = logged_in(operator).post("/api/deployments/tumour/datasets",
+    response = logged_in(operator).post("/api/v1/deployments/tumour/datasets",
                                         {"file": SimpleUploadedFile("ref.csv", data), "kind": "reference"})
 
     assert response.status_code == 413
@@ -496,7 +498,7 @@ def test_a_201_character_dataset_name_is_422_and_stores_nothing(deployment, oper
     data = _parquet(_dataset_table(10, labels=False))
     before, events, blobs = Dataset.objects.count(), AuditEvent.objects.count(), blob_files()
 
-    response = logged_in(operator).post("/api/deployments/tumour/datasets", {
+    response = logged_in(operator).post("/api/v1/deployments/tumour/datasets", {
         "file": SimpleUploadedFile("ref.parquet", data), "kind": "reference", "name": "n" * 201})
 
     assert response.status_code == 422
@@ -512,7 +514,7 @@ def test_a_201_character_dataset_name_is_422_and_stores_nothing(deployment, oper
 def test_json_nested_100000_deep_is_400_saying_so_and_stores_nothing(deployment, token, inner):
     body = b'{"predictions": ' + b"[" * 100_000 + inner + b"]" * 100_000 + b"}"
 
-    response = Client().post("/api/deployments/tumour/predictions", body, content_type="application/json", **bearer(token))
+    response = Client().post("/api/v1/deployments/tumour/predictions", body, content_type="application/json", **bearer(token))
 
     assert response.status_code == 400
     assert response.json()["detail"].startswith("The body is not valid JSON: depth limit exceeded")
@@ -523,7 +525,7 @@ def test_json_nested_100000_deep_is_400_saying_so_and_stores_nothing(deployment,
 def test_deep_json_to_a_schema_endpoint_is_400_and_creates_nothing(team, operator, inner):
     body = b"[" * 100_000 + inner + b"]" * 100_000
 
-    response = logged_in(operator).post("/api/deployments", body, content_type="application/json")
+    response = logged_in(operator).post("/api/v1/deployments", body, content_type="application/json")
 
     assert response.status_code == 400
     assert response.json()["detail"] == "Cannot parse request body"
@@ -537,7 +539,7 @@ def test_deep_json_to_a_schema_endpoint_is_400_and_creates_nothing(team, operato
 def test_a_slug_that_urls_cannot_hold_is_422_and_creates_nothing(team, operator, slug):
     events = AuditEvent.objects.count()
 
-    response = logged_in(operator).post("/api/deployments", json.dumps(
+    response = logged_in(operator).post("/api/v1/deployments", json.dumps(
         {"name": "Churn", "slug": slug, "team": team.slug, "feature_names": ["a"], "class_labels": ["x", "y"]}),
         content_type="application/json")
 
@@ -552,7 +554,7 @@ def test_a_name_with_markup_makes_a_url_safe_slug_and_renders_escaped(team, oper
     client = logged_in(operator)
     name = '<script>alert("x")</script>'
 
-    created = client.post("/api/deployments", json.dumps(
+    created = client.post("/api/v1/deployments", json.dumps(
         {"name": name, "team": team.slug, "feature_names": ["a"], "class_labels": ["x", "y"]}),
         content_type="application/json")
     overview = client.get(reverse("overview"))
@@ -618,16 +620,16 @@ def _predictions_csv(n: int, *, start: int = 0) -> bytes:
 
 def test_an_upload_reusing_an_idempotency_key_with_another_file_is_422_and_stores_nothing(deployment, token):
     key = {"HTTP_IDEMPOTENCY_KEY": "upload-1"}
-    first = Client().post("/api/deployments/tumour/predictions/upload", _predictions_csv(5), content_type="text/csv",
+    first = Client().post("/api/v1/deployments/tumour/predictions/upload", _predictions_csv(5), content_type="text/csv",
                           **bearer(token), **key)
     blobs = blob_files()
 
-    other = Client().post("/api/deployments/tumour/predictions/upload", _predictions_csv(5, start=5),
+    other = Client().post("/api/v1/deployments/tumour/predictions/upload", _predictions_csv(5, start=5),
                           content_type="text/csv", **bearer(token), **key)
-    same = Client().post("/api/deployments/tumour/predictions/upload", _predictions_csv(5), content_type="text/csv",
+    same = Client().post("/api/v1/deployments/tumour/predictions/upload", _predictions_csv(5), content_type="text/csv",
                          **bearer(token), **key)
 
-    assert (first.status_code, other.status_code, same.status_code) == (200, 422, 200)
+    assert (first.status_code, other.status_code, same.status_code) == (201, 422, 201)
     assert other.json()["detail"] == (
         f"Idempotency-Key reused with a different body: batch {first.json()['batch_id']} was stored under this key "
         "with other content. Send new content with a new key; resend the same content to retry."
@@ -639,11 +641,11 @@ def test_an_upload_reusing_an_idempotency_key_with_another_file_is_422_and_store
 
 def test_a_json_batch_reusing_the_key_of_an_upload_is_422(deployment, token):
     key = {"HTTP_IDEMPOTENCY_KEY": "shared-key"}
-    Client().post("/api/deployments/tumour/predictions/upload", _predictions_csv(2), content_type="text/csv",
+    Client().post("/api/v1/deployments/tumour/predictions/upload", _predictions_csv(2), content_type="text/csv",
                   **bearer(token), **key)
     rows = [{"id": "req-9", "timestamp": "2025-03-01T12:00:00Z", "features": [1.5] * 30, "predicted_label": "0"}]
 
-    response = Client().post("/api/deployments/tumour/predictions", json.dumps({"predictions": rows}),
+    response = Client().post("/api/v1/deployments/tumour/predictions", json.dumps({"predictions": rows}),
                              content_type="application/json", **bearer(token), **key)
 
     assert response.status_code == 422
@@ -712,7 +714,7 @@ def _post(host: str, path: str, body, headers: dict) -> tuple[int, bytes]:
 def test_gunicorn_refuses_a_chunked_upload_past_its_cap_and_stores_nothing(gunicorn_url, token):
     chunks = (b"id,timestamp,predicted_label\n" + b"r,2025-03-01,0\n" * 100 for _ in range(20))  # 30 KB
 
-    status, body = _post(gunicorn_url, "/api/deployments/tumour/predictions/upload", chunks,
+    status, body = _post(gunicorn_url, "/api/v1/deployments/tumour/predictions/upload", chunks,
                          {"Content-Type": "text/csv", "Transfer-Encoding": "chunked", **_auth(token)})
 
     assert status == 413
@@ -725,10 +727,10 @@ def test_gunicorn_reads_a_chunked_upload_within_its_cap(gunicorn_url, token):
     data = _predictions_csv(10)
     chunks = (data[i : i + 1000] for i in range(0, len(data), 1000))
 
-    status, body = _post(gunicorn_url, "/api/deployments/tumour/predictions/upload", chunks,
+    status, body = _post(gunicorn_url, "/api/v1/deployments/tumour/predictions/upload", chunks,
                          {"Content-Type": "text/csv", "Transfer-Encoding": "chunked", **_auth(token)})
 
-    assert status == 200, body
+    assert status == 201, body
     assert json.loads(body)["created"] == 10
 
 

@@ -20,21 +20,21 @@ def api(approver) -> Client:
 
 def test_a_webhook_channel_returns_its_signing_secret_once_and_keeps_it_sealed(api, team, settings):
     settings.ALERT_ALLOW_PRIVATE_URLS = True
-    created = api.post(f"/api/teams/{team.slug}/channels", {"kind": "webhook", "name": "hook", "target": "http://127.0.0.1:9/x"},
+    created = api.post(f"/api/v1/teams/{team.slug}/channels", {"kind": "webhook", "name": "hook", "target": "http://127.0.0.1:9/x"},
                        content_type="application/json")
     assert created.status_code == 201, created.content
     secret = created.json()["signing_secret"]
     assert secret.startswith("whsec_")
     channel = NotificationChannel.objects.get()
     assert secret not in channel.secret_sealed and unseal(channel.secret_sealed) == secret
-    listed = api.get(f"/api/teams/{team.slug}/channels")
-    assert secret not in listed.content.decode() and listed.json()[0]["target"] == "http://127.0.0.1:9/x"
+    listed = api.get(f"/api/v1/teams/{team.slug}/channels")
+    assert secret not in listed.content.decode() and listed.json()["items"][0]["target"] == "http://127.0.0.1:9/x"
 
 
 def test_an_internal_url_is_a_422_and_nothing_is_written(api, team, settings):
     settings.ALERT_ALLOW_PRIVATE_URLS = False
     events = AuditEvent.objects.count()
-    response = api.post(f"/api/teams/{team.slug}/channels",
+    response = api.post(f"/api/v1/teams/{team.slug}/channels",
                         {"kind": "webhook", "name": "metadata", "target": "http://169.254.169.254/latest"},
                         content_type="application/json")
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "target"
@@ -46,36 +46,36 @@ def test_a_rule_naming_another_teams_channel_is_refused(api, team, outsider, dep
 
     theirs, _ = services.channel_create(team=outsider.memberships.get().team, kind="email", name="x",
                                         target="x@example.com", by=outsider)
-    response = api.post(f"/api/teams/{team.slug}/rules", {"name": "r", "channels": [theirs.pk]},
+    response = api.post(f"/api/v1/teams/{team.slug}/rules", {"name": "r", "channels": [theirs.pk]},
                         content_type="application/json")
     assert response.status_code == 422
     assert RoutingRule.objects.count() == 0
 
 
 def test_rules_and_silences_round_trip(api, team, deployment):
-    channel = api.post(f"/api/teams/{team.slug}/channels", {"kind": "email", "name": "ops", "target": "ops@example.com"},
+    channel = api.post(f"/api/v1/teams/{team.slug}/channels", {"kind": "email", "name": "ops", "target": "ops@example.com"},
                        content_type="application/json").json()
-    rule = api.post(f"/api/teams/{team.slug}/rules", {"name": "drift", "channels": [channel["id"]], "deployment": deployment.slug,
+    rule = api.post(f"/api/v1/teams/{team.slug}/rules", {"name": "drift", "channels": [channel["id"]], "deployment": deployment.slug,
                     "kinds": ["data_drift"], "min_severity": "critical", "group_wait_s": 0}, content_type="application/json")
     assert rule.status_code == 201 and rule.json()["deployment"] == deployment.slug
-    bad = api.post(f"/api/teams/{team.slug}/silences", {"ends_at": "2000-01-01T00:00:00Z", "comment": "past"},
+    bad = api.post(f"/api/v1/teams/{team.slug}/silences", {"ends_at": "2000-01-01T00:00:00Z", "comment": "past"},
                    content_type="application/json")
     assert bad.status_code == 422
-    assert api.get(f"/api/teams/{team.slug}/silences").json() == []
+    assert api.get(f"/api/v1/teams/{team.slug}/silences").json()["items"] == []
 
 
 def _rule(api, team, **fields) -> dict:
-    channel = api.post(f"/api/teams/{team.slug}/channels", {"kind": "email", "name": "ops", "target": "ops@example.com"},
+    channel = api.post(f"/api/v1/teams/{team.slug}/channels", {"kind": "email", "name": "ops", "target": "ops@example.com"},
                        content_type="application/json").json()
     body = {"name": "drift", "channels": [channel["id"]], "kinds": ["data_drift"], "min_severity": "critical"} | fields
-    created = api.post(f"/api/teams/{team.slug}/rules", body, content_type="application/json")
+    created = api.post(f"/api/v1/teams/{team.slug}/rules", body, content_type="application/json")
     assert created.status_code == 201, created.content
     return created.json()
 
 
 def test_a_rule_is_changed_by_patch_and_replaced_by_put_each_audited(api, team, deployment):
     rule = _rule(api, team)
-    url = f"/api/teams/{team.slug}/rules/{rule['id']}"
+    url = f"/api/v1/teams/{team.slug}/rules/{rule['id']}"
     patched = api.patch(url, {"min_severity": "warning", "deployment": deployment.slug}, content_type="application/json")
     assert patched.status_code == 200, patched.content
     assert patched.json() | {} == rule | {"min_severity": "warning", "deployment": deployment.slug}
@@ -102,7 +102,7 @@ def test_a_rule_is_changed_by_patch_and_replaced_by_put_each_audited(api, team, 
 def test_a_bad_rule_change_is_a_422_naming_the_field_and_writes_nothing(api, team, deployment, body, field):
     rule = _rule(api, team)
     events = AuditEvent.objects.count()
-    response = api.patch(f"/api/teams/{team.slug}/rules/{rule['id']}", body, content_type="application/json")
+    response = api.patch(f"/api/v1/teams/{team.slug}/rules/{rule['id']}", body, content_type="application/json")
     assert response.status_code == 422, response.content
     assert response.json()["errors"][0]["field"] == field
     stored = RoutingRule.objects.get()
@@ -117,7 +117,7 @@ def test_a_viewer_cannot_change_a_rule_and_nothing_is_written(api, team, viewer)
     events = AuditEvent.objects.count()
     client = Client()
     client.force_login(viewer)
-    response = client.patch(f"/api/teams/{team.slug}/rules/{rule['id']}", {"min_severity": "info"},
+    response = client.patch(f"/api/v1/teams/{team.slug}/rules/{rule['id']}", {"min_severity": "info"},
                             content_type="application/json")
     assert response.status_code == 403
     assert RoutingRule.objects.get().min_severity == "critical" and AuditEvent.objects.count() == events

@@ -20,18 +20,21 @@ from tests.dashboard.api.helpers import bearer, client_for, post_json, predictio
 
 
 def test_it_ingests_predictions_with_the_deployments_token(deployment, token):
-    response = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(10)}, **bearer(token))
+    response = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(10)}, **bearer(token))
 
-    assert response.status_code == 200, response.content
+    assert response.status_code == 201, response.content
     batch = PredictionBatch.objects.get()
     assert response.json() == {"batch_id": batch.pk, "received": 10, "created": 10, "replayed": False, "status": "indexed"}
+    assert response["Location"] == f"/api/v1/deployments/tumour/batches/{batch.pk}"
     assert deployment.predictions.count() == 10
 
 
 def test_a_large_batch_status_says_pending_then_indexed(deployment, token, deferred):
-    batch_id = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(4)}, **bearer(token)).json()["batch_id"]
-    url = f"/api/deployments/tumour/batches/{batch_id}"
+    accepted = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(4)}, **bearer(token))
+    url = f"/api/v1/deployments/tumour/batches/{accepted.json()['batch_id']}"
 
+    # Stored but not indexed yet: 202, and Location is where to poll.
+    assert (accepted.status_code, accepted["Location"]) == (202, url)
     pending = Client().get(url, **bearer(token)).json()
     services.batches_index(deployment_id=deployment.pk)
     indexed = Client().get(url, **bearer(token)).json()
@@ -42,11 +45,11 @@ def test_a_large_batch_status_says_pending_then_indexed(deployment, token, defer
 
 
 def test_a_rejected_batch_status_names_the_rows(deployment, token, deferred):
-    post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(3)}, **bearer(token))
-    late = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(3, start=1)}, **bearer(token))
+    post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(3)}, **bearer(token))
+    late = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(3, start=1)}, **bearer(token))
     services.batches_index(deployment_id=deployment.pk)
 
-    status = Client().get(f"/api/deployments/tumour/batches/{late.json()['batch_id']}", **bearer(token)).json()
+    status = Client().get(f"/api/v1/deployments/tumour/batches/{late.json()['batch_id']}", **bearer(token)).json()
 
     assert status["status"] == "rejected"
     assert [(e["row"], e["field"]) for e in status["errors"]] == [(0, "id"), (1, "id")]
@@ -57,19 +60,20 @@ def test_a_batch_of_another_deployment_or_unknown_is_404(deployment, token, othe
     theirs = services.predictions_ingest(deployment=other_deployment, rows=prediction_rows(2))
 
     for batch_id in (theirs.batch_id, 999_999):
-        response = Client().get(f"/api/deployments/tumour/batches/{batch_id}", **bearer(token))
+        response = Client().get(f"/api/v1/deployments/tumour/batches/{batch_id}", **bearer(token))
         assert response.status_code == 404
         assert response.json()["detail"] == f"This deployment has no batch {batch_id}."
-    assert Client().get(f"/api/deployments/theirs/batches/{theirs.batch_id}", **bearer(token)).status_code == 403
+    assert Client().get(f"/api/v1/deployments/theirs/batches/{theirs.batch_id}", **bearer(token)).status_code == 403
 
 
 def test_a_retried_batch_is_stored_once(deployment, token):
     body = {"predictions": prediction_rows(10)}
-    first = post_json(Client(), "/api/deployments/tumour/predictions", body, **bearer(token))
+    first = post_json(Client(), "/api/v1/deployments/tumour/predictions", body, **bearer(token))
 
-    response = post_json(Client(), "/api/deployments/tumour/predictions", body, **bearer(token))
+    response = post_json(Client(), "/api/v1/deployments/tumour/predictions", body, **bearer(token))
 
-    assert response.status_code == 200
+    assert (first.status_code, response.status_code) == (201, 201)  # answered as the first time
+    assert response["Location"] == first["Location"]
     assert response.json() == first.json() | {"replayed": True}
     assert response["Idempotent-Replayed"] == "true"
     assert deployment.predictions.count() == 10
@@ -77,33 +81,33 @@ def test_a_retried_batch_is_stored_once(deployment, token):
 
 def test_a_retry_with_the_same_idempotency_key_is_answered_without_storing(deployment, token):
     key = {"HTTP_IDEMPOTENCY_KEY": "3f0c5a7e-batch-1"}
-    first = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(10)}, **bearer(token), **key)
+    first = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(10)}, **bearer(token), **key)
 
     # A client that rebuilt its batch (other spacing, keys in another order) but kept the key: the same batch.
     rebuilt = json.dumps({"predictions": [dict(reversed(row.items())) for row in prediction_rows(10)]}, indent=2)
-    again = Client().post("/api/deployments/tumour/predictions", rebuilt, content_type="application/json", **bearer(token), **key)
+    again = Client().post("/api/v1/deployments/tumour/predictions", rebuilt, content_type="application/json", **bearer(token), **key)
 
-    assert (first.status_code, again.status_code) == (200, 200)
+    assert (first.status_code, again.status_code) == (201, 201)
     assert again.json() == first.json() | {"replayed": True}
     assert deployment.predictions.count() == 10
 
 
 def test_an_idempotency_key_reused_with_other_rows_is_422_and_stores_nothing(deployment, token):
     key = {"HTTP_IDEMPOTENCY_KEY": "3f0c5a7e-batch-1"}
-    first = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(10)}, **bearer(token), **key)
+    first = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(10)}, **bearer(token), **key)
 
-    again = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(11)}, **bearer(token), **key)
+    again = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(11)}, **bearer(token), **key)
 
-    assert (first.status_code, again.status_code) == (200, 422)
+    assert (first.status_code, again.status_code) == (201, 422)
     assert again.json()["detail"].startswith("Idempotency-Key reused with a different body")
     assert deployment.predictions.count() == 10
     assert PredictionBatch.objects.count() == 1
 
 
 def test_a_new_batch_reusing_stored_ids_is_409_naming_the_rows(deployment, token):
-    post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(3)}, **bearer(token))
+    post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(3)}, **bearer(token))
 
-    response = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(3, start=2)}, **bearer(token))
+    response = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(3, start=2)}, **bearer(token))
 
     assert response.status_code == 409
     assert [(e["row"], e["field"]) for e in response.json()["errors"]] == [(0, "id")]
@@ -113,7 +117,7 @@ def test_a_new_batch_reusing_stored_ids_is_409_naming_the_rows(deployment, token
 def test_a_batch_over_the_row_limit_is_413(deployment, token, settings):
     settings.MAX_PREDICTION_BATCH = 5
 
-    response = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(6)}, **bearer(token))
+    response = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(6)}, **bearer(token))
 
     assert response.status_code == 413
     assert response.json()["detail"] == "The batch has 6 predictions; the limit is 5."
@@ -124,7 +128,7 @@ def test_a_wrong_feature_count_is_422_naming_row_and_field(deployment, token):
     rows = prediction_rows(4)
     rows[1]["features"] = [1.0, 2.0]
 
-    response = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": rows}, **bearer(token))
+    response = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": rows}, **bearer(token))
 
     assert response.status_code == 422
     assert [(e["row"], e["field"], e["message"]) for e in response.json()["errors"]] == [(1, "features", "expected 30 values, got 2")]
@@ -137,11 +141,11 @@ def test_a_csv_upload_stores_a_batch_and_a_label_file_joins_it(deployment, token
     lines = [header] + [",".join([f"u-{i}", "2025-03-01T12:00:00", "1", *map(str, X_test[i])]) for i in range(25)]
     upload = SimpleUploadedFile("traffic.csv", "\n".join(lines).encode(), content_type="text/csv")
 
-    response = Client().post("/api/deployments/tumour/predictions/upload", {"file": upload}, **bearer(token))
+    response = Client().post("/api/v1/deployments/tumour/predictions/upload", {"file": upload}, **bearer(token))
     labels = SimpleUploadedFile("labels.csv", b"id,label\nu-0,0\nu-3,1\n", content_type="text/csv")
-    labelled = Client().post("/api/deployments/tumour/labels/upload", {"file": labels}, **bearer(token))
+    labelled = Client().post("/api/v1/deployments/tumour/labels/upload", {"file": labels}, **bearer(token))
 
-    assert response.status_code == 200, response.content
+    assert response.status_code == 201, response.content
     assert (response.json()["created"], labelled.json()) == (25, {"received": 2, "updated": 2})
     assert deployment.predictions.count() == 25
     assert dict(deployment.predictions.exclude(label_index=None).values_list("request_id", "label_index")) == {"u-0": 0, "u-3": 1}
@@ -152,11 +156,11 @@ def test_a_file_sent_as_the_request_body_is_stored_like_a_form_upload(deployment
     header = ",".join(["id", "timestamp", "predicted_label", *FEATURES])
     lines = [header] + [",".join([f"raw-{i}", "2025-03-01T12:00:00", "1", *map(str, X_test[i])]) for i in range(7)]
 
-    response = Client().post("/api/deployments/tumour/predictions/upload", "\n".join(lines).encode(),
+    response = Client().post("/api/v1/deployments/tumour/predictions/upload", "\n".join(lines).encode(),
                              content_type="text/csv", **bearer(token))
-    empty = Client().post("/api/deployments/tumour/predictions/upload", b"", content_type="text/csv", **bearer(token))
+    empty = Client().post("/api/v1/deployments/tumour/predictions/upload", b"", content_type="text/csv", **bearer(token))
 
-    assert response.status_code == 200, response.content
+    assert response.status_code == 201, response.content
     assert response.json()["created"] == 7
     assert PredictionBatch.objects.get().source == PredictionBatch.Source.UPLOAD
     assert (empty.status_code, empty.json()["detail"]) == (422, "Send the file as a multipart field named file, or as the request body.")
@@ -166,7 +170,7 @@ def test_a_file_sent_as_the_request_body_is_stored_like_a_form_upload(deployment
 def test_a_file_sent_as_a_url_encoded_form_is_415_saying_what_to_send(deployment, token, settings, path):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10  # Django would otherwise parse it as form fields and call it too large
 
-    response = Client().post(f"/api/deployments/tumour/{path}", b"id,timestamp\nr-1,2025-03-01",
+    response = Client().post(f"/api/v1/deployments/tumour/{path}", b"id,timestamp\nr-1,2025-03-01",
                              content_type="application/x-www-form-urlencoded", **bearer(token))
 
     assert response.status_code == 415
@@ -177,7 +181,7 @@ def test_a_file_sent_as_a_url_encoded_form_is_415_saying_what_to_send(deployment
 def test_a_raw_body_over_the_byte_limit_is_413_and_stores_nothing(deployment, token, settings):
     settings.MAX_UPLOAD_BYTES = 100
 
-    response = Client().post("/api/deployments/tumour/predictions/upload", b"id," * 100, content_type="text/csv", **bearer(token))
+    response = Client().post("/api/v1/deployments/tumour/predictions/upload", b"id," * 100, content_type="text/csv", **bearer(token))
 
     assert response.status_code == 413
     assert not PredictionBatch.objects.exists()
@@ -187,7 +191,7 @@ def test_an_upload_over_the_byte_limit_is_413(deployment, token, settings):
     settings.MAX_UPLOAD_BYTES = 100
     upload = SimpleUploadedFile("traffic.csv", b"id," * 100, content_type="text/csv")
 
-    response = Client().post("/api/deployments/tumour/predictions/upload", {"file": upload}, **bearer(token))
+    response = Client().post("/api/v1/deployments/tumour/predictions/upload", {"file": upload}, **bearer(token))
 
     assert response.status_code == 413
     assert "the limit is 100" in response.json()["detail"]
@@ -203,7 +207,7 @@ def test_an_upload_over_the_byte_limit_is_413(deployment, token, settings):
     ids=["missing", "wrong", "not-bearer"],
 )
 def test_ingestion_without_a_valid_token_is_401(deployment, token, header, detail):
-    response = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(1)}, **header)
+    response = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(1)}, **header)
 
     assert response.status_code == 401
     assert detail in response.json()["detail"]
@@ -214,7 +218,7 @@ def test_ingestion_without_a_valid_token_is_401(deployment, token, header, detai
 def test_a_revoked_token_is_refused(deployment, operator, token):
     services.token_revoke(token=deployment.api_tokens.get(), by=operator)
 
-    response = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(1)}, **bearer(token))
+    response = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(1)}, **bearer(token))
 
     assert response.status_code == 401
     assert not Prediction.objects.exists()
@@ -223,7 +227,7 @@ def test_a_revoked_token_is_refused(deployment, operator, token):
 def test_a_token_of_another_deployment_is_refused(deployment, other_deployment, outsider):
     _, theirs = services.token_create(deployment=other_deployment, name="theirs", by=outsider)
 
-    response = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(1)}, **bearer(theirs))
+    response = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(1)}, **bearer(theirs))
 
     assert response.status_code == 403
     assert response.json()["detail"] == "This API token belongs to another deployment."
@@ -231,7 +235,7 @@ def test_a_token_of_another_deployment_is_refused(deployment, other_deployment, 
 
 
 def test_a_session_does_not_open_the_ingestion_endpoints(deployment, approver):
-    response = post_json(client_for(approver), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(1)})
+    response = post_json(client_for(approver), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(1)})
 
     assert response.status_code == 401
     assert not Prediction.objects.exists()
@@ -241,7 +245,7 @@ def test_a_nan_feature_is_422_naming_row_and_field(deployment, token):
     rows = prediction_rows(3)
     rows[2]["features"]["f4"] = float("nan")
 
-    response = post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": rows}, **bearer(token))
+    response = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": rows}, **bearer(token))
 
     assert response.status_code == 422
     [error] = response.json()["errors"]
@@ -251,14 +255,14 @@ def test_a_nan_feature_is_422_naming_row_and_field(deployment, token):
 
 
 def test_a_body_that_is_not_json_is_400(deployment, token):
-    response = Client().post("/api/deployments/tumour/predictions", data=b"{not json", content_type="application/json", **bearer(token))
+    response = Client().post("/api/v1/deployments/tumour/predictions", data=b"{not json", content_type="application/json", **bearer(token))
 
     assert response.status_code == 400
     assert response.json()["detail"].startswith("The body is not valid JSON")
 
 
 def test_a_body_without_the_predictions_list_is_422(deployment, token):
-    response = post_json(Client(), "/api/deployments/tumour/predictions", prediction_rows(1), **bearer(token))
+    response = post_json(Client(), "/api/v1/deployments/tumour/predictions", prediction_rows(1), **bearer(token))
 
     assert response.status_code == 422
     assert response.json()["detail"] == 'The body must be a JSON object with a "predictions" list.'
@@ -268,7 +272,7 @@ def test_an_oversized_body_is_413(deployment, token, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 5_000
     body = {"predictions": prediction_rows(20)}
 
-    response = post_json(Client(), "/api/deployments/tumour/predictions", body, **bearer(token))
+    response = post_json(Client(), "/api/v1/deployments/tumour/predictions", body, **bearer(token))
 
     assert response.status_code == 413
     assert "the limit is 5000" in response.json()["detail"]
@@ -276,10 +280,10 @@ def test_an_oversized_body_is_413(deployment, token, settings):
 
 
 def test_labels_attach_to_stored_predictions(deployment, token):
-    post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(3)}, **bearer(token))
+    post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(3)}, **bearer(token))
 
     response = post_json(
-        Client(), "/api/deployments/tumour/labels", {"labels": [{"id": "req-0", "label": "1"}, {"id": "req-1", "label": "0"}]},
+        Client(), "/api/v1/deployments/tumour/labels", {"labels": [{"id": "req-0", "label": "1"}, {"id": "req-1", "label": "0"}]},
         **bearer(token),
     )
 
@@ -289,10 +293,10 @@ def test_labels_attach_to_stored_predictions(deployment, token):
 
 
 def test_labels_for_an_unknown_id_store_nothing(deployment, token):
-    post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(1)}, **bearer(token))
+    post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(1)}, **bearer(token))
 
     response = post_json(
-        Client(), "/api/deployments/tumour/labels", {"labels": [{"id": "req-0", "label": "1"}, {"id": "ghost", "label": "0"}]},
+        Client(), "/api/v1/deployments/tumour/labels", {"labels": [{"id": "req-0", "label": "1"}, {"id": "ghost", "label": "0"}]},
         **bearer(token),
     )
 
@@ -304,22 +308,22 @@ def test_labels_for_an_unknown_id_store_nothing(deployment, token):
 def test_an_operator_creates_lists_and_revokes_tokens(deployment, operator):
     client = client_for(operator)
 
-    created = post_json(client, "/api/deployments/tumour/tokens", {"name": "batch scorer"})
+    created = post_json(client, "/api/v1/deployments/tumour/tokens", {"name": "batch scorer"})
     assert created.status_code == 201
     plaintext = created.json()["token"]
-    assert post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(1)}, **bearer(plaintext)).status_code == 200
+    assert post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(1)}, **bearer(plaintext)).status_code == 201
 
-    listed = client.get("/api/deployments/tumour/tokens").json()
+    listed = client.get("/api/v1/deployments/tumour/tokens").json()["items"]
     assert [(t["name"], t["prefix"], t["revoked_at"]) for t in listed] == [("batch scorer", created.json()["prefix"], None)]
     assert plaintext.split("_", 2)[2] not in json.dumps(listed)
 
-    revoked = client.delete(f"/api/deployments/tumour/tokens/{created.json()['prefix']}")
+    revoked = client.delete(f"/api/v1/deployments/tumour/tokens/{created.json()['prefix']}")
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
-    assert post_json(Client(), "/api/deployments/tumour/predictions", {"predictions": prediction_rows(1, start=1)}, **bearer(plaintext)).status_code == 401
+    assert post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(1, start=1)}, **bearer(plaintext)).status_code == 401
 
 
 def test_a_viewer_cannot_create_tokens(deployment, viewer):
-    response = post_json(client_for(viewer), "/api/deployments/tumour/tokens", {"name": "mine"})
+    response = post_json(client_for(viewer), "/api/v1/deployments/tumour/tokens", {"name": "mine"})
 
     assert response.status_code == 403
     assert not deployment.api_tokens.exists()

@@ -8,25 +8,25 @@ from django.test import Client
 
 
 def test_the_openapi_schema_lists_every_endpoint_with_its_errors(db):
-    response = Client().get("/api/openapi.json")
+    response = Client().get("/api/v1/openapi.json")
 
     assert response.status_code == 200
     schema = response.json()
     paths = schema["paths"]
-    assert {"/api/deployments/{slug}/predictions", "/api/deployments/{slug}/labels"} <= set(paths)
-    ingest = paths["/api/deployments/{slug}/predictions"]["post"]
+    assert {"/api/v1/deployments/{slug}/predictions", "/api/v1/deployments/{slug}/labels"} <= set(paths)
+    ingest = paths["/api/v1/deployments/{slug}/predictions"]["post"]
     assert ingest["security"] == [{"DeploymentToken": []}]
     assert {"401", "403", "413", "422"} <= set(ingest["responses"])
     body = ingest["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]["predictions"]["items"]["properties"]) >= {"id", "timestamp", "features", "predicted_label"}
     assert {"Idempotency-Key"} <= {p["name"] for p in ingest["parameters"] if p["in"] == "header"}
-    assert {"/api/deployments/{slug}/predictions/upload", "/api/deployments/{slug}/labels/upload"} <= set(paths)
-    upload = paths["/api/deployments/{slug}/predictions/upload"]["post"]
+    assert {"/api/v1/deployments/{slug}/predictions/upload", "/api/v1/deployments/{slug}/labels/upload"} <= set(paths)
+    upload = paths["/api/v1/deployments/{slug}/predictions/upload"]["post"]
     assert "file" in upload["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
     answer = schema["components"]["schemas"]["IngestOut"]["properties"]
     assert set(answer) == {"batch_id", "received", "created", "replayed", "status"}
-    assert "404" in paths["/api/deployments/{slug}/batches/{batch_id}"]["get"]["responses"]
+    assert "404" in paths["/api/v1/deployments/{slug}/batches/{batch_id}"]["get"]["responses"]
     operations = [op for path in paths.values() for op in path.values()]
     assert all(op["summary"] and op["responses"] for op in operations)
     assert all(any(code.startswith("4") for code in op["responses"]) for op in operations)
-    assert Client().get("/api/docs").status_code == 200
+    assert Client().get("/api/v1/docs").status_code == 200

@@ -59,8 +59,8 @@ def test_the_token_page_shows_examples_in_the_deployments_own_features_and_class
     for text in (snippets.curl, snippets.python):
         assert '"mean radius": 0.0' in text and '"mean texture": 0.0' in text
         assert '"predicted_label": "benign"' in text
-    assert '"http://testserver/api/deployments/tumour-screening/predictions"' in snippets.curl
-    assert 'API = "http://testserver/api/deployments/tumour-screening/"' in snippets.python
+    assert '"http://testserver/api/v1/deployments/tumour-screening/predictions"' in snippets.curl
+    assert 'API = "http://testserver/api/v1/deployments/tumour-screening/"' in snippets.python
     assert "$WATCHKEEPER_TOKEN" in snippets.curl and 'os.environ["WATCHKEEPER_TOKEN"]' in snippets.python
     assert 'data-snippet="curl"' in response.content.decode()
 
