@@ -16,13 +16,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
+from django.urls import reverse
 
 from dashboard.serving_watch import watch
 from monitoring import services, storage
 from monitoring.models import ModelVersion, ServingInstance
 from monitoring.services.serving import _forget_seen
 from tests.conftest import CLASSES, FEATURES, trained_model
-from tests.dashboard.api.helpers import bearer
+from tests.dashboard.api.helpers import bearer, client_for
 
 SERVING = "/api/v1/deployments/tumour/serving"
 
@@ -237,3 +238,17 @@ def test_a_long_poll_without_a_change_answers_304_after_its_wait(live_server, de
 
     assert (status, body, again["ETag"]) == (304, b"", headers["ETag"])
     assert 1.0 <= time.monotonic() - started < 3.0
+
+
+def test_the_deployment_page_shows_the_fleet_by_version(deployment, token, candidate, approver, viewer):
+    empty = client_for(viewer).get(reverse("deployment", args=["tumour"])).content.decode()
+    _poll(token, instance="a", **{"X-Watchkeeper-Serving-Version": "1"})
+    _poll(token, instance="b", **{"X-Watchkeeper-Serving-Version": "1"})
+    services.version_approve(version=candidate, by=approver)
+    _poll(token, instance="c", **{"X-Watchkeeper-Serving-Version": "2"})
+
+    page = client_for(viewer).get(reverse("deployment", args=["tumour"])).content.decode()
+
+    assert 'data-empty="fleet"' in empty
+    assert "3 instances: 1 on v2, 2 on v1, last seen" in " ".join(page.split())
+    assert page.count("switching") == 0  # a and b were told v1 when they polled, and said so
