@@ -50,7 +50,14 @@ from monitoring.selectors.notifications import (
     rules_for,
     silences_for_team,
 )
-from monitoring.selectors.serving import Fleet, ServingState, serving_fleet, serving_state, version_signature_valid
+from monitoring.selectors.serving import (
+    Fleet,
+    ServingState,
+    serving_fleet,
+    serving_state,
+    shadow_replay_for,
+    version_signature_valid,
+)
 from monitoring.selectors.traffic import (
     ProductionWindow,
     batch_for,
@@ -106,6 +113,7 @@ __all__ = [
     "serving_metric_series",
     "serving_periods",
     "serving_state",
+    "shadow_replay_for",
     "silences_for_team",
     "stored_columns",
     "team_role_for",

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.utils import timezone
 
 from monitoring import signing
-from monitoring.models import Deployment, ModelVersion, ServingInstance
+from monitoring.models import Deployment, ModelVersion, ServingInstance, ShadowReplay
 
 
 @dataclass(frozen=True)
@@ -79,3 +79,7 @@ def serving_fleet(*, deployment: Deployment, now: datetime | None = None, limit:
         instances=instances, live=len(live), quiet=len(instances) - len(live), by_version=by_version,
         last_seen=instances[0].last_seen if instances else None,
     )
+
+
+def shadow_replay_for(*, version: ModelVersion) -> ShadowReplay | None:
+    return ShadowReplay.objects.filter(candidate=version).first()
