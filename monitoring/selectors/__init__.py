@@ -53,6 +53,7 @@ from monitoring.selectors.notifications import (
 from monitoring.selectors.serving import (
     Fleet,
     ServingState,
+    served_by_version,
     serving_fleet,
     serving_state,
     shadow_replay_for,
@@ -64,6 +65,7 @@ from monitoring.selectors.traffic import (
     deployments_with_pending_batches,
     prediction_counts,
     production_window,
+    served_versions,
     stored_columns,
 )
 
@@ -109,6 +111,8 @@ __all__ = [
     "role_allows",
     "role_for",
     "rules_for",
+    "served_by_version",
+    "served_versions",
     "serving_fleet",
     "serving_metric_series",
     "serving_periods",

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.utils import timezone
 
 from monitoring import signing
-from monitoring.models import Deployment, ModelVersion, ServingInstance, ShadowReplay
+from monitoring.models import Deployment, EvaluationRun, ModelVersion, ServingInstance, ShadowReplay
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,13 @@ def serving_fleet(*, deployment: Deployment, now: datetime | None = None, limit:
 
 def shadow_replay_for(*, version: ModelVersion) -> ShadowReplay | None:
     return ShadowReplay.objects.filter(candidate=version).first()
+
+
+def served_by_version(*, deployment: Deployment) -> EvaluationRun | None:
+    """The latest labelled-production evaluation whose window more than one version served (its metrics hold
+    `served_by_version`: what each version's logged predictions scored), if it is the latest one at all."""
+    run = (
+        EvaluationRun.objects.filter(deployment=deployment, source=EvaluationRun.Source.PRODUCTION)
+        .latest_succeeded()
+    )
+    return run if run is not None and run.metrics.get("served_by_version") else None

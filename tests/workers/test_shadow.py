@@ -91,3 +91,30 @@ def test_the_compare_page_shows_the_replay_and_its_rows(deployment, operator, vi
     assert 'data-section="shadow-replay"' in page
     assert "100 rows: the production inputs from" in page and "40 of them have true labels" in page
     assert 'data-metric="labelled-accuracy"' in page and 'data-metric="estimated-accuracy"' in page
+
+
+# ---------------------------------------------------------------- traffic by version in the evaluation
+
+
+def test_the_evaluation_scores_each_serving_version_when_several_served(deployment, operator, approver, viewer):
+    from workers.evaluation import evaluate_deployment
+
+    _, _, X, y = breast_cancer_split()
+    candidate = services.version_register(deployment=deployment, data=trained_model(C=0.001)[0], by=operator)
+    services.version_approve(version=candidate, by=approver)
+    at = (timezone.now() - timedelta(hours=2)).isoformat()
+    for version, rows, answer in ((1, range(0, 30), lambda i: str(y[i])), (2, range(30, 50), lambda i: "0")):
+        services.predictions_ingest(deployment=deployment, version=version, rows=[
+            {"id": f"r{i}", "timestamp": at, "features": dict(zip(FEATURES, map(float, X[i]))), "predicted_label": answer(i)}
+            for i in rows
+        ])
+    services.labels_ingest(deployment=deployment, rows=[{"id": f"r{i}", "label": str(y[i])} for i in range(50)])
+
+    runs = evaluate_deployment(deployment=deployment)
+
+    production = next(r for r in runs if r.source == "production")
+    by_version = {row["version"]: row for row in production.metrics["served_by_version"]}
+    assert (by_version[1]["n_rows"], by_version[1]["accuracy"]) == (30, 1.0)  # v1 logged the true labels
+    assert (by_version[2]["n_rows"], by_version[2]["accuracy"]) == (20, pytest.approx(np.mean(y[30:50] == 0)))
+    page = client_for(viewer).get(reverse("deployment", args=["tumour"])).content.decode()
+    assert 'data-table="served-by-version"' in page
