@@ -166,6 +166,10 @@ class ModelVersion(models.Model):
     # Free labels an operator gives a version ("baseline", "eu-2026-q4"), added and removed through
     # version_tag_add / version_tag_remove, which audit them. Sorted, unique.
     tags = models.JSONField(default=list, blank=True)
+    # Ed25519 over the sha256 (monitoring/signing.py), by the key named here; a version without a valid
+    # signature by the current key is never served (docs/serving.md).
+    signature = models.CharField(max_length=128, blank=True, default="")
+    signing_key_id = models.CharField(max_length=16, blank=True, default="")
 
     class Meta:
         ordering = ["deployment", "-number"]
@@ -205,6 +209,59 @@ class ServingPeriod(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["version", "started_at"], name="serving_version_idx")]
+
+
+class ServingInstance(models.Model):
+    """A serving process that polls GET /api/v1/deployments/{slug}/serving: the fleet on the deployment page.
+
+    Written by an upsert at most every SERVING_SEEN_WRITE_SECONDS per instance (or when a version changes), so
+    a fleet polling every few seconds costs the database little (services.serving_instance_seen)."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="serving_instances")
+    instance_id = models.CharField(max_length=200)
+    # What it said it serves (X-Watchkeeper-Serving-Version), and what it was told to serve.
+    version_reported = models.PositiveIntegerField(null=True, blank=True)
+    version_told = models.PositiveIntegerField(null=True, blank=True)
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["instance_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "instance_id"], name="serving_instance_unique_id")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment.slug}/{self.instance_id}"
+
+
+class ShadowReplay(models.Model):
+    """A candidate run over recent production inputs, beside the active version's logged answers (workers/shadow.py).
+
+    Queued when a candidate is registered; one row per candidate, computed once (a redelivered task does nothing).
+    `results` holds the agreement, the shift in predicted classes, the CBPE estimate and, where labels have
+    arrived, both versions' measured metrics on those rows; `window_*`, `n_rows` and `row_cap` say which rows."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="shadow_replays")
+    candidate = models.OneToOneField(ModelVersion, on_delete=models.CASCADE, related_name="shadow_replay")
+    # The version serving when it was queued; the logged predictions compared are whatever the window holds.
+    active = models.ForeignKey(ModelVersion, null=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    n_rows = models.PositiveIntegerField(default=0)
+    row_cap = models.PositiveIntegerField(default=0)
+    results = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    computed_at = models.DateTimeField(null=True, blank=True)
 
 
 class Dataset(models.Model):

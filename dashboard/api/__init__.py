@@ -1,4 +1,4 @@
-"""The JSON API (django-ninja). OpenAPI schema at /api/openapi.json, docs at /api/docs."""
+"""The JSON API (django-ninja). OpenAPI schema at /api/v1/openapi.json, docs at /api/v1/docs."""
 
 from dashboard.api.routes import api
 

@@ -208,6 +208,8 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "windows": [(w, span.query(tz, window=w.key)) for w in production_windows(deployment)],
         "version_columns": VERSION_COLUMNS,
         "versions": version_lines(versions),
+        "fleet": selectors.serving_fleet(deployment=deployment),
+        "served_by_version": selectors.served_by_version(deployment=deployment),
         "drift": drift,
         "drift_rows": drift.features[:DRIFT_ROWS_ON_PAGE] if drift else [],
         "alerts": _with_next_actions(list(selectors.alerts_for(deployment=deployment, unresolved_only=True)[:20])),

@@ -64,6 +64,15 @@ from monitoring.selectors.reports import (
     evaluation_runs,
     metric_points,
 )
+from monitoring.selectors.serving import (
+    Fleet,
+    ServingState,
+    served_by_version,
+    serving_fleet,
+    serving_state,
+    shadow_replay_for,
+    version_signature_valid,
+)
 from monitoring.selectors.traffic import (
     ProductionWindow,
     batch_for,
@@ -71,6 +80,7 @@ from monitoring.selectors.traffic import (
     prediction_counts,
     prediction_counts_for,
     production_window,
+    served_versions,
     stored_columns,
 )
 from monitoring.selectors.versions import (
@@ -87,12 +97,14 @@ __all__ = [
     "SPARKLINE_DAYS",
     "ComparisonSource",
     "DeploymentSummary",
+    "Fleet",
     "Health",
     "JobOption",
     "Lineage",
     "NamedObject",
     "OverviewRow",
     "ProductionWindow",
+    "ServingState",
     "SourceComparison",
     "TeamWeek",
     "VersionComparison",
@@ -146,8 +158,13 @@ __all__ = [
     "role_allows",
     "role_for",
     "rules_for",
+    "served_by_version",
+    "served_versions",
+    "serving_fleet",
     "serving_metric_series",
     "serving_periods",
+    "serving_state",
+    "shadow_replay_for",
     "silences_for_team",
     "stored_columns",
     "team_role_for",
@@ -161,6 +178,7 @@ __all__ = [
     "version_metric_series",
     "version_points",
     "version_serving_periods",
+    "version_signature_valid",
     "versions_list",
     "versions_with_metrics",
 ]

@@ -95,6 +95,13 @@ from monitoring.services.notifications import (
     notification_record,
     notifications_requeue_expired,
 )
+from monitoring.services.serving import serving_changed, serving_instance_seen, version_sign, versions_sign
+from monitoring.services.shadow import (
+    shadow_replay_claim,
+    shadow_replay_complete,
+    shadow_replay_fail,
+    shadow_replay_request,
+)
 from monitoring.services.versions import (
     deployment_create_from_model,
     deployment_rollback,
@@ -186,6 +193,12 @@ __all__ = [
     "routing_rule_update",
     "scheduled_check_record",
     "service_token_create",
+    "serving_changed",
+    "serving_instance_seen",
+    "shadow_replay_claim",
+    "shadow_replay_complete",
+    "shadow_replay_fail",
+    "shadow_replay_request",
     "silence_create",
     "silence_expire",
     "storage_collect_garbage",
@@ -198,6 +211,8 @@ __all__ = [
     "version_approve",
     "version_register",
     "version_reject",
+    "version_sign",
     "version_tag_add",
     "version_tag_remove",
+    "versions_sign",
 ]

@@ -26,6 +26,8 @@ from monitoring.services.blobs import blob_put
 from monitoring.services.comparisons import comparisons_request
 from monitoring.services.deployments import _check_signature_fits, deployment_create
 from monitoring.services.errors import Conflict, NotFound, NotPermitted, TooLarge, ValidationFailed
+from monitoring.services.serving import serving_changed, version_sign
+from monitoring.services.shadow import shadow_replay_request
 
 
 def version_register(
@@ -68,6 +70,7 @@ def version_register(
         if version.status == ModelVersion.Status.CANDIDATE and active is not None:
             # Computed now on a worker, so the approval page has its statistics by the time someone opens it.
             comparisons_request(candidate=version, active=active)
+            shadow_replay_request(candidate=version, active=active)
         candidate_waiting_raise(version=version)
         return version
 
@@ -190,6 +193,7 @@ def _version_create(
     )
     if first:
         _serve(version, at=version.activated_at)
+    version_sign(version=version)  # before anything can serve it; a first version's pollers are woken by it
     audit_record(
         action="version.register",
         actor=by,
@@ -276,6 +280,7 @@ def version_approve(*, version: ModelVersion, by: AbstractBaseUser, comment: str
     version.save()
     _serve(version, at=version.activated_at)
     candidate_decided(version=version)
+    serving_changed(deployment_id=version.deployment_id)
     audit_record(
         action="version.approve",
         actor=by,
@@ -331,6 +336,7 @@ def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser, comment
     target.retired_at, target.retired_by, target.retired_reason = None, None, ""  # serving again
     target.save(update_fields=["status", "activated_at", "retired_at", "retired_by", "retired_reason"])
     _serve(target, at=target.activated_at)
+    serving_changed(deployment_id=deployment.pk)
     audit_record(
         action="deployment.rollback",
         actor=by,
