@@ -225,6 +225,8 @@ def serving(
 @router.get(
     "/deployments/{slug}/versions/{number}/model", auth=serving_token,
     response={200: None, 304: None, **error_responses(401, 403, 404, 500)}, summary="A signed version's ONNX file",
+    openapi_extra={"responses": {200: {"description": "The ONNX bytes", "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}},
 )
 @decorate_view(_releases_connection)
 def version_model(request: HttpRequest, slug: str, number: int) -> HttpResponse:
