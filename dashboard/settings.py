@@ -142,6 +142,14 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 32 * 1024 * 1024)
 # Uploads: ONNX files and multipart files stream to disk above FILE_UPLOAD_MAX_MEMORY_SIZE.
 MAX_MODEL_UPLOAD_BYTES = env_int("MAX_MODEL_UPLOAD_BYTES", 200 * 1024 * 1024)
+
+# Serving (docs/serving.md). The Ed25519 private key (PKCS8 PEM) that signs every version's sha256; without it
+# no model is served. `make demo` creates var/signing-key.pem.
+SIGNING_KEY_FILE = env_str("SIGNING_KEY_FILE", "")
+# What a serving instance is told to wait between polls, and the longest long poll (`wait`) it may ask for.
+SERVING_POLL_AFTER_SECONDS = env_int("SERVING_POLL_AFTER_SECONDS", 30)
+# A poll that changes nothing updates its instance's last_seen at most this often.
+SERVING_SEEN_WRITE_SECONDS = env_int("SERVING_SEEN_WRITE_SECONDS", 15)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # An uploaded model is first loaded and run on two rows in a limited child process (monitoring/smoke.py): it may
 # add this much address space and take this long. 2 GiB is several times what a 200 MB model needs.

@@ -18,6 +18,10 @@ fi
 export ALERT_ALLOW_PRIVATE_URLS=true EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend
 export EMAIL_HOST=127.0.0.1 EMAIL_PORT=${DEMO_SMTP_PORT:-1025} PUBLIC_URL=${PUBLIC_URL:-http://127.0.0.1:${PORT:-8000}}
 
+# The Ed25519 key that signs every model version (docs/serving.md), made once and kept under var/.
+export SIGNING_KEY_FILE=${SIGNING_KEY_FILE:-$PWD/var/signing-key.pem}
+docker/entrypoint.sh manage signing_key_create "$SIGNING_KEY_FILE"
+
 bash docker/stop.sh >/dev/null 2>&1 || true
 docker/entrypoint.sh migrate
 # The one place the weak demo passwords are set: a local demo on 127.0.0.1 (the product owner's choice).

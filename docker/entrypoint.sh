@@ -22,7 +22,15 @@ case "$role" in
         echo "created $dir/$name"
       fi
     done
+    if [ ! -s "$dir/signing_key.pem" ]; then
+      # The Ed25519 key that signs model versions (docs/serving.md: back it up; rotating it means re-signing).
+      python -c 'import sys; from pathlib import Path; from monitoring.signing import key_file_create; key_file_create(Path(sys.argv[1]))' \
+        "$dir/signing_key.pem"
+      echo "created $dir/signing_key.pem"
+    fi
     if [ "$(id -u)" = 0 ]; then
+      chown "${APP_UID:-1000}" "$dir"/signing_key.pem
+      chmod 0400 "$dir"/signing_key.pem
       # Readable by the app's user (uid 1000, docker/Dockerfile) and by the postgres image's (gid 999) only.
       chown "${APP_UID:-1000}:${POSTGRES_GID:-999}" "$dir"/secret_key "$dir"/postgres_password "$dir"/app_db_password
       chmod 0440 "$dir"/secret_key "$dir"/postgres_password "$dir"/app_db_password
@@ -41,11 +49,17 @@ case "$role" in
     else
       python manage.py migrate --noinput
     fi
+    # Versions registered before signing existed, or while no key was set, are signed now (docs/serving.md).
+    python manage.py sign_versions --if-key
     python manage.py collectstatic --noinput -v0
     ;;
   web)
+    # gthread: a serving long poll (GET .../serving?wait=, up to 60 s) holds a thread, not a database connection,
+    # so each worker keeps WEB_THREADS of them; workers × threads bounds the requests in flight at once, long polls
+    # included (docs/serving.md, "Capacity"). Idle keep-alive connections wait in gthread's selector, not a thread.
     exec gunicorn dashboard.wsgi:application \
-      --bind "${BIND:-127.0.0.1:${PORT:-8000}}" --workers "${WEB_WORKERS:-2}" --threads 4 \
+      --bind "${BIND:-127.0.0.1:${PORT:-8000}}" --workers "${WEB_WORKERS:-2}" \
+      --worker-class gthread --threads "${WEB_THREADS:-100}" \
       --timeout 120 --access-logfile - "$@"
     ;;
   worker)

@@ -156,6 +156,10 @@ class ModelVersion(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     retired_reason = models.TextField(blank=True)
+    # Ed25519 over the sha256 (monitoring/signing.py), by the key named here; a version without a valid
+    # signature by the current key is never served (docs/serving.md).
+    signature = models.CharField(max_length=128, blank=True, default="")
+    signing_key_id = models.CharField(max_length=16, blank=True, default="")
 
     class Meta:
         ordering = ["deployment", "-number"]
@@ -195,6 +199,30 @@ class ServingPeriod(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["version", "started_at"], name="serving_version_idx")]
+
+
+class ServingInstance(models.Model):
+    """A serving process that polls GET /api/v1/deployments/{slug}/serving: the fleet on the deployment page.
+
+    Written by an upsert at most every SERVING_SEEN_WRITE_SECONDS per instance (or when a version changes), so
+    a fleet polling every few seconds costs the database little (services.serving_instance_seen)."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="serving_instances")
+    instance_id = models.CharField(max_length=200)
+    # What it said it serves (X-Watchkeeper-Serving-Version), and what it was told to serve.
+    version_reported = models.PositiveIntegerField(null=True, blank=True)
+    version_told = models.PositiveIntegerField(null=True, blank=True)
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["instance_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["deployment", "instance_id"], name="serving_instance_unique_id")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.deployment.slug}/{self.instance_id}"
 
 
 class Dataset(models.Model):

@@ -71,6 +71,23 @@ def live_server(request, _collected_static):
     server.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def signing_key_file(tmp_path_factory):
+    """A temporary Ed25519 signing key for the session (docs/serving.md); subprocesses inherit it."""
+    from monitoring.signing import key_file_create
+
+    path = tmp_path_factory.mktemp("signing") / "signing-key.pem"
+    key_file_create(path)
+    previous = os.environ.get("SIGNING_KEY_FILE")
+    os.environ["SIGNING_KEY_FILE"] = str(path)
+    with override_settings(SIGNING_KEY_FILE=str(path)):
+        yield path
+    if previous is None:
+        os.environ.pop("SIGNING_KEY_FILE", None)
+    else:
+        os.environ["SIGNING_KEY_FILE"] = previous
+
+
 @pytest.fixture
 def deferred(monkeypatch):
     """Every batch takes the large-batch path: stored now, indexed by the indexer (monitoring/indexing.py)."""

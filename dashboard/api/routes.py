@@ -2,7 +2,7 @@
 
 from ninja import NinjaAPI
 
-from dashboard.api import alerting, deployments, ingestion, jobs
+from dashboard.api import alerting, deployments, ingestion, jobs, serving
 from dashboard.api.errors import install_handlers
 from dashboard.api.parsing import OrjsonParser
 
@@ -27,3 +27,17 @@ api.add_router("", deployments.router)
 api.add_router("", ingestion.router)
 api.add_router("", jobs.router)
 api.add_router("", alerting.router)
+
+# The serving contract at /api/v1/ (docs/serving.md). A second API object only until the whole API moves under
+# /api/v1/ (issue 13, item 2): then serving.router joins `api` above and this goes.
+api_v1_serving = NinjaAPI(
+    title="Watchkeeper serving API",
+    version="1-serving",
+    description="The serving contract: docs/serving.md.",
+    urls_namespace="api-v1-serving",
+    openapi_url="/serving/openapi.json",
+    docs_url="/serving/docs",
+    parser=OrjsonParser(),
+)
+install_handlers(api_v1_serving)
+api_v1_serving.add_router("", serving.router)

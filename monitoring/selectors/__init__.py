@@ -50,6 +50,7 @@ from monitoring.selectors.notifications import (
     rules_for,
     silences_for_team,
 )
+from monitoring.selectors.serving import Fleet, ServingState, serving_fleet, serving_state, version_signature_valid
 from monitoring.selectors.traffic import (
     ProductionWindow,
     batch_for,
@@ -62,9 +63,11 @@ from monitoring.selectors.traffic import (
 __all__ = [
     "ComparisonSource",
     "DeploymentSummary",
+    "Fleet",
     "Health",
     "JobOption",
     "ProductionWindow",
+    "ServingState",
     "SourceComparison",
     "VersionComparison",
     "VersionPoint",
@@ -99,8 +102,10 @@ __all__ = [
     "role_allows",
     "role_for",
     "rules_for",
+    "serving_fleet",
     "serving_metric_series",
     "serving_periods",
+    "serving_state",
     "silences_for_team",
     "stored_columns",
     "team_role_for",
@@ -109,6 +114,7 @@ __all__ = [
     "trained_until",
     "version_comparison",
     "version_points",
+    "version_signature_valid",
     "versions_list",
     "versions_with_metrics",
 ]

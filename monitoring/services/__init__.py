@@ -79,6 +79,7 @@ from monitoring.services.notifications import (
     notification_record,
     notifications_requeue_expired,
 )
+from monitoring.services.serving import serving_changed, serving_instance_seen, version_sign, versions_sign
 from monitoring.services.versions import (
     deployment_create_from_model,
     deployment_rollback,
@@ -156,6 +157,8 @@ __all__ = [
     "reference_profile_store",
     "routing_rule_create",
     "routing_rule_delete",
+    "serving_changed",
+    "serving_instance_seen",
     "silence_create",
     "silence_expire",
     "storage_collect_garbage",
@@ -167,4 +170,6 @@ __all__ = [
     "version_approve",
     "version_register",
     "version_reject",
+    "version_sign",
+    "versions_sign",
 ]

@@ -24,6 +24,7 @@ from monitoring.services.blobs import blob_put
 from monitoring.services.comparisons import comparisons_request
 from monitoring.services.deployments import _check_signature_fits, deployment_create
 from monitoring.services.errors import Conflict, NotPermitted, TooLarge, ValidationFailed
+from monitoring.services.serving import serving_changed, version_sign
 
 
 def version_register(
@@ -187,6 +188,7 @@ def _version_create(
     )
     if first:
         _serve(version, at=version.activated_at)
+    version_sign(version=version)  # before anything can serve it; a first version's pollers are woken by it
     audit_record(
         action="version.register",
         actor=by,
@@ -258,6 +260,7 @@ def version_approve(*, version: ModelVersion, by: AbstractBaseUser, comment: str
     _decide(version, by=by, comment=comment)
     version.save()
     _serve(version, at=version.activated_at)
+    serving_changed(deployment_id=version.deployment_id)
     audit_record(
         action="version.approve",
         actor=by,
@@ -308,6 +311,7 @@ def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser, comment
     target.retired_at, target.retired_by, target.retired_reason = None, None, ""  # serving again
     target.save(update_fields=["status", "activated_at", "retired_at", "retired_by", "retired_reason"])
     _serve(target, at=target.activated_at)
+    serving_changed(deployment_id=deployment.pk)
     audit_record(
         action="deployment.rollback",
         actor=by,

@@ -1,0 +1,81 @@
+"""What a deployment's serving processes should run, and the fleet that polls for it."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.utils import timezone
+
+from monitoring import signing
+from monitoring.models import Deployment, ModelVersion, ServingInstance
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """The version to serve and its ETag, or why none can be served (`refusal`: HTTP status and a message)."""
+
+    version: ModelVersion | None
+    etag: str = ""
+    refusal: tuple[int, str] | None = None
+
+
+@lru_cache(maxsize=4096)
+def _verified(public_raw: bytes, sha256_hex: str, signature_b64: str) -> bool:
+    # Cached: the 304 path checks the active version on every poll, and its signature does not change.
+    return signing.signature_valid(Ed25519PublicKey.from_public_bytes(public_raw), sha256_hex, signature_b64)
+
+
+def version_signature_valid(version: ModelVersion) -> tuple[bool, str]:
+    """(valid, why not): signed by the current key, and the signature checks out."""
+    try:
+        info = signing.public_key_info(signing.signing_key().public_key())
+    except signing.SigningKeyMissing as exc:
+        return False, f"The server has no signing key, so it serves no model: {exc}"
+    if not version.signature:
+        return False, f"v{version.number} is not signed; run `manage.py sign_versions`."
+    if version.signing_key_id != info.key_id or not _verified(info.raw, version.sha256, version.signature):
+        return False, (f"v{version.number}'s signature does not verify with the current key ({info.key_id}); "
+                       "after a key rotation run `manage.py sign_versions --resign`.")
+    return True, ""
+
+
+def serving_state(*, deployment: Deployment) -> ServingState:
+    version = deployment.active_version()
+    if version is None:
+        return ServingState(None, refusal=(404, f"{deployment.name} has no active version to serve yet."))
+    valid, why = version_signature_valid(version)
+    if not valid:
+        return ServingState(version, refusal=(503, why))
+    tag = hashlib.sha256(f"{deployment.pk}:{version.number}:{version.sha256}:{version.signature}".encode()).hexdigest()
+    return ServingState(version, etag=f'"v{version.number}-{tag[:24]}"')
+
+
+# An instance that has not polled for this long is shown apart, as gone quiet.
+FLEET_QUIET_AFTER = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    instances: list[ServingInstance]
+    live: int = 0
+    quiet: int = 0
+    # {version number or None: count} over live instances, by the version they report (else were told).
+    by_version: list[tuple[int | None, int]] = field(default_factory=list)
+    last_seen: datetime | None = None
+
+
+def serving_fleet(*, deployment: Deployment, now: datetime | None = None, limit: int = 200) -> Fleet:
+    now = now or timezone.now()
+    instances = list(ServingInstance.objects.filter(deployment=deployment).order_by("-last_seen")[:limit])
+    live = [i for i in instances if now - i.last_seen <= FLEET_QUIET_AFTER]
+    counts = Counter(i.version_reported if i.version_reported is not None else i.version_told for i in live)
+    by_version = sorted(counts.items(), key=lambda kv: -(kv[0] or 0))
+    return Fleet(
+        instances=instances, live=len(live), quiet=len(instances) - len(live), by_version=by_version,
+        last_seen=instances[0].last_seen if instances else None,
+    )

@@ -1,0 +1,254 @@
+"""dashboard/api/serving.py: the serving contract (docs/serving.md) on the real stack: ETag and 304, the long
+poll against a live server, signed model delivery, the signing key, and who may ask."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.conf import settings
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+
+from dashboard.serving_watch import watch
+from monitoring import services, storage
+from monitoring.models import ModelVersion, ServingInstance
+from monitoring.services.serving import _forget_seen
+from tests.conftest import CLASSES, FEATURES, trained_model
+from tests.dashboard.api.helpers import bearer, client_for
+
+SERVING = "/api/v1/deployments/tumour/serving"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _watch_stopped_after():
+    yield
+    watch.stop()  # its LISTEN connection would keep the test database from being dropped
+
+
+@pytest.fixture(autouse=True)
+def _fresh_seen():
+    _forget_seen()  # every test's first poll writes its instance row
+
+
+@pytest.fixture
+def candidate(deployment, operator):
+    return services.version_register(deployment=deployment, data=trained_model(C=0.05)[0], by=operator)
+
+
+def _poll(token, *, instance="i-1", etag=None, wait=0, **headers):
+    extra = bearer(token) | {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
+    if etag:
+        extra["HTTP_IF_NONE_MATCH"] = etag
+    return Client().get(SERVING, {"instance": instance, "wait": wait}, **extra)
+
+
+def test_it_tells_an_instance_the_active_version_with_a_signature_that_verifies(deployment, token):
+    response = _poll(token)
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    v1 = deployment.active_version()
+    assert response["Cache-Control"] == "no-cache" and response["ETag"].startswith('"')
+    assert body == {
+        "deployment": "tumour", "instance": "i-1", "version": 1,
+        "model": {"url": "http://testserver/api/v1/deployments/tumour/versions/1/model", "sha256": v1.sha256,
+                  "size": v1.size_bytes, "signature": v1.signature, "key_id": v1.signing_key_id},
+        "feature_names": FEATURES, "classes": CLASSES, "poll_after": settings.SERVING_POLL_AFTER_SECONDS,
+    }
+    key = Client().get("/api/v1/signing-key").json()
+    raw = base64.b64decode(key["public_key"])
+    assert key["algorithm"] == "ed25519" and key["key_id"] == hashlib.sha256(raw).hexdigest()[:16] == body["model"]["key_id"]
+    assert "BEGIN PUBLIC KEY" in key["pem"]
+    # Raises InvalidSignature if it does not verify: the contract's message, byte for byte.
+    Ed25519PublicKey.from_public_bytes(raw).verify(
+        base64.b64decode(body["model"]["signature"]), b"watchkeeper-model-v1\n" + v1.sha256.encode("ascii")
+    )
+
+
+def test_the_same_etag_gets_304_without_a_body_until_the_version_changes(deployment, token, candidate, approver):
+    etag = _poll(token)["ETag"]
+
+    unchanged = _poll(token, etag=etag)
+    services.version_approve(version=candidate, by=approver)
+    changed = _poll(token, etag=etag)
+
+    assert (unchanged.status_code, unchanged.content, unchanged["ETag"]) == (304, b"", etag)
+    assert changed.status_code == 200 and changed.json()["version"] == 2
+    assert changed["ETag"] != etag
+
+
+def test_a_poll_records_the_instance_and_the_version_it_reports(deployment, token):
+    _poll(token, instance="web-7", **{"X-Watchkeeper-Serving-Version": "1"})
+
+    seen = ServingInstance.objects.get()
+    assert (seen.deployment_id, seen.instance_id, seen.version_reported, seen.version_told) == (deployment.pk, "web-7", 1, 1)
+    assert seen.first_seen <= seen.last_seen
+
+
+def test_a_reported_version_that_is_not_a_number_is_422_and_records_nothing(deployment, token):
+    response = _poll(token, **{"X-Watchkeeper-Serving-Version": "latest"})
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "X-Watchkeeper-Serving-Version"
+    assert not ServingInstance.objects.exists()
+
+
+def test_a_wrong_token_or_another_deployments_token_is_refused_and_records_nothing(deployment, token, other_deployment):
+    _, theirs = services.token_create(deployment=other_deployment, name="theirs", by=None)
+
+    wrong = _poll("wk_deadbeef_nope")
+    none = Client().get(SERVING, {"instance": "i-1"})
+    other = _poll(theirs)
+    model = Client().get("/api/v1/deployments/tumour/versions/1/model", **bearer(theirs))
+
+    assert (wrong.status_code, none.status_code, other.status_code, model.status_code) == (401, 401, 403, 403)
+    assert "detail" in wrong.json() and "another deployment" in other.json()["detail"]
+    assert not ServingInstance.objects.exists()
+
+
+def test_the_model_is_delivered_with_etag_and_content_digest(deployment, token):
+    v1 = deployment.active_version()
+
+    response = Client().get("/api/v1/deployments/tumour/versions/1/model", **bearer(token))
+    again = Client().get("/api/v1/deployments/tumour/versions/1/model", HTTP_IF_NONE_MATCH=f'"{v1.sha256}"', **bearer(token))
+
+    assert response.status_code == 200
+    assert response.content == trained_model()[0]
+    assert response["Content-Type"] == "application/octet-stream"
+    assert response["ETag"] == f'"{v1.sha256}"'
+    assert response["Content-Length"] == str(len(response.content))
+    assert response["Content-Digest"] == f"sha-256=:{base64.b64encode(hashlib.sha256(response.content).digest()).decode()}:"
+    assert (again.status_code, again.content) == (304, b"")
+
+
+@pytest.fixture
+def tampered(deployment):
+    """v1's stored file with one byte changed; put back afterwards (the store is shared by the session)."""
+    path = storage._path_for(settings.MEDIA_ROOT, deployment.active_version().sha256)
+    original = path.read_bytes()
+    path.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+    yield
+    path.write_bytes(original)
+
+
+def test_a_tampered_stored_model_is_never_served(deployment, token, tampered, caplog):
+    response = Client().get("/api/v1/deployments/tumour/versions/1/model", **bearer(token))
+
+    assert response.status_code == 500
+    assert response["Content-Type"].startswith("application/json")
+    assert "does not match its recorded sha256" in response.json()["detail"]
+    assert any("refused to serve tumour v1" in r.getMessage() for r in caplog.records)
+
+
+def test_an_unsigned_version_is_neither_announced_nor_delivered(deployment, token):
+    ModelVersion.objects.filter(deployment=deployment).update(signature="", signing_key_id="")
+
+    serving = _poll(token)
+    model = Client().get("/api/v1/deployments/tumour/versions/1/model", **bearer(token))
+
+    assert serving.status_code == 503 and "not signed" in serving.json()["detail"]
+    assert model.status_code == 404 and "not signed" in model.json()["detail"]
+    assert not ServingInstance.objects.exists()
+
+
+def test_a_forged_signature_is_not_served(deployment, token):
+    forged = base64.b64encode(bytes(64)).decode()
+    ModelVersion.objects.filter(deployment=deployment).update(signature=forged)
+
+    assert _poll(token).status_code == 503
+
+
+def test_sign_versions_signs_what_is_unsigned_and_then_it_is_served(deployment, token, capsys):
+    ModelVersion.objects.filter(deployment=deployment).update(signature="", signing_key_id="")
+
+    call_command("sign_versions")
+
+    assert "signed 1 version(s)" in capsys.readouterr().out
+    assert _poll(token).status_code == 200
+
+
+def test_without_a_signing_key_nothing_is_served_and_the_key_endpoint_says_why(deployment, token, settings):
+    settings.SIGNING_KEY_FILE = ""
+
+    assert _poll(token).status_code == 503
+    response = Client().get("/api/v1/signing-key")
+    assert response.status_code == 503 and "SIGNING_KEY_FILE" in response.json()["detail"]
+
+
+# ---------------------------------------------------------------- the long poll, against a real web server
+
+
+def _http_poll(live_server, token, *, etag=None, wait=0):
+    request = urllib.request.Request(
+        f"{live_server.url}{SERVING}?instance=live-1&wait={wait}",
+        headers={"Authorization": f"Bearer {token}", **({"If-None-Match": etag} if etag else {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("change", ["approve", "rollback"])
+def test_a_long_poll_answers_within_a_second_of_a_change(live_server, deployment, token, candidate, approver, change):
+    if change == "rollback":
+        services.version_approve(version=candidate, by=approver)
+    status, headers, _ = _http_poll(live_server, token)
+    assert status == 200
+    answered: dict = {}
+
+    def long_poll():
+        answered["result"] = _http_poll(live_server, token, etag=headers["ETag"], wait=20)
+        answered["at"] = time.monotonic()
+
+    poller = threading.Thread(target=long_poll)
+    poller.start()
+    time.sleep(1.0)  # the poll is waiting on the server by now
+    assert "result" not in answered
+    changed_at = time.monotonic()
+    if change == "approve":
+        services.version_approve(version=candidate, by=approver)
+    else:
+        services.deployment_rollback(deployment=deployment, by=approver)
+    poller.join(timeout=20)
+
+    status, _, body = answered["result"]
+    assert status == 200
+    assert json.loads(body)["version"] == (2 if change == "approve" else 1)
+    assert answered["at"] - changed_at < 1.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_poll_without_a_change_answers_304_after_its_wait(live_server, deployment, token):
+    _, headers, _ = _http_poll(live_server, token)
+
+    started = time.monotonic()
+    status, again, body = _http_poll(live_server, token, etag=headers["ETag"], wait=1)
+
+    assert (status, body, again["ETag"]) == (304, b"", headers["ETag"])
+    assert 1.0 <= time.monotonic() - started < 3.0
+
+
+def test_the_deployment_page_shows_the_fleet_by_version(deployment, token, candidate, approver, viewer):
+    empty = client_for(viewer).get(reverse("deployment", args=["tumour"])).content.decode()
+    _poll(token, instance="a", **{"X-Watchkeeper-Serving-Version": "1"})
+    _poll(token, instance="b", **{"X-Watchkeeper-Serving-Version": "1"})
+    services.version_approve(version=candidate, by=approver)
+    _poll(token, instance="c", **{"X-Watchkeeper-Serving-Version": "2"})
+
+    page = client_for(viewer).get(reverse("deployment", args=["tumour"])).content.decode()
+
+    assert 'data-empty="fleet"' in empty
+    assert "3 instances: 1 on v2, 2 on v1, last seen" in " ".join(page.split())
+    assert page.count("switching") == 0  # a and b were told v1 when they polled, and said so
