@@ -10,19 +10,9 @@ from tests.client.gateway import Gateway
 from tests.conftest import trained_model
 
 
-def serving_endpoints_exist() -> bool:
-    from django.urls import Resolver404, resolve
-
-    try:
-        resolve("/api/v1/signing-key")
-    except Resolver404:
-        return False
-    return True
-
-
 @pytest.fixture
 def gateway(live_server):
-    gateway = Gateway(live_server.url, contract=not serving_endpoints_exist())
+    gateway = Gateway(live_server.url)
     yield gateway
     gateway.close()
 

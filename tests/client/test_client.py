@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import watchkeeper_client
 from monitoring import services
-from monitoring.models import PredictionBatch
+from monitoring.models import PredictionBatch, ServingInstance
 from tests.client.conftest import stored_rows
 from tests.client.gateway import raw_public_key
 from tests.conftest import breast_cancer_split, trained_model, wait_for
@@ -64,6 +64,8 @@ def test_an_approval_swaps_the_model_while_requests_keep_succeeding(gateway, tok
         assert versions[0] == 1 and versions[-1] == 2
         assert versions == sorted(versions), "a thread went back to the old model after the swap"
     assert model.swaps == 1
+    # The next poll reports the new version: the deployment page's fleet shows this instance on v2.
+    wait_for(lambda: ServingInstance.objects.filter(instance_id="test-1", version_reported=2).exists(), timeout=10)
     total = sum(len(versions) for versions in seen) * 8
     assert model.flush(timeout=30)
     assert stored_rows(deployment) == total
