@@ -84,7 +84,7 @@ class PredictionLog:
     def __init__(
         self, transport: Transport, slug: str, *, instance: str, capacity_rows: int = 200_000,
         flush_rows: int = 5_000, flush_interval: float = 1.0, max_batch_rows: int = MAX_BATCH_ROWS,
-        max_backoff: float = 30.0,
+        max_backoff: float = 30.0, senders: int = 2,
     ):
         if not 0 < flush_rows <= capacity_rows:
             raise ValueError("flush_rows must be positive and at most capacity_rows")
@@ -96,6 +96,7 @@ class PredictionLog:
         self.max_batch_rows = min(max_batch_rows, MAX_BATCH_ROWS)
         self.max_backoff = max_backoff
         self.stats = LogStats()
+        self._stats_lock = threading.Lock()
         self._chunks: deque[_Chunk] = deque()
         self._lock = threading.Lock()
         self._buffered = 0  # rows appended and not yet stored, refused or abandoned
@@ -106,8 +107,14 @@ class PredictionLog:
         # Generated ids: unique per process start (the random part) and per row (the counter).
         self._id_prefix = f"{instance}-{uuid.uuid4().hex[:12]}-"
         self._next_id = itertools.count()
-        self._thread = threading.Thread(target=self._run, name=f"watchkeeper-log-{slug}", daemon=True)
-        self._thread.start()
+        self._take_lock = threading.Lock()
+        # Two senders by default: one batch is encoded while the other is in flight, and the server's workers
+        # each take one; a single sender waits out every round trip.
+        self._threads = [
+            threading.Thread(target=self._run, name=f"watchkeeper-log-{slug}-{i}", daemon=True) for i in range(senders)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def buffered_rows(self) -> int:
@@ -137,8 +144,10 @@ class PredictionLog:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             while self._chunks:  # everything buffered now: a flush by size or by time
-                batch = self._take()
-                self._send(batch)
+                with self._take_lock:
+                    batch = self._take()
+                if batch:
+                    self._send(batch)
             if self._closing.is_set() and not self._chunks:
                 return
 
@@ -209,7 +218,8 @@ class PredictionLog:
                     log.warning("closing: %d predictions could not be sent (%s)", n, exc)
                     self._settle(n, "unsent_rows")
                     return
-                self.stats.retries += 1
+                with self._stats_lock:
+                    self.stats.retries += 1
                 wait = min(delay, self.max_backoff) * random.uniform(0.5, 1.0)
                 log.warning("could not send %d predictions (%s); retrying in %.1f s", n, exc, wait)
                 if self._give_up_at is not None:
@@ -218,7 +228,8 @@ class PredictionLog:
                     self._interrupt.clear()
                 delay *= 2
             else:
-                self.stats.batches_sent += 1
+                with self._stats_lock:
+                    self.stats.batches_sent += 1
                 self._settle(n, "sent_rows")
                 return
 
@@ -240,13 +251,14 @@ class PredictionLog:
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop taking rows, send what is buffered, and give up on what is still unsent after `timeout` s."""
-        if not self._thread.is_alive():
+        if not any(thread.is_alive() for thread in self._threads):
             return
         with self._lock:
             self._closing.set()
         self._give_up_at = time.monotonic() + timeout
         self._wake.set()
         self._interrupt.set()
-        self._thread.join(timeout + 5)
+        for thread in self._threads:
+            thread.join(max(0.0, self._give_up_at + 5 - time.monotonic()))
         if self._buffered:
             log.warning("closed with %d predictions not sent", self._buffered)

@@ -1,0 +1,156 @@
+"""The serving client (client/watchkeeper_client), measured against bare onnxruntime in the same run.
+
+1. Overhead on the caller's thread per `predict` with logging on (the rows go to a real server meanwhile) vs
+   bare `InferenceSession.run` on the same model and inputs, at batch 1 and 64. Targets: ≤ 5 µs, ≤ 5 %.
+2. One client process logging to the server (gunicorn, real Postgres): predictions accepted per second from
+   the first predict to the last row stored, every row counted back from the database. Target ≥ 100k/s.
+
+Run against a database of your own (it is migrated here), e.g.
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_serving .venv/bin/python bench/serving_client.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import ROOT, drop_deployment, stored_rows
+from django.conf import settings
+from django.core.management import call_command
+
+from monitoring import services, signing
+from monitoring.models import Team
+
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+import watchkeeper_client
+from monitoring.maintenance.export import estimator_to_onnx
+
+SLUG = "bench-serving-client"
+FEATURES = [f"f{i}" for i in range(30)]
+
+
+def setup() -> tuple[str, np.ndarray]:
+    """(token, X) for a deployment whose active v1 is a signed logistic regression on breast_cancer."""
+    call_command("migrate", verbosity=0)
+    drop_deployment(SLUG)
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X.astype(np.float32)
+    model = estimator_to_onnx(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X, y),
+                              feature_names=FEATURES, class_labels=["0", "1"])
+    team, _ = Team.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
+    deployment = services.deployment_create(team=team, name=SLUG, slug=SLUG, feature_names=FEATURES,
+                                            class_labels=["0", "1"], by=None)
+    services.version_register(deployment=deployment, data=model, by=None)
+    _, token = services.token_create(deployment=deployment, name="bench", by=None)
+    return token, X
+
+
+def start_server(port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [str(ROOT / ".venv/bin/gunicorn"), "dashboard.wsgi", "-b", f"127.0.0.1:{port}", "-w", "4",
+         "--worker-class", "gthread", "--threads", "4", "--timeout", "300", "--log-level", "warning"],
+        cwd=ROOT, env=os.environ.copy(),
+    )
+    for _ in range(300):
+        try:
+            # Answered, not just connected: a gunicorn worker builds the API on its first request.
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            connection.request("GET", "/api/v1/signing-key")
+            if connection.getresponse().status == 200:
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.terminate()
+    raise SystemExit("gunicorn did not start")
+
+
+def per_call_us(fn, X: np.ndarray, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn(X)
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def overhead(model, X: np.ndarray, batch: int, calls: int, repeats: int) -> tuple[float, float]:
+    """(bare µs per call, client µs per call): the median of interleaved repeats, so both see the same machine."""
+    loaded = model._model  # the very session predict() runs
+    session, feed_name, outputs = loaded.session, loaded.input_name, list(loaded.outputs)
+    rows = np.ascontiguousarray(X[:batch])
+    bare_run = lambda rows: session.run(outputs, {feed_name: rows})
+    bare, client = [], []
+    for _ in range(repeats):
+        bare.append(per_call_us(bare_run, rows, calls))
+        client.append(per_call_us(model.predict, rows, calls))
+        model.flush(timeout=120)  # the sender's work between repeats, not inside the next one's clock
+    return statistics.median(bare), statistics.median(client)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--port", type=int, default=8406)
+    args = parser.parse_args()
+
+    key_dir = Path(tempfile.mkdtemp(prefix="wk-bench-"))
+    if not settings.SIGNING_KEY_FILE:
+        signing.key_file_create(key_dir / "signing-key.pem")
+        settings.SIGNING_KEY_FILE = os.environ["SIGNING_KEY_FILE"] = str(key_dir / "signing-key.pem")
+    token, X = setup()
+    server = start_server(args.port)
+    try:
+        url = f"http://127.0.0.1:{args.port}"
+        wk = watchkeeper_client.Deployment(url, token, SLUG, instance="bench")
+        model = wk.model(buffer_rows=2_000_000, flush_rows=10_000, flush_interval=0.5, start_timeout=60)
+        print(f"serving v{model.version} of {SLUG} (logistic regression, 30 features, 2 classes)")
+
+        calls, repeats = (2_000, 3) if args.quick else (20_000, 5)
+        print("\n1. caller's-thread cost per call, logging on (median of interleaved repeats)")
+        for batch, target in ((1, "≤ 5 µs"), (64, "≤ 5 %")):
+            bare, client = overhead(model, X, batch, calls if batch == 1 else calls // 4, repeats)
+            extra = client - bare
+            print(f"   batch {batch:>3}: bare run {bare:7.2f} µs, predict {client:7.2f} µs: "
+                  f"+{extra:.2f} µs ({extra / bare:+.1%}, {client / bare:.3f}× bare); target {target}")
+
+        print("\n2. one client process logging to the server")
+        n_rows = 200_000 if args.quick else 1_000_000
+        already = model.stats.sent_rows  # the overhead runs' rows, stored already
+        rows = np.ascontiguousarray(np.resize(X, (1000, X.shape[1])))
+        start = time.perf_counter()
+        for _ in range(n_rows // len(rows)):
+            model.predict(rows)
+        predicted = time.perf_counter() - start
+        assert model.flush(timeout=600), "the client did not send everything within 10 minutes"
+        elapsed = time.perf_counter() - start
+        from monitoring.models import Deployment
+
+        in_index, distinct, in_batches = stored_rows(Deployment.objects.get(slug=SLUG))
+        sent = model.stats.sent_rows - already
+        print(f"   {n_rows:,} predictions in batches of 1,000: predict loop {predicted:.2f} s, all stored after "
+              f"{elapsed:.2f} s: {n_rows / elapsed:,.0f} predictions/s accepted; target ≥ 100k/s")
+        print(f"   counted back: {in_batches - already:,} in batches, {distinct:,} distinct ids in the index "
+              f"(of {in_index:,} index rows); sent {sent:,}, dropped {model.stats.dropped_rows}, "
+              f"rejected {model.stats.rejected_rows}, retries {model.stats.retries}")
+        wk.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        drop_deployment(SLUG)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
