@@ -29,7 +29,7 @@ browser:
 # mypy's Django plugin imports the settings, which need a SECRET_KEY and nothing else.
 lint: install
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/ruff check dashboard monitoring workers tests bench
+	$(VENV)/bin/ruff check dashboard monitoring workers tests bench client docker/demo_fleet.py
 	SECRET_KEY=lint-only $(VENV)/bin/mypy
 
 test: install browser

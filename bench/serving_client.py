@@ -1,7 +1,8 @@
 """The serving client (client/watchkeeper_client), measured against bare onnxruntime in the same run.
 
-1. Overhead on the caller's thread per `predict` with logging on (the rows go to a real server meanwhile) vs
-   bare `InferenceSession.run` on the same model and inputs, at batch 1 and 64. Targets: ≤ 5 µs, ≤ 5 %.
+1. Overhead per `predict` with logging on vs bare `InferenceSession.run` on the same session and inputs, at
+   batch 1 and 64 (targets: ≤ 5 µs, ≤ 5 %): with the sending deferred to between repeats (the caller's thread's
+   own cost) and with the senders running concurrently (what a CPU-bound caller also feels of them).
 2. One client process logging to the server (gunicorn, real Postgres): predictions accepted per second from
    the first predict to the last row stored, every row counted back from the database. Target ≥ 100k/s.
 
@@ -19,32 +20,31 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
-from _common import ROOT, drop_deployment, stored_rows
+import numpy as np
+import watchkeeper_client
+from _common import ROOT, stored_rows
 from django.conf import settings
 from django.core.management import call_command
-
-from monitoring import services, signing
-from monitoring.models import Team
-
-import numpy as np
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import watchkeeper_client
+from monitoring import services, signing
 from monitoring.maintenance.export import estimator_to_onnx
+from monitoring.models import Team
 
-SLUG = "bench-serving-client"
+# A new deployment per run: its audit trail (protected, append-only) keeps it from being deleted after.
+SLUG = f"bench-serving-client-{uuid.uuid4().hex[:6]}"
 FEATURES = [f"f{i}" for i in range(30)]
 
 
 def setup() -> tuple[str, np.ndarray]:
     """(token, X) for a deployment whose active v1 is a signed logistic regression on breast_cancer."""
     call_command("migrate", verbosity=0)
-    drop_deployment(SLUG)
     X, y = load_breast_cancer(return_X_y=True)
     X = X.astype(np.float32)
     model = estimator_to_onnx(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(X, y),
@@ -115,13 +115,20 @@ def main() -> None:
         model = wk.model(buffer_rows=2_000_000, flush_rows=10_000, flush_interval=0.5, start_timeout=60)
         print(f"serving v{model.version} of {SLUG} (logistic regression, 30 features, 2 classes)")
 
+        # Deferred: rows are buffered during the clock and sent between repeats, so the figure is what the
+        # caller's thread itself does per predict. Concurrent: the senders encode and post meanwhile; they hold
+        # the GIL while encoding (orjson), which a tight CPU-bound loop feels, and here the server shares the cores.
+        deferred = wk.model(buffer_rows=2_000_000, flush_rows=2_000_000, flush_interval=3600, start_timeout=60)
         calls, repeats = (2_000, 3) if args.quick else (20_000, 5)
-        print("\n1. caller's-thread cost per call, logging on (median of interleaved repeats)")
-        for batch, target in ((1, "≤ 5 µs"), (64, "≤ 5 %")):
-            bare, client = overhead(model, X, batch, calls if batch == 1 else calls // 4, repeats)
-            extra = client - bare
-            print(f"   batch {batch:>3}: bare run {bare:7.2f} µs, predict {client:7.2f} µs: "
-                  f"+{extra:.2f} µs ({extra / bare:+.1%}, {client / bare:.3f}× bare); target {target}")
+        print("\n1. cost per call, logging on (median of interleaved repeats)")
+        for label, runner in (("sending deferred", deferred), ("sending concurrently", model)):
+            print(f"   {label}:")
+            for batch, target in ((1, "≤ 5 µs"), (64, "≤ 5 %")):
+                bare, client = overhead(runner, X, batch, calls if batch == 1 else calls // 4, repeats)
+                extra = client - bare
+                print(f"     batch {batch:>3}: bare run {bare:7.2f} µs, predict {client:7.2f} µs: "
+                      f"+{extra:.2f} µs ({extra / bare:+.1%}, {client / bare:.3f}× bare); target {target}")
+        deferred.close()
 
         print("\n2. one client process logging to the server")
         n_rows = 200_000 if args.quick else 1_000_000
@@ -149,7 +156,6 @@ def main() -> None:
             server.wait(30)
         except subprocess.TimeoutExpired:
             server.kill()
-        drop_deployment(SLUG)
 
 
 if __name__ == "__main__":

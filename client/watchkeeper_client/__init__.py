@@ -9,16 +9,16 @@
 
 __version__ = "0.1.0"
 
-from watchkeeper_client.deployment import Deployment  # noqa: E402
-from watchkeeper_client.errors import (  # noqa: E402
+from watchkeeper_client.deployment import Deployment
+from watchkeeper_client.errors import (
     ModelRejected,
     NoModel,
     Refused,
     Unreachable,
     WatchkeeperError,
 )
-from watchkeeper_client.prediction_log import LogStats  # noqa: E402
-from watchkeeper_client.runner import ModelRunner, Predictions  # noqa: E402
+from watchkeeper_client.prediction_log import LogStats
+from watchkeeper_client.runner import ModelRunner, Predictions
 
 __all__ = [
     "Deployment", "LogStats", "ModelRejected", "ModelRunner", "NoModel", "Predictions", "Refused", "Unreachable",

@@ -9,9 +9,9 @@ import time
 
 import numpy as np
 import pytest
+import watchkeeper_client
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import watchkeeper_client
 from monitoring import services
 from monitoring.models import PredictionBatch, ServingInstance
 from tests.client.conftest import stored_rows
