@@ -31,6 +31,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check dashboard monitoring workers tests bench client docker/demo_fleet.py
 	SECRET_KEY=lint-only $(VENV)/bin/mypy
+	cd client && ../$(VENV)/bin/mypy watchkeeper_client
 
 test: install browser
 	@eval "$$(python3 docker/services.py --require)" && \

@@ -4,6 +4,7 @@ signing key, and the labels endpoint."""
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import socket
@@ -74,7 +75,7 @@ class Deployment:
     # ------------------------------------------------------------ the serving contract
 
     def serving(self, *, etag: str | None, wait: float, serving_version: int | None,
-                timeout: float | None = None) -> tuple[dict, str | None] | None:
+                timeout: float | None = None) -> tuple[dict[str, Any], str | None] | None:
         """(serving document, its ETag), or None when the server answered 304 (no change within `wait`)."""
         headers = {"Accept": "application/json"}
         query = f"instance={quote(self.instance)}"
@@ -126,15 +127,14 @@ class Deployment:
         return total
 
     def _post_labels(self, rows: list[dict[str, str]], attempts: int) -> dict[str, Any]:
-        import json
-
         body = json.dumps({"labels": rows}).encode()
         for attempt in range(attempts):
             try:
-                return self.transport.request(
+                answer: dict[str, Any] = self.transport.request(
                     "POST", f"/api/deployments/{quote(self.slug)}/labels", body=body,
                     headers={"Content-Type": "application/json"},
                 ).json()
+                return answer
             except Unreachable:
                 if attempt == attempts - 1:
                     raise

@@ -28,7 +28,7 @@ from watchkeeper_client.transport import Transport
 try:  # optional (the `fast` extra): writes float32 arrays in their shortest form, in C
     import orjson
 except ImportError:  # pragma: no cover - depends on the environment
-    orjson = None
+    orjson = None  # type: ignore[assignment]
 
 
 log = logging.getLogger("watchkeeper_client")
@@ -53,7 +53,8 @@ class _Chunk:
 
     __slots__ = ("X", "ids", "labels", "probabilities", "time", "version")
 
-    def __init__(self, version, X, labels, probabilities, ids, moment):
+    def __init__(self, version: int | None, X: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | None,
+                 ids: Any, moment: float):
         self.version = version
         self.X = X
         self.labels = labels
@@ -65,7 +66,7 @@ class _Chunk:
         return len(self.X)
 
     def split(self, n: int) -> tuple[_Chunk, _Chunk]:
-        def cut(value, part):
+        def cut(value: Any, part: slice) -> Any:
             return None if value is None else value[part]
 
         head, tail = slice(None, n), slice(n, None)
@@ -92,11 +93,12 @@ class PredictionLog:
         self.max_backoff = max_backoff
         self.stats = LogStats()
         self._stats_lock = threading.Lock()
-        self._chunks: deque[_Chunk] = deque()
+        self._chunks: deque[_Chunk | tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
         self._buffered = 0  # rows appended and not yet stored, refused or abandoned
         self._wake = threading.Event()
         self._closing = threading.Event()
+        self._closed = False  # the flag add() reads: an attribute is cheaper than Event.is_set()
         self._give_up_at: float | None = None
         self._interrupt = threading.Event()
         # Generated ids: unique per process start (the random part) and per row (the counter).
@@ -120,15 +122,18 @@ class PredictionLog:
     def add(self, version: int | None, X: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | None,
             ids: Any, moment: float) -> bool:
         n = len(X)
-        with self._lock:
-            if self._buffered + n > self.capacity_rows or self._closing.is_set():
-                self.stats.dropped_rows += n
-                return False
-            self._buffered += n
-            full = self._buffered >= self.flush_rows
-        # X is the caller's array, which it may reuse after predict returns; the outputs are ours.
-        self._chunks.append(_Chunk(version, X.copy(), labels, probabilities, ids, moment))
-        if full:
+        lock = self._lock
+        lock.acquire()
+        if self._buffered + n > self.capacity_rows or self._closed:
+            self.stats.dropped_rows += n
+            lock.release()
+            return False
+        self._buffered += n
+        lock.release()
+        # X is the caller's array, which it may reuse after predict returns: its bytes are kept (the cheapest
+        # copy); the outputs are ours already. A tuple, not an object: nothing in this path that allocates more.
+        self._chunks.append((version, X.tobytes(), labels, probabilities, ids, moment))
+        if self._buffered >= self.flush_rows:
             self._wake.set()
         return True
 
@@ -151,7 +156,7 @@ class PredictionLog:
         taken: list[_Chunk] = []
         n = 0
         while self._chunks and n < self.max_batch_rows:
-            chunk = self._chunks.popleft()
+            chunk = self._chunk(self._chunks.popleft())
             if taken and chunk.version != taken[0].version:
                 self._chunks.appendleft(chunk)
                 break
@@ -162,6 +167,15 @@ class PredictionLog:
             taken.append(chunk)
             n += len(chunk)
         return taken
+
+    @staticmethod
+    def _chunk(item: _Chunk | tuple[Any, ...]) -> _Chunk:
+        """A chunk as add() left it (a tuple, X as bytes) or as _take put back (a split _Chunk)."""
+        if isinstance(item, _Chunk):
+            return item
+        version, data, labels, probabilities, ids, moment = item
+        X = np.frombuffer(data, dtype=np.float32).reshape(len(labels), -1)
+        return _Chunk(version, X, labels, probabilities, ids, moment)
 
     def _encode(self, chunks: list[_Chunk]) -> bytes:
         """The JSON batch. Each chunk is encoded on its own: orjson holds the GIL while it runs, so the caller's
@@ -185,6 +199,7 @@ class PredictionLog:
         else:
             features = X.astype(np.float64).tolist()
             probabilities = None if P is None else np.asarray(P, dtype=np.float64).tolist()
+        rows: list[dict[str, Any]]
         if probabilities is None:
             rows = [{"id": i, "timestamp": stamp, "features": f, "predicted_label": label}
                     for i, f, label in zip(ids, features, labels)]
@@ -254,6 +269,7 @@ class PredictionLog:
         if not any(thread.is_alive() for thread in self._threads):
             return
         with self._lock:
+            self._closed = True
             self._closing.set()
         self._give_up_at = time.monotonic() + timeout
         self._wake.set()

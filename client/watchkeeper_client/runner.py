@@ -123,7 +123,7 @@ class ModelRunner:
 
     # ------------------------------------------------------------ choosing and loading a version
 
-    def _first_model(self, fallback_path, fallback_version, timeout) -> LoadedModel:
+    def _first_model(self, fallback_path: str | Path | None, fallback_version: int | None, timeout: float) -> LoadedModel:
         try:
             response = self._deployment.serving(etag=None, wait=0, serving_version=None, timeout=timeout)
             assert response is not None
@@ -136,7 +136,7 @@ class ModelRunner:
             session, input_name, outputs = load_session(str(fallback_path), threads=self._threads)
             return LoadedModel(fallback_version, None, session, input_name, outputs, (), ())
 
-    def _load(self, document: dict, etag: str | None) -> LoadedModel:
+    def _load(self, document: dict[str, Any], etag: str | None) -> LoadedModel:
         model = document["model"]
         sha256 = model["sha256"]
         data = self._deployment.download_model(model["url"])
@@ -146,7 +146,7 @@ class ModelRunner:
         return LoadedModel(int(document["version"]), sha256, session, input_name, outputs,
                            tuple(document.get("classes") or ()), tuple(document.get("feature_names") or ()), etag)
 
-    def _apply(self, document: dict, etag: str | None) -> None:
+    def _apply(self, document: dict[str, Any], etag: str | None) -> None:
         current = self._model
         if document["version"] == current.version and document["model"]["sha256"] == current.sha256:
             self._model = LoadedModel(**{**current.__dict__, "etag": etag})

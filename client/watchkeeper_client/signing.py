@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -46,7 +47,7 @@ class SigningKey:
             raise ValueError("a pinned signing key is PEM text or base64 of the 32 raw bytes") from None
 
     @classmethod
-    def from_document(cls, document: dict) -> SigningKey:
+    def from_document(cls, document: dict[str, Any]) -> SigningKey:
         """The key served at /api/v1/signing-key, checked against the key id served beside it."""
         if document.get("algorithm") != "ed25519":
             raise ModelRejected(f"the server signs with {document.get('algorithm')!r}; this client knows ed25519")
