@@ -42,7 +42,7 @@ class ServingWatch:
 
     def generation(self, deployment_id: int) -> tuple[int, int]:
         """Take this before reading the state, then wait with it: a change in between is not missed."""
-        self._ensure_started()
+        self.start()
         with self._condition:
             return self._epoch, self._generations.get(deployment_id, 0)
 
@@ -78,7 +78,7 @@ class ServingWatch:
         while select.select([self._wake_r], [], [], 0)[0]:
             self._wake_r.recv(64)
 
-    def _ensure_started(self) -> None:
+    def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
         with self._start_lock:

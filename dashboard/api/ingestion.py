@@ -13,7 +13,7 @@ from ninja.decorators import decorate_view
 
 from dashboard.api.auth import deployment_for_token, token_auth
 from dashboard.api.errors import error_responses, file_body
-from dashboard.api.parsing import json_object_body, request_body_doc, uploaded_file
+from dashboard.api.parsing import json_object, json_object_body, request_body_doc, uploaded_file
 from dashboard.api.schemas import BatchOut, IngestOut, LabelBatchIn, LabelsOut, PredictionBatchIn
 from monitoring import selectors, services
 from monitoring.models import PredictionBatch
@@ -45,10 +45,12 @@ def predictions_ingest(
     """All or nothing: one bad row rejects the batch (422, naming each bad row and field) and stores nothing.
     A batch larger than MAX_PREDICTION_BATCH rows or MAX_REQUEST_BYTES gets 413. Ids are unique per
     deployment: a new batch reusing a stored id is a conflict (409). NaN and infinity are rejected unless
-    the deployment allows them."""
+    the deployment allows them. An optional top-level `"version": <n>` names the version that made the
+    predictions (422 if it is not one of this deployment's); without it, the active version is credited."""
     deployment = deployment_for_token(request, slug)
+    body = json_object(request, "predictions")
     result = services.predictions_ingest(
-        deployment=deployment, rows=json_object_body(request, "predictions"), idempotency_key=idempotency_key
+        deployment=deployment, rows=body["predictions"], idempotency_key=idempotency_key, version=body.get("version"),
     )
     return _answer(response, result)
 

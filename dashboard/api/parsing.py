@@ -53,13 +53,18 @@ class OrjsonParser(Parser):
 
 def json_object_body(request: HttpRequest, key: str) -> list:
     """The list under `key` in a JSON object body, for endpoints that validate rows in a service."""
+    return json_object(request, key)[key]
+
+
+def json_object(request: HttpRequest, key: str) -> dict:
+    """The JSON object body, checked to hold a list under `key` (its other fields are the caller's to read)."""
     try:
         body = loads(request.body)
     except json.JSONDecodeError as exc:
         raise ServiceError(f"The body is not valid JSON: {exc}") from None
     if not isinstance(body, dict) or not isinstance(body.get(key), list):
         raise ValidationFailed(f'The body must be a JSON object with a "{key}" list.')
-    return body[key]
+    return body
 
 
 def uploaded_file(request: HttpRequest, file: UploadedFile | None) -> tuple[bytes, str]:

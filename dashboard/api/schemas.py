@@ -198,6 +198,10 @@ class PredictionIn(Schema):
 
 class PredictionBatchIn(Schema):
     predictions: list[PredictionIn]
+    version: int | None = Field(
+        None, description="The number of the version that made these predictions (a serving client sends it); "
+        "must be a version of this deployment. Without it, the version active when the batch arrives.",
+    )
 
 
 class IngestOut(Schema):

@@ -10,24 +10,102 @@ so a fleet of waiting polls holds threads (gunicorn gthread, docker/entrypoint.s
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
+import threading
 import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema
+from ninja.decorators import decorate_view
 from ninja.errors import HttpError
 from pydantic import Field
 
-from dashboard.api.auth import deployment_for_token, token_auth
+from dashboard.api.auth import DeploymentToken, deployment_for_token
 from dashboard.api.errors import error_responses
 from dashboard.serving_watch import watch
 from monitoring import selectors, services, signing, storage
-from monitoring.models import Deployment
+from monitoring.models import ApiToken, Deployment
 
 router = Router(tags=["serving"])
 log = logging.getLogger(__name__)
+
+# A fleet polls often and mostly hears "nothing changed" (304): that answer comes from this process's memory. The
+# token and the serving state are cached for CACHE_SECONDS, and the state also only while the serving watch has
+# heard no change for its deployment (and is connected, so it would hear one). A revoked token is refused here
+# within CACHE_SECONDS. Never inside a transaction (the tests' requests), where a change is not yet announced.
+CACHE_SECONDS = 5.0
+_CACHE_MAX = 10_000
+_tokens: dict[bytes, tuple[None, float, ApiToken]] = {}
+_states: dict[int, tuple[tuple[int, int], float, selectors.ServingState]] = {}
+_cache_lock = threading.Lock()
+_refreshing: set[tuple[int, Any]] = set()
+
+
+def _caching() -> bool:
+    return not connection.in_atomic_block and watch.connected.is_set()
+
+
+def _cached(cache: dict, key: Any, tag: Any, load: Callable[[], Any]) -> Any:
+    """cache[key] if it was stored under `tag` less than CACHE_SECONDS ago, else load() (and store it).
+
+    When an entry expires under a fleet's polls, one thread reloads it and the others answer from the expired
+    entry meanwhile (it is still the right one: a change of tag, i.e. a serving change, is never answered stale).
+    Without that, 200 threads would all query the database in the same millisecond."""
+    hit = cache.get(key)
+    flight = (id(cache), key)
+    if hit is not None and hit[0] == tag:
+        if hit[1] > time.monotonic():
+            return hit[2]
+        with _cache_lock:
+            busy = flight in _refreshing
+            _refreshing.add(flight)
+        if busy:
+            return hit[2]
+    try:
+        value = load()
+    finally:
+        with _cache_lock:
+            _refreshing.discard(flight)
+    with _cache_lock:
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()  # a bound, not a policy: forgetting costs one query per poller
+        cache[key] = (tag, time.monotonic() + CACHE_SECONDS, value)
+    return value
+
+
+class ServingToken(DeploymentToken):
+    """The deployment's ingestion token, remembered for CACHE_SECONDS (see above)."""
+
+    def authenticate(self, request: HttpRequest, token: str) -> ApiToken:
+        watch.start()
+        if not _caching():
+            return super().authenticate(request, token)
+        load = super().authenticate
+        return _cached(_tokens, hashlib.sha256(token.encode()).digest(), None, lambda: load(request, token))
+
+
+serving_token = ServingToken()
+
+
+def _releases_connection(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Close the request's database connection when it is done: a fleet's polls must not leave one open per
+    gunicorn thread (workers × threads can exceed Postgres's max_connections); most of them opened none."""
+
+    @wraps(view)
+    def released(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()
+
+    return released
 
 SERVING_VERSION_HEADER = "X-Watchkeeper-Serving-Version"
 
@@ -83,8 +161,11 @@ def _model_url(request: HttpRequest, slug: str, number: int) -> str:
     return request.build_absolute_uri(f"{base}deployments/{slug}/versions/{number}/model")
 
 
-def _current(deployment: Deployment) -> selectors.ServingState:
-    state = selectors.serving_state(deployment=deployment)
+def _current(deployment: Deployment, since: tuple[int, int]) -> selectors.ServingState:
+    if _caching():
+        state = _cached(_states, deployment.pk, since, lambda: selectors.serving_state(deployment=deployment))
+    else:
+        state = selectors.serving_state(deployment=deployment)
     if state.refusal is not None:
         status, detail = state.refusal
         raise HttpError(status, detail)
@@ -92,9 +173,11 @@ def _current(deployment: Deployment) -> selectors.ServingState:
 
 
 @router.get(
-    "/deployments/{slug}/serving", auth=token_auth, response={200: ServingOut, 304: None, **error_responses(401, 403, 404, 422, 503)},
+    "/deployments/{slug}/serving", auth=serving_token,
+    response={200: ServingOut, 304: None, **error_responses(401, 403, 404, 422, 503)},
     summary="Which version this serving instance should run (long poll)",
 )
+@decorate_view(_releases_connection)
 def serving(
     request: HttpRequest,
     slug: str,
@@ -111,7 +194,7 @@ def serving(
     deadline = time.monotonic() + wait
     while True:
         since = watch.generation(deployment.pk)
-        state = _current(deployment)
+        state = _current(deployment, since)
         remaining = deadline - time.monotonic()
         if not _etag_matches(if_none_match, state.etag) or remaining <= 0:
             break
@@ -140,9 +223,10 @@ def serving(
 
 
 @router.get(
-    "/deployments/{slug}/versions/{number}/model", auth=token_auth,
+    "/deployments/{slug}/versions/{number}/model", auth=serving_token,
     response={200: None, 304: None, **error_responses(401, 403, 404, 500)}, summary="A signed version's ONNX file",
 )
+@decorate_view(_releases_connection)
 def version_model(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     """The ONNX bytes, with `ETag: "<sha256>"` and `Content-Digest: sha-256=:<base64>:` (RFC 9530). Only a version
     with a valid signature is delivered (404 otherwise); one whose stored file no longer matches its sha256 is

@@ -50,13 +50,22 @@ from monitoring.selectors.notifications import (
     rules_for,
     silences_for_team,
 )
-from monitoring.selectors.serving import Fleet, ServingState, serving_fleet, serving_state, version_signature_valid
+from monitoring.selectors.serving import (
+    Fleet,
+    ServingState,
+    served_by_version,
+    serving_fleet,
+    serving_state,
+    shadow_replay_for,
+    version_signature_valid,
+)
 from monitoring.selectors.traffic import (
     ProductionWindow,
     batch_for,
     deployments_with_pending_batches,
     prediction_counts,
     production_window,
+    served_versions,
     stored_columns,
 )
 
@@ -102,10 +111,13 @@ __all__ = [
     "role_allows",
     "role_for",
     "rules_for",
+    "served_by_version",
+    "served_versions",
     "serving_fleet",
     "serving_metric_series",
     "serving_periods",
     "serving_state",
+    "shadow_replay_for",
     "silences_for_team",
     "stored_columns",
     "team_role_for",

@@ -80,13 +80,18 @@ def _check_key(key: str | None) -> str | None:
     return key
 
 
-def predictions_ingest(*, deployment: Deployment, rows: list, idempotency_key: str | None = None) -> IngestResult:
+def predictions_ingest(
+    *, deployment: Deployment, rows: list, idempotency_key: str | None = None, version: object = None
+) -> IngestResult:
     """Store a batch of production predictions as one columnar block, all or nothing.
 
     A retry is harmless: a batch with the idempotency key of a stored one (by default, a key derived
     from its content) is answered with the stored result and stores nothing. A new batch reusing an
-    id already stored for the deployment is a conflict (409) and stores nothing.
+    id already stored for the deployment is a conflict (409) and stores nothing. `version` is the number of
+    the version that made the predictions (the serving client sends it); without it, the batch is credited to
+    the version active when it arrives.
     """
+    version_id = _version_id(deployment, version)
     if not isinstance(rows, list) or not rows:
         raise ValidationFailed("The batch must be a non-empty list of predictions.")
     if len(rows) > settings.MAX_PREDICTION_BATCH:
@@ -98,7 +103,30 @@ def predictions_ingest(*, deployment: Deployment, rows: list, idempotency_key: s
         raise ValidationFailed(exc.message, errors=exc.errors) from None
     # The batch as validated, not its JSON text: the same rows with other spacing or key order are the same body.
     fingerprint = columns.content_key()
-    return _batch_store(deployment=deployment, columns=columns, key=key or fingerprint, fingerprint=fingerprint, source=PredictionBatch.Source.API)
+    return _batch_store(
+        deployment=deployment, columns=columns, key=key or fingerprint, fingerprint=fingerprint,
+        source=PredictionBatch.Source.API, version_id=version_id,
+    )
+
+
+def _version_id(deployment: Deployment, version: object) -> int | None:
+    """The id of the deployment's version numbered `version`; a 422 naming the field for anything else."""
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValidationFailed(
+            f'"version" must be the number of the version that made these predictions, like 3; got {version!r}.',
+            errors=[{"field": "version", "message": "must be an integer version number"}],
+        )
+    version_id = deployment.versions.filter(number=version).values_list("pk", flat=True).first()
+    if version_id is None:
+        numbers = list(deployment.versions.order_by("number").values_list("number", flat=True))
+        raise ValidationFailed(
+            f"{deployment.name} has no version {version} (its versions: {', '.join(f'v{n}' for n in numbers) or 'none'}); "
+            "nothing was stored.",
+            errors=[{"field": "version", "message": f"not a version of {deployment.slug}"}],
+        )
+    return version_id
 
 
 def predictions_upload(
@@ -135,7 +163,8 @@ INDEX_IN_REQUEST_UP_TO = 10_000
 
 
 def _batch_store(
-    *, deployment: Deployment, columns: batches.Columns, key: str, fingerprint: str, source: str
+    *, deployment: Deployment, columns: batches.Columns, key: str, fingerprint: str, source: str,
+    version_id: int | None = None,
 ) -> IngestResult:
     """Store the batch's columns as one row, and its index rows with it when it is small.
 
@@ -157,6 +186,7 @@ def _batch_store(
         "result": result,
         "received_at": now,
         "indexed_at": now if index_now else None,
+        "version_id": version_id,  # None: the version active now (_batch_copy, _batch_orm)
     }
     try:
         with transaction.atomic():
@@ -262,7 +292,8 @@ def _batch_copy(fields: dict, columns: batches.Columns) -> int:
             "WHERE deployment_id = %s AND status = %s LIMIT 1)",
             [batch_table, fields["deployment_id"], ModelVersion.Status.ACTIVE],
         )
-        values["id"], values["version_id"] = batch_id, _ = cursor.fetchone()
+        batch_id, active_id = cursor.fetchone()
+        values["id"], values["version_id"] = batch_id, fields["version_id"] or active_id
         row = pgcopy.one_row([(values[name], kind) for name, kind in _BATCH_COLUMNS])
         cursor.copy_expert(
             f"COPY {batch_table} ({', '.join(name for name, _ in _BATCH_COLUMNS)}) FROM STDIN (FORMAT binary)",
@@ -278,9 +309,11 @@ def _little_endian(array: np.ndarray, dtype: str) -> memoryview:
 
 def _batch_orm(fields: dict, columns: batches.Columns) -> int:
     """SQLite (the embedded demo): the ORM."""
+    fields = dict(fields)
+    version_id = fields.pop("version_id") or getattr(Deployment.objects.get(pk=fields["deployment_id"]).active_version(), "pk", None)
     batch = PredictionBatch.objects.create(
         **fields,
-        version_id=getattr(Deployment.objects.get(pk=fields["deployment_id"]).active_version(), "pk", None),
+        version_id=version_id,
         t_min=batches.us_to_datetime(columns.timestamps_us.min()),
         t_max=batches.us_to_datetime(columns.timestamps_us.max()),
     )

@@ -25,6 +25,7 @@ from monitoring.services.comparisons import comparisons_request
 from monitoring.services.deployments import _check_signature_fits, deployment_create
 from monitoring.services.errors import Conflict, NotPermitted, TooLarge, ValidationFailed
 from monitoring.services.serving import serving_changed, version_sign
+from monitoring.services.shadow import shadow_replay_request
 
 
 def version_register(
@@ -67,6 +68,7 @@ def version_register(
         if version.status == ModelVersion.Status.CANDIDATE and active is not None:
             # Computed now on a worker, so the approval page has its statistics by the time someone opens it.
             comparisons_request(candidate=version, active=active)
+            shadow_replay_request(candidate=version, active=active)
         return version
 
 

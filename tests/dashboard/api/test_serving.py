@@ -20,10 +20,10 @@ from django.urls import reverse
 
 from dashboard.serving_watch import watch
 from monitoring import services, storage
-from monitoring.models import ModelVersion, ServingInstance
+from monitoring.models import ModelVersion, Prediction, PredictionBatch, ServingInstance
 from monitoring.services.serving import _forget_seen
 from tests.conftest import CLASSES, FEATURES, trained_model
-from tests.dashboard.api.helpers import bearer, client_for
+from tests.dashboard.api.helpers import bearer, client_for, post_json, prediction_rows
 
 SERVING = "/api/v1/deployments/tumour/serving"
 
@@ -252,3 +252,27 @@ def test_the_deployment_page_shows_the_fleet_by_version(deployment, token, candi
     assert 'data-empty="fleet"' in empty
     assert "3 instances: 1 on v2, 2 on v1, last seen" in " ".join(page.split())
     assert page.count("switching") == 0  # a and b were told v1 when they polled, and said so
+
+
+# ---------------------------------------------------------------- traffic by version
+
+
+def test_a_batch_is_credited_to_the_version_it_names(deployment, token, candidate):
+    response = post_json(Client(), "/api/deployments/tumour/predictions",
+                         {"predictions": prediction_rows(3), "version": 2}, **bearer(token))
+    unnamed = post_json(Client(), "/api/deployments/tumour/predictions",
+                        {"predictions": prediction_rows(3, start=3)}, **bearer(token))
+
+    assert response.status_code == unnamed.status_code == 200, response.content
+    assert PredictionBatch.objects.get(pk=response.json()["batch_id"]).version == candidate
+    assert PredictionBatch.objects.get(pk=unnamed.json()["batch_id"]).version == deployment.active_version()
+
+
+@pytest.mark.parametrize("version", [99, "2", True, 1.5])
+def test_a_batch_naming_no_version_of_this_deployment_is_422_and_stores_nothing(deployment, token, candidate, version):
+    response = post_json(Client(), "/api/deployments/tumour/predictions",
+                         {"predictions": prediction_rows(3), "version": version}, **bearer(token))
+
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["version"]
+    assert not PredictionBatch.objects.exists() and not Prediction.objects.exists()

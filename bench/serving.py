@@ -1,0 +1,266 @@
+"""The serving contract under load, server side (docs/serving.md), against a real gunicorn started as
+`docker/entrypoint.sh web` starts it (gthread, WEB_WORKERS × WEB_THREADS), on 127.0.0.1.
+
+1. 200 concurrent pollers on the 304 path (`If-None-Match` equal to the ETag, no wait), each on its own keep-alive
+   connection: p50/p95 server time per request, from gunicorn's own request timer (access log %(D)s µs).
+   Baseline in the same run: /healthz (a trivial view) under the same 200 pollers.
+2. 50 simulated instances long-polling (`wait=30`) when a candidate is approved: seconds from the approval's commit
+   to each instance receiving the new version (max and p95). Baseline in the same run: the same 50 instances
+   making one plain poll at once (the floor: what answering 50 requests costs this machine).
+
+Targets (issue 13): 304 path p95 <= 5 ms server time; approval -> all 50 instances told <= 2 s.
+
+Always runs on its own database (BENCH_SERVING_DATABASE_URL, default wk_bench_serving, created and migrated if
+missing): approvals write the append-only audit trail, which does not belong in the app's database.
+The client-side figures (the client library's overhead) are in bench/serving_client.py.
+
+    .venv/bin/python bench/serving.py [--pollers 200] [--requests 20] [--instances 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ["DATABASE_URL"] = os.environ.get("BENCH_SERVING_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wk_bench_serving")
+os.environ.pop("CACHE_URL", None)
+_key_dir = tempfile.mkdtemp(prefix="wk-bench-serving-")
+os.environ.setdefault("SIGNING_KEY_FILE", str(Path(_key_dir) / "signing-key.pem"))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _ensure_database() -> None:
+    import psycopg2
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    admin = psycopg2.connect(host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"] or None,
+                             dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]])
+        if cursor.fetchone() is None:
+            cursor.execute(f'CREATE DATABASE "{db["NAME"]}"')
+    admin.close()
+
+
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
+import django
+
+django.setup()
+_ensure_database()
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+
+from monitoring import services, signing
+from monitoring.maintenance.export import estimator_to_onnx
+from monitoring.models import Deployment
+
+call_command("migrate", verbosity=0)
+signing.key_file_create(Path(os.environ["SIGNING_KEY_FILE"]))
+
+
+def _model(seed: int) -> bytes:
+    X, y = make_classification(n_samples=300, n_features=8, random_state=seed)
+    estimator = LogisticRegression(max_iter=500).fit(X.astype("float32"), y.astype(str))
+    return estimator_to_onnx(estimator, feature_names=[f"f{i}" for i in range(8)], class_labels=["0", "1"])
+
+
+def _start_web(port: int, access_log: Path) -> subprocess.Popen:
+    env = dict(os.environ, BIND=f"127.0.0.1:{port}", DEBUG="false", ALLOWED_HOSTS="127.0.0.1",
+               PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}")
+    process = subprocess.Popen(
+        ["bash", "docker/entrypoint.sh", "web", "--access-logfile", str(access_log),
+         "--access-logformat", "%(U)s %(s)s %(D)s"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/healthz")
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError("gunicorn did not start within 60 s")
+
+
+def _server_times_ms(access_log: Path, path: str, status: str, since_line: int) -> tuple[list[float], int]:
+    lines = access_log.read_text().splitlines()
+    times = [int(parts[2]) / 1000 for parts in (line.split() for line in lines[since_line:])
+             if len(parts) == 3 and parts[0] == path and parts[1] == status]
+    return sorted(times), len(lines)
+
+
+def _pct(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def _hammer(port: int, path: str, headers: dict, *, pollers: int, requests: int) -> float:
+    """`pollers` threads, each on its own keep-alive connection, `requests` GETs each; returns wall seconds."""
+    start_gate = threading.Barrier(pollers + 1)
+    failures: list[str] = []
+
+    def poller(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        start_gate.wait()
+        for _ in range(requests):
+            conn.request("GET", path.format(i=i), headers=headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status not in (200, 304):
+                failures.append(str(response.status))
+        conn.close()
+
+    threads = [threading.Thread(target=poller, args=(i,)) for i in range(pollers)]
+    for thread in threads:
+        thread.start()
+    start_gate.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} failed requests, e.g. {failures[0]}")
+    return time.perf_counter() - started
+
+
+def _poll(port: int, path: str, headers: dict) -> tuple[int, dict, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("GET", path, headers=headers)
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response.status, dict(response.getheaders()), body
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pollers", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=20, help="per poller")
+    parser.add_argument("--instances", type=int, default=50)
+    args = parser.parse_args()
+
+    run = time.strftime("%Y%m%d%H%M%S")
+    by, _ = User.objects.get_or_create(username="bench-serving")
+    team = services.team_get_or_create(name=f"Bench serving {run}")
+    deployment = services.deployment_create_from_model(team=team, name=f"bench-serving-{run}", data=_model(0), by=by)
+    Deployment.objects.filter(pk=deployment.pk).update(require_distinct_approver=False)
+    deployment.refresh_from_db()
+    _, token = services.token_create(deployment=deployment, name="bench", by=by)
+    auth = {"Authorization": f"Bearer {token}"}
+    serving = f"/api/v1/deployments/{deployment.slug}/serving"
+
+    port = _free_port()
+    access_log = Path(_key_dir) / "access.log"
+    web = _start_web(port, access_log)
+    try:
+        status, headers, _ = _poll(port, f"{serving}?instance=probe", auth)
+        assert status == 200, status
+        etag = headers["ETag"]
+        workers, threads = os.environ.get("WEB_WORKERS", "2"), os.environ.get("WEB_THREADS", "100")
+        print(f"gunicorn gthread, {workers} workers x {threads} threads, on 127.0.0.1; {os.cpu_count()} cores shared with the load")
+
+        # 1. the 304 path vs a trivial view, same load shape
+        _hammer(port, "/healthz", {}, pollers=20, requests=5)  # warm-up: connections, URL resolver
+        _hammer(port, f"{serving}?instance=warm", auth | {"If-None-Match": etag}, pollers=20, requests=5)
+        mark = len(access_log.read_text().splitlines())
+        base_wall = _hammer(port, "/healthz", {}, pollers=args.pollers, requests=args.requests)
+        base, mark = _server_times_ms(access_log, "/healthz", "200", mark)
+        # Each poller its own instance, as a fleet has. Its first poll (not measured) writes its row and opens a
+        # connection; the steady state measured after it is the 304 path: a write per instance per
+        # SERVING_SEEN_WRITE_SECONDS at most.
+        _hammer(port, f"{serving}?instance=poller-{{i}}", auth | {"If-None-Match": etag}, pollers=args.pollers, requests=1)
+        time.sleep(0.5)
+        mark = len(access_log.read_text().splitlines())
+        wall = _hammer(port, f"{serving}?instance=poller-{{i}}", auth | {"If-None-Match": etag},
+                       pollers=args.pollers, requests=args.requests)
+        time.sleep(0.5)  # the access log is written after the response
+        served, _ = _server_times_ms(access_log, serving, "304", mark)
+        connections = _database_connections()
+        n = args.pollers * args.requests
+        print(f"304 path, {args.pollers} concurrent pollers: server time p50 {statistics.median(served):.2f} ms, "
+              f"p95 {_pct(served, 0.95):.2f} ms, max {served[-1]:.2f} ms ({len(served):,} requests, {n / wall:,.0f}/s)")
+        print(f"baseline /healthz, same load: server time p50 {statistics.median(base):.2f} ms, "
+              f"p95 {_pct(base, 0.95):.2f} ms ({len(base):,} requests, {n / base_wall:,.0f}/s)")
+        print(f"database connections open after the load: {connections} (Postgres max_connections is shared)")
+        print(f"ratio (304 path / trivial view), p95: {_pct(served, 0.95) / _pct(base, 0.95):.2f}x; target p95 <= 5 ms")
+
+        # 2. approval -> every long-polling instance told
+        candidate = services.version_register(deployment=deployment, data=_model(1), by=by)
+        floor_started = time.perf_counter()
+        floor = _concurrently(args.instances, lambda i: _poll(port, f"{serving}?instance=sim-{i}", auth))
+        floor_s = time.perf_counter() - floor_started
+        told_at: dict[int, float] = {}
+        ready = threading.Barrier(args.instances + 1)
+
+        def instance(i: int) -> None:
+            ready.wait()
+            status, _, body = _poll(port, f"{serving}?instance=sim-{i}&wait=30", auth | {"If-None-Match": etag})
+            if status == 200 and b'"version":2' in body.replace(b" ", b""):
+                told_at[i] = time.perf_counter()
+
+        threads_ = [threading.Thread(target=instance, args=(i,)) for i in range(args.instances)]
+        for thread in threads_:
+            thread.start()
+        ready.wait()
+        time.sleep(1.5)  # every instance is waiting on the server
+        approved_at = time.perf_counter()
+        services.version_approve(version=candidate, by=by)
+        committed_at = time.perf_counter()
+        for thread in threads_:
+            thread.join(timeout=40)
+        delays = sorted(t - committed_at for t in told_at.values())
+        print(f"approval -> {len(delays)}/{args.instances} long-polling instances told v2: max {delays[-1]:.3f} s, "
+              f"p95 {_pct(delays, 0.95):.3f} s after commit (the approval itself took {committed_at - approved_at:.3f} s); "
+              "target <= 2 s")
+        print(f"baseline: {len(floor)} instances polling at once, all answered in {floor_s:.3f} s; "
+              f"ratio {delays[-1] / floor_s:.2f}x")
+        if len(delays) != args.instances:
+            raise SystemExit(f"{args.instances - len(delays)} instances were not told the new version")
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
+
+
+def _database_connections() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def _concurrently(n: int, call) -> list:
+    results: list = [None] * n
+
+    def run(i: int) -> None:
+        results[i] = call(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+if __name__ == "__main__":
+    main()
