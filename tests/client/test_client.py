@@ -70,6 +70,13 @@ def test_an_approval_swaps_the_model_while_requests_keep_succeeding(gateway, tok
     assert model.flush(timeout=30)
     assert stored_rows(deployment) == total
     assert model.stats.sent_rows == total and model.stats.dropped_rows == 0 and model.stats.rejected_rows == 0
+    # Each row is credited to the version that made it, not to the one active when its batch arrived.
+    made_by = {n: 8 * sum(v.count(n) for v in seen) for n in (1, 2)}
+    stored_by = {
+        n: sum(PredictionBatch.objects.filter(deployment=deployment, version__number=n).values_list("n_rows", flat=True))
+        for n in (1, 2)
+    }
+    assert stored_by == made_by and made_by[1] > 0 and made_by[2] > 0
     wk.close()
 
 
