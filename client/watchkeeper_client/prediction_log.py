@@ -65,16 +65,6 @@ class _Chunk:
     def __len__(self) -> int:
         return len(self.X)
 
-    def split(self, n: int) -> tuple[_Chunk, _Chunk]:
-        def cut(value: Any, part: slice) -> Any:
-            return None if value is None else value[part]
-
-        head, tail = slice(None, n), slice(n, None)
-        return (
-            _Chunk(self.version, self.X[head], self.labels[head], cut(self.probabilities, head), cut(self.ids, head), self.time),
-            _Chunk(self.version, self.X[tail], self.labels[tail], cut(self.probabilities, tail), cut(self.ids, tail), self.time),
-        )
-
 
 class PredictionLog:
     def __init__(
@@ -93,7 +83,15 @@ class PredictionLog:
         self.max_backoff = max_backoff
         self.stats = LogStats()
         self._stats_lock = threading.Lock()
-        self._chunks: deque[_Chunk | tuple[Any, ...]] = deque()
+        # (ring position, rows, version, has probabilities, ids, time) per predict call, in ring order.
+        self._chunks: deque[tuple[Any, ...]] = deque()
+        # The rows themselves wait in rings allocated (and touched) once: predict() copies into memory that is
+        # already mapped, so it neither allocates nor takes a page fault, however long the outage. A row's slot is
+        # free once a sender has copied it out; `_buffered` (rows not yet stored) bounds the rings.
+        self._ring_X: np.ndarray | None = None
+        self._ring_labels: np.ndarray | None = None
+        self._ring_P: np.ndarray | None = None
+        self._head = 0  # where the next row goes (modulo capacity_rows)
         self._lock = threading.Lock()
         self._buffered = 0  # rows appended and not yet stored, refused or abandoned
         self._wake = threading.Event()
@@ -124,58 +122,129 @@ class PredictionLog:
         n = len(X)
         lock = self._lock
         lock.acquire()
-        if self._buffered + n > self.capacity_rows or self._closed:
-            self.stats.dropped_rows += n
+        try:
+            if self._buffered + n > self.capacity_rows or self._closed:
+                self.stats.dropped_rows += n
+                return False
+            ring_X, ring_labels = self._ring_X, self._ring_labels
+            if ring_X is None or ring_labels is None or ring_X.shape[1] != X.shape[1] or (
+                ring_labels.dtype != labels.dtype and ring_labels.dtype.kind != "O") or (
+                probabilities is not None and (self._ring_P is None or self._ring_P.shape[1] != probabilities.shape[1])
+            ):
+                ring_X, ring_labels = self._reshape_rings(X, labels, probabilities)
+            head = self._head
+            i = head % self.capacity_rows
+            j = i + n
+            if j <= self.capacity_rows:
+                ring_X[i:j] = X
+                ring_labels[i:j] = labels
+                if probabilities is not None:
+                    self._ring_P[i:j] = probabilities  # type: ignore[index]
+            else:  # wraps around
+                k = self.capacity_rows - i
+                ring_X[i:], ring_X[: n - k] = X[:k], X[k:]
+                ring_labels[i:], ring_labels[: n - k] = labels[:k], labels[k:]
+                if probabilities is not None:
+                    self._ring_P[i:], self._ring_P[: n - k] = probabilities[:k], probabilities[k:]  # type: ignore[index]
+            self._head = head + n
+            self._buffered += n
+            self._chunks.append((head, n, version, probabilities is not None, ids, moment))
+        finally:
             lock.release()
-            return False
-        self._buffered += n
-        lock.release()
-        # X is the caller's array, which it may reuse after predict returns: its bytes are kept (the cheapest
-        # copy); the outputs are ours already. A tuple, not an object: nothing in this path that allocates more.
-        self._chunks.append((version, X.tobytes(), labels, probabilities, ids, moment))
         if self._buffered >= self.flush_rows:
             self._wake.set()
         return True
 
+    def prepare(self, *, n_features: int, n_classes: int, label_dtype: Any) -> None:
+        """Allocate and touch the rings now (at start), not in the first predict."""
+        with self._lock:
+            self._allocate(n_features, n_classes, np.dtype(label_dtype))
+
+    def _allocate(self, n_features: int, n_classes: int, label_dtype: np.dtype[Any]) -> None:
+        n = self.capacity_rows
+        self._ring_X = np.zeros((n, n_features), np.float32)
+        # Text labels go in an object ring: a fixed-width one would cut a longer label short.
+        textual = label_dtype.kind in "OUS"
+        self._ring_labels = np.full(n, "", dtype=object) if textual else np.zeros(n, label_dtype)
+        self._ring_P = np.zeros((n, n_classes), np.float32) if n_classes else None
+        for ring in (self._ring_X, self._ring_P):
+            if ring is not None:
+                ring.fill(1.0)  # np.zeros maps pages lazily; writing each one now keeps the faults out of predict
+
+    def _reshape_rings(self, X: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Rings that fit these rows (a first add without prepare(), or a swap to a model whose outputs differ):
+        allocated anew while holding the lock, carrying over the rows still waiting in the old ones."""
+        waiting = [(start, n) for start, n, *_ in self._chunks]
+        old = (self._ring_X, self._ring_labels, self._ring_P)
+        n_classes = probabilities.shape[1] if probabilities is not None else (0 if old[2] is None else old[2].shape[1])
+        same_labels = old[1] is None or old[1].dtype == labels.dtype
+        self._allocate(X.shape[1], n_classes, labels.dtype if same_labels else np.dtype(object))
+        if old[0] is not None and waiting:
+            positions = np.concatenate([np.arange(s, s + n) % self.capacity_rows for s, n in waiting])
+            if old[0].shape[1] == X.shape[1]:
+                self._ring_X[positions] = old[0][positions]  # type: ignore[index]
+            self._ring_labels[positions] = old[1][positions]  # type: ignore[index]
+            if old[2] is not None and self._ring_P is not None and old[2].shape == self._ring_P.shape:
+                self._ring_P[positions] = old[2][positions]
+        assert self._ring_X is not None and self._ring_labels is not None
+        return self._ring_X, self._ring_labels
+
     # ------------------------------------------------------------ the sender thread
 
     def _run(self) -> None:
+        out: dict[str, np.ndarray] = {}  # this sender's batch buffers, reused from batch to batch
         while True:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             while self._chunks:  # everything buffered now: a flush by size or by time
                 with self._take_lock:
-                    batch = self._take()
+                    batch = self._take(out)
                 if batch:
                     self._send(batch)
             if self._closing.is_set() and not self._chunks:
                 return
 
-    def _take(self) -> list[_Chunk]:
-        """Chunks for one batch: at most max_batch_rows rows, all made by the same version."""
+    def _take(self, out: dict[str, Any]) -> list[_Chunk]:
+        """Chunks for one batch (at most max_batch_rows rows, all made by the same version), copied out of the
+        rings into this sender's buffers, which frees their slots. Called under _take_lock: in ring order."""
         taken: list[_Chunk] = []
         n = 0
-        while self._chunks and n < self.max_batch_rows:
-            chunk = self._chunk(self._chunks.popleft())
-            if taken and chunk.version != taken[0].version:
-                self._chunks.appendleft(chunk)
-                break
-            room = self.max_batch_rows - n
-            if len(chunk) > room:
-                chunk, rest = chunk.split(room)
-                self._chunks.appendleft(rest)
-            taken.append(chunk)
-            n += len(chunk)
+        while n < self.max_batch_rows:
+            with self._lock:
+                if not self._chunks:
+                    break
+                start, m, version, has_p, ids, moment = self._chunks[0]
+                if taken and version != taken[0].version:
+                    break
+                room = self.max_batch_rows - n
+                if m > room:  # the rest stays for the next batch
+                    self._chunks[0] = (start + room, m - room, version, has_p, None if ids is None else ids[room:], moment)
+                    m, ids = room, None if ids is None else ids[:room]
+                else:
+                    self._chunks.popleft()
+                ring_X, ring_labels, ring_P = self._ring_X, self._ring_labels, self._ring_P
+                assert ring_X is not None and ring_labels is not None
+                if (out.get("X") is None or out["X"].shape[1] != ring_X.shape[1] or out["labels"].dtype != ring_labels.dtype
+                        or (ring_P is None) != (out.get("P") is None)
+                        or (ring_P is not None and out["P"].shape[1] != ring_P.shape[1])):
+                    out["X"] = np.empty((self.max_batch_rows, ring_X.shape[1]), np.float32)
+                    out["labels"] = np.empty(self.max_batch_rows, ring_labels.dtype)
+                    out["P"] = None if ring_P is None else np.empty((self.max_batch_rows, ring_P.shape[1]), np.float32)
+                rows = slice(n, n + m)
+                i = start % self.capacity_rows
+                where: slice | np.ndarray = (
+                    slice(i, i + m) if i + m <= self.capacity_rows else np.arange(i, i + m) % self.capacity_rows
+                )
+                out["X"][rows] = ring_X[where]
+                out["labels"][rows] = ring_labels[where]
+                has_p = has_p and ring_P is not None
+                if has_p:
+                    out["P"][rows] = ring_P[where]  # type: ignore[index]
+            taken.append(_Chunk(version, out["X"][rows], out["labels"][rows], out["P"][rows] if has_p else None,
+                                ids, moment))
+            n += m
         return taken
-
-    @staticmethod
-    def _chunk(item: _Chunk | tuple[Any, ...]) -> _Chunk:
-        """A chunk as add() left it (a tuple, X as bytes) or as _take put back (a split _Chunk)."""
-        if isinstance(item, _Chunk):
-            return item
-        version, data, labels, probabilities, ids, moment = item
-        X = np.frombuffer(data, dtype=np.float32).reshape(len(labels), -1)
-        return _Chunk(version, X, labels, probabilities, ids, moment)
 
     def _encode(self, chunks: list[_Chunk]) -> bytes:
         """The JSON batch. Each chunk is encoded on its own: orjson holds the GIL while it runs, so the caller's

@@ -82,6 +82,8 @@ class ModelRunner:
             PredictionLog(deployment.transport, deployment.slug, instance=deployment.instance, **(log_options or {}))
             if log_predictions else None
         )
+        if self._log is not None:
+            self._prepare_log(self._model)
         self._poller = threading.Thread(target=self._poll_forever, name=f"watchkeeper-poll-{deployment.slug}",
                                         daemon=True)
         self._poller.start()
@@ -120,6 +122,22 @@ class ModelRunner:
                 raise ValueError(f"{len(ids)} ids for {len(X)} rows")
             self._log.add(model.version, X, labels, probabilities, ids, time.time())
         return Predictions(labels, probabilities, model.version)
+
+    def _prepare_log(self, model: LoadedModel) -> None:
+        """Size the log's rings from the model's input and outputs, now rather than in the first predict."""
+        assert self._log is not None
+        n_features = model.session.get_inputs()[0].shape[-1]
+        if not isinstance(n_features, int):
+            n_features = len(model.feature_names)
+        outputs = {o.name: o for o in model.session.get_outputs()}
+        label_dtype = np.int64 if outputs[model.outputs[0]].type == "tensor(int64)" else object
+        n_classes = 0
+        if len(model.outputs) > 1:
+            n_classes = outputs[model.outputs[1]].shape[-1]
+            if not isinstance(n_classes, int):
+                n_classes = len(model.classes)
+        if n_features:  # else the first predict sizes them
+            self._log.prepare(n_features=n_features, n_classes=n_classes, label_dtype=label_dtype)
 
     # ------------------------------------------------------------ choosing and loading a version
 
