@@ -40,11 +40,11 @@ def _detail(body: bytes) -> str:
 
 
 class Transport:
-    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0, pool_size: int = 4):
+    def __init__(self, base_url: str, token: str, *, timeout: float = 10.0, pool_size: int = 8):
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.timeout = timeout
-        # retries=False: the callers own retrying (a prediction batch is retried with its Idempotency-Key).
+        # pool_size: the senders, the poll and a labels call each hold a connection. retries=False: the callers own retrying (a prediction batch is retried with its Idempotency-Key).
         self._pool = urllib3.PoolManager(maxsize=pool_size, retries=False, block=False)
 
     def __repr__(self) -> str:  # never the token
