@@ -32,6 +32,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from watchkeeper_client.prediction_log import _Chunk
 
 from monitoring import services, signing
 from monitoring.maintenance.export import estimator_to_onnx
@@ -157,7 +158,8 @@ def main() -> None:
         print(f"   counted back: {in_batches:,} rows in batches, {in_index:,} index rows, {distinct:,} distinct ids; "
               f"sent {model.stats.sent_rows - sent_before:,}, dropped {model.stats.dropped_rows}, "
               f"rejected {model.stats.rejected_rows}, retries {model.stats.retries}")
-        batch = [model._log._chunk((1, rows.tobytes(), model.predict(rows).labels, None, None, time.time()))] * 10
+        result = model.predict(rows)
+        batch = [_Chunk(1, rows, result.labels, result.probabilities, None, time.time())] * 10
         start = time.perf_counter()
         model._log._encode(batch)
         print(f"   of which the client's JSON encoding, one sender thread: {10_000 / (time.perf_counter() - start):,.0f} rows/s")
