@@ -64,8 +64,9 @@ def test_an_approval_swaps_the_model_while_requests_keep_succeeding(gateway, tok
         assert versions[0] == 1 and versions[-1] == 2
         assert versions == sorted(versions), "a thread went back to the old model after the swap"
     assert model.swaps == 1
-    # The next poll reports the new version: the deployment page's fleet shows this instance on v2.
-    wait_for(lambda: ServingInstance.objects.filter(instance_id="test-1", version_reported=2).exists(), timeout=10)
+    # The next poll reports the new version: the deployment page's fleet shows this instance on v2 (the server
+    # writes an unchanged instance at most every SERVING_SEEN_WRITE_SECONDS, hence the wait).
+    wait_for(lambda: ServingInstance.objects.filter(instance_id="test-1", version_reported=2).exists(), timeout=30)
     total = sum(len(versions) for versions in seen) * 8
     assert model.flush(timeout=30)
     assert stored_rows(deployment) == total
