@@ -178,18 +178,24 @@ class ModelRunner:
     def _poll_forever(self) -> None:
         failures = 0
         etag = self._model.etag
+        report_now = False
         while not self._stop.is_set():
             try:
-                response = self._deployment.serving(etag=etag, wait=self.poll_wait,
+                # Right after a swap, one poll that does not wait: the server records the version now served
+                # when a poll ends, and the deployment page should show it now, not a long poll later.
+                response = self._deployment.serving(etag=etag, wait=0 if report_now else self.poll_wait,
                                                     serving_version=self._model.version)
+                report_now = False
                 if response is not None:  # None: 304, nothing changed
                     document, new_etag = response
+                    swaps = self.swaps
                     try:
                         self._apply(document, new_etag)
                     except ModelRejected:
                         etag = new_etag  # wait for the next change; the old model keeps serving
                         raise
                     etag = new_etag  # not before: a download cut short is tried again on the next poll
+                    report_now = self.swaps != swaps
                 failures = 0
                 continue
             except ModelRejected as exc:
