@@ -6,10 +6,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install demo stop lint test test-fast browser bench clean
 
-$(VENV)/.installed: pyproject.toml
+# The serving client (client/, its own package) is installed beside the app so its tests and the demo fleet import it.
+$(VENV)/.installed: pyproject.toml client/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev]" -e "./client[fast]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -28,8 +29,9 @@ browser:
 # mypy's Django plugin imports the settings, which need a SECRET_KEY and nothing else.
 lint: install
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/ruff check dashboard monitoring workers tests bench
+	$(VENV)/bin/ruff check dashboard monitoring workers tests bench client docker/demo_fleet.py
 	SECRET_KEY=lint-only $(VENV)/bin/mypy
+	cd client && ../$(VENV)/bin/mypy watchkeeper_client
 
 test: install browser
 	@eval "$$(python3 docker/services.py --require)" && \

@@ -51,6 +51,15 @@ for _ in $(seq 1 60); do
   if python3 -c "import urllib.request,sys; urllib.request.urlopen('${url}readyz', timeout=2)" 2>/dev/null; then break; fi
   sleep 1
 done
+# The simulated fleet (docker/demo_fleet.py): serving instances that use the client library (client/), so an
+# approval visibly reaches "production". Each run makes a token per deployment for it, kept in a mode-600 file.
+(umask 077 && : >var/demo-fleet-tokens)
+for slug in digits-mlp tumour-logreg wine-forest; do
+  echo "$slug $(docker/entrypoint.sh manage create_api_token "$slug" --name "demo fleet" 2>/dev/null)" >>var/demo-fleet-tokens
+done
+nohup python docker/demo_fleet.py --url "${url%/}" --tokens var/demo-fleet-tokens >var/log/fleet.log 2>&1 &
+echo $! >var/run/fleet.pid
+
 elapsed=$(python3 -c "import time; print(f'{time.time() - $started:.0f}')")
 python3 - "$url" <<'PY' || true
 import json, sys, urllib.error, urllib.request
@@ -74,4 +83,6 @@ cat <<MSG
     API:    ${url}api/v1/docs
     Logs:   var/log/   Stop: make stop
     Alerts: var/log/receivers.log (mail in var/mail/, webhooks in var/webhooks/)
+    Fleet:  var/log/fleet.log  (2 serving instances per deployment, through client/; approve a candidate
+            and watch the deployment page's fleet panel follow)
 MSG

@@ -1,0 +1,34 @@
+"""The client against the live server (pytest-django's, on the real test database), through a Gateway."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitoring import services
+from monitoring.models import PredictionBatch
+from tests.client.gateway import Gateway
+from tests.conftest import trained_model
+
+
+@pytest.fixture
+def gateway(live_server):
+    gateway = Gateway(live_server.url)
+    yield gateway
+    gateway.close()
+
+
+@pytest.fixture
+def token(deployment):
+    _, plaintext = services.token_create(deployment=deployment, name="serving", by=None)
+    return plaintext
+
+
+@pytest.fixture
+def candidate(deployment, operator):
+    """v2: another real model for the same schema, awaiting approval."""
+    onnx_bytes, recipe = trained_model(C=0.01)
+    return services.version_register(deployment=deployment, data=onnx_bytes, recipe=recipe, by=operator)
+
+
+def stored_rows(deployment) -> int:
+    return sum(PredictionBatch.objects.filter(deployment=deployment).values_list("n_rows", flat=True))
