@@ -564,6 +564,8 @@ class Alert(models.Model):
         NO_PREDICTIONS = "no_predictions", "No predictions arriving"
         LABELS_STOPPED = "labels_stopped", "Labels stopped arriving"
         CHANNEL_DISABLED = "channel_disabled", "Notification channel disabled"
+        # Issue 14 (progressive rollout).
+        ROLLOUT_GUARD = "rollout_guard", "Rollout guard breached"
 
     class Severity(models.TextChoices):
         INFO = "info", "Info"
@@ -715,3 +717,8 @@ from monitoring.notification_models import Notification as Notification  # noqa:
 from monitoring.notification_models import NotificationChannel as NotificationChannel  # noqa: E402
 from monitoring.notification_models import RoutingRule as RoutingRule  # noqa: E402
 from monitoring.notification_models import Silence as Silence  # noqa: E402
+
+# Progressive rollout (issue 14): plans, rollouts and their guard checks.
+from monitoring.rollout_models import Rollout as Rollout  # noqa: E402
+from monitoring.rollout_models import RolloutCheck as RolloutCheck  # noqa: E402
+from monitoring.rollout_models import RolloutPlan as RolloutPlan  # noqa: E402

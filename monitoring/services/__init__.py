@@ -79,6 +79,17 @@ from monitoring.services.notifications import (
     notification_record,
     notifications_requeue_expired,
 )
+from monitoring.services.rollouts import (
+    rollout_abort,
+    rollout_advance,
+    rollout_checks_record,
+    rollout_pause,
+    rollout_plan_of,
+    rollout_plan_set,
+    rollout_resume,
+    rollout_stages_validate,
+    rollout_start,
+)
 from monitoring.services.serving import serving_changed, serving_instance_seen, version_sign, versions_sign
 from monitoring.services.versions import (
     deployment_create_from_model,
@@ -155,6 +166,15 @@ __all__ = [
     "predictions_ingest",
     "predictions_upload",
     "reference_profile_store",
+    "rollout_abort",
+    "rollout_advance",
+    "rollout_checks_record",
+    "rollout_pause",
+    "rollout_plan_of",
+    "rollout_plan_set",
+    "rollout_resume",
+    "rollout_stages_validate",
+    "rollout_start",
     "routing_rule_create",
     "routing_rule_delete",
     "serving_changed",
