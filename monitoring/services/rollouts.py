@@ -153,10 +153,10 @@ def _fresh(rollout: Rollout) -> Rollout:
 def rollout_advance(
     *, rollout: Rollout, from_stage: int, by: AbstractBaseUser | None, reason: str = ""
 ) -> Rollout:
-    """The next stage (or, from the last one, completion). Raises Conflict if the rollout has moved on since
+    """The next stage, or completion when the next is the last (share 1.0: the candidate becomes active). Raises Conflict if the rollout has moved on since
     `from_stage` was read: then someone else's transition won."""
     rollout = _fresh(rollout)
-    if from_stage + 1 >= len(rollout.stages):
+    if from_stage + 2 >= len(rollout.stages):  # the last stage serves everyone: reaching it is completion
         return _complete(rollout, from_stage=from_stage, by=by, reason=reason)
     now = timezone.now()
     if not Rollout.objects.filter(pk=rollout.pk, state__in=LIVE, stage=from_stage).update(
