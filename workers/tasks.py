@@ -263,3 +263,13 @@ def check_silent_deployments_task() -> None:
     from workers.traffic_check import check_silent_deployments
 
     check_silent_deployments(deployment_ids=_served_deployment_ids(), now=timezone.now())
+
+
+@shared_task(**RETRY_POLICY)
+def check_rollouts_task() -> None:
+    """Beat, every ROLLOUT_GUARD_INTERVAL_SECONDS: the guards of every live rollout (workers/rollout.py)."""
+    from workers.rollout import check_rollouts
+
+    with deployment_lock("rollouts", 0, timeout=CHECK_TIME_LIMIT) as mine:
+        if mine:
+            check_rollouts(now=timezone.now())

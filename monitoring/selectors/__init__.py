@@ -50,6 +50,16 @@ from monitoring.selectors.notifications import (
     rules_for,
     silences_for_team,
 )
+from monitoring.selectors.rollouts import (
+    GuardSeries,
+    rollout_guard_series,
+    rollout_history,
+    rollout_latest_checks,
+    rollout_live_for,
+    rollouts_live,
+    rollouts_watching,
+    stage_traffic,
+)
 from monitoring.selectors.serving import Fleet, ServingState, serving_fleet, serving_state, version_signature_valid
 from monitoring.selectors.traffic import (
     ProductionWindow,
@@ -64,6 +74,7 @@ __all__ = [
     "ComparisonSource",
     "DeploymentSummary",
     "Fleet",
+    "GuardSeries",
     "Health",
     "JobOption",
     "ProductionWindow",
@@ -105,7 +116,14 @@ __all__ = [
     "serving_fleet",
     "serving_metric_series",
     "serving_periods",
+    "rollout_guard_series",
+    "rollout_history",
+    "rollout_latest_checks",
+    "rollout_live_for",
+    "rollouts_live",
+    "rollouts_watching",
     "serving_state",
+    "stage_traffic",
     "silences_for_team",
     "stored_columns",
     "team_role_for",
