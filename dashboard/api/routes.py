@@ -2,7 +2,7 @@
 
 from ninja import NinjaAPI
 
-from dashboard.api import alerting, deployments, ingestion, jobs, serving
+from dashboard.api import alerting, deployments, ingestion, jobs, rollouts, serving
 from dashboard.api.errors import install_handlers
 from dashboard.api.parsing import OrjsonParser
 
@@ -27,6 +27,7 @@ api.add_router("", deployments.router)
 api.add_router("", ingestion.router)
 api.add_router("", jobs.router)
 api.add_router("", alerting.router)
+api.add_router("", rollouts.router)
 
 # The serving contract at /api/v1/ (docs/serving.md). A second API object only until the whole API moves under
 # /api/v1/ (issue 13, item 2): then serving.router joins `api` above and this goes.

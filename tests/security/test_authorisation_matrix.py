@@ -169,6 +169,15 @@ API: dict[tuple[str, str], Rule] = {
         "ends_at": (timezone.now() + timedelta(hours=1)).isoformat(), "comment": "maintenance"}, json=True),
     ("DELETE", "/api/teams/{team}/silences/{silence_id}"): Rule("DELETE", APPROVE),
     ("GET", "/api/alerts/{alert_id}/notifications"): Rule("GET", VIEW),
+    # Progressive rollout (issue 14): viewers read, approvers control.
+    ("GET", "/api/deployments/{slug}/rollout-plan"): Rule("GET", VIEW),
+    ("PUT", "/api/deployments/{slug}/rollout-plan"): Rule("PUT", APPROVE, lambda w: {"stages": [{"share": 1.0}]}, json=True),
+    ("GET", "/api/deployments/{slug}/rollouts"): Rule("GET", VIEW),
+    ("POST", "/api/deployments/{slug}/versions/{number}/rollout"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("POST", "/api/deployments/{slug}/rollout/pause"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("POST", "/api/deployments/{slug}/rollout/resume"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("POST", "/api/deployments/{slug}/rollout/advance"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("POST", "/api/deployments/{slug}/rollout/abort"): Rule("POST", APPROVE, lambda w: {}, json=True),
 }
 
 # Routes that are not ours to authorise route by route: Django's admin checks is_staff itself (tested once below),
@@ -258,6 +267,8 @@ def _send(client: Client, rule: Rule, url: str, world: World, **headers):
         return client.get(url, **headers)
     if rule.method == "DELETE":
         return client.delete(url, **headers)
+    if rule.method == "PUT":
+        return client.put(url, data=body, content_type="application/json", **headers)
     if rule.json:
         return client.post(url, data=body, content_type="application/json", **headers)
     return client.post(url, data=body, **headers)
