@@ -17,7 +17,7 @@ from dashboard import charts
 from dashboard.access import APPROVE, OPERATE, can, get_deployment_for
 from dashboard.alert_actions import next_actions
 from dashboard.forms import JobForm, TokenForm
-from monitoring import selectors
+from monitoring import selectors, services
 from monitoring.models import Deployment, EvaluationRun, ModelVersion
 
 QUALITY_METRICS = ["accuracy", "f1_macro"]
@@ -196,6 +196,7 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "versions": version_lines(versions),
         "can_roll_back": deployment.rollback_target() is not None,
         "fleet": selectors.serving_fleet(deployment=deployment),
+        **_rollout_context(deployment),
         "drift": drift,
         "drift_rows": drift.features[:DRIFT_ROWS_ON_PAGE] if drift else [],
         "alerts": _with_next_actions(list(selectors.alerts_for(deployment=deployment, unresolved_only=True)[:20])),
@@ -216,6 +217,24 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "evaluation_interval": settings.EVALUATION_INTERVAL_MINUTES,
     }
     return render(request, "deployments/detail.html", context)
+
+
+def _rollout_context(deployment) -> dict:
+    """The live rollout (its stage, share, latest guard checks and their chart) and past rollouts (issue 14)."""
+    rollout = selectors.rollout_live_for(deployment=deployment)
+    history = selectors.rollout_history(deployment=deployment)
+    shown = rollout or (history[0] if history else None)
+    return {
+        "rollout": rollout,
+        "rollout_checks": selectors.rollout_latest_checks(rollout=rollout) if rollout else [],
+        "rollout_chart": charts.rollout_guards_chart(
+            series=selectors.rollout_guard_series(rollout=shown), tz=timezone.get_current_timezone()
+        ) if shown else None,
+        "rollout_chart_of": shown,
+        "rollout_history": history,
+        "rollout_plan": services.rollout_plan_of(deployment),
+        "rollout_interval": settings.ROLLOUT_GUARD_INTERVAL_SECONDS,
+    }
 
 
 # Overlaid histograms drawn on a report page: the features that moved most; the table lists every feature.

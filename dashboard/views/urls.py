@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from dashboard.logins import LimitedPasswordChangeView
-from dashboard.views import alerting, alerts, datasets, deployments, jobs, overview, setup, tokens, versions
+from dashboard.views import alerting, alerts, datasets, deployments, jobs, overview, rollouts, setup, tokens, versions
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -37,6 +37,9 @@ urlpatterns = [
     path("d/<slug:slug>/versions/<int:number>/reject", versions.version_reject, name="version-reject"),
     path("d/<slug:slug>/versions/<int:number>/compare", versions.version_compare, name="version-compare"),
     path("d/<slug:slug>/rollback", versions.deployment_rollback, name="rollback"),
+    path("d/<slug:slug>/versions/<int:number>/rollout", rollouts.rollout_start, name="rollout-start"),
+    *[path(f"d/<slug:slug>/rollout/{action}", rollouts.rollout_control, {"action": action}, name=f"rollout-{action}")
+      for action in rollouts.CONTROLS],
     path("d/<slug:slug>/jobs", jobs.job_queue, name="job-queue"),
     path("jobs/<int:job_id>/cancel", jobs.job_cancel, name="job-cancel"),
     path("jobs/<int:job_id>/progress", jobs.job_progress, name="job-progress"),
