@@ -184,7 +184,8 @@ class Notification(models.Model):
 
     group = models.ForeignKey(AlertGroup, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications")
     channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="notifications")
-    event = models.CharField(max_length=16, choices=Event.choices)
+    # An alert group's firing/resolved/test, or a CD event (monitoring/services/events.py: "rollout.completed").
+    event = models.CharField(max_length=32, choices=Event.choices)
     payload = models.JSONField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)

@@ -10,7 +10,7 @@ from ninja import Router, Schema
 from ninja.responses import Status
 from pydantic import Field
 
-from dashboard.access import APPROVE, VIEW, get_deployment_for, get_version_for
+from dashboard.access import APPROVE, VIEW, get_channel_for, get_deployment_for, get_version_for
 from dashboard.api.auth import session_auth, user_of
 from dashboard.api.errors import error_responses
 from monitoring import selectors, services
@@ -156,3 +156,23 @@ def rollout_abort(request: HttpRequest, slug: str, payload: ControlIn) -> Rollou
     """Needs the approver role. Every instance goes back to the active version; the candidate is rejected."""
     rollout = services.rollout_abort(rollout=_live(request, slug), by=user_of(request), reason=payload.comment)
     return RolloutOut.of(rollout)
+
+
+class EventsIn(Schema):
+    events: list[str] = Field(..., description="Event types to send to this webhook channel, e.g. rollout.completed")
+
+
+class EventsOut(Schema):
+    channel: int
+    events: list[str]
+
+
+@router.put("/teams/{team}/channels/{channel_id}/events", response={200: EventsOut, **CONTROL_ERRORS},
+            tags=["events"], summary="Subscribe a webhook channel to CD events")
+def channel_events_set(request: HttpRequest, team: str, channel_id: int, payload: EventsIn) -> EventsOut:
+    """Needs the approver role on the team. The types: version.registered, version.approved, version.rolled_back,
+    rollout.started/advanced/paused/resumed/aborted/completed; payloads in docs/rollout.md. Signed like alerts
+    (Standard Webhooks)."""
+    channel = get_channel_for(user_of(request), team, channel_id, need=APPROVE)
+    channel = services.channel_events_set(channel=channel, events=payload.events, by=user_of(request))
+    return EventsOut(channel=channel.pk, events=channel.config["events"])

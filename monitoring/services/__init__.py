@@ -45,6 +45,7 @@ from monitoring.services.deployments import (
 )
 from monitoring.services.drift import drift_report_record, reference_profile_store
 from monitoring.services.errors import Conflict, NotFound, NotPermitted, ServiceError, TooLarge, ValidationFailed
+from monitoring.services.events import EVENT_TYPES, channel_events_set, event_emit
 from monitoring.services.evaluation import evaluation_complete, evaluation_fail, evaluation_start
 from monitoring.services.ingestion import (
     INDEX_IN_REQUEST_UP_TO,
@@ -105,6 +106,7 @@ __all__ = [
     "FLOOR_METRICS",
     "INDEX_IN_REQUEST_UP_TO",
     "TOKEN_PREFIX",
+    "EVENT_TYPES",
     "AckResult",
     "Conflict",
     "IngestResult",
@@ -128,6 +130,7 @@ __all__ = [
     "blob_read",
     "channel_create",
     "channel_delete",
+    "channel_events_set",
     "channel_test",
     "channel_update",
     "comparison_complete",
@@ -145,6 +148,7 @@ __all__ = [
     "deployment_thresholds_configure",
     "drift_report_record",
     "evaluation_complete",
+    "event_emit",
     "evaluation_fail",
     "evaluation_start",
     "job_cancel",

@@ -16,8 +16,16 @@ from monitoring.rollout_models import DEFAULT_STAGES
 from monitoring.services.alerts import alert_raise
 from monitoring.services.audit import audit_record
 from monitoring.services.errors import Conflict, ValidationFailed
+from monitoring.services.events import event_emit
 from monitoring.services.serving import serving_changed
-from monitoring.services.versions import _check_second_approver, _locked_version, _retire, _serve, version_approve
+from monitoring.services.versions import (
+    _check_second_approver,
+    _locked_version,
+    _retire,
+    _serve,
+    version_approve,
+    version_event_data,
+)
 
 LIVE = (Rollout.State.RUNNING, Rollout.State.PAUSED)
 MAX_STAGES = 10
@@ -86,6 +94,16 @@ def rollout_plan_set(
     return plan
 
 
+def _emit(rollout: Rollout, event: str, by: AbstractBaseUser | None, **extra) -> None:
+    """A CD event (monitoring/services/events.py) describing the rollout as it is now."""
+    event_emit(deployment=rollout.deployment, event=event, data={
+        "rollout": rollout.pk, "candidate": rollout.candidate.number, "active_version": rollout.baseline.number
+        if rollout.state != Rollout.State.COMPLETED else rollout.candidate.number,
+        "state": rollout.state, "stage": rollout.stage + 1, "stages": len(rollout.stages), "share": rollout.share,
+        "by": by.get_username() if by else "worker", "outcome": rollout.outcome,
+    } | extra)
+
+
 def _state(rollout: Rollout) -> dict:
     return {"state": rollout.state, "stage": rollout.stage, "share": rollout.share,
             "candidate": rollout.candidate.number, "baseline": rollout.baseline.number}
@@ -136,6 +154,9 @@ def rollout_start(
     serving_changed(deployment_id=deployment.pk)
     audit_record(action="rollout.start", actor=by, deployment=deployment, obj=rollout, after=_state(rollout),
                  comment=comment)
+    event_emit(deployment=deployment, event="version.approved",
+               data=version_event_data(version) | {"by": by.get_username(), "rollout": rollout.pk})
+    _emit(rollout, "rollout.started", by)
     return rollout
 
 
@@ -168,6 +189,7 @@ def rollout_advance(
     serving_changed(deployment_id=rollout.deployment_id)
     audit_record(action="rollout.advance", actor=by, actor_label="" if by else "worker", deployment=rollout.deployment,
                  obj=rollout, before=before, after=_state(rollout), comment=reason)
+    _emit(rollout, "rollout.advanced", by, reason=reason)
     return rollout
 
 
@@ -191,6 +213,7 @@ def _complete(rollout: Rollout, *, from_stage: int, by: AbstractBaseUser | None,
     rollout = _fresh(rollout)
     audit_record(action="rollout.complete", actor=by, actor_label="" if by else "worker", deployment=rollout.deployment,
                  obj=rollout, before=before, after=_state(rollout) | {"active_version": candidate.number}, comment=reason)
+    _emit(rollout, "rollout.completed", by, reason=reason)
     return rollout
 
 
@@ -201,7 +224,9 @@ def rollout_pause(*, rollout: Rollout, by: AbstractBaseUser, comment: str = "") 
     rollout = _fresh(rollout)
     if not _claim(rollout, states=(Rollout.State.RUNNING,), state=Rollout.State.PAUSED):
         raise Conflict(f"The rollout of v{rollout.candidate.number} is {rollout.state}; only a running one can pause.")
-    return _audited(rollout, "rollout.pause", by, comment)
+    rollout = _audited(rollout, "rollout.pause", by, comment)
+    _emit(rollout, "rollout.paused", by, reason=comment)
+    return rollout
 
 
 @transaction.atomic
@@ -209,7 +234,9 @@ def rollout_resume(*, rollout: Rollout, by: AbstractBaseUser, comment: str = "")
     rollout = _fresh(rollout)
     if not _claim(rollout, states=(Rollout.State.PAUSED,), state=Rollout.State.RUNNING):
         raise Conflict(f"The rollout of v{rollout.candidate.number} is {rollout.state}; only a paused one can resume.")
-    return _audited(rollout, "rollout.resume", by, comment)
+    rollout = _audited(rollout, "rollout.resume", by, comment)
+    _emit(rollout, "rollout.resumed", by, reason=comment)
+    return rollout
 
 
 def _audited(rollout: Rollout, action: str, by: AbstractBaseUser | None, comment: str) -> Rollout:
@@ -240,6 +267,12 @@ def rollout_abort(
     )
     serving_changed(deployment_id=rollout.deployment_id)
     result = _audited(rollout, "rollout.abort", by, outcome)
+    guards = [r.as_dict() for r in breached or []]
+    _emit(result, "rollout.aborted", by, guards=guards)
+    event_emit(deployment=result.deployment, event="version.rolled_back", data={
+        "version": candidate.number, "active_version": result.baseline.number, "rollout": result.pk,
+        "by": by.get_username() if by else "worker", "reason": outcome, "guard": guards[0]["guard"] if guards else None,
+    })
     if breached:
         _alert_breach(result, breached, stage=rollout.stage)
     return result

@@ -24,6 +24,7 @@ from monitoring.services.blobs import blob_put
 from monitoring.services.comparisons import comparisons_request
 from monitoring.services.deployments import _check_signature_fits, deployment_create
 from monitoring.services.errors import Conflict, NotPermitted, TooLarge, ValidationFailed
+from monitoring.services.events import event_emit
 from monitoring.services.serving import serving_changed, version_sign
 
 
@@ -197,7 +198,12 @@ def _version_create(
         obj=version,
         after=_version_state(version) | {"origin": origin, "size_bytes": size},
     )
+    event_emit(deployment=deployment, event="version.registered", data=version_event_data(version))
     return version
+
+
+def version_event_data(version: ModelVersion) -> dict:
+    return {"version": version.number, "status": version.status, "sha256": version.sha256, "origin": version.origin}
 
 
 def _decide(version: ModelVersion, *, by: AbstractBaseUser, comment: str) -> None:
@@ -270,6 +276,8 @@ def version_approve(*, version: ModelVersion, by: AbstractBaseUser, comment: str
         after=_version_state(version) | {"active_version": version.number},
         comment=comment,
     )
+    event_emit(deployment=version.deployment, event="version.approved",
+               data=version_event_data(version) | {"by": by.get_username(), "rollout": None})
     return version
 
 
@@ -321,4 +329,7 @@ def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser, comment
         after={"active_version": target.number},
         comment=comment,
     )
+    event_emit(deployment=deployment, event="version.rolled_back",
+               data={"version": current.number, "active_version": target.number, "by": by.get_username(),
+                     "reason": comment, "guard": None})
     return target

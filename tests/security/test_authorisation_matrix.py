@@ -183,6 +183,7 @@ API: dict[tuple[str, str], Rule] = {
     ("POST", "/api/deployments/{slug}/rollout/resume"): Rule("POST", APPROVE, lambda w: {}, json=True),
     ("POST", "/api/deployments/{slug}/rollout/advance"): Rule("POST", APPROVE, lambda w: {}, json=True),
     ("POST", "/api/deployments/{slug}/rollout/abort"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("PUT", "/api/teams/{team}/channels/{channel_id}/events"): Rule("PUT", APPROVE, lambda w: {"events": []}, json=True),
 }
 
 # Routes that are not ours to authorise route by route: Django's admin checks is_staff itself (tested once below),
