@@ -102,8 +102,8 @@ class ServingWatch:
             self._stopping.wait(RECONNECT_SECONDS)
 
     def _listen(self) -> None:
-        import psycopg2
-        import psycopg2.extensions
+        import psycopg2  # type: ignore[import-untyped]
+        import psycopg2.extensions  # type: ignore[import-untyped]
 
         # Its own connection, outside Django's per-thread ones: it lives as long as the process.
         params = connections["default"].get_connection_params()

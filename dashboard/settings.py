@@ -150,6 +150,9 @@ SIGNING_KEY_FILE = env_str("SIGNING_KEY_FILE", "")
 SERVING_POLL_AFTER_SECONDS = env_int("SERVING_POLL_AFTER_SECONDS", 30)
 # A poll that changes nothing updates its instance's last_seen at most this often.
 SERVING_SEEN_WRITE_SECONDS = env_int("SERVING_SEEN_WRITE_SECONDS", 15)
+# A shadow replay runs a new candidate over at most this many of the newest production rows of the last
+# drift_window_hours: 200,000 rows of 30 features run through a small model in about a second.
+SHADOW_REPLAY_MAX_ROWS = env_int("SHADOW_REPLAY_MAX_ROWS", 200_000)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # An uploaded model is first loaded and run on two rows in a limited child process (monitoring/smoke.py): it may
 # add this much address space and take this long. 2 GiB is several times what a 200 MB model needs.

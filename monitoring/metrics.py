@@ -198,3 +198,15 @@ def _log_loss(true_index: np.ndarray, probabilities: np.ndarray | None, k: int) 
     chosen = np.take_along_axis(probabilities, true_index[:, None], axis=1)[:, 0].astype(np.float64)
     chosen = np.clip(chosen / np.where(totals > 0, totals, 1), LOG_LOSS_EPS, 1.0)
     return float(-np.mean(np.log(chosen)))
+
+
+def metrics_by_version(
+    true_index: np.ndarray, pred_index: np.ndarray, versions: np.ndarray, *, labels: list[str]
+) -> list[dict]:
+    """Accuracy and macro-F1 of the logged predictions, per version that served them (0: unknown), newest first."""
+    out = []
+    for number in sorted({int(v) for v in np.unique(versions)}, reverse=True):
+        rows = versions == number
+        m = metrics_from_indices(true_index[rows], pred_index[rows], labels=labels)
+        out.append({"version": number or None, "n_rows": m.n_rows, "accuracy": m.accuracy, "f1_macro": m.f1_macro})
+    return out

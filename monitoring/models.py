@@ -225,6 +225,35 @@ class ServingInstance(models.Model):
         return f"{self.deployment.slug}/{self.instance_id}"
 
 
+class ShadowReplay(models.Model):
+    """A candidate run over recent production inputs, beside the active version's logged answers (workers/shadow.py).
+
+    Queued when a candidate is registered; one row per candidate, computed once (a redelivered task does nothing).
+    `results` holds the agreement, the shift in predicted classes, the CBPE estimate and, where labels have
+    arrived, both versions' measured metrics on those rows; `window_*`, `n_rows` and `row_cap` say which rows."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="shadow_replays")
+    candidate = models.OneToOneField(ModelVersion, on_delete=models.CASCADE, related_name="shadow_replay")
+    # The version serving when it was queued; the logged predictions compared are whatever the window holds.
+    active = models.ForeignKey(ModelVersion, null=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    n_rows = models.PositiveIntegerField(default=0)
+    row_cap = models.PositiveIntegerField(default=0)
+    results = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    computed_at = models.DateTimeField(null=True, blank=True)
+
+
 class Dataset(models.Model):
     class Kind(models.TextChoices):
         REFERENCE = "reference", "Reference"

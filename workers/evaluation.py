@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from monitoring import selectors, services
 from monitoring.blobs import runner_for
-from monitoring.metrics import encode, metrics_from_indices
+from monitoring.metrics import encode, metrics_by_version, metrics_from_indices
 from monitoring.models import Dataset, Deployment, EvaluationRun, MaintenanceJob, ModelVersion
 from monitoring.runtime import measure_latency
 from monitoring.storage import BlobIntegrityError, BlobMissingError
@@ -115,12 +115,13 @@ def _load_labelled(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _finish(
-    run: EvaluationRun, *, X: np.ndarray, y: np.ndarray, latency: bool, raise_alerts: bool, y_index: np.ndarray | None = None
+    run: EvaluationRun, *, X: np.ndarray, y: np.ndarray, latency: bool, raise_alerts: bool, y_index: np.ndarray | None = None,
+    extra: dict | None = None,
 ) -> EvaluationRun:
     try:
         metrics = measure(
             version=run.version, X=X, y=y, labels=run.deployment.class_labels, latency=latency, y_index=y_index
-        )
+        ) | (extra or {})
     except DatabaseError:
         raise  # transient: the task retries; there is no database to record a failure in anyway
     except Exception as exc:
@@ -148,6 +149,7 @@ def evaluate_versions(
     if any(v.deployment_id != deployment.pk for v in versions):
         raise ValueError("versions of different deployments cannot share an evaluation")
     rows: tuple[np.ndarray, np.ndarray] | None = None  # production rows are read before any run exists
+    extra: dict = {}  # stored with each run's metrics
     y_index: np.ndarray | None = None
     if source == EvaluationRun.Source.EVALUATION_SET:
         dataset = deployment.evaluation_dataset
@@ -166,6 +168,11 @@ def evaluate_versions(
             return []
         rows, y_index = (window.X, window.labels), window.label_index
         measured_at = measured_at or window_end
+        served = selectors.served_versions(window)
+        if len(np.unique(served)) > 1:  # more than one version served in the window: what each one answered
+            extra = {"served_by_version": metrics_by_version(
+                window.label_index, window.predicted_index, served, labels=[str(c) for c in deployment.class_labels]
+            )}
     else:
         raise ValueError(f"unknown evaluation source {source!r}")
 
@@ -185,7 +192,7 @@ def evaluate_versions(
             logger.exception("loading evaluation dataset %s failed", dataset.pk)
             return [services.evaluation_fail(run=run, error=_describe(exc)) for run in runs]
     X, y = rows
-    return [_finish(run, X=X, y=y, latency=latency, raise_alerts=raise_alerts, y_index=y_index) for run in runs]
+    return [_finish(run, X=X, y=y, latency=latency, raise_alerts=raise_alerts, y_index=y_index, extra=extra) for run in runs]
 
 
 def evaluate_version(

@@ -265,6 +265,24 @@ def check_silent_deployments_task() -> None:
     check_silent_deployments(deployment_ids=_served_deployment_ids(), now=timezone.now())
 
 
+class ShadowReplayTask(Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        # The hard time limit kills the child before shadow_replay_compute can record it.
+        replay_id = args[0] if args else kwargs.get("replay_id")
+        if replay_id is not None:
+            services.shadow_replay_fail(replay_id=replay_id, error="The replay stopped before it finished (time limit or worker lost).")
+
+
+# One model over at most SHADOW_REPLAY_MAX_ROWS rows: seconds. Idempotent (claimed queued -> running), so acks_late.
+@shared_task(base=ShadowReplayTask, acks_late=True, soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT,
+             **RETRY_POLICY)
+def shadow_replay_task(replay_id: int) -> None:
+    """A new candidate run over recent production inputs (workers/shadow.py)."""
+    from workers.shadow import shadow_replay_compute
+
+    shadow_replay_compute(replay_id=replay_id)
+
+
 @shared_task(**RETRY_POLICY)
 def check_rollouts_task() -> None:
     """Beat, every ROLLOUT_GUARD_INTERVAL_SECONDS: the guards of every live rollout (workers/rollout.py)."""

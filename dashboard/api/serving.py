@@ -41,20 +41,42 @@ log = logging.getLogger(__name__)
 # within CACHE_SECONDS. Never inside a transaction (the tests' requests), where a change is not yet announced.
 CACHE_SECONDS = 5.0
 _CACHE_MAX = 10_000
-_tokens: dict[bytes, tuple[float, ApiToken]] = {}
+_tokens: dict[bytes, tuple[None, float, ApiToken]] = {}
 _states: dict[int, tuple[tuple[int, int], float, selectors.ServingState]] = {}
 _cache_lock = threading.Lock()
+_refreshing: set[tuple[int, Any]] = set()
 
 
 def _caching() -> bool:
     return not connection.in_atomic_block and watch.connected.is_set()
 
 
-def _remember(cache: dict, key: Any, value: Any) -> None:
+def _cached(cache: dict, key: Any, tag: Any, load: Callable[[], Any]) -> Any:
+    """cache[key] if it was stored under `tag` less than CACHE_SECONDS ago, else load() (and store it).
+
+    When an entry expires under a fleet's polls, one thread reloads it and the others answer from the expired
+    entry meanwhile (it is still the right one: a change of tag, i.e. a serving change, is never answered stale).
+    Without that, 200 threads would all query the database in the same millisecond."""
+    hit = cache.get(key)
+    flight = (id(cache), key)
+    if hit is not None and hit[0] == tag:
+        if hit[1] > time.monotonic():
+            return hit[2]
+        with _cache_lock:
+            busy = flight in _refreshing
+            _refreshing.add(flight)
+        if busy:
+            return hit[2]
+    try:
+        value = load()
+    finally:
+        with _cache_lock:
+            _refreshing.discard(flight)
     with _cache_lock:
         if len(cache) >= _CACHE_MAX:
             cache.clear()  # a bound, not a policy: forgetting costs one query per poller
-        cache[key] = value
+        cache[key] = (tag, time.monotonic() + CACHE_SECONDS, value)
+    return value
 
 
 class ServingToken(DeploymentToken):
@@ -64,13 +86,8 @@ class ServingToken(DeploymentToken):
         watch.start()
         if not _caching():
             return super().authenticate(request, token)
-        key = hashlib.sha256(token.encode()).digest()
-        hit = _tokens.get(key)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        api_token = super().authenticate(request, token)
-        _remember(_tokens, key, (time.monotonic() + CACHE_SECONDS, api_token))
-        return api_token
+        load = super().authenticate
+        return _cached(_tokens, hashlib.sha256(token.encode()).digest(), None, lambda: load(request, token))
 
 
 serving_token = ServingToken()
@@ -145,14 +162,10 @@ def _model_url(request: HttpRequest, slug: str, number: int) -> str:
 
 
 def _current(deployment: Deployment, since: tuple[int, int]) -> selectors.ServingState:
-    caching = _caching()
-    hit = _states.get(deployment.pk) if caching else None
-    if hit is not None and hit[0] == since and hit[1] > time.monotonic():
-        state = hit[2]
+    if _caching():
+        state = _cached(_states, deployment.pk, since, lambda: selectors.serving_state(deployment=deployment))
     else:
         state = selectors.serving_state(deployment=deployment)
-        if caching:
-            _remember(_states, deployment.pk, (since, time.monotonic() + CACHE_SECONDS, state))
     if state.refusal is not None:
         status, detail = state.refusal
         raise HttpError(status, detail)

@@ -196,6 +196,7 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "versions": version_lines(versions),
         "can_roll_back": deployment.rollback_target() is not None,
         "fleet": selectors.serving_fleet(deployment=deployment),
+        "served_by_version": selectors.served_by_version(deployment=deployment),
         **_rollout_context(deployment),
         "drift": drift,
         "drift_rows": drift.features[:DRIFT_ROWS_ON_PAGE] if drift else [],

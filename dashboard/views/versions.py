@@ -118,6 +118,7 @@ def version_compare(request: HttpRequest, slug: str, number: int) -> HttpRespons
         "version": version,
         "active": active,
         "comparison": comparison,
+        "replay": selectors.shadow_replay_for(version=version),
         # Which rows each side learnt from, so a reader can see the comparison's rows are not among them.
         "training": [line for v in (version, active) if v is not None and (line := selectors.describe_training(v))],
         "trained_until": selectors.trained_until([v for v in (version, active) if v is not None]),

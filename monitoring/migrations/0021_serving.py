@@ -1,4 +1,5 @@
-# Issue 13, serving: each version's Ed25519 signature and its key id, and the instances that poll for what to serve.
+# Issue 13, serving: each version's Ed25519 signature and its key id, the instances that poll for what to serve,
+# and shadow replays of candidates over recent production inputs.
 # Versions that exist already are signed by `manage.py sign_versions` (run by `entrypoint.sh migrate`): a
 # migration has no business reading the private key.
 
@@ -39,5 +40,24 @@ class Migration(migrations.Migration):
                 'ordering': ['instance_id'],
                 'constraints': [models.UniqueConstraint(fields=('deployment', 'instance_id'), name='serving_instance_unique_id')],
             },
+        ),
+        migrations.CreateModel(
+            name='ShadowReplay',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='queued', max_length=16)),
+                ('window_start', models.DateTimeField(blank=True, null=True)),
+                ('window_end', models.DateTimeField(blank=True, null=True)),
+                ('n_rows', models.PositiveIntegerField(default=0)),
+                ('row_cap', models.PositiveIntegerField(default=0)),
+                ('results', models.JSONField(blank=True, default=dict)),
+                ('error', models.TextField(blank=True)),
+                ('queued_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('started_at', models.DateTimeField(blank=True, null=True)),
+                ('computed_at', models.DateTimeField(blank=True, null=True)),
+                ('active', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='monitoring.modelversion')),
+                ('candidate', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='shadow_replay', to='monitoring.modelversion')),
+                ('deployment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='shadow_replays', to='monitoring.deployment')),
+            ],
         ),
     ]

@@ -60,13 +60,22 @@ from monitoring.selectors.rollouts import (
     rollouts_watching,
     stage_traffic,
 )
-from monitoring.selectors.serving import Fleet, ServingState, serving_fleet, serving_state, version_signature_valid
+from monitoring.selectors.serving import (
+    Fleet,
+    ServingState,
+    served_by_version,
+    serving_fleet,
+    serving_state,
+    shadow_replay_for,
+    version_signature_valid,
+)
 from monitoring.selectors.traffic import (
     ProductionWindow,
     batch_for,
     deployments_with_pending_batches,
     prediction_counts,
     production_window,
+    served_versions,
     stored_columns,
 )
 
@@ -113,6 +122,8 @@ __all__ = [
     "role_allows",
     "role_for",
     "rules_for",
+    "served_by_version",
+    "served_versions",
     "serving_fleet",
     "serving_metric_series",
     "serving_periods",
@@ -123,8 +134,9 @@ __all__ = [
     "rollouts_live",
     "rollouts_watching",
     "serving_state",
-    "stage_traffic",
+    "shadow_replay_for",
     "silences_for_team",
+    "stage_traffic",
     "stored_columns",
     "team_role_for",
     "teams_where",

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.utils import timezone
 
 from monitoring import signing
-from monitoring.models import Deployment, ModelVersion, Rollout, ServingInstance
+from monitoring.models import Deployment, EvaluationRun, ModelVersion, Rollout, ServingInstance, ShadowReplay
 from monitoring.rollout.assignment import serves_candidate
 
 LIVE_ROLLOUT_STATES = (Rollout.State.RUNNING, Rollout.State.PAUSED)
@@ -102,3 +102,17 @@ def serving_fleet(*, deployment: Deployment, now: datetime | None = None, limit:
         instances=instances, live=len(live), quiet=len(instances) - len(live), by_version=by_version,
         last_seen=instances[0].last_seen if instances else None,
     )
+
+
+def shadow_replay_for(*, version: ModelVersion) -> ShadowReplay | None:
+    return ShadowReplay.objects.filter(candidate=version).first()
+
+
+def served_by_version(*, deployment: Deployment) -> EvaluationRun | None:
+    """The latest labelled-production evaluation whose window more than one version served (its metrics hold
+    `served_by_version`: what each version's logged predictions scored), if it is the latest one at all."""
+    run = (
+        EvaluationRun.objects.filter(deployment=deployment, source=EvaluationRun.Source.PRODUCTION)
+        .latest_succeeded()
+    )
+    return run if run is not None and run.metrics.get("served_by_version") else None

@@ -27,6 +27,7 @@ class ProductionWindow:
     probabilities: np.ndarray | None = None  # float32, n × n_classes; NaN rows where a prediction had none
     predicted_index: np.ndarray | None = None  # int16 index into class_labels
     label_index: np.ndarray | None = None  # int16 index into class_labels (labelled_only)
+    batch_ids: np.ndarray | None = None  # int64: the batch each row came in (its version: served_versions)
 
     def newest(self, n: int) -> ProductionWindow:
         """The last n rows (the window is oldest first), every column cut alike."""
@@ -147,8 +148,9 @@ def production_window(
     label_index = np.empty(n, dtype=np.int16) if labelled_only else None
     probabilities = np.full((n, k), np.nan, dtype=np.float32) if any_probabilities else None
     ids = np.empty(n, dtype=object)
+    batch_of = np.empty(n, dtype=np.int64)
     at = 0
-    for (_batch_id, n_rows, t_raw, x_raw, p_raw, proba_raw, ids_raw), (take, size, codes) in zip(stored, selections):
+    for (batch_id, n_rows, t_raw, x_raw, p_raw, proba_raw, ids_raw), (take, size, codes) in zip(stored, selections):
         part = slice(at, at + size)
         t_out[part] = np.frombuffer(t_raw, dtype="<i8")[take]
         X[part] = np.frombuffer(x_raw, dtype="<f4").reshape(n_rows, n_features)[take]
@@ -157,6 +159,7 @@ def production_window(
             probabilities[part] = np.frombuffer(proba_raw, dtype="<f4").reshape(n_rows, k)[take]
         if label_index is not None:
             label_index[part] = codes
+        batch_of[part] = batch_id
         ids[part] = batches.decode_ids(ids_raw, n_rows) if isinstance(take, slice) else np.asarray(
             batches.decode_ids(ids_raw, n_rows), dtype=object
         )[take]
@@ -164,10 +167,12 @@ def production_window(
     if n and np.any(np.diff(t_out) < 0):  # batches overlap in time: put the rows in time order
         order = np.argsort(t_out, kind="stable")
         X, t_out, predicted_index, ids = X[order], t_out[order], predicted_index[order], ids[order]
+        batch_of = batch_of[order]
         label_index = label_index[order] if label_index is not None else None
         probabilities = probabilities[order] if probabilities is not None else None
     if limit is not None:
         X, t_out, predicted_index, ids = X[:limit], t_out[:limit], predicted_index[:limit], ids[:limit]
+        batch_of = batch_of[:limit]
         label_index = label_index[:limit] if label_index is not None else None
         probabilities = probabilities[:limit] if probabilities is not None else None
     return ProductionWindow(
@@ -179,7 +184,17 @@ def production_window(
         probabilities=probabilities,
         predicted_index=predicted_index,
         label_index=label_index,
+        batch_ids=batch_of,
     )
+
+
+def served_versions(window: ProductionWindow) -> np.ndarray:
+    """The number of the version that served each row of the window (0 where its batch names none)."""
+    if window.batch_ids is None or not len(window.batch_ids):
+        return np.zeros(0, dtype=np.int64)
+    unique, inverse = np.unique(window.batch_ids, return_inverse=True)
+    number = dict(PredictionBatch.objects.filter(pk__in=unique.tolist()).values_list("pk", "version__number"))
+    return np.asarray([number.get(int(b)) or 0 for b in unique], dtype=np.int64)[inverse]
 
 
 def _labelled_by_batch(batch_ids: np.ndarray, rows: np.ndarray, codes: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:

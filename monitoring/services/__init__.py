@@ -92,6 +92,12 @@ from monitoring.services.rollouts import (
     rollout_start,
 )
 from monitoring.services.serving import serving_changed, serving_instance_seen, version_sign, versions_sign
+from monitoring.services.shadow import (
+    shadow_replay_claim,
+    shadow_replay_complete,
+    shadow_replay_fail,
+    shadow_replay_request,
+)
 from monitoring.services.versions import (
     deployment_create_from_model,
     deployment_rollback,
@@ -183,6 +189,10 @@ __all__ = [
     "routing_rule_delete",
     "serving_changed",
     "serving_instance_seen",
+    "shadow_replay_claim",
+    "shadow_replay_complete",
+    "shadow_replay_fail",
+    "shadow_replay_request",
     "silence_create",
     "silence_expire",
     "storage_collect_garbage",

@@ -26,6 +26,7 @@ from monitoring.services.deployments import _check_signature_fits, deployment_cr
 from monitoring.services.errors import Conflict, NotPermitted, TooLarge, ValidationFailed
 from monitoring.services.events import event_emit
 from monitoring.services.serving import serving_changed, version_sign
+from monitoring.services.shadow import shadow_replay_request
 
 
 def version_register(
@@ -68,6 +69,7 @@ def version_register(
         if version.status == ModelVersion.Status.CANDIDATE and active is not None:
             # Computed now on a worker, so the approval page has its statistics by the time someone opens it.
             comparisons_request(candidate=version, active=active)
+            shadow_replay_request(candidate=version, active=active)
         return version
 
 

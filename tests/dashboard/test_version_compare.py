@@ -52,7 +52,8 @@ def test_registering_a_candidate_queues_one_comparison_per_source_after_commit(
     ]
     assert rows[0].window_key == f"evaluation_set:{deployment.evaluation_dataset_id}"
     assert rows[1].window_key == f"production:{deployment.evaluation_window_days}d"
-    assert len(callbacks) == 2  # one compare_versions_task each, sent once the rows are committed
+    # one compare_versions_task each, and the candidate's shadow replay, sent once the rows are committed
+    assert len(callbacks) == 3
 
 
 def test_the_page_runs_no_model_and_says_the_comparison_is_being_computed(

@@ -189,6 +189,9 @@ API: dict[tuple[str, str], Rule] = {
 # Routes that are not ours to authorise route by route: Django's admin checks is_staff itself (tested once below),
 # and the API's own schema and docs describe routes without revealing data.
 NOT_RULED = {"admin", "api"}
+# The serving contract's routes (/api/v1/, docs/serving.md) are refused to a missing, wrong or other deployment's
+# token in tests/dashboard/api/test_serving.py; they join this matrix when the whole API moves to /api/v1/.
+NOT_RULED |= {"api-v1-serving"}
 API_DOCUMENTS = {"api:openapi-json", "api:openapi-view"}
 
 

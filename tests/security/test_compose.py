@@ -130,14 +130,17 @@ def test_init_secrets_makes_each_secret_once_and_keeps_it(tmp_path):
     made = {path.name: path.read_text().strip() for path in secrets_dir.iterdir()}
     again = subprocess.run(["bash", str(ENTRYPOINT), "init-secrets"], env=env, capture_output=True, text=True, check=True)
 
-    assert set(made) == {"secret_key", "postgres_password", "app_db_password"}
-    assert all(len(value) >= 64 for value in made.values()) and len(set(made.values())) == 3
-    assert first.stdout.count("created") == 3 and again.stdout == ""
+    assert set(made) == {"secret_key", "postgres_password", "app_db_password", "signing_key.pem"}
+    assert all(len(value) >= 64 for value in made.values()) and len(set(made.values())) == 4
+    assert made["signing_key.pem"].startswith("-----BEGIN PRIVATE KEY-----")  # Ed25519, PKCS8 (docs/serving.md)
+    assert first.stdout.count("created") == 4 and again.stdout == ""
     assert {path.name: path.read_text().strip() for path in secrets_dir.iterdir()} == made
     for path in secrets_dir.iterdir():
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & stat.S_IROTH == 0 and mode & stat.S_IWOTH == 0, path.name  # not for other users
-        if os.geteuid() == 0:  # as compose runs it: for the app's user and the postgres image's group
+        if os.geteuid() == 0 and path.name == "signing_key.pem":  # the app's user alone: the database needs none
+            assert (path.stat().st_uid, mode) == (1000, 0o400), path.name
+        elif os.geteuid() == 0:  # as compose runs it: for the app's user and the postgres image's group
             assert (path.stat().st_uid, path.stat().st_gid, mode) == (1000, 999, 0o440), path.name
 
 
