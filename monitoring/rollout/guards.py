@@ -14,6 +14,7 @@ import numpy as np
 from scipy import stats
 
 from monitoring.drift.concept import accuracy_drop, estimate_performance
+from monitoring.drift.numeric import ks_two_sample
 
 
 @dataclass(frozen=True)
@@ -116,38 +117,59 @@ def score_shift(candidate: np.ndarray | None, active: np.ndarray | None, setting
     a = _finite_max(active)
     if min(len(c), len(a)) < setting.min_rows:
         return _wait("score_shift", setting, len(c), len(a), test)
-    result = stats.ks_2samp(c, a, method="asymp")
-    d, p_value = float(result.statistic), float(result.pvalue)
+    # The drift checks' KS (sorted inputs, no merge of the samples): scipy's ks_2samp took ~1 s on 1M rows here.
+    result = ks_two_sample(np.sort(a), np.sort(c))
+    d, p_value = result.statistic, result.p_value
     breach = d > setting.threshold and p_value < setting.alpha
     return GuardResult("score_shift", "breach" if breach else "pass", d, setting.threshold, p_value, len(c), len(a),
                        test, {"candidate_median": float(np.median(c)), "active_median": float(np.median(a))})
 
 
 def _finite_max(probabilities: np.ndarray | None) -> np.ndarray:
+    """Each row's max probability (the model's confidence), NaN rows dropped. Column by column: numpy's row-wise
+    max over a million rows of two columns took 0.1 s, this takes 5 ms."""
     if probabilities is None or len(probabilities) == 0:
         return np.empty(0, dtype=np.float32)
-    top = probabilities.max(axis=1)
-    return top[np.isfinite(top)]
+    top = probabilities[:, 0].copy()
+    for k in range(1, probabilities.shape[1]):
+        np.maximum(top, probabilities[:, k], out=top)  # NaN propagates: a row without probabilities stays NaN
+    finite = np.isfinite(top)
+    return top if finite.all() else top[finite]
+
+
+# The macro-F1 estimate (a figure, not the verdict) from at most this many rows: its standard error there is
+# about 1e-3, and CBPE's per-class pass costs 0.4 s on a million rows.
+F1_SAMPLE_ROWS = 200_000
 
 
 def estimated_accuracy(candidate: np.ndarray | None, active: np.ndarray | None, setting: GuardSetting) -> GuardResult:
+    """CBPE (monitoring/drift/concept.py) without calibration: expected accuracy is the mean probability of the
+    predicted class, i.e. the mean max probability, computed here from the same column the score guard uses."""
     test = "CBPE estimate (no test: a margin on the estimated drop)"
-    c = _finite_rows(candidate)
-    a = _finite_rows(active)
-    if min(len(c), len(a)) < setting.min_rows:
-        return _wait("estimated_accuracy", setting, len(c), len(a), test)
-    est_c, est_a = estimate_performance(c), estimate_performance(a)
-    drop = est_a.accuracy - est_c.accuracy
+    c_top, a_top = _finite_max(candidate), _finite_max(active)
+    if min(len(c_top), len(a_top)) < setting.min_rows:
+        return _wait("estimated_accuracy", setting, len(c_top), len(a_top), test)
+    est_c, est_a = float(c_top.mean(dtype=np.float64)), float(a_top.mean(dtype=np.float64))
+    drop = est_a - est_c
+    f1_c, f1_a = (estimate_performance(_spread_sample(_finite_rows(p), F1_SAMPLE_ROWS)).f1_macro
+                  for p in (candidate, active))
     return GuardResult("estimated_accuracy", "breach" if drop > setting.threshold else "pass", drop, setting.threshold,
-                       None, len(c), len(a), test,
-                       {"candidate": round(est_c.accuracy, 4), "active": round(est_a.accuracy, 4),
-                        "candidate_f1": round(est_c.f1_macro, 4), "active_f1": round(est_a.f1_macro, 4)})
+                       None, len(c_top), len(a_top), test,
+                       {"candidate": round(est_c, 4), "active": round(est_a, 4),
+                        "candidate_f1": round(f1_c, 4), "active_f1": round(f1_a, 4)})
+
+
+def _spread_sample(rows: np.ndarray, at_most: int) -> np.ndarray:
+    """Every k-th row, so the sample spans the whole stage rather than its first minutes."""
+    step = -(-len(rows) // at_most) if len(rows) > at_most else 1
+    return rows[::step]
 
 
 def _finite_rows(probabilities: np.ndarray | None) -> np.ndarray:
     if probabilities is None or len(probabilities) == 0:
         return np.empty((0, 0), dtype=np.float32)
-    return probabilities[np.isfinite(probabilities).all(axis=1)]
+    finite = np.isfinite(probabilities).all(axis=1)
+    return probabilities if finite.all() else probabilities[finite]  # no copy of a million clean rows
 
 
 def labelled_accuracy(candidate: StageTraffic, active: StageTraffic, setting: GuardSetting) -> GuardResult:
