@@ -36,14 +36,14 @@ os.environ.setdefault("SIGNING_KEY_FILE", str(Path(_key_dir) / "signing-key.pem"
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench.serving import _concurrently, _free_port, _model, _poll, _start_web  # noqa: E402
-from monitoring.rollout.guards import StageTraffic, evaluate_guards  # noqa: E402
+from bench.serving import _concurrently, _free_port, _model, _poll, _start_web
+from monitoring.rollout.guards import StageTraffic, evaluate_guards
 
 
 def _stage_arrays(n: int, candidate_share: float, rng: np.random.Generator) -> tuple[StageTraffic, StageTraffic]:

@@ -45,8 +45,8 @@ from monitoring.services.deployments import (
 )
 from monitoring.services.drift import drift_report_record, reference_profile_store
 from monitoring.services.errors import Conflict, NotFound, NotPermitted, ServiceError, TooLarge, ValidationFailed
-from monitoring.services.events import EVENT_TYPES, channel_events_set, event_emit
 from monitoring.services.evaluation import evaluation_complete, evaluation_fail, evaluation_start
+from monitoring.services.events import EVENT_TYPES, channel_events_set, event_emit
 from monitoring.services.ingestion import (
     INDEX_IN_REQUEST_UP_TO,
     IngestResult,
@@ -109,10 +109,10 @@ from monitoring.services.versions import (
 __all__ = [
     "BLOB_GRACE",
     "COMPARISON_LOST_AFTER",
+    "EVENT_TYPES",
     "FLOOR_METRICS",
     "INDEX_IN_REQUEST_UP_TO",
     "TOKEN_PREFIX",
-    "EVENT_TYPES",
     "AckResult",
     "Conflict",
     "IngestResult",
@@ -154,9 +154,9 @@ __all__ = [
     "deployment_thresholds_configure",
     "drift_report_record",
     "evaluation_complete",
-    "event_emit",
     "evaluation_fail",
     "evaluation_start",
+    "event_emit",
     "job_cancel",
     "job_candidate_register",
     "job_fail",

@@ -20,6 +20,7 @@ from monitoring.services.events import event_emit
 from monitoring.services.serving import serving_changed
 from monitoring.services.versions import (
     _check_second_approver,
+    _decide,
     _locked_version,
     _retire,
     _serve,
@@ -83,7 +84,8 @@ def rollout_plan_set(
 ) -> RolloutPlan:
     clean = rollout_stages_validate(stages)
     guards = _guards_validate(guards or {})
-    before = RolloutPlan.objects.filter(deployment=deployment).values("stages", "guards", "watch_minutes", "auto_rollback").first()
+    previous = RolloutPlan.objects.filter(deployment=deployment).values("stages", "guards", "watch_minutes", "auto_rollback").first()
+    before = dict(previous) if previous is not None else None
     plan, _ = RolloutPlan.objects.update_or_create(
         deployment=deployment,
         defaults={"stages": clean, "guards": guards, "watch_minutes": watch_minutes, "auto_rollback": auto_rollback,
@@ -149,7 +151,7 @@ def rollout_start(
             )
     except IntegrityError:  # rollout_one_live_per_deployment: another approver started one a moment ago
         raise Conflict("A rollout started on this deployment a moment ago; reload to see it.") from None
-    version.decided_by, version.decided_at, version.decision_comment = by, now, comment
+    _decide(version, by=by, comment=comment)  # the approval is now; activation comes at the last stage
     version.save(update_fields=["decided_by", "decided_at", "decision_comment"])
     serving_changed(deployment_id=deployment.pk)
     audit_record(action="rollout.start", actor=by, deployment=deployment, obj=rollout, after=_state(rollout),

@@ -75,8 +75,8 @@ def test_a_small_significant_shift_below_the_threshold_does_not_abort():
 
 
 def test_less_confident_scores_breach_the_score_and_estimated_accuracy_guards():
-    c_pred, c_proba = _probabilities(2000, 0.4, confidence=0.6)
-    a_pred, a_proba = _probabilities(2000, 0.4, confidence=0.9)
+    _c_pred, c_proba = _probabilities(2000, 0.4, confidence=0.6)
+    _a_pred, a_proba = _probabilities(2000, 0.4, confidence=0.9)
     config = GuardConfig()
     score = guards.score_shift(c_proba, a_proba, config.score_shift)
     estimate = guards.estimated_accuracy(c_proba, a_proba, config.estimated_accuracy)
