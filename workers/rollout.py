@@ -57,8 +57,26 @@ def _decide(rollout: Rollout, results: list, *, candidate_rows: int, now: dateti
         return "waiting"  # someone moved it meanwhile (an approver, another check): theirs stands
 
 
+def watch_promoted(*, rollout: Rollout, now: datetime) -> str:
+    """After completion, for the plan's watch period: the promoted version's traffic since then against the
+    previous version's during the rollout (it no longer serves, so the same period cannot be had)."""
+    assert rollout.ended_at is not None
+    deployment = rollout.deployment
+    promoted = selectors.stage_traffic(deployment=deployment, version=rollout.candidate, start=rollout.ended_at, end=now)
+    previous = selectors.stage_traffic(deployment=deployment, version=rollout.baseline, start=rollout.started_at,
+                                       end=rollout.ended_at)
+    results = evaluate_guards(promoted, previous, n_classes=len(deployment.class_labels),
+                              config=GuardConfig.from_dict(rollout.guards))
+    with transaction.atomic():
+        services.rollout_checks_record(rollout=rollout, results=results, at=now)
+        breached = breaches(results)
+        return (services.rollout_watch_breach(rollout=rollout, breached=breached) or "watching") if breached else "watching"
+
+
 def check_rollouts(*, now: datetime) -> dict[int, str]:
     outcomes = {}
+    for rollout in selectors.rollouts_watching(now=now):
+        outcomes[rollout.pk] = watch_promoted(rollout=rollout, now=now)
     for rollout in selectors.rollouts_live():
         outcomes[rollout.pk] = check_rollout(rollout=rollout, now=now)
         log.info("rollout %s (%s v%s): %s", rollout.pk, rollout.deployment.slug, rollout.candidate.number,

@@ -90,6 +90,7 @@ from monitoring.services.rollouts import (
     rollout_resume,
     rollout_stages_validate,
     rollout_start,
+    rollout_watch_breach,
 )
 from monitoring.services.serving import serving_changed, serving_instance_seen, version_sign, versions_sign
 from monitoring.services.shadow import (
@@ -185,6 +186,7 @@ __all__ = [
     "rollout_resume",
     "rollout_stages_validate",
     "rollout_start",
+    "rollout_watch_breach",
     "routing_rule_create",
     "routing_rule_delete",
     "serving_changed",

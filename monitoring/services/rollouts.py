@@ -24,6 +24,7 @@ from monitoring.services.versions import (
     _locked_version,
     _retire,
     _serve,
+    deployment_rollback,
     version_approve,
     version_event_data,
 )
@@ -302,3 +303,34 @@ def rollout_checks_record(*, rollout: Rollout, results: list[GuardResult], at: d
     ])
     Rollout.objects.filter(pk=rollout.pk).update(last_checked_at=at)
     return checks
+
+
+@transaction.atomic
+def rollout_watch_breach(*, rollout: Rollout, breached: list[GuardResult]) -> str:
+    """A guard breached in the watch period after completion: roll back to the previous version if the deployment
+    opted in (its plan's auto_rollback), else raise a critical alert. Claimed by clearing watch_until, so it acts
+    once. Returns "rolled_back", "alerted" or "" (already handled, or the promoted version no longer serves)."""
+    if not Rollout.objects.filter(pk=rollout.pk, watch_until__isnull=False).update(watch_until=None):
+        return ""
+    rollout = _fresh(rollout)
+    deployment = rollout.deployment
+    figures = "; ".join(result.describe() for result in breached)
+    if deployment.active_version() != rollout.candidate:
+        return ""
+    if rollout_plan_of(deployment).auto_rollback:
+        deployment_rollback(deployment=deployment, by=None, comment=f"rolled back by guard after promotion: {figures}")
+        Rollout.objects.filter(pk=rollout.pk).update(outcome=f"completed, then rolled back by guard: {figures}")
+        outcome = "rolled_back"
+    else:
+        outcome = "alerted"
+    alert_raise(
+        deployment=deployment, kind=Alert.Kind.ROLLOUT_GUARD, severity=Alert.Severity.CRITICAL,
+        dedup_key=f"rollout-watch:{rollout.pk}",
+        title=(f"v{rollout.candidate.number} rolled back by guard after promotion" if outcome == "rolled_back" else
+               f"v{rollout.candidate.number} breached a guard after promotion: roll back?"),
+        message=figures + ("" if outcome == "rolled_back" else
+                           "\nThe deployment does not roll back by itself (its rollout plan's auto_rollback is off)."),
+        figures={"rollout": rollout.pk, "candidate": rollout.candidate.number,
+                 "guards": [result.as_dict() for result in breached]},
+    )
+    return outcome

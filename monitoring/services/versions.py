@@ -305,7 +305,7 @@ def version_reject(*, version: ModelVersion, by: AbstractBaseUser, comment: str 
 
 
 @transaction.atomic
-def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser, comment: str = "") -> ModelVersion:
+def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser | None, comment: str = "") -> ModelVersion:
     """Re-activate the version that was active before the current one."""
     Deployment.objects.select_for_update().get(pk=deployment.pk)
     current = deployment.active_version()
@@ -330,8 +330,10 @@ def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser, comment
         before={"active_version": current.number},
         after={"active_version": target.number},
         comment=comment,
+        actor_label="" if by else "worker",  # the guards' auto-rollback after a rollout (services/rollouts.py)
     )
     event_emit(deployment=deployment, event="version.rolled_back",
-               data={"version": current.number, "active_version": target.number, "by": by.get_username(),
+               data={"version": current.number, "active_version": target.number,
+                     "by": by.get_username() if by else "worker",
                      "reason": comment, "guard": None})
     return target

@@ -21,7 +21,7 @@ from monitoring.runtime import ModelRunner
 from monitoring.services.serving import _forget_seen
 from tests.conftest import CLASSES, FEATURES, breast_cancer_split, trained_model, wait_for
 from tests.dashboard.api.helpers import bearer, post_json
-from workers.rollout import check_rollout
+from workers.rollout import check_rollout, check_rollouts
 from workers.tasks import check_rollouts_task
 
 FLEET = [f"pod-{i}" for i in range(100)]
@@ -159,3 +159,34 @@ def test_a_stage_with_too_few_rows_waits_instead_of_deciding(deployment, operato
     rollout.refresh_from_db()
     assert (rollout.state, rollout.stage) == ("running", 0)
     assert set(RolloutCheck.objects.values_list("verdict", flat=True)) == {"wait"}
+
+
+def _log(deployment, token: str, version: int, prefix: str, labels: list[str]) -> None:
+    now = timezone.now().isoformat()
+    rows = [{"id": f"{prefix}-{i}", "timestamp": now, "features": dict.fromkeys(FEATURES, 1.0), "predicted_label": label}
+            for i, label in enumerate(labels)]
+    response = post_json(Client(), f"/api/deployments/{deployment.slug}/predictions",
+                         {"predictions": rows, "version": version}, **bearer(token))
+    assert response.status_code in (200, 201, 202), response.content
+
+
+@pytest.mark.parametrize("auto_rollback", [True, False])
+def test_after_promotion_a_breach_rolls_back_when_opted_in_and_alerts_otherwise(
+    deployment, operator, approver, token, auto_rollback
+):
+    services.rollout_plan_set(deployment=deployment, by=approver, stages=[{"share": 0.5}, {"share": 1.0}],
+                              guards=GUARDS, watch_minutes=60, auto_rollback=auto_rollback)
+    candidate = services.version_register(deployment=deployment, data=trained_model(C=0.8)[0], by=operator)
+    rollout = services.rollout_start(version=candidate, by=approver)
+    _log(deployment, token, 1, "before", ["0", "1"] * 100)  # v1's traffic during the rollout
+    rollout = services.rollout_advance(rollout=rollout, from_stage=0, by=approver, reason="by hand")
+    assert rollout.state == "completed" and rollout.watch_until is not None
+    _log(deployment, token, 2, "after", ["1"] * 200)  # the promoted version now says "1" to everything
+
+    outcomes = check_rollouts(now=timezone.now())
+
+    assert outcomes[rollout.pk] == ("rolled_back" if auto_rollback else "alerted")
+    assert deployment.active_version().number == (1 if auto_rollback else 2)
+    alert = Alert.objects.get(kind=Alert.Kind.ROLLOUT_GUARD)
+    assert alert.severity == "critical" and alert.figures["guards"][0]["guard"] == "class_shift"
+    assert check_rollouts(now=timezone.now()) == {}  # acted once: the watch is over
