@@ -28,7 +28,7 @@ def _log(token: str, version: int, prefix: str) -> None:
     assert response.status_code in (200, 201, 202), response.content
 
 
-def test_an_approver_watches_a_canary_advance_then_pauses_and_aborts_it(browser, live_server, deployment, operator,  # noqa: F811
+def test_an_approver_watches_a_canary_advance_then_pauses_and_aborts_it(browser, live_server, deployment, operator,
                                                                          approver):
     services.rollout_plan_set(deployment=deployment, by=approver, stages=STAGES, guards=GUARDS)
     services.version_register(deployment=deployment, data=trained_model(C=0.05)[0], by=operator)
