@@ -443,3 +443,28 @@ def drift_feature_series_chart(
     layout = _layout(y_title="moved (Jensen-Shannon)", hovermode="closest")
     layout["yaxis"]["rangemode"] = "tozero"
     return _to_json(go.Figure(data=traces, layout=layout))
+
+
+GUARD_COLOURS = {"class_shift": BLUE, "score_shift": TEAL, "estimated_accuracy": "#7c3aed", "labelled_accuracy": "#d97706"}
+
+
+def rollout_guards_chart(*, series: Sequence, tz: tzinfo) -> str | None:
+    """Each guard's value as a share of its threshold over a rollout: above 1 (the dashed line) is a breach if
+    its test agrees. Checks that waited for rows have no value and leave a gap."""
+    traces = []
+    for s in series:
+        ratios = [None if v is None or not s.threshold else v / s.threshold for v in s.value]
+        if all(r is None for r in ratios):
+            continue
+        traces.append(go.Scatter(
+            x=local_times(s.at, tz), y=ratios, name=s.guard.replace("_", " "), mode="lines+markers",
+            line={"color": GUARD_COLOURS.get(s.guard, GREY), "width": 2}, marker={"size": 5},
+            customdata=[[v, s.threshold, verdict] for v, verdict in zip(s.value, s.verdict)],
+            hovertemplate="%{customdata[0]:.3f} vs %{customdata[1]} (%{customdata[2]})<extra>" + s.guard + "</extra>",
+        ))
+    if not traces:
+        return None
+    figure = go.Figure(traces)
+    figure.update_layout(**_layout(y_title="value / threshold"))
+    figure.add_hline(y=1.0, line={"color": "#dc2626", "width": 1, "dash": "dash"})
+    return _to_json(figure)

@@ -34,6 +34,16 @@ def approve_decision(version: ModelVersion) -> Decision:
     )
 
 
+def rollout_decision(version: ModelVersion) -> Decision:
+    deployment = version.deployment
+    return Decision(
+        "rollout-start", reverse("rollout-start", args=[deployment.slug, version.number]),
+        f"Roll out v{version.number} of {deployment.name}?", f"Roll out v{version.number}",
+        f"v{version.number} serves a share of instances, stage by stage, by the deployment's plan; the guards decide "
+        "each stage, and a breach puts every instance back on the active version.",
+    )
+
+
 def reject_decision(version: ModelVersion) -> Decision:
     deployment = version.deployment
     return Decision(

@@ -232,6 +232,8 @@ AXES_CLIENT_IP_CALLABLE = "dashboard.logins.client_ip"
 
 EVALUATION_INTERVAL_MINUTES = env_int("EVALUATION_INTERVAL_MINUTES", 60)
 DRIFT_INTERVAL_MINUTES = env_int("DRIFT_INTERVAL_MINUTES", 30)
+# Seconds between rollout guard checks (docs/rollout.md): a bad canary is aborted within about this long.
+ROLLOUT_GUARD_INTERVAL_SECONDS = env_int("ROLLOUT_GUARD_INTERVAL_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
     "evaluate-all-deployments": {
         "task": "workers.tasks.evaluate_all_task",
@@ -241,6 +243,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.tasks.check_drift_all_task",
         "schedule": DRIFT_INTERVAL_MINUTES * 60.0,
     },
+    "check-rollouts": {"task": "workers.tasks.check_rollouts_task", "schedule": float(ROLLOUT_GUARD_INTERVAL_SECONDS)},
     "index-pending-batches": {"task": "workers.tasks.index_pending_all_task", "schedule": 15.0},
     # A job whose worker died is failed within STALE_AFTER (90 s) plus this minute.
     "reap-stale-maintenance-jobs": {"task": "workers.tasks.reap_stale_jobs_task", "schedule": 60.0},

@@ -37,6 +37,9 @@ from monitoring.models import (
     NotificationChannel,
     PredictionBatch,
     ReferenceProfile,
+    Rollout,
+    RolloutCheck,
+    RolloutPlan,
     RoutingRule,
     ServingPeriod,
     Silence,
@@ -371,3 +374,20 @@ class NotificationAdmin(ReadOnlyAdmin):
 @admin.register(DeliveryAttempt)
 class DeliveryAttemptAdmin(ReadOnlyAdmin):
     list_display = ["notification", "at", "outcome"]
+
+
+# Progressive rollout (issue 14): read-only like the rest; plans and transitions go through the services.
+@admin.register(RolloutPlan)
+class RolloutPlanAdmin(ReadOnlyAdmin):
+    list_display = ["deployment", "watch_minutes", "auto_rollback", "updated_at"]
+
+
+@admin.register(Rollout)
+class RolloutAdmin(ReadOnlyAdmin):
+    list_display = ["deployment", "candidate", "state", "stage", "started_at", "ended_at"]
+    list_filter = ["state"]
+
+
+@admin.register(RolloutCheck)
+class RolloutCheckAdmin(ReadOnlyAdmin):
+    list_display = ["rollout", "stage", "guard", "verdict", "value", "at"]

@@ -605,6 +605,8 @@ class Alert(models.Model):
         CHANNEL_DISABLED = "channel_disabled", "Notification channel disabled"
         CHECK_FAILING = "check_failing", "Scheduled check failing"
         CANDIDATE_WAITING = "candidate_waiting", "Candidate waiting for review"
+        # Issue 14 (progressive rollout).
+        ROLLOUT_GUARD = "rollout_guard", "Rollout guard breached"
 
     class Severity(models.TextChoices):
         INFO = "info", "Info"
@@ -759,6 +761,11 @@ from monitoring.notification_models import NotificationChannel as NotificationCh
 from monitoring.notification_models import RoutingRule as RoutingRule  # noqa: E402
 from monitoring.notification_models import ScheduledCheckState as ScheduledCheckState  # noqa: E402
 from monitoring.notification_models import Silence as Silence  # noqa: E402
+
+# Progressive rollout (issue 14): plans, rollouts and their guard checks.
+from monitoring.rollout_models import Rollout as Rollout  # noqa: E402
+from monitoring.rollout_models import RolloutCheck as RolloutCheck  # noqa: E402
+from monitoring.rollout_models import RolloutPlan as RolloutPlan  # noqa: E402
 
 # Machine access (personal and service tokens for the management API): its own module too.
 from monitoring.token_models import MachineToken as MachineToken  # noqa: E402

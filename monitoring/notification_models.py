@@ -190,7 +190,8 @@ class Notification(models.Model):
     )
     recipients = models.JSONField(default=list, blank=True)
     alert = models.ForeignKey(Alert, null=True, blank=True, on_delete=models.CASCADE, related_name="direct_notifications")
-    event = models.CharField(max_length=16, choices=Event.choices)
+    # An alert group's firing/resolved/test, or a CD event (monitoring/services/events.py: "rollout.completed").
+    event = models.CharField(max_length=32, choices=Event.choices)
     payload = models.JSONField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)

@@ -49,6 +49,7 @@ from monitoring.models import (
     ServingPeriod,
     Team,
 )
+from monitoring.rollout_models import Rollout as RolloutRecord
 from monitoring.runtime import ModelRunner
 from workers.drift_check import DATA_DRIFT_KEY, PREDICTION_DRIFT_KEY, check_drift
 from workers.evaluation import evaluate_version
@@ -410,6 +411,8 @@ def seed_deployment(
                 result.drift_reports += 1
                 result.drifted_reports += int(report.drifted)
         _date_history(deployment, start=history_start)
+        # Short stages, so a new user who rolls the demo's candidate out watches it advance (docs/rollout.md).
+        services.rollout_plan_set(deployment=deployment, by=by, stages=DEMO_ROLLOUT_STAGES)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -480,7 +483,23 @@ def _roll_out(
         ModelVersion.objects.filter(pk=previous.pk).update(retired_at=at)
         ServingPeriod.objects.filter(version=previous).update(ended_at=at)
     ServingPeriod.objects.filter(version=approved).update(started_at=at)
+    # The history shows it as a finished staged rollout (its stages dated before `at`); the approval above
+    # is what made it active, as "promote now" does.
+    minutes = sum(stage["min_minutes"] for stage in DEMO_ROLLOUT_STAGES)
+    RolloutRecord.objects.create(
+        deployment=deployment, candidate=approved, baseline=previous or approved, stages=DEMO_ROLLOUT_STAGES,
+        state=RolloutRecord.State.COMPLETED, stage=len(DEMO_ROLLOUT_STAGES) - 1, started_at=at - timedelta(minutes=minutes),
+        stage_started_at=at, ended_at=at, started_by=by, outcome="completed (seeded history: every guard passed)",
+    )
     return _count(run)
+
+
+# 10 % and 50 % of the simulated fleet for two minutes each, then everyone.
+DEMO_ROLLOUT_STAGES = [
+    {"share": 0.1, "min_minutes": 2, "min_predictions": 100},
+    {"share": 0.5, "min_minutes": 2, "min_predictions": 200},
+    {"share": 1.0, "min_minutes": 0, "min_predictions": 0},
+]
 
 
 def _ingest_day(

@@ -319,3 +319,13 @@ def shadow_replay_task(replay_id: int) -> None:
     from workers.shadow import shadow_replay_compute
 
     shadow_replay_compute(replay_id=replay_id)
+
+
+@shared_task(**RETRY_POLICY)
+def check_rollouts_task() -> None:
+    """Beat, every ROLLOUT_GUARD_INTERVAL_SECONDS: the guards of every live rollout (workers/rollout.py)."""
+    from workers.rollout import check_rollouts
+
+    with deployment_lock("rollouts", 0, timeout=CHECK_TIME_LIMIT) as mine:
+        if mine:
+            check_rollouts(now=timezone.now())

@@ -6,7 +6,7 @@ dashboard/middleware.py ApiDeprecationMiddleware). One router per subdomain; a n
 
 from ninja import NinjaAPI
 
-from dashboard.api import alerting, deployments, ingestion, jobs, machine_access, reports, serving
+from dashboard.api import alerting, deployments, ingestion, jobs, machine_access, reports, rollouts, serving
 from dashboard.api.errors import install_handlers
 from dashboard.api.parsing import OrjsonParser
 
@@ -47,3 +47,4 @@ api.add_router("", reports.router)
 api.add_router("", alerting.router)
 api.add_router("", machine_access.router)
 api.add_router("", serving.router)  # the serving contract: docs/serving.md
+api.add_router("", rollouts.router)

@@ -195,16 +195,16 @@ def serving(
     while True:
         since = watch.generation(deployment.pk)
         state = _current(deployment, since)
+        version, etag = state.for_instance(deployment.pk, instance)  # a rollout's candidate, or the active one
         remaining = deadline - time.monotonic()
-        if not _etag_matches(if_none_match, state.etag) or remaining <= 0:
+        if not _etag_matches(if_none_match, etag) or remaining <= 0:
             break
         if not connection.in_atomic_block:
             connection.close()  # no connection held while waiting; the next query opens one
         watch.wait(deployment.pk, since, remaining)
-    version = state.version
     assert version is not None
     services.serving_instance_seen(deployment=deployment, instance_id=instance, reported=reported, told=version.number)
-    if _etag_matches(if_none_match, state.etag):
+    if _etag_matches(if_none_match, etag):
         response = HttpResponse(status=304)
     else:
         response = HttpResponse(content_type="application/json")
@@ -217,7 +217,7 @@ def serving(
             feature_names=list(deployment.feature_names), classes=[str(c) for c in deployment.class_labels],
             poll_after=settings.SERVING_POLL_AFTER_SECONDS,
         ).model_dump_json()
-    response["ETag"] = state.etag
+    response["ETag"] = etag
     response["Cache-Control"] = "no-cache"
     return response
 

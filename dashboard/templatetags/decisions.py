@@ -33,6 +33,11 @@ def approve_decision(version: ModelVersion) -> Decision:
 
 
 @register.simple_tag
+def rollout_decision(version: ModelVersion) -> Decision:
+    return decisions.rollout_decision(version)
+
+
+@register.simple_tag
 def reject_decision(version: ModelVersion) -> Decision:
     return decisions.reject_decision(version)
 

@@ -19,7 +19,7 @@ from dashboard.access import APPROVE, OPERATE, can, get_deployment_for
 from dashboard.forms import JobForm, TokenForm
 from dashboard.timerange import PRESET_DAYS, REFRESH_CHOICES, RangeError, TimeRange, parse_time_range
 from dashboard.views.common import version_url
-from monitoring import selectors
+from monitoring import selectors, services
 from monitoring.alert_actions import next_actions
 from monitoring.models import Deployment, EvaluationRun, ModelVersion
 
@@ -210,6 +210,7 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "versions": version_lines(versions),
         "fleet": selectors.serving_fleet(deployment=deployment),
         "served_by_version": selectors.served_by_version(deployment=deployment),
+        **_rollout_context(deployment),
         "drift": drift,
         "drift_rows": drift.features[:DRIFT_ROWS_ON_PAGE] if drift else [],
         "alerts": _with_next_actions(list(selectors.alerts_for(deployment=deployment, unresolved_only=True)[:20])),
@@ -231,6 +232,24 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
     }
     # Bad range input is the client's to fix: say so in the status too, and still show the page.
     return render(request, "deployments/detail.html", context, status=400 if range_error else 200)
+
+
+def _rollout_context(deployment) -> dict:
+    """The live rollout (its stage, share, latest guard checks and their chart) and past rollouts (issue 14)."""
+    rollout = selectors.rollout_live_for(deployment=deployment)
+    history = selectors.rollout_history(deployment=deployment)
+    shown = rollout or (history[0] if history else None)
+    return {
+        "rollout": rollout,
+        "rollout_checks": selectors.rollout_latest_checks(rollout=rollout) if rollout else [],
+        "rollout_chart": charts.rollout_guards_chart(
+            series=selectors.rollout_guard_series(rollout=shown), tz=timezone.get_current_timezone()
+        ) if shown else None,
+        "rollout_chart_of": shown,
+        "rollout_history": history,
+        "rollout_plan": services.rollout_plan_of(deployment),
+        "rollout_interval": settings.ROLLOUT_GUARD_INTERVAL_SECONDS,
+    }
 
 
 # Overlaid histograms drawn on a report page: the features that moved most; the table lists every feature.

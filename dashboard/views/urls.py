@@ -11,6 +11,7 @@ from dashboard.views import (
     deployments,
     jobs,
     overview,
+    rollouts,
     setup,
     tokens,
     versions,
@@ -62,6 +63,9 @@ urlpatterns = [
     path("d/<slug:slug>/versions/<int:number>/tags/remove", versions.version_tag, {"action": "remove"}, name="version-tag-remove"),
     path("d/<slug:slug>/versions/<int:number>/compare", versions.version_compare, name="version-compare"),
     path("d/<slug:slug>/rollback", versions.deployment_rollback, name="rollback"),
+    path("d/<slug:slug>/versions/<int:number>/rollout", rollouts.rollout_start, name="rollout-start"),
+    *[path(f"d/<slug:slug>/rollout/{action}", rollouts.rollout_control, {"action": action}, name=f"rollout-{action}")
+      for action in rollouts.CONTROLS],
     path("d/<slug:slug>/jobs", jobs.job_queue, name="job-queue"),
     path("jobs/<int:job_id>/cancel", jobs.job_cancel, name="job-cancel"),
     path("jobs/<int:job_id>/progress", jobs.job_progress, name="job-progress"),

@@ -56,7 +56,7 @@ def version_new(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "deployments/version_new.html", {"deployment": deployment, "form": form}, status=status)
 
 
-def _decide(request: HttpRequest, *, decision: Decision, deployment: Deployment, act, done: str) -> HttpResponse:
+def decide(request: HttpRequest, *, decision: Decision, deployment: Deployment, act, done: str) -> HttpResponse:
     """GET: the decision as a plain form page (the dialog's fallback without JavaScript). POST: carry it out with
     the reason given; a missing reason shows the form again with the service's message, and nothing is written."""
     form = DecisionForm(request.POST or None)
@@ -82,7 +82,7 @@ def _decide(request: HttpRequest, *, decision: Decision, deployment: Deployment,
 @require_http_methods(["GET", "POST"])
 def version_approve(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     version = get_version_for(request.user, slug, number, need=APPROVE)
-    return _decide(
+    return decide(
         request, decision=approve_decision(version), deployment=version.deployment,
         act=lambda comment: services.version_approve(version=version, by=request.user, comment=comment),
         done=f"v{number} is now the active version.",
@@ -93,7 +93,7 @@ def version_approve(request: HttpRequest, slug: str, number: int) -> HttpRespons
 @require_http_methods(["GET", "POST"])
 def version_reject(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     version = get_version_for(request.user, slug, number, need=APPROVE)
-    return _decide(
+    return decide(
         request, decision=reject_decision(version), deployment=version.deployment,
         act=lambda comment: services.version_reject(version=version, by=request.user, comment=comment),
         done=f"v{number} is rejected.",
@@ -109,7 +109,7 @@ def deployment_rollback(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, "No earlier version has been in production; there is nothing to roll back to.")
         return redirect(_versions_url(slug))
     target = deployment.rollback_target()
-    return _decide(
+    return decide(
         request, decision=decision, deployment=deployment,
         act=lambda comment: services.deployment_rollback(deployment=deployment, by=request.user, comment=comment),
         done=f"Rolled back: v{target.number} is serving again.",

@@ -12,7 +12,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.utils import timezone
 
 from monitoring import signing
-from monitoring.models import Deployment, EvaluationRun, ModelVersion, ServingInstance, ShadowReplay
+from monitoring.models import Deployment, EvaluationRun, ModelVersion, Rollout, ServingInstance, ShadowReplay
+from monitoring.rollout.assignment import serves_candidate
+
+LIVE_ROLLOUT_STATES = (Rollout.State.RUNNING, Rollout.State.PAUSED)
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,16 @@ class ServingState:
     version: ModelVersion | None
     etag: str = ""
     refusal: tuple[int, str] | None = None
+    # A live rollout's candidate, served to the instances whose stable hash falls under its share (issue 14).
+    candidate: ModelVersion | None = None
+    candidate_share: float = 0.0
+    candidate_etag: str = ""
+
+    def for_instance(self, deployment_id: int, instance_id: str) -> tuple[ModelVersion | None, str]:
+        """(the version this instance should serve, its ETag)."""
+        if self.candidate is not None and serves_candidate(deployment_id, instance_id, self.candidate_share):
+            return self.candidate, self.candidate_etag
+        return self.version, self.etag
 
 
 @lru_cache(maxsize=4096)
@@ -51,8 +64,18 @@ def serving_state(*, deployment: Deployment) -> ServingState:
     valid, why = version_signature_valid(version)
     if not valid:
         return ServingState(version, refusal=(503, why))
+    rollout = Rollout.objects.filter(deployment=deployment, state__in=LIVE_ROLLOUT_STATES).select_related("candidate").first()
+    candidate, share, candidate_etag = None, 0.0, ""
+    # An unsigned candidate is never delivered: its share stays on the active version.
+    if rollout is not None and version_signature_valid(rollout.candidate)[0]:
+        candidate, share, candidate_etag = rollout.candidate, rollout.share, _etag(deployment, rollout.candidate)
+    return ServingState(version, etag=_etag(deployment, version), candidate=candidate, candidate_share=share,
+                        candidate_etag=candidate_etag)
+
+
+def _etag(deployment: Deployment, version: ModelVersion) -> str:
     tag = hashlib.sha256(f"{deployment.pk}:{version.number}:{version.sha256}:{version.signature}".encode()).hexdigest()
-    return ServingState(version, etag=f'"v{version.number}-{tag[:24]}"')
+    return f'"v{version.number}-{tag[:24]}"'
 
 
 # An instance that has not polled for this long is shown apart, as gone quiet.

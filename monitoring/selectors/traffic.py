@@ -68,20 +68,27 @@ def _with_columns(row: tuple) -> tuple:
     return (head[0], head[1], *(in_row[name] for name in _STORED_COLUMNS))
 
 
-def _read_batches(deployment: Deployment, *, start: datetime, end: datetime, ids: list[int] | None) -> list:
-    """(id, n_rows, column bytes...) of the deployment's batches overlapping [start, end), oldest first."""
+def _read_batches(
+    deployment: Deployment, *, start: datetime, end: datetime, ids: list[int] | None, version_id: int | None = None
+) -> list:
+    """(id, n_rows, column bytes...) of the deployment's batches overlapping [start, end), oldest first; only
+    those made by one version when version_id is given."""
     batches = PredictionBatch.objects.live().filter(deployment=deployment, t_min__lt=end, t_max__gte=start)
     if ids is not None:
         batches = batches.filter(pk__in=ids)
+    if version_id is not None:
+        batches = batches.filter(version_id=version_id)
     if connection.vendor != "postgresql":
         return [_with_columns(row) for row in batches.order_by("t_min", "pk").values_list(*_BATCH_COLUMNS)]
     table = PredictionBatch._meta.db_table
     sql = (
         f"SELECT {', '.join(_BATCH_COLUMNS)} FROM {table} WHERE deployment_id = %s AND t_min < %s AND t_max >= %s"
         f" AND state <> '{PredictionBatch.State.REJECTED}'"
-        + (" AND id = ANY(%s)" if ids is not None else "") + " ORDER BY t_min, id"
+        + (" AND id = ANY(%s)" if ids is not None else "") + (" AND version_id = %s" if version_id is not None else "")
+        + " ORDER BY t_min, id"
     )
     params = [deployment.pk, end, start] + ([list(ids)] if ids is not None else [])
+    params += [version_id] if version_id is not None else []
     with connection.cursor() as cursor:
         rows = pgcopy.parse_rows(pgcopy.copy_out(cursor.cursor, sql, params))
     return [_with_columns((int.from_bytes(r[0], "big"), int.from_bytes(r[1], "big"), *r[2:])) for r in rows]
@@ -106,9 +113,11 @@ def _labelled_rows(deployment: Deployment, start: datetime, end: datetime) -> tu
 
 
 def production_window(
-    *, deployment: Deployment, start: datetime, end: datetime, labelled_only: bool = False, limit: int | None = None
+    *, deployment: Deployment, start: datetime, end: datetime, labelled_only: bool = False, limit: int | None = None,
+    version_id: int | None = None,
 ) -> ProductionWindow:
-    """Traffic with start <= timestamp < end, oldest first, read from the columnar batches.
+    """Traffic with start <= timestamp < end, oldest first, read from the columnar batches (only the batches one
+    version made, with version_id: a rollout's guards compare candidate and active on the same period).
 
     labelled_only keeps the rows whose true label has arrived and fills `labels`. Each output array is
     allocated once and filled batch by batch (a plain copy when a whole batch is wanted), because at a
@@ -118,7 +127,9 @@ def production_window(
     wanted: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
     if labelled_only:
         wanted = _labelled_by_batch(*_labelled_rows(deployment, start, end))
-    stored = _read_batches(deployment, start=start, end=end, ids=list(wanted) if wanted is not None else None)
+    stored = _read_batches(
+        deployment, start=start, end=end, ids=list(wanted) if wanted is not None else None, version_id=version_id
+    )
     lo, hi = batches.datetime_to_us(start), batches.datetime_to_us(end)
     selections = []
     for batch_id, n_rows, t_raw, *_ in stored:

@@ -55,6 +55,7 @@ from monitoring.services.digest import digest_claim, digest_mark_sent, digest_pr
 from monitoring.services.drift import drift_report_record, reference_profile_store
 from monitoring.services.errors import Conflict, NotFound, NotPermitted, ServiceError, TooLarge, ValidationFailed
 from monitoring.services.evaluation import evaluation_complete, evaluation_fail, evaluation_start
+from monitoring.services.events import EVENT_TYPES, channel_events_set, event_emit
 from monitoring.services.ingestion import (
     INDEX_IN_REQUEST_UP_TO,
     IngestResult,
@@ -95,6 +96,18 @@ from monitoring.services.notifications import (
     notification_record,
     notifications_requeue_expired,
 )
+from monitoring.services.rollouts import (
+    rollout_abort,
+    rollout_advance,
+    rollout_checks_record,
+    rollout_pause,
+    rollout_plan_of,
+    rollout_plan_set,
+    rollout_resume,
+    rollout_stages_validate,
+    rollout_start,
+    rollout_watch_breach,
+)
 from monitoring.services.serving import serving_changed, serving_instance_seen, version_sign, versions_sign
 from monitoring.services.shadow import (
     shadow_replay_claim,
@@ -115,6 +128,7 @@ from monitoring.services.versions import (
 __all__ = [
     "BLOB_GRACE",
     "COMPARISON_LOST_AFTER",
+    "EVENT_TYPES",
     "FLOOR_METRICS",
     "INDEX_IN_REQUEST_UP_TO",
     "TOKEN_PREFIX",
@@ -142,6 +156,7 @@ __all__ = [
     "candidate_waiting_raise",
     "channel_create",
     "channel_delete",
+    "channel_events_set",
     "channel_test",
     "channel_update",
     "comparison_complete",
@@ -166,6 +181,7 @@ __all__ = [
     "evaluation_complete",
     "evaluation_fail",
     "evaluation_start",
+    "event_emit",
     "job_cancel",
     "job_candidate_register",
     "job_fail",
@@ -188,6 +204,16 @@ __all__ = [
     "predictions_ingest",
     "predictions_upload",
     "reference_profile_store",
+    "rollout_abort",
+    "rollout_advance",
+    "rollout_checks_record",
+    "rollout_pause",
+    "rollout_plan_of",
+    "rollout_plan_set",
+    "rollout_resume",
+    "rollout_stages_validate",
+    "rollout_start",
+    "rollout_watch_breach",
     "routing_rule_create",
     "routing_rule_delete",
     "routing_rule_update",

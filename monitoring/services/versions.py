@@ -26,6 +26,7 @@ from monitoring.services.blobs import blob_put
 from monitoring.services.comparisons import comparisons_request
 from monitoring.services.deployments import _check_signature_fits, deployment_create
 from monitoring.services.errors import Conflict, NotFound, NotPermitted, TooLarge, ValidationFailed
+from monitoring.services.events import event_emit
 from monitoring.services.serving import serving_changed, version_sign
 from monitoring.services.shadow import shadow_replay_request
 
@@ -202,6 +203,7 @@ def _version_create(
         obj=version,
         after=_version_state(version) | {"origin": origin, "size_bytes": size},
     )
+    event_emit(deployment=deployment, event="version.registered", data=version_event_data(version))
     return version
 
 
@@ -214,6 +216,10 @@ def _require_reason(comment: str, *, doing: str) -> str:
             errors=[{"field": "comment", "message": "a reason is required"}],
         )
     return reason
+
+
+def version_event_data(version: ModelVersion) -> dict:
+    return {"version": version.number, "status": version.status, "sha256": version.sha256, "origin": version.origin}
 
 
 def _decide(version: ModelVersion, *, by: AbstractBaseUser, comment: str) -> None:
@@ -290,6 +296,8 @@ def version_approve(*, version: ModelVersion, by: AbstractBaseUser, comment: str
         after=_version_state(version) | {"active_version": version.number},
         comment=comment,
     )
+    event_emit(deployment=version.deployment, event="version.approved",
+               data=version_event_data(version) | {"by": by.get_username(), "rollout": None})
     return version
 
 
@@ -318,8 +326,9 @@ def version_reject(*, version: ModelVersion, by: AbstractBaseUser, comment: str)
 
 
 @transaction.atomic
-def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser, comment: str) -> ModelVersion:
-    """Re-activate the version that was active before the current one; `comment` is the reason, required."""
+def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser | None, comment: str) -> ModelVersion:
+    """Re-activate the version that was active before the current one; `comment` is the reason, required (a
+    guard's automatic rollback, by=None, gives its own)."""
     target = deployment.rollback_target()
     comment = _require_reason(comment, doing=f"roll back to v{target.number}" if target else "roll back")
     Deployment.objects.select_for_update().get(pk=deployment.pk)
@@ -345,7 +354,12 @@ def deployment_rollback(*, deployment: Deployment, by: AbstractBaseUser, comment
         before={"active_version": current.number},
         after={"active_version": target.number},
         comment=comment,
+        actor_label="" if by else "worker",  # the guards' auto-rollback after a rollout (services/rollouts.py)
     )
+    event_emit(deployment=deployment, event="version.rolled_back",
+               data={"version": current.number, "active_version": target.number,
+                     "by": by.get_username() if by else "worker",
+                     "reason": comment, "guard": None})
     return target
 
 

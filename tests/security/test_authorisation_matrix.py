@@ -134,6 +134,11 @@ PAGES: dict[str, Rule] = {
     "version-reject": Rule("POST", APPROVE, lambda w: {"comment": "no"}),
     "version-compare": Rule("GET", VIEW),
     "rollback": Rule("POST", APPROVE, lambda w: {"comment": "back"}),
+    "rollout-start": Rule("POST", APPROVE, lambda w: {"comment": "canary"}),
+    "rollout-pause": Rule("POST", APPROVE),
+    "rollout-resume": Rule("POST", APPROVE),
+    "rollout-advance": Rule("POST", APPROVE),
+    "rollout-abort": Rule("POST", APPROVE),
     "job-queue": Rule("POST", OPERATE, lambda w: {"kind": "retrain", "version": 1}),
     "job-cancel": Rule("POST", OPERATE),
     "job-progress": Rule("GET", VIEW),
@@ -226,6 +231,16 @@ API: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/teams/{team}"): Rule("GET", VIEW),
     ("PUT", "/api/v1/teams/{team}"): Rule(
         "PUT", APPROVE, lambda w: {"service_tokens_may_approve": False}, json=True, session_only=True),
+    # Progressive rollout (issue 14): viewers read, approvers control.
+    ("GET", "/api/v1/deployments/{slug}/rollout-plan"): Rule("GET", VIEW),
+    ("PUT", "/api/v1/deployments/{slug}/rollout-plan"): Rule("PUT", APPROVE, lambda w: {"stages": [{"share": 1.0}]}, json=True),
+    ("GET", "/api/v1/deployments/{slug}/rollouts"): Rule("GET", VIEW),
+    ("POST", "/api/v1/deployments/{slug}/versions/{number}/rollout"): Rule("POST", APPROVE, lambda w: {"comment": "canary"}, json=True),
+    ("POST", "/api/v1/deployments/{slug}/rollout/pause"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("POST", "/api/v1/deployments/{slug}/rollout/resume"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("POST", "/api/v1/deployments/{slug}/rollout/advance"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("POST", "/api/v1/deployments/{slug}/rollout/abort"): Rule("POST", APPROVE, lambda w: {}, json=True),
+    ("PUT", "/api/v1/teams/{team}/channels/{channel_id}/events"): Rule("PUT", APPROVE, lambda w: {"events": []}, json=True),
 }
 
 # Routes that are not ours to authorise route by route: Django's admin checks is_staff itself (tested once below),

@@ -86,6 +86,10 @@ def test_it_seeds_three_real_deployments_with_history_and_a_second_run_changes_n
     served = tumour.evaluations.filter(source=EvaluationRun.Source.PRODUCTION).values_list("version__number", flat=True)
     assert set(served) == {1, 2}
     assert v1.activated_at < v2.activated_at < tumour.drift_reports.first().window_start
+    # The history shows a finished staged rollout of v2, and the plan has short stages for a live canary.
+    (past,) = tumour.rollouts.all()
+    assert (past.state, past.candidate, past.baseline, past.ended_at) == ("completed", v2, v1, v2.activated_at)
+    assert [stage["min_minutes"] for stage in tumour.rollout_plan.stages] == [2, 2, 0]
 
     wine = Deployment.objects.get(slug="wine-forest")
     # One incident, four views of it, each under its own kind (issue 12 groups them into one notification).

@@ -1,0 +1,1 @@
+"""Progressive rollout's plain computation (no Django): which instances serve the candidate, and the guards."""
