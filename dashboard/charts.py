@@ -87,7 +87,7 @@ def _pick(items: Sequence, indices: list[int]) -> list:
     return [items[i] for i in indices]
 
 
-# A version marker: when a version started serving, its label, and the page it links to.
+# A version marker: when a version started serving, its label, and the page it links to ("" for none).
 Rollout = tuple[datetime, str, str]
 
 

@@ -25,6 +25,8 @@ from monitoring.models import (
     Dataset,
     DeliveryAttempt,
     Deployment,
+    DigestPreference,
+    DigestSent,
     DriftFeaturePoint,
     DriftReport,
     EvaluationRun,
@@ -41,7 +43,10 @@ from monitoring.models import (
     RolloutCheck,
     RolloutPlan,
     RoutingRule,
+    ScheduledCheckState,
+    ServingInstance,
     ServingPeriod,
+    ShadowReplay,
     Silence,
     Team,
     VersionComparisonResult,
@@ -391,3 +396,31 @@ class RolloutAdmin(ReadOnlyAdmin):
 @admin.register(RolloutCheck)
 class RolloutCheckAdmin(ReadOnlyAdmin):
     list_display = ["rollout", "stage", "guard", "verdict", "value", "at"]
+
+
+@admin.register(ScheduledCheckState)
+class ScheduledCheckStateAdmin(ReadOnlyAdmin):
+    list_display = ["deployment", "check_name", "consecutive_failures", "last_failed_at", "last_succeeded_at"]
+
+
+@admin.register(DigestPreference)
+class DigestPreferenceAdmin(ReadOnlyAdmin):
+    list_display = ["user", "weekly_digest", "updated_at"]
+
+
+@admin.register(DigestSent)
+class DigestSentAdmin(ReadOnlyAdmin):
+    list_display = ["user", "team", "week_start", "sent_at"]
+
+
+# Serving (issue 13): what each instance polled and was told, and each candidate's shadow replay.
+@admin.register(ServingInstance)
+class ServingInstanceAdmin(ReadOnlyAdmin):
+    list_display = ["deployment", "instance_id", "version_told", "version_reported", "last_seen"]
+    list_filter = ["deployment"]
+
+
+@admin.register(ShadowReplay)
+class ShadowReplayAdmin(ReadOnlyAdmin):
+    list_display = ["deployment", "candidate", "status", "n_rows", "computed_at"]
+    list_filter = ["status"]

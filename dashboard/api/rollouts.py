@@ -12,13 +12,13 @@ from ninja.responses import Status
 from pydantic import Field
 
 from dashboard.access import APPROVE, VIEW, get_channel_for, get_deployment_for, get_version_for
-from dashboard.api.auth import session_auth, user_of
+from dashboard.api.auth import management_auth, user_of
 from dashboard.api.errors import error_responses
 from dashboard.api.pagination import Pages
 from monitoring import selectors, services
 from monitoring.models import Rollout
 
-router = Router(auth=session_auth, tags=["rollouts"])
+router = Router(auth=management_auth, tags=["rollouts"])
 CONTROL_ERRORS = error_responses(401, 403, 404, 409, 422)
 
 

@@ -41,19 +41,22 @@ def _candidate_counts():
 def _headline_runs(active_ids: list[int]) -> dict[int, EvaluationRun]:
     """headline_run for each active version: its latest scheduled run on production, else on the evaluation set."""
     Source = EvaluationRun.Source
-    # Two queries: the DISTINCT ON sorts ids only; the runs' metrics (per-class arrays) are read for the winners.
-    latest_ids = (
-        EvaluationRun.objects.filter(
-            version_id__in=active_ids, job__isnull=True, status=EvaluationRun.Status.SUCCEEDED,
-            source__in=[Source.PRODUCTION, Source.EVALUATION_SET],
+    # Two queries: the latest run id per (version, source) as subqueries (portable: SQLite has no DISTINCT ON),
+    # then the winners' runs with their metrics (per-class arrays).
+    def latest(source: str) -> Subquery:
+        return Subquery(
+            EvaluationRun.objects.filter(
+                version_id=OuterRef("pk"), job__isnull=True, status=EvaluationRun.Status.SUCCEEDED, source=source,
+            ).order_by("-measured_at", "-pk").values("pk")[:1]
         )
-        .order_by("version_id", "source", "-measured_at")
-        .distinct("version_id", "source")
-        .values_list("pk", flat=True)
-    )
-    latest = EvaluationRun.objects.filter(pk__in=list(latest_ids)).select_related("dataset")
+
+    pairs = ModelVersion.objects.filter(pk__in=active_ids).annotate(
+        production=latest(Source.PRODUCTION), evaluation_set=latest(Source.EVALUATION_SET)
+    ).values_list("production", "evaluation_set")
+    latest_ids = [pk for pair in pairs for pk in pair if pk is not None]
+    runs_by_id = EvaluationRun.objects.filter(pk__in=latest_ids).select_related("dataset")
     by_version: dict[int, dict[str, EvaluationRun]] = defaultdict(dict)
-    for run in latest:
+    for run in runs_by_id:
         by_version[run.version_id][run.source] = run
     return {
         version_id: runs.get(Source.PRODUCTION) or runs[Source.EVALUATION_SET] for version_id, runs in by_version.items()

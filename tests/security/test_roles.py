@@ -118,7 +118,7 @@ def test_rejecting_ones_own_candidate_is_still_allowed(deployment, approver):
     _upload(approver)
 
     response = _client(approver).post(
-        "/api/v1/deployments/tumour/versions/2/reject", data=json.dumps({}), content_type="application/json"
+        "/api/v1/deployments/tumour/versions/2/reject", data=json.dumps({"comment": "I uploaded the wrong file"}), content_type="application/json"
     )
 
     assert response.status_code == 200 and response.json()["status"] == "rejected"

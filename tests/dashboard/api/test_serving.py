@@ -78,7 +78,7 @@ def test_the_same_etag_gets_304_without_a_body_until_the_version_changes(deploym
     etag = _poll(token)["ETag"]
 
     unchanged = _poll(token, etag=etag)
-    services.version_approve(version=candidate, by=approver)
+    services.version_approve(version=candidate, by=approver, comment="better on the held-out days")
     changed = _poll(token, etag=etag)
 
     assert (unchanged.status_code, unchanged.content, unchanged["ETag"]) == (304, b"", etag)
@@ -203,7 +203,7 @@ def _http_poll(live_server, token, *, etag=None, wait=0):
 @pytest.mark.parametrize("change", ["approve", "rollback"])
 def test_a_long_poll_answers_within_a_second_of_a_change(live_server, deployment, token, candidate, approver, change):
     if change == "rollback":
-        services.version_approve(version=candidate, by=approver)
+        services.version_approve(version=candidate, by=approver, comment="better on the held-out days")
     status, headers, _ = _http_poll(live_server, token)
     assert status == 200
     answered: dict = {}
@@ -218,9 +218,9 @@ def test_a_long_poll_answers_within_a_second_of_a_change(live_server, deployment
     assert "result" not in answered
     changed_at = time.monotonic()
     if change == "approve":
-        services.version_approve(version=candidate, by=approver)
+        services.version_approve(version=candidate, by=approver, comment="better on the held-out days")
     else:
-        services.deployment_rollback(deployment=deployment, by=approver)
+        services.deployment_rollback(deployment=deployment, by=approver, comment="back to the known good version")
     poller.join(timeout=20)
 
     status, _, body = answered["result"]
@@ -244,7 +244,7 @@ def test_the_deployment_page_shows_the_fleet_by_version(deployment, token, candi
     empty = client_for(viewer).get(reverse("deployment", args=["tumour"])).content.decode()
     _poll(token, instance="a", **{"X-Watchkeeper-Serving-Version": "1"})
     _poll(token, instance="b", **{"X-Watchkeeper-Serving-Version": "1"})
-    services.version_approve(version=candidate, by=approver)
+    services.version_approve(version=candidate, by=approver, comment="better on the held-out days")
     _poll(token, instance="c", **{"X-Watchkeeper-Serving-Version": "2"})
 
     page = client_for(viewer).get(reverse("deployment", args=["tumour"])).content.decode()
@@ -263,7 +263,7 @@ def test_a_batch_is_credited_to_the_version_it_names(deployment, token, candidat
     unnamed = post_json(Client(), "/api/deployments/tumour/predictions",
                         {"predictions": prediction_rows(3, start=3)}, **bearer(token))
 
-    assert response.status_code == unnamed.status_code == 200, response.content
+    assert response.status_code == unnamed.status_code == 201, response.content
     assert PredictionBatch.objects.get(pk=response.json()["batch_id"]).version == candidate
     assert PredictionBatch.objects.get(pk=unnamed.json()["batch_id"]).version == deployment.active_version()
 
