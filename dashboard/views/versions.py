@@ -139,7 +139,8 @@ def version_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse
         evaluation_set=selectors.version_metric_series(version=version, names=VERSION_METRICS, source=Source.EVALUATION_SET),
         thresholds=deployment.metric_thresholds,
         tz=tz,
-        rollouts=[(started, f"v{version.number} serves") for started, _ in periods],
+        # No link: the mark is on this version's own page.
+        rollouts=[(started, f"v{version.number} serves", "") for started, _ in periods],
     ) if periods else None
     decisions = []
     if can_approve and version.status == ModelVersion.Status.CANDIDATE:
