@@ -53,7 +53,7 @@ def test_a_fleet_instance_serves_logs_labels_and_follows_an_approval(live_server
     try:
         wait_for(lambda: ServingInstance.objects.filter(instance_id="tumour-1", version_told=1).exists(), timeout=20)
         wait_for(lambda: Prediction.objects.filter(deployment=deployment, label_index__isnull=False).exists(), timeout=30)
-        services.version_approve(version=candidate, by=approver)
+        services.version_approve(version=candidate, by=approver, comment="ship it")
         wait_for(lambda: ServingInstance.objects.filter(instance_id="tumour-1", version_reported=2).exists(), timeout=30)
     finally:
         stop.set()
