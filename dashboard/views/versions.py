@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from dashboard import charts
 from dashboard.access import APPROVE, OPERATE, can, get_deployment_for, get_version_for
-from dashboard.decisions import Decision, approve_decision, reject_decision, rollback_decision
+from dashboard.decisions import Decision, approve_decision, reject_decision, rollback_decision, rollout_decision
 from dashboard.forms import DecisionForm, TagForm, VersionUploadForm
 from dashboard.views.common import redirect_back, report
 from monitoring import selectors, services
@@ -144,7 +144,8 @@ def version_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse
     ) if periods else None
     decisions = []
     if can_approve and version.status == ModelVersion.Status.CANDIDATE:
-        decisions = [approve_decision(version), reject_decision(version)]
+        # The same three as the deployment page's versions table: roll out by the plan, approve at once, reject.
+        decisions = [rollout_decision(version), approve_decision(version), reject_decision(version)]
     elif can_approve and version.status == ModelVersion.Status.ACTIVE and (rollback := rollback_decision(deployment)):
         decisions = [rollback]
     active = deployment.active_version()
