@@ -223,7 +223,7 @@ def main() -> None:
         ready.wait()
         time.sleep(1.5)  # every instance is waiting on the server
         approved_at = time.perf_counter()
-        services.version_approve(version=candidate, by=by, comment="better on the held-out days")
+        services.version_approve(version=candidate, by=by, comment="bench")
         committed_at = time.perf_counter()
         for thread in threads_:
             thread.join(timeout=40)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import random
+import secrets
 import signal
 import threading
 from pathlib import Path
@@ -46,6 +47,9 @@ def serve(*, url: str, token: str, slug: str, instance: str, rate: float, stop: 
     X = bunch.data.astype(np.float32)
     truth = [str(bunch.target_names[t]) for t in bunch.target]
     rng = random.Random(instance)
+    # Prediction ids are unique per deployment: a restarted fleet (make stop && make demo, same database) must not
+    # repeat the last run's, or every batch is refused as already stored.
+    run = secrets.token_hex(4)
     wk = watchkeeper_client.Deployment(url, token, slug, instance=instance)
     model = None
     while model is None and not stop.is_set():
@@ -62,7 +66,7 @@ def serve(*, url: str, token: str, slug: str, instance: str, rate: float, stop: 
     clock = 0.0
     while not stop.is_set():
         rows = rng.sample(range(len(X)), rng.randint(1, 6))
-        ids = [f"{instance}-{rng.getrandbits(48):012x}-{n + i}" for i in range(len(rows))]
+        ids = [f"{instance}-{run}-{n + i}" for i in range(len(rows))]
         n += len(rows)
         result = model.predict(X[rows], ids=ids)
         if result.version != served:

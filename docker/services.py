@@ -109,6 +109,9 @@ def resolve(require: bool) -> dict[str, str]:
         if not wait_reachable(database_url, 5432, 10):
             sys.exit(f"[services] DATABASE_URL is set but {urlparse(database_url).hostname} does not answer")
         postgres = True
+        if not require and urlparse(database_url).hostname in ("127.0.0.1", "localhost"):
+            # A demo beside another (DATABASE_URL=.../wk_demo make demo) starts on a database of its own.
+            ensure_database(database_url)
     else:
         database_url = LOCAL_DATABASE_URL
         if not reachable(database_url, 5432):

@@ -133,7 +133,7 @@ class Deployment:
         for attempt in range(attempts):
             try:
                 answer: dict[str, Any] = self.transport.request(
-                    "POST", f"/api/deployments/{quote(self.slug)}/labels", body=body,
+                    "POST", f"/api/v1/deployments/{quote(self.slug)}/labels", body=body,
                     headers={"Content-Type": "application/json"},
                 ).json()
                 return answer

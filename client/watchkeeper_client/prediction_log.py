@@ -75,7 +75,7 @@ class PredictionLog:
         if not 0 < flush_rows <= capacity_rows:
             raise ValueError("flush_rows must be positive and at most capacity_rows")
         self._transport = transport
-        self._path = f"/api/deployments/{slug}/predictions"
+        self._path = f"/api/v1/deployments/{slug}/predictions"
         self.capacity_rows = capacity_rows
         self.flush_rows = flush_rows
         self.flush_interval = flush_interval

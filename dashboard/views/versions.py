@@ -139,10 +139,13 @@ def version_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse
         evaluation_set=selectors.version_metric_series(version=version, names=VERSION_METRICS, source=Source.EVALUATION_SET),
         thresholds=deployment.metric_thresholds,
         tz=tz,
+        # No link: the mark is on this version's own page.
         rollouts=[(started, f"v{version.number} serves", "") for started, _ in periods],
     ) if periods else None
     decisions = []
     if can_approve and version.status == ModelVersion.Status.CANDIDATE:
+        # The same three as the deployment page's versions table: roll out by the plan (when something serves),
+        # approve at once, reject.
         staged = [rollout_decision(version)] if deployment.active_version() is not None else []
         decisions = [*staged, approve_decision(version), reject_decision(version)]
     elif can_approve and version.status == ModelVersion.Status.ACTIVE and (rollback := rollback_decision(deployment)):

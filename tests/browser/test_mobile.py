@@ -12,7 +12,7 @@ from django.utils import timezone
 from monitoring import services
 from monitoring.models import Alert, Deployment, MaintenanceJob
 from tests.browser.test_approval import PASSWORD, browser, deployment_with_history, sync_api  # noqa: F401
-from tests.conftest import breast_cancer_split
+from tests.conftest import breast_cancer_split, trained_model
 from tests.workers.conftest import ingest_traffic
 from workers.drift_check import check_drift
 
@@ -51,13 +51,22 @@ def seeded(deployment_with_history: Deployment, approver, operator) -> Deploymen
         requested_by=operator, status=MaintenanceJob.Status.SUCCEEDED, progress=100, progress_message="Done",
     )
     services.token_create(deployment=deployment, name="a scoring service with a long descriptive name", by=operator)
+    # A retrain's version: its page lists the job's settings, whose labels are long ("Hyperparameter search budget").
+    retrain = MaintenanceJob.objects.create(
+        deployment=deployment, source_version=deployment.active_version(), kind=MaintenanceJob.Kind.RETRAIN,
+        requested_by=operator, status=MaintenanceJob.Status.SUCCEEDED, progress=100,
+    )
+    made = services.version_register(deployment=deployment, data=trained_model(C=0.05)[0], by=None, origin="retrain",
+                                     parent=deployment.active_version(), job=retrain)
+    MaintenanceJob.objects.filter(pk=retrain.pk).update(candidate=made)
     return deployment
 
 
 def _page_urls(deployment: Deployment) -> dict[str, str]:
     slug = deployment.slug
     report = deployment.drift_reports.latest("window_end")
-    candidate = deployment.versions.get(status="candidate")
+    candidate = deployment.versions.filter(status="candidate").earliest("number")
+    retrained = deployment.versions.get(origin="retrain")
     return {
         "overview": "/",
         "deployment (with its job queue)": f"/d/{slug}/",
@@ -69,6 +78,7 @@ def _page_urls(deployment: Deployment) -> dict[str, str]:
         "compare": f"/d/{slug}/versions/{candidate.number}/compare",
         "version": f"/d/{slug}/versions/{candidate.number}/",
         "active version": f"/d/{slug}/versions/1/",
+        "a retrain's version, with its job settings": f"/d/{slug}/versions/{retrained.number}/",
         "approve form (no JS)": f"/d/{slug}/versions/{candidate.number}/approve",
         "audit filtered": f"/d/{slug}/audit?kind=version",
         "version new": f"/d/{slug}/versions/new",

@@ -33,6 +33,7 @@ class Gateway:
         self.tamper_models = False  # flip a byte of every model file passed on
         self.forge_signatures = False  # replace the signature in every serving document with another key's
         self.served_models = 0
+        self.deprecated_paths: list[str] = []  # requests the server answered with a Deprecation header
         self._pool = urllib3.PoolManager(maxsize=32, retries=False)
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
@@ -87,6 +88,8 @@ class _Handler(BaseHTTPRequestHandler):
                                          redirect=False, timeout=urllib3.Timeout(connect=5, read=90))
         status, data = upstream.status, upstream.data
         path = urlsplit(self.path).path
+        if "Deprecation" in upstream.headers:
+            gateway.deprecated_paths.append(f"{self.command} {path}")
         if SERVING.match(path) and status == 200:
             document = json.loads(data)
             # The model URL names the live server: the client fetches it through here too.

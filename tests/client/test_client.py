@@ -84,7 +84,7 @@ def test_an_approval_swaps_the_model_while_requests_keep_succeeding(gateway, tok
 def test_a_model_altered_in_transit_is_refused_and_the_old_one_keeps_serving(gateway, token, deployment, candidate, approver):
     wk, model = _runner(gateway, token)
     gateway.tamper_models = True
-    services.version_approve(version=candidate, by=approver, comment="better on the held-out days")
+    services.version_approve(version=candidate, by=approver, comment="ship it")
     wait_for(lambda: model.last_error and "sha256" in model.last_error, timeout=10, interval=0.05)
     assert model.version == 1 and model.swaps == 0
     assert model.predict(X_TEST[:5]).version == 1
@@ -94,7 +94,7 @@ def test_a_model_altered_in_transit_is_refused_and_the_old_one_keeps_serving(gat
 def test_a_forged_signature_is_refused_and_the_old_one_keeps_serving(gateway, token, deployment, candidate, approver):
     wk, model = _runner(gateway, token)
     gateway.forge_signatures = True
-    services.version_approve(version=candidate, by=approver, comment="better on the held-out days")
+    services.version_approve(version=candidate, by=approver, comment="ship it")
     wait_for(lambda: model.last_error and "signature" in model.last_error, timeout=10, interval=0.05)
     assert model.version == 1 and model.swaps == 0
     assert model.predict(X_TEST[:5]).version == 1
@@ -159,7 +159,7 @@ def test_the_fallback_file_serves_until_the_server_answers(gateway, token, deplo
     assert model.version == 1 and model.last_error
     assert len(model.predict(X_TEST[:20]).labels) == 20
     gateway.up()
-    services.version_approve(version=candidate, by=approver, comment="better on the held-out days")
+    services.version_approve(version=candidate, by=approver, comment="ship it")
     wait_for(lambda: model.version == 2, timeout=20, interval=0.1)
     assert model.flush(timeout=30)
     assert stored_rows(deployment) == 20
@@ -177,6 +177,7 @@ def test_labels_reach_the_predictions_logged_with_their_ids(gateway, token, depl
         wk.labels({"never-logged": "1"})
     assert refused.value.status == 422
     wk.close()
+    assert gateway.deprecated_paths == []  # predictions, labels and serving all on /api/v1/
 
 
 def test_a_wrong_token_is_refused_at_start(gateway, deployment):

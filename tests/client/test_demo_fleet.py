@@ -53,10 +53,36 @@ def test_a_fleet_instance_serves_logs_labels_and_follows_an_approval(live_server
     try:
         wait_for(lambda: ServingInstance.objects.filter(instance_id="tumour-1", version_told=1).exists(), timeout=20)
         wait_for(lambda: Prediction.objects.filter(deployment=deployment, label_index__isnull=False).exists(), timeout=30)
-        services.version_approve(version=candidate, by=approver, comment="better on the held-out days")
+        services.version_approve(version=candidate, by=approver, comment="ship it")
         wait_for(lambda: ServingInstance.objects.filter(instance_id="tumour-1", version_reported=2).exists(), timeout=30)
     finally:
         stop.set()
         instance.join(30)
     assert not instance.is_alive()
     assert stored_rows(deployment) > 0  # and close() flushed what was left: nothing failed on the way
+
+
+def test_a_restarted_instance_logs_new_predictions_not_refused_repeats(live_server, team, approver, caplog):
+    deployment = make_deployment(team=team, by=approver, name="Tumour", slug="tumour-logreg", feature_names=FEATURES,
+                                 class_labels=["benign", "malignant"], model=_model(0.1))
+    _, token = services.token_create(deployment=deployment, name="demo fleet", by=None)
+    fleet = _fleet_module()
+
+    def run_until(rows: int) -> None:
+        stop = threading.Event()
+        instance = threading.Thread(target=fleet.serve, kwargs={
+            "url": live_server.url, "token": token, "slug": "tumour-logreg", "instance": "tumour-1", "rate": 20.0,
+            "stop": stop,
+        })
+        instance.start()
+        try:
+            wait_for(lambda: stored_rows(deployment) >= rows, timeout=30)
+        finally:
+            stop.set()
+            instance.join(30)
+
+    run_until(20)
+    first_run = stored_rows(deployment)
+    run_until(first_run + 20)  # the same instance name, so the same traffic: only its ids may differ
+    assert stored_rows(deployment) >= first_run + 20
+    assert not [r.getMessage() for r in caplog.records if "refused a batch" in r.getMessage()]

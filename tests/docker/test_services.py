@@ -62,3 +62,21 @@ def test_a_named_database_url_is_used_as_given(monkeypatch):
 
     assert exports["DATABASE_URL"] == "postgres://someone@127.0.0.1:5432/elsewhere"
     assert "MIGRATE_DATABASE_URL" not in exports
+
+
+def test_a_named_local_database_that_does_not_exist_yet_is_created_for_the_demo(monkeypatch):
+    name = f"wk_named_{uuid.uuid4().hex[:8]}"
+    try:
+        exports = _resolve(monkeypatch, require=False, DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{name}")
+
+        assert exports["DATABASE_URL"] == f"postgres://postgres@127.0.0.1:5432/{name}"
+        assert _psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") == "1"
+    finally:
+        _psql(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def test_the_tests_never_create_a_named_database(monkeypatch):
+    name = f"wk_named_{uuid.uuid4().hex[:8]}"
+    _resolve(monkeypatch, require=True, DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{name}")
+
+    assert _psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") == ""

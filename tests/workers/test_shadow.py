@@ -101,7 +101,7 @@ def test_the_evaluation_scores_each_serving_version_when_several_served(deployme
 
     _, _, X, y = breast_cancer_split()
     candidate = services.version_register(deployment=deployment, data=trained_model(C=0.001)[0], by=operator)
-    services.version_approve(version=candidate, by=approver, comment="better on the held-out days")
+    services.version_approve(version=candidate, by=approver, comment="ship it")
     at = (timezone.now() - timedelta(hours=2)).isoformat()
     for version, rows, answer in ((1, range(0, 30), lambda i: str(y[i])), (2, range(30, 50), lambda i: "0")):
         services.predictions_ingest(deployment=deployment, version=version, rows=[

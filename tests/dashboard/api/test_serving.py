@@ -78,7 +78,7 @@ def test_the_same_etag_gets_304_without_a_body_until_the_version_changes(deploym
     etag = _poll(token)["ETag"]
 
     unchanged = _poll(token, etag=etag)
-    services.version_approve(version=candidate, by=approver, comment="better on the held-out days")
+    services.version_approve(version=candidate, by=approver, comment="ship it")
     changed = _poll(token, etag=etag)
 
     assert (unchanged.status_code, unchanged.content, unchanged["ETag"]) == (304, b"", etag)
@@ -144,7 +144,7 @@ def test_a_tampered_stored_model_is_never_served(deployment, token, tampered, ca
     response = Client().get("/api/v1/deployments/tumour/versions/1/model", **bearer(token))
 
     assert response.status_code == 500
-    assert response["Content-Type"].startswith("application/json")
+    assert response["Content-Type"].startswith("application/problem+json")  # the API's error format
     assert "does not match its recorded sha256" in response.json()["detail"]
     assert any("refused to serve tumour v1" in r.getMessage() for r in caplog.records)
 
@@ -203,7 +203,7 @@ def _http_poll(live_server, token, *, etag=None, wait=0):
 @pytest.mark.parametrize("change", ["approve", "rollback"])
 def test_a_long_poll_answers_within_a_second_of_a_change(live_server, deployment, token, candidate, approver, change):
     if change == "rollback":
-        services.version_approve(version=candidate, by=approver, comment="better on the held-out days")
+        services.version_approve(version=candidate, by=approver, comment="ship it")
     status, headers, _ = _http_poll(live_server, token)
     assert status == 200
     answered: dict = {}
@@ -218,9 +218,9 @@ def test_a_long_poll_answers_within_a_second_of_a_change(live_server, deployment
     assert "result" not in answered
     changed_at = time.monotonic()
     if change == "approve":
-        services.version_approve(version=candidate, by=approver, comment="better on the held-out days")
+        services.version_approve(version=candidate, by=approver, comment="ship it")
     else:
-        services.deployment_rollback(deployment=deployment, by=approver, comment="back to the known good version")
+        services.deployment_rollback(deployment=deployment, by=approver, comment="back to v1")
     poller.join(timeout=20)
 
     status, _, body = answered["result"]
@@ -244,7 +244,7 @@ def test_the_deployment_page_shows_the_fleet_by_version(deployment, token, candi
     empty = client_for(viewer).get(reverse("deployment", args=["tumour"])).content.decode()
     _poll(token, instance="a", **{"X-Watchkeeper-Serving-Version": "1"})
     _poll(token, instance="b", **{"X-Watchkeeper-Serving-Version": "1"})
-    services.version_approve(version=candidate, by=approver, comment="better on the held-out days")
+    services.version_approve(version=candidate, by=approver, comment="ship it")
     _poll(token, instance="c", **{"X-Watchkeeper-Serving-Version": "2"})
 
     page = client_for(viewer).get(reverse("deployment", args=["tumour"])).content.decode()
@@ -258,9 +258,9 @@ def test_the_deployment_page_shows_the_fleet_by_version(deployment, token, candi
 
 
 def test_a_batch_is_credited_to_the_version_it_names(deployment, token, candidate):
-    response = post_json(Client(), "/api/deployments/tumour/predictions",
+    response = post_json(Client(), "/api/v1/deployments/tumour/predictions",
                          {"predictions": prediction_rows(3), "version": 2}, **bearer(token))
-    unnamed = post_json(Client(), "/api/deployments/tumour/predictions",
+    unnamed = post_json(Client(), "/api/v1/deployments/tumour/predictions",
                         {"predictions": prediction_rows(3, start=3)}, **bearer(token))
 
     assert response.status_code == unnamed.status_code == 201, response.content
@@ -270,7 +270,7 @@ def test_a_batch_is_credited_to_the_version_it_names(deployment, token, candidat
 
 @pytest.mark.parametrize("version", [99, "2", True, 1.5])
 def test_a_batch_naming_no_version_of_this_deployment_is_422_and_stores_nothing(deployment, token, candidate, version):
-    response = post_json(Client(), "/api/deployments/tumour/predictions",
+    response = post_json(Client(), "/api/v1/deployments/tumour/predictions",
                          {"predictions": prediction_rows(3), "version": version}, **bearer(token))
 
     assert response.status_code == 422

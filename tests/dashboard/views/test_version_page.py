@@ -58,7 +58,8 @@ def test_an_approver_gets_the_decision_buttons_with_their_dialogs(client, approv
 
     page = client.get(reverse("version", args=["tumour", 2])).content.decode()
 
-    assert page.count("<dialog") == 2 and ">Approve v2</a>" in page and ">Reject v2</a>" in page
+    assert page.count("<dialog") == 3 and ">Approve v2</a>" in page and ">Reject v2</a>" in page
+    assert ">Roll out v2</a>" in page and reverse("rollout-start", args=["tumour", 2]) in page
     assert 'textarea name="comment" rows="3" maxlength="2000" required' in page
 
 
