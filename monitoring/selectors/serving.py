@@ -13,9 +13,13 @@ from django.utils import timezone
 
 from monitoring import signing
 from monitoring.models import Deployment, EvaluationRun, ModelVersion, Rollout, ServingInstance, ShadowReplay
-from monitoring.rollout.assignment import serves_candidate
+from monitoring.rollout.assignment import canary_instances, serves_candidate
 
 LIVE_ROLLOUT_STATES = (Rollout.State.RUNNING, Rollout.State.PAUSED)
+# An instance that has not polled for this long is shown apart, as gone quiet, and is not ranked for a canary.
+FLEET_QUIET_AFTER = timedelta(minutes=10)
+# Above this many live instances the hash alone gives each stage its share; ranking is for small fleets.
+MAX_RANKED_INSTANCES = 10_000
 
 
 @dataclass(frozen=True)
@@ -29,10 +33,14 @@ class ServingState:
     candidate: ModelVersion | None = None
     candidate_share: float = 0.0
     candidate_etag: str = ""
+    # The live instances that serve the candidate by rank, so a small fleet has a canary (assignment.py).
+    canaries: frozenset[str] = frozenset()
 
     def for_instance(self, deployment_id: int, instance_id: str) -> tuple[ModelVersion | None, str]:
         """(the version this instance should serve, its ETag)."""
-        if self.candidate is not None and serves_candidate(deployment_id, instance_id, self.candidate_share):
+        if self.candidate is not None and (
+            instance_id in self.canaries or serves_candidate(deployment_id, instance_id, self.candidate_share)
+        ):
             return self.candidate, self.candidate_etag
         return self.version, self.etag
 
@@ -65,12 +73,16 @@ def serving_state(*, deployment: Deployment) -> ServingState:
     if not valid:
         return ServingState(version, refusal=(503, why))
     rollout = Rollout.objects.filter(deployment=deployment, state__in=LIVE_ROLLOUT_STATES).select_related("candidate").first()
-    candidate, share, candidate_etag = None, 0.0, ""
+    candidate, share, candidate_etag, canaries = None, 0.0, "", frozenset[str]()
     # An unsigned candidate is never delivered: its share stays on the active version.
     if rollout is not None and version_signature_valid(rollout.candidate)[0]:
         candidate, share, candidate_etag = rollout.candidate, rollout.share, _etag(deployment, rollout.candidate)
+        live = ServingInstance.objects.filter(
+            deployment=deployment, last_seen__gte=timezone.now() - FLEET_QUIET_AFTER
+        ).values_list("instance_id", flat=True)[:MAX_RANKED_INSTANCES]
+        canaries = canary_instances(deployment.pk, live, share)
     return ServingState(version, etag=_etag(deployment, version), candidate=candidate, candidate_share=share,
-                        candidate_etag=candidate_etag)
+                        candidate_etag=candidate_etag, canaries=canaries)
 
 
 def _etag(deployment: Deployment, version: ModelVersion) -> str:
@@ -78,8 +90,6 @@ def _etag(deployment: Deployment, version: ModelVersion) -> str:
     return f'"v{version.number}-{tag[:24]}"'
 
 
-# An instance that has not polled for this long is shown apart, as gone quiet.
-FLEET_QUIET_AFTER = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)

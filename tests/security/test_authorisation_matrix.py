@@ -201,6 +201,10 @@ API: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/deployments/{slug}/predictions/upload"): Rule("POST", TOKEN),
     ("GET", "/api/v1/deployments/{slug}/batches/{batch_id}"): Rule("GET", TOKEN),
     ("POST", "/api/v1/deployments/{slug}/labels"): Rule("POST", TOKEN, lambda w: {"labels": []}, json=True),
+    # The serving contract (docs/serving.md): the deployment's own token; the public key is public.
+    ("GET", "/api/v1/deployments/{slug}/serving"): Rule("GET", TOKEN, lambda w: {"instance": "pod-1"}),
+    ("GET", "/api/v1/deployments/{slug}/versions/{number}/model"): Rule("GET", TOKEN),
+    ("GET", "/api/v1/signing-key"): Rule("GET", PUBLIC),
     ("POST", "/api/v1/deployments/{slug}/labels/upload"): Rule("POST", TOKEN),
     ("GET", "/api/v1/teams/{team}/channels"): Rule("GET", VIEW),
     ("POST", "/api/v1/teams/{team}/channels"): Rule("POST", APPROVE, lambda w: {
@@ -290,7 +294,8 @@ def test_every_route_has_a_rule():
 
 @pytest.fixture
 def world(deployment, approver, operator, viewer, outsider) -> World:
-    candidate = services.version_register(deployment=deployment, data=trained_model(C=0.5)[0], by=operator)
+    model, recipe = trained_model(C=0.5)  # with its recipe, so the recipe download has a file to refuse or give
+    candidate = services.version_register(deployment=deployment, data=model, recipe=recipe, by=operator)
     v1 = deployment.versions.get(number=1)
     job = MaintenanceJob.objects.create(deployment=deployment, source_version=v1, kind="retrain", requested_by=operator)
     channel, _ = services.channel_create(
@@ -350,7 +355,7 @@ def _client(world: World, role: str) -> Client:
 def _send(client: Client, rule: Rule, url: str, world: World, **headers):
     body = rule.body(world) if rule.body else {}
     if rule.method == "GET":
-        return client.get(url, **headers)
+        return client.get(url, data=body, **headers)  # a GET's `body` is its query
     if rule.method == "DELETE":
         return client.delete(url, **headers)
     if rule.method in ("PUT", "PATCH"):
@@ -386,6 +391,8 @@ def _expected_for_bearer(label: str, rule: Rule) -> str:
     """A personal token has its owner's role, a service token its own; neither opens an ingestion route, and
     the ingestion token opens nothing else. Expired and revoked tokens open nothing."""
     kind, role = label.split(" ", 1)
+    if rule.need == PUBLIC:
+        return "allowed"  # no authentication at all: a bearer header, good or bad, is not read
     if kind in ("expired", "revoked") or (kind == "wk") != (rule.need == TOKEN):
         return "unauthenticated"
     if kind == "wk":

@@ -10,6 +10,7 @@ from django.db import connection, connections
 
 from monitoring import selectors, services
 from monitoring.models import AuditEvent, ModelVersion, Rollout
+from monitoring.rollout.assignment import BUCKETS, instance_bucket
 from tests.conftest import trained_model
 
 STAGES = [{"share": 0.1, "min_minutes": 0, "min_predictions": 0},
@@ -140,3 +141,31 @@ def test_two_concurrent_transitions_from_the_same_stage_one_wins(deployment, can
     assert rollout.stage == 1
     assert AuditEvent.objects.filter(action="rollout.advance").count() == 1
     assert connection.vendor == "postgresql"
+
+
+def _fleet_of(deployment, names: list[str]) -> None:
+    for name in names:
+        services.serving_instance_seen(deployment=deployment, instance_id=name, reported=1, told=1)
+
+
+def test_a_small_fleet_gets_a_canary_at_every_stage_that_only_grows(deployment, candidate, approver):
+    # Two instances whose hashes both fall above 10 % and 50 % would never see the candidate by the hash alone.
+    names = [n for n in (f"web-{i}" for i in range(200))
+             if instance_bucket(deployment.pk, n) >= 0.5 * BUCKETS][:2]
+    _fleet_of(deployment, names)
+    rollout = services.rollout_start(version=candidate, by=approver, comment="canary", stages=STAGES)
+
+    def on_candidate() -> set[str]:
+        state = selectors.serving_state(deployment=deployment)
+        return {n for n in names if state.for_instance(deployment.pk, n)[0].number == 2}
+
+    first = on_candidate()
+    assert len(first) == 1  # ceil(10 % of 2)
+    services.rollout_advance(rollout=rollout, from_stage=0, by=None, reason="guards passed")
+    assert on_candidate() == first  # ceil(50 % of 2) is still one, the same one
+    assert first == {min(names, key=lambda n: instance_bucket(deployment.pk, n))}
+
+
+def test_no_live_instance_means_no_ranked_canary(deployment, candidate, approver):
+    services.rollout_start(version=candidate, by=approver, comment="canary", stages=STAGES)
+    assert selectors.serving_state(deployment=deployment).canaries == frozenset()
