@@ -55,27 +55,14 @@ os.environ.update({"EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend
                    "EMAIL_PORT": str(SMTP_PORT)})
 
 
-def _ensure_database() -> None:
-    import psycopg2
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    admin = psycopg2.connect(host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"] or None,
-                             dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{db["NAME"]}"')
-    admin.close()
-
-
 sys.path.insert(0, str(ROOT))
+from docker.services import ensure_database
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 import django
 
 django.setup()
-_ensure_database()
+ensure_database(os.environ["DATABASE_URL"])
 from django.core.management import call_command
 
 call_command("migrate", verbosity=0)
