@@ -33,6 +33,12 @@ lint: install
 	SECRET_KEY=lint-only $(VENV)/bin/mypy
 	cd client && ../$(VENV)/bin/mypy watchkeeper_client
 
+# Three test processes on two cores: much of the suite waits on a worker, a browser or a receiver, not the CPU.
+# Each process has its own test database and Redis database (tests/xdist_isolation.py); a file stays in one process
+# so its module fixtures (a spawned worker, a live server) start once.
+TEST_PROCESSES ?= 3
+PYTEST_ARGS ?= -n $(TEST_PROCESSES) --dist loadfile
+
 test: install browser
 	@eval "$$(python3 docker/services.py --require)" && \
 	  SECRET_KEY=test-only-not-secret $(PY) -m pytest $(PYTEST_ARGS)
