@@ -127,7 +127,7 @@ def _start(role: str, env: dict, log: Path, *args: str) -> subprocess.Popen:
 
 
 def _wait_for_web(port: int) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
             # A response, not just a connection: gunicorn's master accepts before its workers have booted.
@@ -138,7 +138,7 @@ def _wait_for_web(port: int) -> None:
         except OSError:
             pass
         time.sleep(0.5)
-    raise SystemExit("gunicorn did not answer /healthz within 120 s")
+    raise SystemExit("gunicorn did not answer /healthz within 300 s")
 
 
 class Client(threading.Thread):

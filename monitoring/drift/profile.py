@@ -16,6 +16,7 @@ import json
 import struct
 import zipfile
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -150,7 +151,7 @@ class _ArraysIn:
         self._data = data
         self._archive = zipfile.ZipFile(io.BytesIO(data))
         self.files = [name.removesuffix(".npy") for name in self._archive.namelist()]
-        self._fallback = None
+        self._fallback: Any = None  # np.load's NpzFile, opened only for a compressed archive
 
     def __enter__(self) -> _ArraysIn:
         return self
@@ -165,7 +166,7 @@ class _ArraysIn:
         if info.compress_type != zipfile.ZIP_STORED:
             if self._fallback is None:
                 self._fallback = np.load(io.BytesIO(self._data), allow_pickle=False)
-            return self._fallback[name]
+            return np.asarray(self._fallback[name])
         # A stored member starts after its local header: 30 bytes plus the name and the extra field.
         local = self._data[info.header_offset : info.header_offset + 30]
         name_len, extra_len = struct.unpack("<HH", local[26:30])
