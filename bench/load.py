@@ -198,10 +198,16 @@ def _browse(port: int, cookie: str, paths: list[str], stop: threading.Event, see
         path = paths[k % len(paths)]
         k += 1
         start = time.perf_counter()
-        conn.request("GET", path, headers={"Cookie": cookie})
-        response = conn.getresponse()
-        response.read()
-        seen.append((path, response.status, (time.perf_counter() - start) * 1000))
+        try:
+            conn.request("GET", path, headers={"Cookie": cookie})
+            response = conn.getresponse()
+            response.read()
+            seen.append((path, response.status, (time.perf_counter() - start) * 1000))
+        except OSError as exc:  # counted as a failed view; the user reloads on a new connection
+            seen.append((path, 0, (time.perf_counter() - start) * 1000))
+            print(f"page {path}: {exc!r}", flush=True)
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         time.sleep(1.0)  # a user reads the page before the next click
 
 
