@@ -302,3 +302,78 @@ def test_benjamini_hochberg_finds_more_of_many_small_shifts_than_bonferroni():
     assert bh.correction == "bh" and bh.n_drifted > bonferroni.n_drifted
     assert {f.feature for f in bh.features if f.drifted} <= {f"f{j}" for j in range(10)}
     assert all(f.p_value <= f.threshold for f in bh.features if f.drifted)
+
+
+def test_a_wide_reference_keeps_one_row_sample_per_feature_and_its_statistics_equal_scipys_on_it():
+    rng = np.random.default_rng(15)
+    X = rng.normal(size=(20_000, 3))  # float64: no two values alike, so each kept value names its row
+    X[::10, 2] = np.nan
+    current = rng.normal(0.05, 1, size=(3_000, 3))
+    stored = drift.build_profile(X, feature_names=NAMES, values_per_feature=5_000).to_bytes()
+    profile = drift.ReferenceStats.from_bytes(stored)
+
+    result = _by_name(drift.feature_drift(profile, current))
+
+    row_of = [{v: i for i, v in enumerate(X[:, j])} for j in range(3)]
+    kept_rows = [sorted(row_of[j][v] for v in profile.features[j].sorted_values) for j in range(3)]
+    assert len(kept_rows[0]) == 5_000 and kept_rows[0] == kept_rows[1]  # the same rows for every feature
+    assert set(kept_rows[2]) <= set(kept_rows[0])  # ... minus the missing values
+    assert sum(f.n for f in profile.features) <= 3 * 5_000  # the stored values are bounded by the cap
+    for j, name in enumerate(NAMES):
+        kept = profile.features[j].sorted_values.astype(np.float64)
+        column = X[:, j][np.isfinite(X[:, j])].astype(np.float64)
+        ks = stats.ks_2samp(kept, current[:, j])
+        assert result[name].statistics["ks"] == ks.statistic
+        assert abs(result[name].statistics["ks_p_value"] - ks.pvalue) <= 1e-9
+        w = stats.wasserstein_distance(kept, current[:, j]) / column.std()
+        assert math.isclose(result[name].statistics["wasserstein"], w, rel_tol=1e-9)
+        # moments, bins and missing shares describe the whole reference, not the sample
+        assert profile.features[j].bin_counts.sum() == len(column)
+        assert result[name].reference_mean == pytest.approx(column.mean(), rel=1e-12)
+        assert result[name].n_reference == len(kept)
+    assert result["c"].missing_reference == pytest.approx(0.1)
+
+
+def test_a_reference_within_the_budget_is_kept_whole():
+    X = np.random.default_rng(1).normal(size=(50_000, 3))
+
+    profile = _profile(X)
+
+    for j in range(3):
+        assert np.array_equal(profile.features[j].sorted_values, np.sort(X[:, j]))
+
+
+def test_a_float32_window_wider_than_a_chunk_gives_the_report_of_its_float64_copy_on_any_threads():
+    from monitoring.drift import check
+
+    rng = np.random.default_rng(3)
+    n_features = check.CHECK_CHUNK_FEATURES + 8
+    names = [f"f{j}" for j in range(n_features)]
+    profile = _profile(rng.normal(size=(8_000, n_features)).astype(np.float32), names=names)
+    window = rng.normal(size=(6_000, n_features)).astype(np.float32)
+    window[:, -1] += 0.3
+    window[::7, 3] = np.nan
+    assert window.size >= check.PARALLEL_MIN_VALUES  # the threaded path
+
+    threaded = drift.feature_drift(profile, window, threads=2).features_as_dicts()
+    widened = drift.feature_drift(profile, window.astype(np.float64), threads=1).features_as_dicts()
+
+    assert threaded == widened
+    last = {f["feature"]: f for f in threaded}[names[-1]]
+    expected = stats.ks_2samp(profile.features[-1].sorted_values.astype(np.float64), window[:, -1].astype(np.float64))
+    assert last["statistics"]["ks"] == expected.statistic and last["drifted"]
+
+
+def test_a_loaded_profile_views_its_stored_bytes_instead_of_copying_them():
+    import tracemalloc
+
+    X = np.random.default_rng(5).normal(size=(200_000, 3)).astype(np.float32)
+    data = drift.build_profile(X, feature_names=NAMES).to_bytes()
+
+    tracemalloc.start()
+    profile = drift.ReferenceStats.from_bytes(data)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    assert peak < 0.1 * len(data)
+    assert np.array_equal(profile.features[1].sorted_values, np.sort(X[:, 1]))
