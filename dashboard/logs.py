@@ -129,7 +129,9 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
             # httpx logs every request at INFO; the delivery log (DeliveryAttempt) already records each one.
             "django.db.backends": {"level": "WARNING"},
             "httpx": {"level": "WARNING"},
-            # Our access line (dashboard/request_telemetry.py) says what django.server's would, by route name.
+            # Our access line (dashboard/request_telemetry.py) says what these would of a 4xx, by route name;
+            # they print the raw path, and an acknowledge link's path is a credential. 5xx still log (ERROR).
             "django.server": {"level": "WARNING"},
+            "django.request": {"level": "ERROR"},
         },
     }
