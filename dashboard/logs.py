@@ -93,7 +93,8 @@ class JsonFormatter(logging.Formatter):
     set, the extra fields a call passed (logger.info(..., extra={"status": 201})), and an exception's traceback."""
 
     # The attributes every LogRecord has: anything else on a record is an `extra` to emit.
-    _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "context"}
+    _STANDARD = (frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__)
+                 | {"message", "asctime", "context", *CONTEXT_FIELDS})
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {

@@ -277,7 +277,7 @@ def live_stack(transactional_db, tmp_path, settings):
     """gunicorn and a Celery worker on the test database, writing their series under tmp_path/metrics."""
     metrics_dir = tmp_path / "metrics"
     port = _free_port()
-    env = worker_env(tmp_path, MEDIA_ROOT=str(settings.MEDIA_ROOT), METRICS_TOKEN=TOKEN, METRICS_DIR=str(metrics_dir), WEB_WORKERS="2", WEB_THREADS="4",
+    env = worker_env(tmp_path, MEDIA_ROOT=str(settings.MEDIA_ROOT), METRICS_TOKEN=TOKEN, METRICS_DIR=str(metrics_dir), WEB_WORKERS="2", WEB_THREADS="4", LOG_FORMAT="json",
                      BIND=f"127.0.0.1:{port}", PATH=f"{ROOT / '.venv' / 'bin'}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
     web_log = open(tmp_path / "web.log", "w")
     web = subprocess.Popen(["bash", str(ROOT / "docker" / "entrypoint.sh"), "web"], cwd=ROOT, env=env,
@@ -340,3 +340,28 @@ def test_a_live_scrape_sums_every_web_worker_and_the_celery_worker(deployment, l
     assert value(samples, "watchkeeper_deployment_accuracy", deployment=deployment.slug, source="evaluation_set") > 0.9
     # Summed from the files of separate processes: the web workers' and the Celery pool process's.
     assert list((metrics_dir / "web").glob("*.db")) and list((metrics_dir / "worker").glob("*.db"))
+
+
+@pytest.mark.worker
+def test_under_log_format_json_gunicorn_and_the_worker_write_json_lines_with_their_context(deployment, live_stack):
+    from workers.tasks import index_batches_task
+
+    url, _, base = live_stack
+    status, headers, _ = _get(f"{url}/healthz", headers={"X-Request-ID": "probe-0123456789"})
+    task = index_batches_task.apply_async((deployment.pk,), queue="metrics-test")
+
+    def lines(name: str) -> list[dict]:
+        text = (base / name).read_text()
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+    from tests.conftest import wait_for
+
+    task_lines = wait_for(lambda: [line for line in lines("worker.log") if line.get("task_id") == task.id], timeout=60)
+    web = (base / "web.log").read_text().splitlines()
+
+    assert status == 200 and headers["X-Request-ID"] == "probe-0123456789"
+    assert web and all(line.startswith("{") for line in web if line.strip()), web[:5]  # gunicorn's own lines too
+    access = [json.loads(line) for line in web if '"probe-0123456789"' in line]
+    assert access and access[0]["logger"] == "watchkeeper.access" and access[0]["route"] == "healthz"
+    assert any(json.loads(line)["logger"].startswith("gunicorn") for line in web if line.strip())
+    assert {line["task_name"] for line in task_lines} == {"workers.tasks.index_batches_task"}
