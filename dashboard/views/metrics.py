@@ -98,7 +98,7 @@ class ProcessFilesCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         files = [path for directory in self.directories for path in sorted(glob.glob(os.path.join(directory, "*.db")))]
-        return MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-any-return]
+        return MultiProcessCollector.merge(files, accumulate=True)
 
 
 class FleetCollector(Collector):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db.models import Count, F, Min, OuterRef, Subquery, Sum, Window
 from django.db.models.functions import Coalesce, RowNumber
@@ -63,8 +64,8 @@ def fleet_figures(*, now: datetime | None = None) -> list[DeploymentFigures]:
             by_id[deployment_id].open_alerts[severity] = n
     for deployment_id, n, rows, oldest in (
         PredictionBatch.objects.filter(state=PredictionBatch.State.PENDING).values("deployment_id")
-        .annotate(n=Count("id"), rows=Sum("n_rows"), oldest=Min("received_at"))
-        .values_list("deployment_id", "n", "rows", "oldest").order_by()
+        .annotate(n=Count("id"), n_rows_sum=Sum("n_rows"), oldest=Min("received_at"))
+        .values_list("deployment_id", "n", "n_rows_sum", "oldest").order_by()
     ):
         if deployment_id in by_id:
             figure = by_id[deployment_id]
@@ -81,7 +82,7 @@ def _deployments(now: datetime) -> dict[int, DeploymentFigures]:
     )
     last_hour = (
         PredictionBatch.objects.live().filter(deployment=OuterRef("pk"), received_at__gte=now - timedelta(hours=1))
-        .order_by().values("deployment").annotate(rows=Sum("n_rows")).values("rows")
+        .order_by().values("deployment").annotate(total=Sum("n_rows")).values("total")
     )
     rows = Deployment.objects.order_by().annotate(
         drift_share=Subquery(newest_report.values("share_drifted")[:1]),
@@ -97,7 +98,7 @@ def _deployments(now: datetime) -> dict[int, DeploymentFigures]:
     }
 
 
-def _latest_evaluations() -> list[dict[str, object]]:
+def _latest_evaluations() -> list[dict[str, Any]]:
     """The newest successful run of each deployment's active version, per source: one row each."""
     ranked = (
         EvaluationRun.objects.filter(status=EvaluationRun.Status.SUCCEEDED, version__status=ModelVersion.Status.ACTIVE)
@@ -105,4 +106,5 @@ def _latest_evaluations() -> list[dict[str, object]]:
         .filter(rank=1)
         .order_by()
     )
-    return list(ranked.values("deployment_id", "source", accuracy=F("metrics__accuracy"), f1_macro=F("metrics__f1_macro")))
+    rows = ranked.values("deployment_id", "source", accuracy=F("metrics__accuracy"), f1_macro=F("metrics__f1_macro"))
+    return [dict(row) for row in rows]

@@ -170,7 +170,7 @@ def _predictions_upload(*, deployment: Deployment, data: bytes, filename: str, i
             deployment=deployment, columns=columns, key=key, fingerprint=fingerprint, source=PredictionBatch.Source.UPLOAD
         )
     except ServiceError as exc:
-        exc.n_rows = len(columns)  # type: ignore[attr-defined]
+        exc.n_rows = len(columns)
         raise
 
 

@@ -14,7 +14,6 @@ import time
 import urllib.error
 import urllib.request
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -167,8 +166,9 @@ def test_per_deployment_gauges_take_four_queries_whatever_the_fleet(
 
 
 def test_the_indexing_backlog_and_queue_depths_are_read_at_scrape(deployment, metrics_token, deferred):
-    from dashboard.celery import redis_client
     from django.conf import settings
+
+    from dashboard.celery import redis_client
 
     services.predictions_ingest(deployment=deployment, rows=_rows(40))  # deferred: stored, waiting for the indexer
     client = redis_client(settings.CELERY_BROKER_URL)
@@ -310,7 +310,7 @@ def live_stack(transactional_db, tmp_path, settings):
 def test_a_live_scrape_sums_every_web_worker_and_the_celery_worker(deployment, live_stack):
     from workers.tasks import evaluate_deployment_task, index_batches_task
 
-    url, metrics_dir, base = live_stack
+    url, metrics_dir, _base = live_stack
     before = parse(_get(f"{url}/metrics", token=TOKEN)[2].decode())  # after the start-up's probes
     for _ in range(40):  # spread over both gunicorn workers (each a gthread process)
         assert _get(f"{url}/healthz")[0] == 200
