@@ -7,8 +7,7 @@ evaluations on two sources, a month of daily drift reports, five open alerts, on
 predictions and 100 labels. Reported: p50 and p95 scrape ms and the queries per scrape at each size, and the
 ratio large/small (the baseline, measured in the same run, is the small fleet).
 
-Runs on its own database (BENCH_METRICS_DATABASE_URL, default wk_bench_metrics, created and migrated if missing),
-emptied of deployments at start.
+Runs on its own database (BENCH_METRICS_DATABASE_URL, default wk_bench_metrics), dropped and made anew each run.
 
     .venv/bin/python bench/metrics.py [--small 10] [--large 100] [--scrapes 30]
 """
@@ -29,7 +28,18 @@ os.environ["METRICS_TOKEN"] = "bench-metrics-token-0123456789"
 os.environ.setdefault("TASKS_IN_PROCESS", "true")  # nothing to enqueue: the seed writes rows directly
 
 sys.path.insert(0, str(ROOT))
+from urllib.parse import urlparse
+
+import psycopg2
 from docker.services import ensure_database
+
+# A fresh database each run: the audit log is append-only, so the last run's deployments cannot be deleted.
+_url = urlparse(os.environ["DATABASE_URL"])
+_admin = psycopg2.connect(host=_url.hostname, port=_url.port or 5432, user=_url.username, password=_url.password, dbname="postgres")
+_admin.autocommit = True
+with _admin.cursor() as _cursor:
+    _cursor.execute(f'DROP DATABASE IF EXISTS "{_url.path.lstrip("/")}"')
+_admin.close()
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 import django
@@ -118,7 +128,6 @@ def main() -> None:
     parser.add_argument("--scrapes", type=int, default=30)
     args = parser.parse_args()
 
-    Deployment.objects.all().delete()
     user, _ = User.objects.get_or_create(username="bench-metrics")
     team = services.team_get_or_create(name="Bench metrics")
     template = _template_version(team, user)
