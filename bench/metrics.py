@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from urllib.parse import urlparse
 
 import psycopg2
+
 from docker.services import ensure_database
 
 # A fresh database each run: the audit log is append-only, so the last run's deployments cannot be deleted.
