@@ -141,12 +141,12 @@ def _fleet(deployment, approver, team, n_more: int) -> None:
 
 
 @pytest.mark.parametrize("n_more", [2, 25])
-def test_per_deployment_gauges_take_three_queries_whatever_the_fleet(
+def test_per_deployment_gauges_take_four_queries_whatever_the_fleet(
     deployment, approver, team, metrics_token, n_more, django_assert_max_num_queries
 ):
     _fleet(deployment, approver, team, n_more)
 
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(4):
         samples = scrape()
 
     slug = deployment.slug
