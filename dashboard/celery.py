@@ -12,11 +12,15 @@ import os
 import threading
 import time
 from functools import lru_cache
+from typing import Any
 
 import redis
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 from celery.worker import WorkController
 from redis.exceptions import RedisError
+
+from dashboard import logs
+from monitoring import telemetry
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
 
@@ -130,3 +134,52 @@ class Heartbeat(bootsteps.StartStopStep):
 
 
 app.steps["worker"].add(Heartbeat)
+
+
+# Task metrics and log context, from Celery's signals (its documented hooks; the "no signals" rule is about
+# Django's). task_prerun and task_postrun run in the process that runs the task, before and after it.
+# (start time, the log context before the task): a task run in-process (TASKS_IN_PROCESS) keeps its request's
+# id in its lines, and the request gets its context back after.
+_started: dict[str, tuple[float, dict[str, str]]] = {}
+
+
+@signals.task_prerun.connect
+def _task_started(task_id: str, task: Any, **kwargs: Any) -> None:
+    _started[task_id] = (time.perf_counter(), logs.context())
+    logs.bind(task_id=task_id, task_name=task.name)
+
+
+@signals.task_postrun.connect
+def _task_finished(task_id: str, task: Any, state: str | None = None, **kwargs: Any) -> None:
+    started, previous = _started.pop(task_id, (None, {}))
+    if started is not None:
+        telemetry.task_duration.labels(task=task.name).observe(time.perf_counter() - started)
+    outcome = {"SUCCESS": "succeeded", "RETRY": "retried"}.get(state or "", "failed")
+    telemetry.task_runs.labels(task=task.name, outcome=outcome).inc()
+    logs.restore(previous)
+
+
+@signals.task_failure.connect
+def _task_failed(sender: Any = None, **kwargs: Any) -> None:
+    if sender is not None:
+        telemetry.task_failures.labels(task=sender.name).inc()
+
+
+@signals.worker_process_init.connect
+def _worker_process_started(**kwargs: Any) -> None:
+    from django.conf import settings
+
+    if settings.OTEL_ENABLED:
+        from dashboard.integrations import otel_instrument_celery
+
+        otel_instrument_celery()
+
+
+@signals.worker_process_shutdown.connect
+def _worker_process_stopped(pid: int | None = None, **kwargs: Any) -> None:
+    """A pool process leaves: its live gauges go with it (prometheus_client's multiprocess mode; gunicorn's
+    child_exit does the same for web workers, docker/gunicorn.conf.py)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())

@@ -5,13 +5,16 @@ used by `make demo` when neither Postgres nor Redis can be reached, the database
 SQLite and Celery tasks run in-process.
 """
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
 
-from dashboard.env import env_bool, env_int, env_list, env_str
+from dashboard.env import ConfigError, env_bool, env_int, env_list, env_str
+from dashboard.integrations import sentry_init
+from dashboard.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -37,6 +40,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request id and log context cover everything below, and the metrics time it all.
+    "dashboard.request_telemetry.RequestTelemetryMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "dashboard.middleware.ContentSecurityPolicyMiddleware",
     "dashboard.middleware.ApiDeprecationMiddleware",
@@ -282,14 +287,41 @@ ALERT_CHECK_FAILURES = env_int("ALERT_CHECK_FAILURES", 3)
 # A claimed notification whose sender has not reported after this long was lost with its worker (tests shorten it).
 ALERT_DELIVERY_LEASE_SECONDS = env_int("ALERT_DELIVERY_LEASE_SECONDS", 60)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    # httpx logs every request at INFO; the delivery log (DeliveryAttempt) already records each one.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
-}
+# Logs (dashboard/logs.py): text for a terminal, or JSON lines for a log pipeline (compose runs json). Every line
+# carries the request id, who asked (username or token prefix), the deployment and, in workers, the task.
+LOG_FORMAT = env_str("LOG_FORMAT", "text").lower()
+if LOG_FORMAT not in ("text", "json"):
+    raise ConfigError(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))
+# Celery's workers log through the same handlers and formats, not its own (dashboard/celery.py binds the task).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Watchkeeper's own metrics (GET /metrics, docs/operations.md "Monitoring Watchkeeper"). The default is a bearer
+# token, METRICS_TOKEN (or METRICS_TOKEN_FILE), compared in constant time; METRICS_ALLOWED_NETS (CIDRs, on the
+# client address as TRUSTED_PROXY_COUNT reads it) narrows who may connect, with the token or instead of it.
+# Neither set: /metrics refuses everyone.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETS = env_list("METRICS_ALLOWED_NETS", [])
+for _net in METRICS_ALLOWED_NETS:
+    try:
+        ipaddress.ip_network(_net, strict=False)
+    except ValueError:
+        raise ConfigError(f"METRICS_ALLOWED_NETS: {_net!r} is not an address or a network like 10.0.0.0/8") from None
+if METRICS_TOKEN and len(METRICS_TOKEN) < 16:
+    raise ConfigError("METRICS_TOKEN must be at least 16 characters")
+# Where every process writes its series (one directory per role, made and cleared by docker/entrypoint.sh, which
+# points PROMETHEUS_MULTIPROC_DIR at it); /metrics sums them all. Empty: this process's own series only.
+METRICS_DIR = env_str("METRICS_DIR", "")
+
+# Optional integrations, each off by default and imported only when on (pip install ".[observability]").
+SENTRY_ENABLED = env_bool("SENTRY_ENABLED", False)
+SENTRY_DSN = env_str("SENTRY_DSN", "") if SENTRY_ENABLED else ""
+SENTRY_TRACES_SAMPLE_RATE = float(env_str("SENTRY_TRACES_SAMPLE_RATE", "0"))
+OTEL_ENABLED = env_bool("OTEL_ENABLED", False)
+if SENTRY_ENABLED:
+    if not SENTRY_DSN:
+        raise ConfigError("SENTRY_ENABLED=true needs SENTRY_DSN")
+    sentry_init(dsn=SENTRY_DSN, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
@@ -303,7 +335,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", Fals
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 # Probes call these over plain HTTP from inside the network; a redirect would fail them.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 # Only behind a proxy that sets X-Forwarded-Proto itself: otherwise any client could claim HTTPS.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("TRUST_X_FORWARDED_PROTO", False) else None
 

@@ -14,6 +14,12 @@ if [ -z "${SECRET_KEY:-}" ] && [ -z "${SECRET_KEY_FILE:-}" ]; then
   export SECRET_KEY_FILE=$PWD/var/secret_key
 fi
 
+# /metrics wants a bearer token (docs/operations.md, "Monitoring Watchkeeper"): one made once, kept under var/.
+if [ -z "${METRICS_TOKEN:-}" ] && [ -z "${METRICS_TOKEN_FILE:-}" ]; then
+  [ -s var/metrics-token ] || (umask 077 && python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > var/metrics-token)
+  export METRICS_TOKEN_FILE=$PWD/var/metrics-token
+fi
+
 # Alerts go to local receivers (docker/demo_receivers.py): a mail catcher and a signed-webhook receiver.
 export ALERT_ALLOW_PRIVATE_URLS=true EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend
 export EMAIL_HOST=127.0.0.1 EMAIL_PORT=${DEMO_SMTP_PORT:-1025} PUBLIC_URL=${PUBLIC_URL:-http://127.0.0.1:${PORT:-8000}}
@@ -82,6 +88,7 @@ cat <<MSG
     Login:  demo / demo        (approver; also: operator / demo, viewer / demo)
     API:    ${url}api/v1/docs
     Logs:   var/log/   Stop: make stop
+    Metrics: curl -H "Authorization: Bearer \$(cat var/metrics-token)" ${url}metrics
     Alerts: var/log/receivers.log (mail in var/mail/, webhooks in var/webhooks/)
     Fleet:  var/log/fleet.log  (2 serving instances per deployment, through client/; approve a candidate
             and watch the deployment page's fleet panel follow)

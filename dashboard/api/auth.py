@@ -18,6 +18,7 @@ from django.http import HttpRequest
 from ninja.errors import AuthenticationError
 from ninja.security import HttpBearer, SessionAuth
 
+from dashboard import logs
 from monitoring import services
 from monitoring.models import ApiToken, Deployment, MachineToken
 
@@ -42,6 +43,7 @@ class DeploymentToken(HttpBearer):
         api_token = services.token_authenticate(raw=token)
         if api_token is None:
             raise TokenRejected("The API token is not valid, or it has been revoked.")
+        logs.bind(user=f"wk_{api_token.prefix}")  # the public prefix only, for the log lines that follow
         return api_token
 
 
@@ -75,6 +77,7 @@ class MachineBearer(HttpBearer):
         if machine_token is None:
             raise TokenRejected("The token is not valid, or it has expired or been revoked.")
         request.machine_token = machine_token  # type: ignore[attr-defined]
+        logs.bind(user=machine_token.display)
         return machine_token.user
 
 

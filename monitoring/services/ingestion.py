@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from monitoring import alert_keys, background, batches, indexing, pgcopy, storage, tablefiles
+from monitoring import alert_keys, background, batches, indexing, pgcopy, storage, tablefiles, telemetry
 from monitoring.models import (
     Alert,
     Deployment,
@@ -22,7 +22,7 @@ from monitoring.models import (
 )
 from monitoring.services.alerts import alert_raise
 from monitoring.services.blobs import blob_put
-from monitoring.services.errors import Conflict, TooLarge, ValidationFailed
+from monitoring.services.errors import Conflict, ServiceError, TooLarge, ValidationFailed
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,14 @@ def predictions_ingest(
     the version that made the predictions (the serving client sends it); without it, the batch is credited to
     the version active when it arrives.
     """
+    try:
+        return _predictions_ingest(deployment=deployment, rows=rows, idempotency_key=idempotency_key, version=version)
+    except ServiceError:
+        telemetry.ingest_counted(kind="predictions", rejected=len(rows) if isinstance(rows, list) else 0)
+        raise
+
+
+def _predictions_ingest(*, deployment: Deployment, rows: list, idempotency_key: str | None, version: object) -> IngestResult:
     version_id = _version_id(deployment, version)
     if not isinstance(rows, list) or not rows:
         raise ValidationFailed("The batch must be a non-empty list of predictions.")
@@ -134,6 +142,15 @@ def predictions_upload(
 ) -> IngestResult:
     """Store a CSV or Parquet file of predictions (columns id, timestamp, predicted_label, the features and
     optionally proba_<class>) as one block, all or nothing. Retries are answered like predictions_ingest."""
+    try:
+        return _predictions_upload(deployment=deployment, data=data, filename=filename, idempotency_key=idempotency_key)
+    except ServiceError as exc:
+        # A file refused before it was read has no row count; one refused after has it on the error.
+        telemetry.ingest_counted(kind="predictions", rejected=getattr(exc, "n_rows", 0))
+        raise
+
+
+def _predictions_upload(*, deployment: Deployment, data: bytes, filename: str, idempotency_key: str | None) -> IngestResult:
     fingerprint = f"sha256:{storage.sha256_hex(data)}"
     key = _check_key(idempotency_key) or fingerprint
     if (replay := _replay(deployment=deployment, key=key, fingerprint=fingerprint)) is not None:
@@ -148,7 +165,13 @@ def predictions_upload(
         raise ValidationFailed(exc.message, errors=exc.errors) from None
     except tablefiles.FileTooLarge as exc:
         raise TooLarge(exc.message) from None
-    return _batch_store(deployment=deployment, columns=columns, key=key, fingerprint=fingerprint, source=PredictionBatch.Source.UPLOAD)
+    try:
+        return _batch_store(
+            deployment=deployment, columns=columns, key=key, fingerprint=fingerprint, source=PredictionBatch.Source.UPLOAD
+        )
+    except ServiceError as exc:
+        exc.n_rows = len(columns)
+        raise
 
 
 def _file_limits() -> tablefiles.FileLimits:
@@ -211,6 +234,7 @@ def _batch_store(
                 errors=indexing.conflict_errors(columns.request_ids, taken),
             ) from None
         raise
+    telemetry.ingest_counted(kind="predictions", accepted=n)  # not a replay: those rows were counted the first time
     return IngestResult(batch_id=batch_id, received=n, created=n, status=state)
 
 
@@ -248,6 +272,8 @@ def batches_index(*, deployment_id: int, wait: bool = True) -> indexing.IndexOut
     """Index the deployment's pending batches now, raising an alert with each rejection (in its transaction)."""
 
     def alert(batch: PredictionBatch) -> None:
+        # Counted as accepted when it was stored (202), and now as rejected too: the indexer refused its ids.
+        telemetry.ingest_counted(kind="predictions", rejected=batch.n_rows)
         alert_raise(
             deployment=Deployment.objects.get(pk=deployment_id),
             kind=Alert.Kind.BATCH_REJECTED,
@@ -335,6 +361,7 @@ def labels_ingest(*, deployment: Deployment, rows: list) -> LabelResult:
     if not isinstance(rows, list) or not rows:
         raise ValidationFailed("The batch must be a non-empty list of labels.")
     if len(rows) > settings.MAX_LABEL_BATCH:
+        telemetry.ingest_counted(kind="labels", rejected=len(rows))
         raise TooLarge(f"The batch has {len(rows)} labels; the limit is {settings.MAX_LABEL_BATCH}.")
     return _labels_from_rows(deployment, rows)
 
@@ -356,6 +383,16 @@ class _LabelWrite:
 
 
 def _labels_from_rows(deployment: Deployment, rows: list) -> LabelResult:
+    try:
+        result = _labels_checked_and_stored(deployment, rows)
+    except ServiceError:
+        telemetry.ingest_counted(kind="labels", rejected=len(rows))
+        raise
+    telemetry.ingest_counted(kind="labels", accepted=result.updated)
+    return result
+
+
+def _labels_checked_and_stored(deployment: Deployment, rows: list) -> LabelResult:
     classes = [str(label) for label in deployment.class_labels]
     index = {label: i for i, label in enumerate(classes)}
     errors: list[dict] = []

@@ -45,6 +45,9 @@ from monitoring.models import (
 from tests.conftest import CLASSES, FEATURES, trained_model
 
 PUBLIC, LOGIN, TOKEN = "public", "login", "token"
+# /metrics: Prometheus's bearer token (METRICS_TOKEN) only; no dashboard login opens it, whatever its role.
+METRICS = "metrics"
+METRICS_TOKEN = "matrix-metrics-token-0123456789"
 OWNER = "owner"  # the viewer's own personal token: only she sees it; everyone else gets 404
 VIEW, OPERATE, APPROVE = Role.VIEWER, Role.OPERATOR, Role.APPROVER
 ROLES = ["anonymous", "outsider", "viewer", "operator", "approver"]
@@ -115,6 +118,7 @@ PAGES: dict[str, Rule] = {
     "password_change_done": Rule("GET", LOGIN),
     "healthz": Rule("GET", PUBLIC),
     "readyz": Rule("GET", PUBLIC),
+    "metrics": Rule("GET", METRICS),
     "favicon": Rule("GET", PUBLIC),
     "overview": Rule("GET", LOGIN),
     "alerts": Rule("GET", LOGIN),
@@ -376,6 +380,8 @@ def _in_savepoint(send: Callable[[], object]):
 def _expected(role: str, need: str, *, api_route: bool) -> str:
     if need == PUBLIC:
         return "allowed"
+    if need == METRICS:
+        return "unauthenticated"  # 401: no session is the metrics token
     if role == "anonymous":
         return "unauthenticated"
     if need == LOGIN:
@@ -436,6 +442,20 @@ def _url_for_page(name: str, world: World) -> str:
     # The account pages' token is the viewer's personal token, not the deployment's ingestion token.
     kwargs = world.kwargs() | ({"token_id": world.personal_token_id} if name.startswith("account-") else {})
     return reverse(name, kwargs={k: v for k, v in kwargs.items() if k in wanted})
+
+
+@pytest.fixture(autouse=True)
+def _metrics_token(settings):
+    settings.METRICS_TOKEN, settings.METRICS_ALLOWED_NETS = METRICS_TOKEN, []
+
+
+def test_the_metrics_token_opens_metrics_and_nothing_else(world):
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {METRICS_TOKEN}"}
+
+    assert Client().get(reverse("metrics"), **bearer).status_code == 200
+    assert Client().get(reverse("overview"), **bearer).status_code == 302  # to the login page
+    response = Client().get(f"/api/v1/deployments/{world.slug}", **bearer)
+    assert response.status_code == 401
 
 
 @pytest.mark.parametrize("name", sorted(PAGES))

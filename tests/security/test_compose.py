@@ -3,6 +3,7 @@ entrypoint roles it calls, run for real where they need no container."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -85,7 +86,9 @@ def test_the_secret_key_is_made_by_the_init_service_not_read_from_the_clone(comp
 def test_published_ports_are_bound_to_this_machine_only(compose):
     published = {name: service["ports"] for name, service in compose["services"].items() if service.get("ports")}
 
-    assert published == {"web": ["127.0.0.1:8000:8000"]}
+    assert published == {
+        "web": ["127.0.0.1:8000:8000"], "prometheus": ["127.0.0.1:9090:9090"], "grafana": ["127.0.0.1:3000:3000"],
+    }
 
 
 def test_web_and_workers_run_as_the_app_role_and_only_migrate_as_the_owner(compose):
@@ -119,7 +122,8 @@ def test_compose_runs_with_the_settings_the_makefile_uses(compose):
         assert str(environment.get("DEBUG", "false")).lower() == "false", name
         assert environment.get("WATCHKEEPER_EMBEDDED", "false") == "false", name
         if name != "init":
-            assert environment["ALLOWED_HOSTS"] == "localhost,127.0.0.1", name
+            # "web": the name Prometheus scrapes it by inside the compose network.
+            assert environment["ALLOWED_HOSTS"] == "localhost,127.0.0.1,web", name
 
 
 def test_init_secrets_makes_each_secret_once_and_keeps_it(tmp_path):
@@ -130,16 +134,21 @@ def test_init_secrets_makes_each_secret_once_and_keeps_it(tmp_path):
     made = {path.name: path.read_text().strip() for path in secrets_dir.iterdir()}
     again = subprocess.run(["bash", str(ENTRYPOINT), "init-secrets"], env=env, capture_output=True, text=True, check=True)
 
-    assert set(made) == {"secret_key", "postgres_password", "app_db_password", "signing_key.pem"}
-    assert all(len(value) >= 64 for value in made.values()) and len(set(made.values())) == 4
+    assert set(made) == {"secret_key", "postgres_password", "app_db_password", "signing_key.pem", "metrics_token",
+                         "grafana_admin_password"}
+    assert all(len(value) >= 64 for value in made.values()) and len(set(made.values())) == 6
     assert made["signing_key.pem"].startswith("-----BEGIN PRIVATE KEY-----")  # Ed25519, PKCS8 (docs/serving.md)
-    assert first.stdout.count("created") == 4 and again.stdout == ""
+    assert first.stdout.count("created") == 6 and again.stdout == ""
     assert {path.name: path.read_text().strip() for path in secrets_dir.iterdir()} == made
     for path in secrets_dir.iterdir():
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & stat.S_IROTH == 0 and mode & stat.S_IWOTH == 0, path.name  # not for other users
         if os.geteuid() == 0 and path.name == "signing_key.pem":  # the app's user alone: the database needs none
             assert (path.stat().st_uid, mode) == (1000, 0o400), path.name
+        elif os.geteuid() == 0 and path.name == "metrics_token":  # the app's user and Prometheus's (nobody)
+            assert (path.stat().st_uid, path.stat().st_gid, mode) == (1000, 65534, 0o440), path.name
+        elif os.geteuid() == 0 and path.name == "grafana_admin_password":  # Grafana's user is in group 0
+            assert (path.stat().st_uid, path.stat().st_gid, mode) == (1000, 0, 0o440), path.name
         elif os.geteuid() == 0:  # as compose runs it: for the app's user and the postgres image's group
             assert (path.stat().st_uid, path.stat().st_gid, mode) == (1000, 999, 0o440), path.name
 
@@ -159,3 +168,70 @@ def test_make_demo_is_the_one_place_that_sets_the_demo_passwords():
     users = [path.relative_to(ROOT) for path in launchers if path.is_file() and "--demo-passwords" in path.read_text()]
 
     assert users == [Path("docker/demo.sh")]
+
+
+PROMETHEUS = ROOT / "docker" / "prometheus" / "prometheus.yml"
+GRAFANA = ROOT / "docker" / "grafana"
+
+
+def test_prometheus_scrapes_the_web_service_with_the_token_the_web_checks(compose):
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    prometheus, web = compose["services"]["prometheus"], compose["services"]["web"]
+    (job,) = config["scrape_configs"]
+
+    # The config file compose mounts is this one.
+    assert "./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in _words(prometheus)
+    # The target is the web service on the port its image binds (docker/Dockerfile: BIND=0.0.0.0:8000).
+    assert job["metrics_path"] == "/metrics" and job["scheme"] == "http"
+    (target,) = [t for group in job["static_configs"] for t in group["targets"]]
+    host, port = target.split(":")
+    assert host in compose["services"] and _words(compose["services"][host]) == ["web"]
+    assert "BIND=0.0.0.0:" + port in (ROOT / "docker" / "Dockerfile").read_text()
+    assert host in web["environment"]["ALLOWED_HOSTS"].split(",")
+    # The same token: the file Prometheus sends is the one the web compares against, made by init.
+    assert job["authorization"]["type"] == "Bearer"
+    assert job["authorization"]["credentials_file"] == web["environment"]["METRICS_TOKEN_FILE"] == "/secrets/metrics_token"
+    assert "secrets:/secrets:ro" in prometheus["volumes"]
+    assert prometheus["depends_on"]["init"] == {"condition": "service_completed_successfully"}
+    assert "metrics_token" in ENTRYPOINT.read_text().split("init-secrets)", 1)[1].split(";;", 1)[0]
+
+
+def test_every_role_writes_metrics_where_the_web_reads_them(compose):
+    for name, service in _ours(compose).items():
+        if name == "init":
+            continue
+        assert service["environment"]["METRICS_DIR"] == "/data/metrics", name
+        assert "metrics:/data/metrics" in service["volumes"], name
+        assert service["environment"]["LOG_FORMAT"] == "json", name
+    assert "metrics" in compose["volumes"]
+    assert "/data/metrics" in (ROOT / "docker" / "Dockerfile").read_text()  # made and owned by the app's user
+
+
+def test_grafana_is_provisioned_with_the_prometheus_datasource_and_the_dashboard_that_names_it(compose):
+    grafana = compose["services"]["grafana"]
+    (datasource,) = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yaml").read_text())["datasources"]
+    (provider,) = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "watchkeeper.yaml").read_text())["providers"]
+    dashboard = json.loads((GRAFANA / "dashboards" / "watchkeeper.json").read_text())
+
+    assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    assert f"./grafana/dashboards:{provider['options']['path']}:ro" in grafana["volumes"]
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"] == "http://prometheus:9090" and "prometheus" in compose["services"]
+    assert "127.0.0.1:9090:9090" in compose["services"]["prometheus"]["ports"]
+    uids = {panel["datasource"]["uid"] for panel in dashboard["panels"] if "datasource" in panel}
+    uids |= {target["datasource"]["uid"] for panel in dashboard["panels"] for target in panel.get("targets", [])}
+    assert uids == {datasource["uid"]}
+    assert all(target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", []))
+    # No known password: Grafana's admin password is a file init makes.
+    assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/secrets/grafana_admin_password"
+    assert "grafana_admin_password" in ENTRYPOINT.read_text()
+
+
+def test_web_runs_gunicorn_with_the_metrics_hook_and_without_its_raw_path_access_log():
+    web = ENTRYPOINT.read_text().split("\n  web)", 1)[1].split(";;", 1)[0]
+    conf = (ROOT / "docker" / "gunicorn.conf.py").read_text()
+
+    assert "--config docker/gunicorn.conf.py" in web and "metrics_dir web" in web
+    assert "--access-logfile" not in web
+    assert "def child_exit(server, worker):" in conf and "mark_process_dead(worker.pid)" in conf

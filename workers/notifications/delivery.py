@@ -10,7 +10,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from monitoring import selectors, services
+from monitoring import selectors, services, telemetry
 from monitoring.models import DeliveryAttempt
 from workers.notifications.base import TransportError, transport_for
 from workers.notifications.email import send_direct
@@ -52,7 +52,16 @@ def deliver(notification_id: int, *, now: datetime | None = None) -> Delivered:
             notification=notification, outcome=DeliveryAttempt.Outcome.SENT,
             latency_ms=(time.perf_counter() - started) * 1000, status_code=sent.status_code,
         )
+    _count(channel.kind if channel is not None else "direct_email", recorded.status)
     return Delivered(notification_id, recorded.status, recorded.retry_in_s, recorded.next_in_order, recorded.released)
+
+
+def _count(channel_kind: str, status: str) -> None:
+    """One attempt: sent, retrying (a transient failure with time left), or failed for good."""
+    outcome = {"sent": "sent", "pending": "retrying"}.get(status, "failed")
+    telemetry.notification_deliveries.labels(channel_kind=channel_kind, outcome=outcome).inc()
+    if outcome != "sent":
+        telemetry.notification_failures.labels(channel_kind=channel_kind).inc()
 
 
 @dataclass
