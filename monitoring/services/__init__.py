@@ -53,7 +53,15 @@ from monitoring.services.deployments import (
 )
 from monitoring.services.digest import digest_claim, digest_mark_sent, digest_preference_set, digest_release
 from monitoring.services.drift import drift_report_record, reference_profile_store
-from monitoring.services.errors import Conflict, NotFound, NotPermitted, ServiceError, TooLarge, ValidationFailed
+from monitoring.services.errors import (
+    Conflict,
+    InsufficientStorage,
+    NotFound,
+    NotPermitted,
+    ServiceError,
+    TooLarge,
+    ValidationFailed,
+)
 from monitoring.services.evaluation import evaluation_complete, evaluation_fail, evaluation_start
 from monitoring.services.events import EVENT_TYPES, channel_events_set, event_emit
 from monitoring.services.ingestion import (
@@ -135,6 +143,7 @@ __all__ = [
     "AckResult",
     "Conflict",
     "IngestResult",
+    "InsufficientStorage",
     "LabelResult",
     "NotFound",
     "NotPermitted",
