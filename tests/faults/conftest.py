@@ -1,0 +1,95 @@
+"""The private stack (tests/faults/stack.py), one per test module: Postgres, Redis and the app, started here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import urllib3
+
+from tests.faults.stack import Stack
+
+FEATURES = ["a", "b", "c"]
+CLASSES = ["no", "yes"]
+
+
+def _missing_tools() -> list[str]:
+    from tests.faults.stack import postgres_bin
+
+    missing = [tool for tool in ("redis-server",) if shutil.which(tool) is None]
+    for tool in ("initdb", "pg_ctl", "createdb"):
+        try:
+            postgres_bin(tool)
+        except FileNotFoundError:
+            missing.append(tool)
+    return missing
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    if missing := _missing_tools():
+        pytest.fail(f"the faults suite starts its own Postgres and Redis; not installed: {', '.join(missing)}")
+    stack = Stack(tmp_path_factory.mktemp("faults"))
+    try:
+        stack.start_services()
+        yield stack
+    finally:
+        stack.destroy()
+
+
+@dataclass
+class Seeded:
+    slug: str
+    token: str
+    deployment_id: int
+    team_id: int
+
+
+SEED = """
+import json
+from django.contrib.auth.models import User
+from monitoring import services
+team = services.team_get_or_create(name="Faults")
+user, _ = User.objects.get_or_create(username="fiona")
+deployment = services.deployment_create(team=team, name={slug!r}, slug={slug!r}, feature_names={features!r},
+                                        class_labels={classes!r}, by=user)
+_, token = services.token_create(deployment=deployment, name="client", by=None)
+print(json.dumps({{"token": token, "deployment_id": deployment.pk, "team_id": team.pk}}))
+"""
+
+
+def seed(stack: Stack, prefix: str = "faults") -> Seeded:
+    """A fresh deployment (3 features, 2 classes) on the private stack, and an ingestion token for it."""
+    slug = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    out = stack.django(SEED.format(slug=slug, features=FEATURES, classes=CLASSES))
+    return Seeded(slug=slug, **out)
+
+
+def rows(n: int, *, prefix: str, at: datetime | None = None) -> list[dict]:
+    at = at or datetime.now(UTC) - timedelta(minutes=1)
+    return [{"id": f"{prefix}-{i}", "timestamp": at.isoformat(), "features": [i * 0.1, 1.0, -1.0],
+             "predicted_label": CLASSES[i % 2]} for i in range(n)]
+
+
+def post_batch(url: str, seeded: Seeded, batch: list[dict], *, key: str | None = None) -> urllib3.BaseHTTPResponse:
+    headers = {"Authorization": f"Bearer {seeded.token}", "Content-Type": "application/json"}
+    if key:
+        headers["Idempotency-Key"] = key
+    return urllib3.request("POST", f"{url}/api/v1/deployments/{seeded.slug}/predictions",
+                           body=json.dumps({"predictions": batch}).encode(), headers=headers, retries=False,
+                           timeout=urllib3.Timeout(connect=5, read=30))
+
+
+def stored(stack: Stack, seeded: Seeded) -> tuple[int, int, int]:
+    """(rows in the batches, index rows, distinct ids in the index) of the deployment, read from its database."""
+    (batch_rows,) = stack.sql("SELECT coalesce(sum(n_rows), 0) FROM monitoring_predictionbatch WHERE deployment_id = %s",
+                              seeded.deployment_id)[0]
+    index_rows, distinct = stack.sql(
+        "SELECT count(*), count(DISTINCT request_id) FROM monitoring_prediction WHERE deployment_id = %s",
+        seeded.deployment_id)[0]
+    return int(batch_rows), int(index_rows), int(distinct)
