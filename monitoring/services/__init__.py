@@ -62,7 +62,12 @@ from monitoring.services.errors import (
     TooLarge,
     ValidationFailed,
 )
-from monitoring.services.evaluation import evaluation_complete, evaluation_fail, evaluation_start
+from monitoring.services.evaluation import (
+    evaluation_complete,
+    evaluation_fail,
+    evaluation_runs_abandon,
+    evaluation_start,
+)
 from monitoring.services.events import EVENT_TYPES, channel_events_set, event_emit
 from monitoring.services.ingestion import (
     INDEX_IN_REQUEST_UP_TO,
@@ -189,6 +194,7 @@ __all__ = [
     "drift_report_record",
     "evaluation_complete",
     "evaluation_fail",
+    "evaluation_runs_abandon",
     "evaluation_start",
     "event_emit",
     "job_cancel",

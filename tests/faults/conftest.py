@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,16 +29,9 @@ def _missing_tools() -> list[str]:
     return missing
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Stack]:
-    if missing := _missing_tools():
-        pytest.fail(f"the faults suite starts its own Postgres and Redis; not installed: {', '.join(missing)}")
-    stack = Stack(tmp_path_factory.mktemp("faults"))
-    try:
-        stack.start_services()
-        yield stack
-    finally:
-        stack.destroy()
+# The deployments the suite's tests use, all made in one `manage.py shell` at the start: a Django process on this
+# shared machine takes many seconds to start, so one per test would cost more than the faults themselves.
+DEPLOYMENTS = ("pg-restart", "skew", "redis-down", "disk-full", "kill-index")
 
 
 @dataclass
@@ -54,20 +46,43 @@ SEED = """
 import json
 from django.contrib.auth.models import User
 from monitoring import services
+from monitoring.models import Deployment
 team = services.team_get_or_create(name="Faults")
 user, _ = User.objects.get_or_create(username="fiona")
-deployment = services.deployment_create(team=team, name={slug!r}, slug={slug!r}, feature_names={features!r},
-                                        class_labels={classes!r}, by=user)
-_, token = services.token_create(deployment=deployment, name="client", by=None)
-print(json.dumps({{"token": token, "deployment_id": deployment.pk, "team_id": team.pk}}))
+seeded = {{}}
+for slug in {slugs!r}:
+    deployment = services.deployment_create(team=team, name=slug, slug=slug, feature_names={features!r},
+                                            class_labels={classes!r}, by=user)
+    _, token = services.token_create(deployment=deployment, name="client", by=None)
+    seeded[slug] = {{"slug": slug, "token": token, "deployment_id": deployment.pk, "team_id": team.pk}}
+# Alerts of redis-down go to a webhook the test listens on (tests/faults/test_redis_down.py).
+channel, _ = services.channel_create(team=team, kind="webhook", name="faults hook",
+                                     target="http://127.0.0.1:{hook_port}/hook", by=user)
+services.routing_rule_create(team=team, name="redis-down", channels=[channel], min_severity="info",
+                             deployment=Deployment.objects.get(slug="redis-down"), group_wait_s=0, by=user)
+print(json.dumps(seeded))
 """
 
 
-def seed(stack: Stack, prefix: str = "faults") -> Seeded:
-    """A fresh deployment (3 features, 2 classes) on the private stack, and an ingestion token for it."""
-    slug = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    out = stack.django(SEED.format(slug=slug, features=FEATURES, classes=CLASSES))
-    return Seeded(slug=slug, **out)
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    """The private stack, once per session (migrating a fresh database takes most of a minute here)."""
+    if missing := _missing_tools():
+        pytest.fail(f"the faults suite starts its own Postgres and Redis; not installed: {', '.join(missing)}")
+    stack = Stack(tmp_path_factory.mktemp("faults"))
+    try:
+        stack.start_services()
+        seeded = stack.django(SEED.format(slugs=list(DEPLOYMENTS), features=FEATURES, classes=CLASSES,
+                                          hook_port=stack.hook_port))
+        stack.seeded = {slug: Seeded(**values) for slug, values in seeded.items()}
+        yield stack
+    finally:
+        stack.destroy()
+
+
+def seed(stack: Stack, name: str) -> Seeded:
+    """The deployment seeded for this test (3 features, 2 classes), and an ingestion token for it."""
+    return stack.seeded[name]
 
 
 def rows(n: int, *, prefix: str, at: datetime | None = None) -> list[dict]:
@@ -93,3 +108,9 @@ def stored(stack: Stack, seeded: Seeded) -> tuple[int, int, int]:
         "SELECT count(*), count(DISTINCT request_id) FROM monitoring_prediction WHERE deployment_id = %s",
         seeded.deployment_id)[0]
     return int(batch_rows), int(index_rows), int(distinct)
+
+
+@pytest.fixture(scope="session")
+def web(stack) -> str:
+    """The app under gunicorn on the private stack, as production runs it (gthread workers)."""
+    return stack.start_web()

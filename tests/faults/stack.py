@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
+import urllib3
 
-from tests.builders import ROOT
-
+ROOT = Path(__file__).resolve().parent.parent.parent
 DATABASE = "watchkeeper_faults"
 
 
@@ -133,7 +133,9 @@ class Stack:
         self.media = base / "media"
         self.media.mkdir(exist_ok=True)
         self.web_port = free_port()
+        self.hook_port = free_port()  # where the seeded webhook channel delivers (tests/faults/test_redis_down.py)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.seeded: dict[str, Any] = {}  # the deployments tests/faults/conftest.py made, by slug
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -184,11 +186,25 @@ class Stack:
         self.processes[name] = process
         return process
 
-    def start_web(self, **env: str) -> str:
-        self.spawn("web", ["gunicorn", "dashboard.wsgi:application", "--bind", f"127.0.0.1:{self.web_port}",
-                           "--workers", "2", "--worker-class", "gthread", "--threads", "8", "--timeout", "60"], **env)
-        wait_port(self.web_port, timeout=60)
-        return self.web_url
+    def start_web(self, name: str = "web", port: int | None = None, **env: str) -> str:
+        port = port or self.web_port
+        # --preload: the app is imported once, before the workers fork, so the first request does not wait for it.
+        process = self.spawn(name, ["gunicorn", "dashboard.wsgi:application", "--bind", f"127.0.0.1:{port}", "--preload",
+                                    "--workers", "2", "--worker-class", "gthread", "--threads", "8", "--timeout", "60",
+                                    "--no-control-socket"],
+                             **env)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited early:\n{self.log(name)[-3000:]}")
+            try:
+                if urllib3.request("GET", f"{url}/healthz", retries=False, timeout=2.0).status == 200:
+                    return url
+            except urllib3.exceptions.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"{name} did not answer /healthz within 120 s:\n{self.log(name)[-3000:]}")
 
     @property
     def web_url(self) -> str:

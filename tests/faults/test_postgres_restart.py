@@ -9,10 +9,10 @@ import time
 
 import numpy as np
 import pytest
-
-from tests.faults.conftest import post_batch, rows, seed, stored
 from watchkeeper_client.prediction_log import PredictionLog
 from watchkeeper_client.transport import Transport
+
+from tests.faults.conftest import post_batch, rows, seed, stored
 
 pytestmark = pytest.mark.faults
 
@@ -22,8 +22,8 @@ CHUNKS, ROWS_PER_CHUNK, CHUNK_EVERY_S = 120, 25, 0.05
 DOWN_S = 4.0
 
 
-def test_a_postgres_restart_mid_ingestion_is_a_503_the_client_retries_and_nothing_is_lost_or_doubled(stack):
-    url = stack.start_web()
+def test_a_postgres_restart_mid_ingestion_is_a_503_the_client_retries_and_nothing_is_lost_or_doubled(stack, web):
+    url = web
     seeded = seed(stack, "pg-restart")
     assert post_batch(url, seeded, rows(3, prefix="warm")).status == 201  # the workers hold live connections now
 
@@ -63,10 +63,10 @@ def test_a_postgres_restart_mid_ingestion_is_a_503_the_client_retries_and_nothin
     assert stored(stack, seeded)[0] == total + 5
 
 
-def test_a_prediction_timestamped_past_the_tolerance_is_refused_with_nothing_stored(stack):
+def test_a_prediction_timestamped_past_the_tolerance_is_refused_with_nothing_stored(stack, web):
     from datetime import UTC, datetime, timedelta
 
-    url = stack.start_web() if "web" not in stack.processes else stack.web_url
+    url = web
     seeded = seed(stack, "skew")
     now = datetime.now(UTC)
     ahead = rows(3, prefix="ahead", at=now - timedelta(minutes=1))
