@@ -66,7 +66,8 @@ def deployment_lock(name: str, deployment_id: int, *, ttl: int = LOCK_TTL_SECOND
     if settings.CELERY_TASK_ALWAYS_EAGER:
         yield True
         return
-    lock = _redis().lock(f"watchkeeper:lock:{name}:{deployment_id}", timeout=ttl, blocking=False)
+    # thread_local=False: the renewing thread must see the token the acquiring one got.
+    lock = _redis().lock(f"watchkeeper:lock:{name}:{deployment_id}", timeout=ttl, blocking=False, thread_local=False)
     if not lock.acquire():
         yield False
         return

@@ -1,4 +1,4 @@
-"""The private stack (tests/faults/stack.py), one per test module: Postgres, Redis and the app, started here."""
+"""The private stack (tests/faults/stack.py), one per session: Postgres, Redis, the app and a worker, started here."""
 
 from __future__ import annotations
 
@@ -60,6 +60,23 @@ channel, _ = services.channel_create(team=team, kind="webhook", name="faults hoo
                                      target="http://127.0.0.1:{hook_port}/hook", by=user)
 services.routing_rule_create(team=team, name="redis-down", channels=[channel], min_severity="info",
                              deployment=Deployment.objects.get(slug="redis-down"), group_wait_s=0, by=user)
+# Two deployments with a real model (the breast-cancer logistic regression of tests/conftest.py), an evaluation
+# set, a reference set and, for drift, a window of recent traffic (tests/faults/test_worker_killed.py).
+from datetime import timedelta
+from django.utils import timezone
+from tests.builders import make_deployment
+from tests.conftest import CLASSES, FEATURES, breast_cancer_split, trained_model
+onnx_bytes, recipe = trained_model()
+X_train, y_train, X_test, y_test = breast_cancer_split()
+seeded["models"] = {{}}
+for slug in ("kill-evaluate", "kill-drift"):
+    deployment = make_deployment(team=team, by=user, name=slug, slug=slug, feature_names=FEATURES, class_labels=CLASSES,
+                                 model=onnx_bytes, recipe=recipe, train=(X_train, y_train), holdout=(X_test, y_test))
+    seeded["models"][slug] = deployment.pk
+start = timezone.now() - timedelta(hours=2)
+services.predictions_ingest(deployment=deployment, rows=[
+    {{"id": f"r{{i}}", "timestamp": start + timedelta(seconds=i), "features": [float(v) for v in X_test[i]],
+      "predicted_label": str(y_test[i])}} for i in range(len(X_test))])
 print(json.dumps(seeded))
 """
 
@@ -74,7 +91,9 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         stack.start_services()
         seeded = stack.django(SEED.format(slugs=list(DEPLOYMENTS), features=FEATURES, classes=CLASSES,
                                           hook_port=stack.hook_port))
-        stack.seeded = {slug: Seeded(**values) for slug, values in seeded.items()}
+        stack.seeded = {slug: Seeded(**values) for slug, values in seeded.items() if slug in DEPLOYMENTS}
+        stack.seeded_models = seeded["models"]
+        stack.worker_ready()
         yield stack
     finally:
         stack.destroy()
@@ -113,4 +132,4 @@ def stored(stack: Stack, seeded: Seeded) -> tuple[int, int, int]:
 @pytest.fixture(scope="session")
 def web(stack) -> str:
     """The app under gunicorn on the private stack, as production runs it (gthread workers)."""
-    return stack.start_web()
+    return stack.web_url

@@ -21,11 +21,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import kombu.exceptions
 import psycopg2
+import redis.exceptions
 import urllib3
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DATABASE = "watchkeeper_faults"
+# Room for the seeded models and datasets, and what the tests store there.
+MEDIA_DISK_BYTES = 16 * 1024 * 1024
+# Every batch's columns go to the media store, so ingestion exercises it (8 MB in production).
+BATCH_COLUMNS_IN_MEDIA_FROM_BYTES = 1024
 
 
 def free_port() -> int:
@@ -130,12 +136,18 @@ class Stack:
         self.base = base
         self.postgres = PrivatePostgres()
         self.redis = PrivateRedis(base)
+        # MEDIA_ROOT: a small disk of its own where the machine allows a mount (tests/faults/test_disk_full.py
+        # fills it), else a plain directory.
         self.media = base / "media"
         self.media.mkdir(exist_ok=True)
+        self.media_is_tmpfs = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={MEDIA_DISK_BYTES}", "tmpfs", str(self.media)], capture_output=True
+        ).returncode == 0
         self.web_port = free_port()
         self.hook_port = free_port()  # where the seeded webhook channel delivers (tests/faults/test_redis_down.py)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.seeded: dict[str, Any] = {}  # the deployments tests/faults/conftest.py made, by slug
+        self.seeded_models: dict[str, int] = {}  # and those with a model: their ids
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -145,6 +157,7 @@ class Stack:
             "SECRET_KEY": env.get("SECRET_KEY") or "faults-only", "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "ALERT_ALLOW_PRIVATE_URLS": "true", "ALERT_DELIVERY_LEASE_SECONDS": "5", "LOG_LEVEL": "INFO",
             "PYTHONPATH": f"{ROOT}:{ROOT / 'client'}",
+            "BATCH_COLUMNS_IN_MEDIA_FROM_BYTES": str(BATCH_COLUMNS_IN_MEDIA_FROM_BYTES),
         })
         env.update(extra)
         return env
@@ -152,12 +165,17 @@ class Stack:
     # ------------------------------------------------------------ services
 
     def start_services(self) -> None:
+        """Postgres and Redis, then the web app and a worker (each imports the app for tens of seconds on a busy
+        machine, and needs no table until it is used) while the database migrates."""
         self.postgres.init()
         self.postgres.start()
         subprocess.run([postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.postgres.port), "-U", "postgres",
                         DATABASE], check=True)
         self.redis.start()
+        web = self.spawn_web("web", self.web_port)
+        self.start_worker()
         self.manage("migrate", "--noinput", "-v0")
+        self.wait_web("web", web, self.web_port)
 
     def manage(self, *args: str, **env: str) -> str:
         done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env(**env),
@@ -186,15 +204,15 @@ class Stack:
         self.processes[name] = process
         return process
 
-    def start_web(self, name: str = "web", port: int | None = None, **env: str) -> str:
-        port = port or self.web_port
+    def spawn_web(self, name: str, port: int, **env: str) -> subprocess.Popen[bytes]:
         # --preload: the app is imported once, before the workers fork, so the first request does not wait for it.
-        process = self.spawn(name, ["gunicorn", "dashboard.wsgi:application", "--bind", f"127.0.0.1:{port}", "--preload",
-                                    "--workers", "2", "--worker-class", "gthread", "--threads", "8", "--timeout", "60",
-                                    "--no-control-socket"],
-                             **env)
+        return self.spawn(name, ["gunicorn", "dashboard.wsgi:application", "--bind", f"127.0.0.1:{port}", "--preload",
+                                 "--workers", "2", "--worker-class", "gthread", "--threads", "8", "--timeout", "60",
+                                 "--no-control-socket"], **env)
+
+    def wait_web(self, name: str, process: subprocess.Popen[bytes], port: int) -> str:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited early:\n{self.log(name)[-3000:]}")
@@ -204,13 +222,14 @@ class Stack:
             except urllib3.exceptions.HTTPError:
                 pass
             time.sleep(0.3)
-        raise TimeoutError(f"{name} did not answer /healthz within 120 s:\n{self.log(name)[-3000:]}")
+        raise TimeoutError(f"{name} did not answer /healthz within 180 s:\n{self.log(name)[-3000:]}")
 
     @property
     def web_url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
     def start_worker(self, name: str = "worker", queues: str = "default", **env: str) -> subprocess.Popen[bytes]:
+        """Named `<name>@<host>`; ready once it answers a ping (`worker_ready`)."""
         return self.spawn(name, ["celery", "-A", "dashboard", "worker", "--loglevel=INFO", f"--queues={queues}",
                                  "-n", f"{name}@%h", "--concurrency=1", "--pool=prefork", "--without-gossip",
                                  "--without-mingle"], **env)
@@ -237,8 +256,29 @@ class Stack:
         path = self.base / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def worker_ready(self, name: str = "worker", timeout: float = 120.0) -> None:
+        from celery import Celery
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:  # a new client each time: one from before a Redis restart holds a dead connection
+                if Celery(broker=self.redis.url).control.ping(timeout=1.0, destination=[f"{name}@{os.uname().nodename}"]):
+                    return
+            except (OSError, redis.exceptions.RedisError, kombu.exceptions.OperationalError):
+                time.sleep(0.5)
+        raise TimeoutError(f"worker {name} did not answer a ping within {timeout} s:\n{self.log(name)[-3000:]}")
+
+    def send_task(self, task: str, *args: int) -> None:
+        """Queue workers.tasks.<task> on the private broker, as the app would."""
+        from celery import Celery
+
+        Celery(broker=self.redis.url).send_task(f"workers.tasks.{task}", args=list(args), queue="default",
+                                                serializer="json")
+
     def destroy(self) -> None:
-        for name in list(self.processes):
-            self.stop_process(name)
+        for name in list(self.processes):  # nothing graceful to wait for at the end of the session
+            self.stop_process(name, signal.SIGKILL)
         self.redis.stop()
         self.postgres.destroy()
+        if self.media_is_tmpfs:
+            subprocess.run(["umount", "-l", str(self.media)], check=False)

@@ -81,13 +81,11 @@ print(json.dumps({"alert": alert.pk, "created": created}))
 
 def test_with_redis_down_batches_are_stored_and_indexing_and_alerts_catch_up_when_it_returns(stack, web, hook):
     seeded = seed(stack, "redis-down")
-    stack.start_worker()
     stack.start_beat()
     try:
         _catch_up_after_an_outage(stack, web, hook, seeded)
     finally:
         stack.stop_process("beat")
-        stack.stop_process("worker")
 
 
 def _catch_up_after_an_outage(stack, web, hook, seeded) -> None:

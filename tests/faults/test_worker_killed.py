@@ -13,13 +13,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
 import pytest
 import urllib3
-from celery import Celery
 
 from tests.faults.conftest import seed, stored
 from tests.faults.stack import Stack
@@ -27,52 +25,18 @@ from tests.faults.test_redis_down import PENDING_ROWS, _csv
 
 pytestmark = pytest.mark.faults
 
-# Two deployments with a real model (the breast-cancer logistic regression of tests/conftest.py), an evaluation
-# set, a reference set, and for drift a window of recent traffic.
-SEED_MODELS = """
-import json
-from datetime import timedelta
-from django.contrib.auth.models import User
-from django.utils import timezone
-from monitoring import services
-from tests.builders import make_deployment
-from tests.conftest import CLASSES, FEATURES, breast_cancer_split, trained_model
-team = services.team_get_or_create(name="Faults")
-user, _ = User.objects.get_or_create(username="fiona")
-onnx_bytes, recipe = trained_model()
-X_train, y_train, X_test, y_test = breast_cancer_split()
-out = {}
-for slug in ("kill-evaluate", "kill-drift"):
-    deployment = make_deployment(team=team, by=user, name=slug, slug=slug, feature_names=FEATURES, class_labels=CLASSES,
-                                 model=onnx_bytes, recipe=recipe, train=(X_train, y_train), holdout=(X_test, y_test))
-    out[slug] = deployment.pk
-start = timezone.now() - timedelta(hours=2)
-services.predictions_ingest(deployment=deployment, rows=[
-    {"id": f"r{i}", "timestamp": start + timedelta(seconds=i), "features": [float(v) for v in X_test[i]],
-     "predicted_label": str(y_test[i])} for i in range(len(X_test))])
-print(json.dumps(out))
-"""
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def model_deployments(stack: Stack) -> dict[str, int]:
-    return stack.django(SEED_MODELS)
+    return stack.seeded_models
 
 
-@pytest.fixture(scope="module")
-def worker(stack: Stack) -> Iterator[None]:
-    stack.start_worker("killee")
-    broker = Celery(broker=stack.redis.url)
-    deadline = time.monotonic() + 90
-    while not broker.control.ping(timeout=1.0, destination=[f"killee@{os.uname().nodename}"]):
-        assert time.monotonic() < deadline, "the worker did not answer a ping within 90 s"
-    yield
-    stack.stop_process("killee")
+@pytest.fixture
+def worker(stack: Stack) -> None:
+    stack.worker_ready()  # the session's worker, respawned pool process and all
 
 
 def _send(stack: Stack, task: str, *args: int) -> None:
-    Celery(broker=stack.redis.url).send_task(f"workers.tasks.{task}", args=list(args), queue="default",
-                                             serializer="json")
+    stack.send_task(task, *args)
 
 
 def _pool_children(pid: int) -> list[int]:
@@ -91,12 +55,14 @@ def _kill_while_blocked_on(stack: Stack, table: str, start) -> None:
             start()
             deadline = time.monotonic() + 90
             while True:
+                # pg_stat_activity is read once per transaction unless its snapshot is cleared.
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
                 cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
                 if cursor.fetchone()[0]:
                     break
                 assert time.monotonic() < deadline, f"no worker waited on {table} within 90 s"
                 time.sleep(0.2)
-        (child,) = _pool_children(stack.processes["killee"].pid)
+        (child,) = _pool_children(stack.processes["worker"].pid)
         os.kill(child, signal.SIGKILL)
         while Path(f"/proc/{child}").exists():
             time.sleep(0.1)
