@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -87,6 +88,8 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     if missing := _missing_tools():
         pytest.fail(f"the faults suite starts its own Postgres and Redis; not installed: {', '.join(missing)}")
     stack = Stack(tmp_path_factory.mktemp("faults"))
+    # A SIGTERM to pytest (a CI timeout) must still stop the private Postgres, Redis, web and workers.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         stack.start_services()
         seeded = stack.django(SEED.format(slugs=list(DEPLOYMENTS), features=FEATURES, classes=CLASSES,
@@ -97,6 +100,11 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         yield stack
     finally:
         stack.destroy()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def seed(stack: Stack, name: str) -> Seeded:
