@@ -1,11 +1,13 @@
 import io
+import sys
 import zoneinfo
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import render
 from django.template.defaultfilters import filesizeformat
 from django.urls import Resolver404, resolve
@@ -197,3 +199,51 @@ def _size(n_bytes: int) -> str:
 
 def _human(n_bytes: int) -> str:
     return filesizeformat(n_bytes).replace("\xa0", " ")  # "32.0 MB", with a plain space for JSON and logs
+
+
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+
+def database_unavailable(request: HttpRequest) -> HttpResponse:
+    """503 with Retry-After: the database is restarting or failing over. A page is plain HTML that needs no
+    database (base.html reads the user); the API answers its problem shape."""
+    if request.path_info.startswith("/api/"):
+        from dashboard.api.errors import database_unavailable as api_answer  # late: it loads the services
+
+        return api_answer()
+    seconds = settings.DATABASE_RETRY_AFTER_SECONDS
+    response = HttpResponse(
+        "<!doctype html><title>Briefly unavailable</title><h1>Watchkeeper is briefly unavailable</h1>"
+        f"<p>The database cannot be reached just now; nothing was changed. Reload in {seconds} seconds.</p>",
+        status=503, content_type="text/html; charset=utf-8",
+    )
+    response["Retry-After"] = str(seconds)
+    return response
+
+
+class DatabaseUnavailableMiddleware:
+    """A database out of reach is a 503 with Retry-After, not a 500: clients (the serving client, a browser
+    reload) retry it, and the operator's error tracking is not flooded during a planned restart.
+
+    process_exception sees what a view raised; what a middleware raised (loading the session or the user)
+    reaches server_error below, Django's handler500."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, DATABASE_ERRORS):
+            return database_unavailable(request)
+        return None
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500 (DEBUG off): a database error raised outside a view is a 503 too; anything else stays a
+    plain 500 that reads nothing (the database may be why we are here)."""
+    if isinstance(sys.exc_info()[1], DATABASE_ERRORS):
+        return database_unavailable(request)
+    return HttpResponseServerError("<!doctype html><title>Server error</title><h1>Server error (500)</h1>",
+                                   content_type="text/html; charset=utf-8")

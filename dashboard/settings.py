@@ -42,6 +42,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: the request id and log context cover everything below, and the metrics time it all.
     "dashboard.request_telemetry.RequestTelemetryMiddleware",
+    # Next, so it sees a database error raised by any middleware below (sessions, the user) or a page.
+    "dashboard.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "dashboard.middleware.ContentSecurityPolicyMiddleware",
     "dashboard.middleware.ApiDeprecationMiddleware",
@@ -99,6 +101,12 @@ else:
     DATABASES["default"]["PASSWORD"] = env_str("DATABASE_PASSWORD", DATABASES["default"].get("PASSWORD") or "")
     # Tests run in parallel sessions and CI against one server: each picks its own test database.
     DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", "test_watchkeeper")}
+
+# A request that finds the database out of reach (a restart, a failover) is a 503 telling the client to retry
+# after this long (dashboard/api/errors.py, dashboard/middleware.py DatabaseUnavailableMiddleware). Each
+# request checks its pooled connection first (conn_health_checks), so the first one after the database returns
+# reconnects instead of failing on a dead socket.
+DATABASE_RETRY_AFTER_SECONDS = env_int("DATABASE_RETRY_AFTER_SECONDS", 5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -165,6 +173,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # add this much address space and take this long. 2 GiB is several times what a 200 MB model needs.
 MODEL_SMOKE_MEMORY_BYTES = env_int("MODEL_SMOKE_MEMORY_BYTES", 2 * 1024 ** 3)
 MODEL_SMOKE_TIMEOUT_SECONDS = env_int("MODEL_SMOKE_TIMEOUT_SECONDS", 30)
+# Clock skew: a prediction timestamped more than this far past the server's clock is refused (422, naming the
+# rows), whole batch, nothing stored (docs/ingestion.md). Five minutes covers ordinary NTP drift; a clock hours
+# ahead would put rows in windows that have not happened yet, where every check reads them as "now".
+INGEST_FUTURE_TOLERANCE_SECONDS = env_int("INGEST_FUTURE_TOLERANCE_SECONDS", 300)
 MAX_PREDICTION_BATCH = env_int("MAX_PREDICTION_BATCH", 10_000)
 # Labels are two short fields a row, so a batch may be larger (one COPY whatever its size).
 MAX_LABEL_BATCH = env_int("MAX_LABEL_BATCH", 100_000)

@@ -10,6 +10,9 @@ from dashboard.views.metrics import metrics
 # (ApiDeprecationMiddleware marks those answers). Names reverse to /api/v1/: "api" is the default instance.
 api_urls, api_app, api_namespace = api.urls
 
+# A database error outside a view is a 503 (dashboard/middleware.py); other errors a plain 500.
+handler500 = "dashboard.middleware.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", (api_urls, api_app, api_namespace)),

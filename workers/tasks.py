@@ -6,6 +6,7 @@ Enqueue after commit (`transaction.on_commit(lambda: task.delay(pk))`) so a task
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,8 +39,15 @@ RETRY_POLICY = {
     "retry_jitter": True,
     "max_retries": 5,
 }
-# Per-deployment checks finish in seconds; the lock outlives a slow one, the hard limit ends a stuck one.
+# Per-deployment checks finish in seconds; the hard limit ends a stuck one.
 CHECK_TIME_LIMIT = 600
+# A deployment lock lives this long and is renewed every third of it while its holder works, so a worker killed
+# mid-check (OOM, SIGKILL, a lost machine) frees the deployment within LOCK_TTL_SECONDS, not CHECK_TIME_LIMIT.
+LOCK_TTL_SECONDS = 20
+# A check whose worker process died is sent again (retry_on_worker_lost) after the dead worker's lock has run out;
+# at most RETRY_POLICY's max_retries times, so a check that kills its worker every time (a model too big for the
+# memory) stops being retried.
+WORKER_LOST_POLICY = {"acks_late": True, "retry_on_worker_lost": True, "default_retry_delay": LOCK_TTL_SECONDS + 2}
 
 
 @lru_cache(maxsize=1)
@@ -48,25 +56,40 @@ def _redis() -> redis.Redis:
 
 
 @contextmanager
-def deployment_lock(name: str, deployment_id: int, *, timeout: int = CHECK_TIME_LIMIT) -> Iterator[bool]:
+def deployment_lock(name: str, deployment_id: int, *, ttl: int = LOCK_TTL_SECONDS) -> Iterator[bool]:
     """Yield True if this process may work on the deployment now, False if another worker already is.
 
     Two workers evaluating one deployment at once would only duplicate runs and alerts, so the loser skips.
+    The lock is renewed from a thread while the work runs; a holder that died stops renewing it.
     In-process tasks (the embedded mode, no Redis) run one at a time anyway and take no lock.
     """
     if settings.CELERY_TASK_ALWAYS_EAGER:
         yield True
         return
-    lock = _redis().lock(f"watchkeeper:lock:{name}:{deployment_id}", timeout=timeout, blocking=False)
+    # thread_local=False: the renewing thread must see the token the acquiring one got.
+    lock = _redis().lock(f"watchkeeper:lock:{name}:{deployment_id}", timeout=ttl, blocking=False, thread_local=False)
     if not lock.acquire():
         yield False
         return
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(ttl / 3):
+            try:
+                lock.reacquire()
+            except (LockError, RedisConnectionError) as exc:  # Redis away, or the lock lost: the work goes on
+                logger.warning("could not renew the %s lock of deployment %s: %s", name, deployment_id, exc)
+
+    renewer = threading.Thread(target=renew, name=f"lock-{name}-{deployment_id}", daemon=True)
+    renewer.start()
     try:
         yield True
     finally:
+        done.set()
+        renewer.join()
         try:
             lock.release()
-        except LockError:  # it expired: the work took longer than the timeout, and nobody else holds it now
+        except LockError:  # it expired (Redis was away while renewing), and nobody else holds it now
             pass
 
 
@@ -117,8 +140,12 @@ def run_maintenance_job_task(job_id: int) -> None:
     run_job(job_id)
 
 
-@shared_task(soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT, **RETRY_POLICY)
-def evaluate_deployment_task(deployment_id: int) -> None:
+@shared_task(bind=True, soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT, **WORKER_LOST_POLICY,
+             **RETRY_POLICY)
+def evaluate_deployment_task(self: Task, deployment_id: int) -> None:
+    """acks_late and retried when its worker dies: a killed evaluation left at most a "running" run row (closed
+    here on the retry) and no metric points (they are written in one transaction), so running it again gives
+    one evaluation."""
     from workers.evaluation import evaluate_deployment
 
     deployment = Deployment.objects.filter(pk=deployment_id).first()
@@ -128,13 +155,20 @@ def evaluate_deployment_task(deployment_id: int) -> None:
         if not acquired:
             logger.info("evaluation of %s skipped: another worker is evaluating it", deployment.slug)
             return
+        if self.request.retries:
+            abandoned = services.evaluation_runs_abandon(deployment=deployment)
+            if abandoned:
+                logger.warning("evaluation of %s: closed %d run(s) an earlier attempt left running", deployment.slug,
+                               abandoned)
         with scheduled_check(deployment, "evaluation") as outcome:
             runs = evaluate_deployment(deployment=deployment)
             outcome.error = "; ".join(f"{run.get_source_display()}: {run.error}" for run in runs if run.error) or None
 
 
-@shared_task(soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT, **RETRY_POLICY)
+@shared_task(soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT, **WORKER_LOST_POLICY, **RETRY_POLICY)
 def check_drift_task(deployment_id: int) -> None:
+    """acks_late and retried when its worker dies: a drift check writes its report in one go at the end, so a
+    killed one left nothing and running it again gives one report."""
     from workers.drift_check import check_drift
 
     deployment = Deployment.objects.filter(pk=deployment_id).first()
@@ -206,7 +240,10 @@ def check_drift_all_task() -> None:
 INDEX_BUSY_RETRY_SECONDS = 2
 
 
-@shared_task(acks_late=True, **RETRY_POLICY)  # acks_late: indexing is idempotent, and a lost batch is worse than a redo
+# acks_late, and retried when its worker dies: indexing is idempotent (the killed run's rows were rolled back
+# with its transaction), and a batch left pending for the beat's sweep is worse than a redo. The indexer's lock
+# is a Postgres row lock, which a dead worker's connection releases at once: the retry can come soon.
+@shared_task(acks_late=True, retry_on_worker_lost=True, default_retry_delay=2, **RETRY_POLICY)
 def index_batches_task(deployment_id: int) -> None:
     """Put the deployment's newly accepted batches in the per-row index."""
     if not settings.CELERY_TASK_ALWAYS_EAGER:
@@ -326,6 +363,6 @@ def check_rollouts_task() -> None:
     """Beat, every ROLLOUT_GUARD_INTERVAL_SECONDS: the guards of every live rollout (workers/rollout.py)."""
     from workers.rollout import check_rollouts
 
-    with deployment_lock("rollouts", 0, timeout=CHECK_TIME_LIMIT) as mine:
+    with deployment_lock("rollouts", 0) as mine:
         if mine:
             check_rollouts(now=timezone.now())

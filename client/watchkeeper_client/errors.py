@@ -9,7 +9,12 @@ class WatchkeeperError(Exception):
 
 
 class Unreachable(WatchkeeperError):
-    """The server could not be reached, or answered 5xx/429: worth retrying later."""
+    """The server could not be reached, or answered 5xx/429: worth retrying later. `retry_after`: the seconds
+    the server asked for (its Retry-After header, as in a 503 while its database restarts), if it said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Refused(WatchkeeperError):

@@ -305,6 +305,8 @@ class PredictionLog:
                 with self._stats_lock:
                     self.stats.retries += 1
                 wait = min(delay, self.max_backoff) * random.uniform(0.5, 1.0)
+                if exc.retry_after is not None:  # the server said when (a 503 while its database restarts)
+                    wait = max(wait, min(exc.retry_after, self.max_backoff))
                 log.warning("could not send %d predictions (%s); retrying in %.1f s", n, exc, wait)
                 if self._give_up_at is not None:
                     wait = max(0.0, min(wait, self._give_up_at - time.monotonic()))

@@ -39,6 +39,14 @@ def _detail(body: bytes) -> str:
     return str(data)[:200]
 
 
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds; None when absent or an HTTP date (the server sends seconds)."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
 class Transport:
     def __init__(self, base_url: str, token: str, *, timeout: float = 10.0, pool_size: int = 8):
         self.base_url = base_url.rstrip("/")
@@ -73,7 +81,8 @@ class Transport:
         if raw.status in ok:
             return response
         if raw.status in RETRYABLE_STATUS:
-            raise Unreachable(f"{method} {path}: {raw.status} {_detail(raw.data)}")
+            raise Unreachable(f"{method} {path}: {raw.status} {_detail(raw.data)}",
+                              retry_after=_retry_after(raw.headers.get("Retry-After")))
         raise Refused(raw.status, _detail(raw.data))
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
@@ -32,6 +33,17 @@ def problem(status: int, detail: str, errors: list | None = None) -> JsonRespons
     body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail,
             "errors": items}
     return JsonResponse(body, status=status, content_type=PROBLEM_JSON)
+
+
+def database_unavailable() -> JsonResponse:
+    """The database is out of reach (restarting, failing over): a 503 the client retries after Retry-After.
+    Whatever the request was writing was in a transaction that never committed, so nothing is half-stored."""
+    response = problem(
+        503, "The database is briefly unavailable; nothing from this request was stored. "
+        f"Retry the same request (with the same Idempotency-Key) in {settings.DATABASE_RETRY_AFTER_SECONDS} s.",
+    )
+    response["Retry-After"] = str(settings.DATABASE_RETRY_AFTER_SECONDS)
+    return response
 
 
 def _error(api: NinjaAPI, request: HttpRequest, status: int, detail: str, errors: list | None = None) -> HttpResponse:
@@ -72,7 +84,13 @@ def install_handlers(api: NinjaAPI) -> None:
     def too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
         return _error(api, request, 413, f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
 
+    def database_down(request: HttpRequest, exc: Exception) -> HttpResponse:
+        return database_unavailable()
+
     api.add_exception_handler(ServiceError, service_error)
+    # OperationalError: no connection, or it broke mid-request; InterfaceError: a connection already closed.
+    api.add_exception_handler(OperationalError, database_down)
+    api.add_exception_handler(InterfaceError, database_down)
     api.add_exception_handler(Http404, not_found)
     api.add_exception_handler(PermissionDenied, forbidden)
     api.add_exception_handler(HttpError, http_error)

@@ -53,8 +53,21 @@ from monitoring.services.deployments import (
 )
 from monitoring.services.digest import digest_claim, digest_mark_sent, digest_preference_set, digest_release
 from monitoring.services.drift import drift_report_record, reference_profile_store
-from monitoring.services.errors import Conflict, NotFound, NotPermitted, ServiceError, TooLarge, ValidationFailed
-from monitoring.services.evaluation import evaluation_complete, evaluation_fail, evaluation_start
+from monitoring.services.errors import (
+    Conflict,
+    InsufficientStorage,
+    NotFound,
+    NotPermitted,
+    ServiceError,
+    TooLarge,
+    ValidationFailed,
+)
+from monitoring.services.evaluation import (
+    evaluation_complete,
+    evaluation_fail,
+    evaluation_runs_abandon,
+    evaluation_start,
+)
 from monitoring.services.events import EVENT_TYPES, channel_events_set, event_emit
 from monitoring.services.ingestion import (
     INDEX_IN_REQUEST_UP_TO,
@@ -135,6 +148,7 @@ __all__ = [
     "AckResult",
     "Conflict",
     "IngestResult",
+    "InsufficientStorage",
     "LabelResult",
     "NotFound",
     "NotPermitted",
@@ -180,6 +194,7 @@ __all__ = [
     "drift_report_record",
     "evaluation_complete",
     "evaluation_fail",
+    "evaluation_runs_abandon",
     "evaluation_start",
     "event_emit",
     "job_cancel",

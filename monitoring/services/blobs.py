@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import time
 from datetime import timedelta
 
@@ -14,13 +15,24 @@ from monitoring.models import (
     PredictionBatch,
     ReferenceProfile,
 )
+from monitoring.services.errors import InsufficientStorage
 
 
 def blob_put(data: bytes) -> str:
     """Store bytes for a row about to be written. If the row's transaction fails, the file stays until
     storage_collect_garbage finds it named by no row: deleting it at once could take it from a concurrent
-    request that stored the same bytes and committed."""
-    return storage.put_blob(settings.MEDIA_ROOT, data)
+    request that stored the same bytes and committed.
+
+    A full disk is the user's to fix, not a bug: a 507 that says so (put_blob has removed its partial file)."""
+    try:
+        return storage.put_blob(settings.MEDIA_ROOT, data)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise InsufficientStorage(
+            f"The media store (MEDIA_ROOT) has no room for {len(data):,} more bytes; nothing was stored. "
+            "Free space or grow the volume, then send the same request again."
+        ) from None
 
 
 # A file younger than this may belong to a row whose transaction has not committed yet.

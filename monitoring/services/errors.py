@@ -36,3 +36,9 @@ class NotPermitted(ServiceError):
     """The role allows it, but a rule of the deployment forbids this person doing it."""
 
     status = 403
+
+
+class InsufficientStorage(ServiceError):
+    """The media store's disk is full (ENOSPC, or a quota): nothing was stored; retry once room is made."""
+
+    status = 507

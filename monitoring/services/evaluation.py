@@ -11,6 +11,7 @@ from monitoring import alert_keys
 from monitoring.models import (
     Alert,
     Dataset,
+    Deployment,
     EvaluationRun,
     MaintenanceJob,
     MetricPoint,
@@ -91,6 +92,18 @@ def evaluation_start(
         status=EvaluationRun.Status.RUNNING,
         measured_at=measured_at or timezone.now(),
         job=job,
+    )
+
+
+def evaluation_runs_abandon(*, deployment: Deployment) -> int:
+    """Close the scheduled runs of the deployment still "running" from an attempt that died (its worker was killed,
+    or the database went away under it): failed, saying so. Called by the scheduled evaluation under its
+    deployment lock, so none of them is still at work. Returns how many were closed."""
+    return EvaluationRun.objects.filter(
+        deployment=deployment, job__isnull=True, status=EvaluationRun.Status.RUNNING
+    ).update(
+        status=EvaluationRun.Status.FAILED, finished_at=timezone.now(),
+        error="This evaluation stopped before it finished (its worker was lost); it was run again.",
     )
 
 

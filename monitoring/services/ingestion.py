@@ -194,6 +194,7 @@ def _batch_store(
     Replays are found by the unique key when the insert fails, not by a query before it: retries are rare
     and the common path then costs one round trip less.
     """
+    _refuse_future(columns)
     n = len(columns)
     index_now = n <= INDEX_IN_REQUEST_UP_TO
     state = PredictionBatch.State.INDEXED if index_now else PredictionBatch.State.PENDING
@@ -236,6 +237,28 @@ def _batch_store(
         raise
     telemetry.ingest_counted(kind="predictions", accepted=n)  # not a replay: those rows were counted the first time
     return IngestResult(batch_id=batch_id, received=n, created=n, status=state)
+
+
+def _refuse_future(columns: batches.Columns) -> None:
+    """Refuse a batch with timestamps past the server's clock by more than INGEST_FUTURE_TOLERANCE_SECONDS:
+    a client clock running ahead. Refused rather than clamped: a clamped row would claim a time nobody measured,
+    and the client can only fix its clock if told (docs/ingestion.md, "Clock skew")."""
+    tolerance = settings.INGEST_FUTURE_TOLERANCE_SECONDS
+    now_us = int(timezone.now().timestamp() * 1_000_000)
+    ahead = np.flatnonzero(columns.timestamps_us > now_us + tolerance * 1_000_000)
+    if not len(ahead):
+        return
+    worst_s = (int(columns.timestamps_us[ahead].max()) - now_us) / 1_000_000
+    raise ValidationFailed(
+        f"{len(ahead)} prediction(s) are timestamped in the future, up to {worst_s:,.0f} s past the server's clock "
+        f"({timezone.now().isoformat(timespec='seconds')}); at most {tolerance} s ahead is accepted. Is this "
+        "client's clock set right (NTP)? Nothing was stored.",
+        errors=[
+            {"row": int(row), "field": "timestamp",
+             "message": f"{(int(columns.timestamps_us[row]) - now_us) / 1_000_000:,.0f} s in the future"}
+            for row in ahead[: batches.MAX_ERRORS]
+        ],
+    )
 
 
 def _column_fields(columns: batches.Columns) -> dict[str, object]:
