@@ -25,16 +25,19 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _path_for(root: Path, sha256: str) -> Path:
+def blob_path(root: Path, sha256: str) -> Path:
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     return Path(root) / "blobs" / sha256[:2] / sha256[2:4] / sha256
 
 
+_path_for = blob_path  # the name tests and older callers use
+
+
 def put_blob(root: Path, data: bytes) -> str:
     """Store bytes and return their sha256. Storing the same bytes twice only refreshes the file's age."""
     digest = sha256_hex(data)
-    path = _path_for(root, digest)
+    path = blob_path(root, digest)
     if path.exists():
         path.touch()  # young again: garbage collection spares young files, whose rows may not have committed yet
         return digest
@@ -54,7 +57,7 @@ def put_blob(root: Path, data: bytes) -> str:
 
 
 def read_blob(root: Path, sha256: str) -> bytes:
-    path = _path_for(root, sha256)
+    path = blob_path(root, sha256)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -66,11 +69,11 @@ def read_blob(root: Path, sha256: str) -> bytes:
 
 
 def blob_exists(root: Path, sha256: str) -> bool:
-    return _path_for(root, sha256).exists()
+    return blob_path(root, sha256).exists()
 
 
 def delete_blob(root: Path, sha256: str) -> None:
-    _path_for(root, sha256).unlink(missing_ok=True)
+    blob_path(root, sha256).unlink(missing_ok=True)
 
 
 def files_older_than(root: Path, cutoff: float) -> Iterator[tuple[str | None, Path]]:

@@ -64,6 +64,7 @@ from monitoring.selectors.reports import (
     evaluation_runs,
     metric_points,
 )
+from monitoring.selectors.retention import RetentionSummary, next_purge_at, retention_summary
 from monitoring.selectors.rollouts import (
     GuardSeries,
     rollout_guard_series,
@@ -115,6 +116,7 @@ __all__ = [
     "NamedObject",
     "OverviewRow",
     "ProductionWindow",
+    "RetentionSummary",
     "ServingState",
     "SourceComparison",
     "TeamWeek",
@@ -160,12 +162,14 @@ __all__ = [
     "last_predictions_received",
     "latest_drift_report",
     "metric_points",
+    "next_purge_at",
     "notifications_due_ids",
     "per_class_rows",
     "prediction_counts",
     "prediction_counts_for",
     "production_window",
     "reference_profile_for",
+    "retention_summary",
     "role_allows",
     "role_for",
     "rollout_guard_series",

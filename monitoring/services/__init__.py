@@ -24,7 +24,7 @@ from monitoring.services.alerts import (
     scheduled_check_record,
 )
 from monitoring.services.audit import audit_record
-from monitoring.services.blobs import BLOB_GRACE, blob_put, storage_collect_garbage
+from monitoring.services.blobs import BLOB_GRACE, blob_put, blobs_named, storage_collect, storage_collect_garbage
 from monitoring.services.channels import (
     channel_create,
     channel_delete,
@@ -96,6 +96,12 @@ from monitoring.services.notifications import (
     notification_record,
     notifications_requeue_expired,
 )
+from monitoring.services.retention import (
+    PurgeOutcome,
+    deployment_purge,
+    deployment_retention_configure,
+    retention_cutoffs,
+)
 from monitoring.services.rollouts import (
     rollout_abort,
     rollout_advance,
@@ -138,6 +144,7 @@ __all__ = [
     "LabelResult",
     "NotFound",
     "NotPermitted",
+    "PurgeOutcome",
     "Recorded",
     "ServiceError",
     "TooLarge",
@@ -153,6 +160,7 @@ __all__ = [
     "batches_index",
     "blob_put",
     "blob_read",
+    "blobs_named",
     "candidate_waiting_raise",
     "channel_create",
     "channel_delete",
@@ -171,6 +179,8 @@ __all__ = [
     "deployment_create_from_model",
     "deployment_drift_configure",
     "deployment_labels_alert_configure",
+    "deployment_purge",
+    "deployment_retention_configure",
     "deployment_rollback",
     "deployment_thresholds_configure",
     "digest_claim",
@@ -204,6 +214,7 @@ __all__ = [
     "predictions_ingest",
     "predictions_upload",
     "reference_profile_store",
+    "retention_cutoffs",
     "rollout_abort",
     "rollout_advance",
     "rollout_checks_record",
@@ -227,6 +238,7 @@ __all__ = [
     "shadow_replay_request",
     "silence_create",
     "silence_expire",
+    "storage_collect",
     "storage_collect_garbage",
     "team_get_or_create",
     "team_service_approval_set",
