@@ -125,6 +125,7 @@ PAGES: dict[str, Rule] = {
     "deployment-thresholds": Rule("POST", APPROVE, lambda w: {"accuracy": "0.8"}),
     "deployment-drift": Rule("POST", APPROVE, lambda w: {"correction": "bh", "p_value": "0.01"}),
     "deployment-labels": Rule("POST", APPROVE, lambda w: {"labels_stopped_hours": "12"}),
+    "deployment-retention": Rule("POST", APPROVE, lambda w: {"retain_predictions_days": "60", "retain_reports_days": ""}),
     "tokens": Rule("GET", OPERATE),
     "audit": Rule("GET", VIEW),
     "drift-report": Rule("GET", VIEW),
