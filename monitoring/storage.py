@@ -97,3 +97,35 @@ def delete_if_older(path: Path, cutoff: float) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def walk_blobs(root: Path) -> Iterator[tuple[str | None, Path]]:
+    """(sha256, path) of every stored file, one directory at a time (memory stays flat whatever the count);
+    sha256 is None for a temporary file of a write that never finished."""
+    base = Path(root) / "blobs"
+    for level1 in _sorted_dirs(base):
+        for level2 in _sorted_dirs(level1):
+            with os.scandir(level2) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False):
+                        yield (None if entry.name.startswith(".incoming-") else entry.name), Path(entry.path)
+
+
+def _sorted_dirs(path: Path) -> list[Path]:
+    try:
+        with os.scandir(path) as entries:
+            return sorted(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return []
+
+
+# Hashing reads this much at a time: a 2 GB model is verified in constant memory.
+HASH_CHUNK_BYTES = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -84,6 +84,7 @@ from monitoring.selectors.serving import (
     shadow_replay_for,
     version_signature_valid,
 )
+from monitoring.selectors.storage import BLOB_COLUMNS, Finding, StorageTally, blobs_named, storage_check
 from monitoring.selectors.traffic import (
     ProductionWindow,
     batch_for,
@@ -105,9 +106,11 @@ from monitoring.selectors.versions import (
 
 __all__ = [
     "AUDIT_KINDS",
+    "BLOB_COLUMNS",
     "SPARKLINE_DAYS",
     "ComparisonSource",
     "DeploymentSummary",
+    "Finding",
     "Fleet",
     "GuardSeries",
     "Health",
@@ -119,6 +122,7 @@ __all__ = [
     "RetentionSummary",
     "ServingState",
     "SourceComparison",
+    "StorageTally",
     "TeamWeek",
     "VersionComparison",
     "VersionEvent",
@@ -134,6 +138,7 @@ __all__ = [
     "audit_events",
     "audit_object_names",
     "batch_for",
+    "blobs_named",
     "channel_deliveries",
     "channels_for",
     "comparison_sources",
@@ -188,6 +193,7 @@ __all__ = [
     "shadow_replay_for",
     "silences_for_team",
     "stage_traffic",
+    "storage_check",
     "stored_columns",
     "team_role_for",
     "team_week",

@@ -24,7 +24,7 @@ from monitoring.services.alerts import (
     scheduled_check_record,
 )
 from monitoring.services.audit import audit_record
-from monitoring.services.blobs import BLOB_GRACE, blob_put, blobs_named, storage_collect, storage_collect_garbage
+from monitoring.services.blobs import BLOB_GRACE, blob_put, storage_collect, storage_collect_garbage
 from monitoring.services.channels import (
     channel_create,
     channel_delete,
@@ -160,7 +160,6 @@ __all__ = [
     "batches_index",
     "blob_put",
     "blob_read",
-    "blobs_named",
     "candidate_waiting_raise",
     "channel_create",
     "channel_delete",

@@ -8,12 +8,7 @@ from datetime import timedelta
 from django.conf import settings
 
 from monitoring import storage
-from monitoring.models import (
-    Dataset,
-    ModelVersion,
-    PredictionBatch,
-    ReferenceProfile,
-)
+from monitoring.selectors.storage import blobs_named
 
 
 def blob_put(data: bytes) -> str:
@@ -48,18 +43,3 @@ def storage_collect(*, digests: set[str], older_than: timedelta = BLOB_GRACE) ->
     cutoff = time.time() - older_than.total_seconds()
     unnamed = digests - blobs_named(digests)
     return sum(storage.delete_if_older(storage.blob_path(settings.MEDIA_ROOT, d), cutoff) for d in unnamed)
-
-
-def blobs_named(among: set[str] | None) -> set[str]:
-    """The sha256s some row names: all of them, or those of `among` (one indexed-or-small query per table)."""
-    columns = (
-        (ModelVersion, "sha256"), (ModelVersion, "recipe_sha256"), (Dataset, "sha256"), (ReferenceProfile, "sha256"),
-        (PredictionBatch, "columns_sha256"),
-    )
-    named: set[str] = set()
-    for model, column in columns:
-        rows = model.objects.exclude(**{column: ""})
-        if among is not None:
-            rows = rows.filter(**{f"{column}__in": among})
-        named |= set(rows.values_list(column, flat=True))
-    return named
