@@ -56,7 +56,7 @@ def blobs_named(among: set[str] | None) -> set[str]:
     """The sha256s some row names: all of them, or those of `among` (one indexed or small query per column)."""
     named: set[str] = set()
     for model, column in BLOB_COLUMNS:
-        rows = model.objects.exclude(**{column: ""})
+        rows = model._default_manager.exclude(**{column: ""})
         if among is not None:
             rows = rows.filter(**{f"{column}__in": among})
         named |= set(rows.values_list(column, flat=True))
@@ -64,12 +64,12 @@ def blobs_named(among: set[str] | None) -> set[str]:
 
 
 def _named_by(model: type[Model], column: str, sha256: str) -> list[str]:
-    ids = model.objects.filter(**{column: sha256}).order_by("pk").values_list("pk", flat=True)[:NAMED_BY_SHOWN]
+    ids = model._default_manager.filter(**{column: sha256}).order_by("pk").values_list("pk", flat=True)[:NAMED_BY_SHOWN]
     return [f"{model.__name__} {pk}" + ("" if column == "sha256" else f" ({column})") for pk in ids]
 
 
 def _named_digests(model: type[Model], column: str) -> Iterator[str]:
-    rows = model.objects.exclude(**{column: ""}).order_by(column).values_list(column, flat=True).distinct()
+    rows = model._default_manager.exclude(**{column: ""}).order_by(column).values_list(column, flat=True).distinct()
     return rows.iterator(chunk_size=2_000)
 
 

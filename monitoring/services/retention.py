@@ -138,13 +138,11 @@ def _batch_delete(batch_id: int, outcome: PurgeOutcome) -> None:
     request_ids = _request_ids(batch)
     if request_ids is None:
         outcome.rows += _delete_rows_by_batch(batch)
-    for start in range(0, len(request_ids or ()), ROWS_PER_TRANSACTION):
-        with transaction.atomic():
-            deleted, _ = Prediction.objects.filter(
-                deployment_id=batch.deployment_id, batch_id=batch.pk,
-                request_id__in=request_ids[start:start + ROWS_PER_TRANSACTION],
-            ).delete()
-        outcome.rows += deleted
+        request_ids = []
+    # In key order: each chunk then walks one stretch of the primary key's b-tree instead of pages all over it.
+    request_ids = sorted(request_ids)
+    for start in range(0, len(request_ids), ROWS_PER_TRANSACTION):
+        outcome.rows += _delete_rows(batch, request_ids[start:start + ROWS_PER_TRANSACTION])
     with transaction.atomic(), connection.cursor() as cursor:
         # Raw: the ORM's cascade would look for index rows by batch, a scan of the whole table (no index on it).
         cursor.execute(
@@ -156,13 +154,30 @@ def _batch_delete(batch_id: int, outcome: PurgeOutcome) -> None:
         outcome.blobs += storage_collect(digests={batch.columns_sha256})
 
 
+def _delete_rows(batch: PredictionBatch, request_ids: list[str]) -> int:
+    """One chunk of the batch's index rows, by primary key (deployment, request_id), in its own transaction."""
+    with transaction.atomic():
+        if connection.vendor != "postgresql":
+            return Prediction.objects.filter(
+                deployment_id=batch.deployment_id, batch_id=batch.pk, request_id__in=request_ids
+            ).delete()[0]
+        with connection.cursor() as cursor:
+            # One array parameter, not 5,000: planning an IN list of that length cost more than the delete.
+            cursor.execute(
+                f"DELETE FROM {Prediction._meta.db_table} WHERE deployment_id = %s AND request_id = ANY(%s)"
+                " AND batch_id = %s",
+                [batch.deployment_id, request_ids, batch.pk],
+            )
+            return cursor.rowcount
+
+
 def _request_ids(batch: PredictionBatch) -> list[str] | None:
     """The batch's ids, by which its index rows are deleted through the primary key; None if unreadable."""
     if batch.columns_sha256 == "" and not bytes(batch.request_ids or b""):
         return []  # rejected: its columns are gone, and it never had index rows
     try:
         stored = selectors.stored_columns(batch, ("request_ids",))
-        return batches.decode_ids(stored["request_ids"], batch.n_rows)
+        return batches.decode_ids(bytes(stored["request_ids"] or b""), batch.n_rows)
     except (storage.BlobMissingError, storage.BlobIntegrityError, ValueError) as exc:
         logger.warning("batch %s: ids unreadable (%s); deleting its index rows by batch", batch.pk, exc)
         return None
@@ -253,7 +268,7 @@ def deployment_retention_configure(
     predictions_days = _days("predictions", predictions_days, floor=window,
                              why=f" (the evaluation and drift windows read {window} days back)")
     reports_days = _days("reports", reports_days, floor=1, why="")
-    stored = (
+    stored = dict(
         Deployment.objects.select_for_update().values("retain_predictions_days", "retain_reports_days")
         .get(pk=deployment.pk)
     )
