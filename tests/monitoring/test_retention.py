@@ -278,3 +278,24 @@ def test_the_summary_says_what_is_kept_and_when_the_next_purge_runs(deployment, 
     assert summary.oldest_prediction_at == NOW - timedelta(days=50)
     assert summary.next_purge_at == datetime(2026, 6, 2, 3, 30, tzinfo=UTC)
     assert selectors.next_purge_at(datetime(2026, 6, 2, 1, 0, tzinfo=UTC)) == datetime(2026, 6, 2, 3, 30, tzinfo=UTC)
+
+
+def test_the_nightly_beat_entry_purges_each_deployment_through_its_task(deployment):
+    from django.utils import timezone
+
+    from workers.tasks import purge_deployment_task
+
+    entry = settings.CELERY_BEAT_SCHEDULE["purge-expired-data"]
+    assert entry["task"] == "workers.tasks.purge_all_task"
+    assert (entry["schedule"].hour, entry["schedule"].minute) == ({settings.RETENTION_PURGE_HOUR_UTC}, {30})
+    now = timezone.now()
+    rows = prediction_rows(10)
+    for i, row in enumerate(rows):
+        row["timestamp"] = (now - timedelta(days=200, seconds=-i)).isoformat()
+    services.predictions_ingest(deployment=deployment, rows=rows)
+
+    purge_deployment_task(deployment.pk)  # in this process, with the real Redis lock
+
+    assert not PredictionBatch.objects.filter(deployment=deployment).exists()
+    deployment.refresh_from_db()
+    assert deployment.last_purge["rows"] == 10
