@@ -251,6 +251,10 @@ EVALUATION_INTERVAL_MINUTES = env_int("EVALUATION_INTERVAL_MINUTES", 60)
 DRIFT_INTERVAL_MINUTES = env_int("DRIFT_INTERVAL_MINUTES", 30)
 # Seconds between rollout guard checks (docs/rollout.md): a bad canary is aborted within about this long.
 ROLLOUT_GUARD_INTERVAL_SECONDS = env_int("ROLLOUT_GUARD_INTERVAL_SECONDS", 30)
+# Retention (docs/operations.md, "Retention"): each deployment's purge runs nightly at this UTC hour (:30);
+# evaluations older than METRIC_FULL_RESOLUTION_DAYS are thinned to one per version, source and day.
+RETENTION_PURGE_HOUR_UTC = env_int("RETENTION_PURGE_HOUR_UTC", 3)
+METRIC_FULL_RESOLUTION_DAYS = env_int("METRIC_FULL_RESOLUTION_DAYS", 365)
 CELERY_BEAT_SCHEDULE = {
     "evaluate-all-deployments": {
         "task": "workers.tasks.evaluate_all_task",
@@ -265,6 +269,8 @@ CELERY_BEAT_SCHEDULE = {
     # A job whose worker died is failed within STALE_AFTER (90 s) plus this minute.
     "reap-stale-maintenance-jobs": {"task": "workers.tasks.reap_stale_jobs_task", "schedule": 60.0},
     "collect-media-garbage": {"task": "workers.tasks.collect_media_garbage_task", "schedule": 6 * 3600.0},
+    "purge-expired-data": {"task": "workers.tasks.purge_all_task",
+                           "schedule": crontab(minute=30, hour=RETENTION_PURGE_HOUR_UTC)},
     # Alert delivery: flush due alert groups, retry due notifications, take back those whose worker died.
     "sweep-notifications": {"task": "workers.tasks.sweep_notifications_task", "schedule": 15.0},
     # The dead man's switch: deployments that had traffic and went quiet.

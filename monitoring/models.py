@@ -79,6 +79,18 @@ class Deployment(models.Model):
         default=True,
         help_text="A candidate must be approved by someone other than who uploaded it or queued the job that made it",
     )
+    # Retention (monitoring/services/retention.py): stored predictions and drift reports older than this many
+    # days are purged every night; empty keeps them for ever. The metric series is never purged, only thinned
+    # to one evaluation per day past settings.METRIC_FULL_RESOLUTION_DAYS.
+    retain_predictions_days = models.PositiveIntegerField(
+        null=True, blank=True, default=90, help_text="Delete stored predictions older than this many days (empty: keep)"
+    )
+    retain_reports_days = models.PositiveIntegerField(
+        null=True, blank=True, default=365, help_text="Delete drift reports older than this many days (empty: keep)"
+    )
+    # What the last purge did: {"batches": n, "rows": n, "reports": n, "evaluations": n, "blobs": n}.
+    purged_at = models.DateTimeField(null=True, blank=True)
+    last_purge = models.JSONField(default=dict, blank=True)
     reference_dataset = models.ForeignKey(
         "Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -289,8 +301,9 @@ class Dataset(models.Model):
 
 class PredictionBatchQuerySet(models.QuerySet):
     def live(self) -> PredictionBatchQuerySet:
-        """The batches whose rows count: all but the rejected ones, whose columns are gone."""
-        return self.exclude(state=PredictionBatch.State.REJECTED)
+        """The batches whose rows count: all but the rejected ones, whose columns are gone, and those the
+        retention purge is deleting."""
+        return self.exclude(state__in=[PredictionBatch.State.REJECTED, PredictionBatch.State.EXPIRING])
 
 
 class PredictionBatch(models.Model):
@@ -312,6 +325,9 @@ class PredictionBatch(models.Model):
         INDEXED = "indexed", "Indexed"
         # The indexer found ids that another batch already holds: its columns were dropped, its errors kept.
         REJECTED = "rejected", "Rejected"
+        # Past its deployment's retention and claimed by the purge, which deletes its index rows a chunk at a
+        # time and then the batch: no window counts it from the moment it is claimed.
+        EXPIRING = "expiring", "Expiring"
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="prediction_batches")
     version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -350,6 +366,9 @@ class PredictionBatch(models.Model):
             models.Index(fields=["deployment", "t_min", "t_max"], name="batch_window_idx"),
             # The indexer's queue: small, because batches leave it within seconds.
             models.Index(fields=["deployment", "id"], name="batch_pending_idx", condition=Q(state="pending")),
+            # The media-store collector and the retention purge: "does any batch still name this file?".
+            # Partial: only large batches keep their columns in a file.
+            models.Index(fields=["columns_sha256"], name="batch_columns_file_idx", condition=~Q(columns_sha256="")),
         ]
 
     def __str__(self) -> str:

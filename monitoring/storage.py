@@ -25,16 +25,19 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _path_for(root: Path, sha256: str) -> Path:
+def blob_path(root: Path, sha256: str) -> Path:
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     return Path(root) / "blobs" / sha256[:2] / sha256[2:4] / sha256
 
 
+_path_for = blob_path  # the name tests and older callers use
+
+
 def put_blob(root: Path, data: bytes) -> str:
     """Store bytes and return their sha256. Storing the same bytes twice only refreshes the file's age."""
     digest = sha256_hex(data)
-    path = _path_for(root, digest)
+    path = blob_path(root, digest)
     if path.exists():
         path.touch()  # young again: garbage collection spares young files, whose rows may not have committed yet
         return digest
@@ -54,7 +57,7 @@ def put_blob(root: Path, data: bytes) -> str:
 
 
 def read_blob(root: Path, sha256: str) -> bytes:
-    path = _path_for(root, sha256)
+    path = blob_path(root, sha256)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -66,11 +69,11 @@ def read_blob(root: Path, sha256: str) -> bytes:
 
 
 def blob_exists(root: Path, sha256: str) -> bool:
-    return _path_for(root, sha256).exists()
+    return blob_path(root, sha256).exists()
 
 
 def delete_blob(root: Path, sha256: str) -> None:
-    _path_for(root, sha256).unlink(missing_ok=True)
+    blob_path(root, sha256).unlink(missing_ok=True)
 
 
 def files_older_than(root: Path, cutoff: float) -> Iterator[tuple[str | None, Path]]:
@@ -94,3 +97,35 @@ def delete_if_older(path: Path, cutoff: float) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def walk_blobs(root: Path) -> Iterator[tuple[str | None, Path]]:
+    """(sha256, path) of every stored file, one directory at a time (memory stays flat whatever the count);
+    sha256 is None for a temporary file of a write that never finished."""
+    base = Path(root) / "blobs"
+    for level1 in _sorted_dirs(base):
+        for level2 in _sorted_dirs(level1):
+            with os.scandir(level2) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False):
+                        yield (None if entry.name.startswith(".incoming-") else entry.name), Path(entry.path)
+
+
+def _sorted_dirs(path: Path) -> list[Path]:
+    try:
+        with os.scandir(path) as entries:
+            return sorted(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
+    except FileNotFoundError:
+        return []
+
+
+# Hashing reads this much at a time: a 2 GB model is verified in constant memory.
+HASH_CHUNK_BYTES = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -282,6 +282,35 @@ def collect_media_garbage_task() -> None:
         logger.info("deleted %d unreferenced file(s) from the media store", deleted)
 
 
+# One deployment's purge gets this long per task; an unfinished one is queued again (it resumes where it
+# stopped), so a first purge of a year of traffic never holds a worker for hours.
+PURGE_BUDGET_SECONDS = 300
+
+
+@shared_task(**RETRY_POLICY)
+def purge_all_task() -> None:
+    """Beat, nightly: each deployment's retention purge, as its own task."""
+    for deployment_id in Deployment.objects.order_by("pk").values_list("pk", flat=True):
+        purge_deployment_task.delay(deployment_id)
+
+
+@shared_task(acks_late=True, soft_time_limit=CHECK_TIME_LIMIT - 60, time_limit=CHECK_TIME_LIMIT, **RETRY_POLICY)
+def purge_deployment_task(deployment_id: int) -> None:
+    """Apply one deployment's retention (services.deployment_purge). acks_late: the purge resumes what a
+    killed run claimed, so a redelivery only finishes it."""
+    deployment = Deployment.objects.filter(pk=deployment_id).first()
+    if deployment is None:
+        return
+    with deployment_lock("purge", deployment_id) as acquired:
+        if not acquired:
+            return
+        outcome = services.deployment_purge(deployment=deployment, budget_seconds=PURGE_BUDGET_SECONDS)
+    if outcome.deleted_anything:
+        logger.info("retention purge of deployment %s: %s", deployment_id, outcome.as_dict())
+    if not outcome.finished and not settings.CELERY_TASK_ALWAYS_EAGER:
+        purge_deployment_task.delay(deployment_id)
+
+
 # ---------------------------------------------------------------- alert delivery (workers/notifications/)
 
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from ninja import File, Form, Router, UploadedFile
 from ninja.pagination import paginate
 from ninja.responses import Status
@@ -19,6 +20,8 @@ from dashboard.api.schemas import (
     DecisionIn,
     DeploymentIn,
     DeploymentOut,
+    RetentionIn,
+    RetentionOut,
     TokenCreatedOut,
     TokenIn,
     TokenOut,
@@ -78,6 +81,26 @@ def deployment_rollback(request: HttpRequest, slug: str, payload: DecisionIn) ->
     """Needs the approver role. Re-activates the version that served before the current one; returns it."""
     deployment = get_deployment_for(user_of(request), slug, need=APPROVE)
     return services.deployment_rollback(deployment=deployment, by=user_of(request), comment=payload.comment)
+
+
+@router.get("/deployments/{slug}/retention", response={200: RetentionOut, **READ_ERRORS}, tags=["deployments"],
+            summary="What the deployment keeps, and the next purge")
+def retention_get(request: HttpRequest, slug: str) -> RetentionOut:
+    deployment = get_deployment_for(user_of(request), slug, need=VIEW)
+    return RetentionOut.of(selectors.retention_summary(deployment=deployment, now=timezone.now()))
+
+
+@router.put("/deployments/{slug}/retention", response={200: RetentionOut, **WRITE_ERRORS}, tags=["deployments"],
+            summary="Set how long predictions and drift reports are kept")
+def retention_set(request: HttpRequest, slug: str, payload: RetentionIn) -> RetentionOut:
+    """Needs the approver role. Audited. A shorter retention deletes at the next purge (nightly); the metric series
+    is never deleted."""
+    deployment = get_deployment_for(user_of(request), slug, need=APPROVE)
+    services.deployment_retention_configure(
+        deployment=deployment, predictions_days=payload.retain_predictions_days,
+        reports_days=payload.retain_reports_days, by=user_of(request),
+    )
+    return RetentionOut.of(selectors.retention_summary(deployment=deployment, now=timezone.now()))
 
 
 # ---------------------------------------------------------------- versions

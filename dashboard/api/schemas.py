@@ -64,6 +64,8 @@ class DeploymentOut(Schema):
     active_version: int | None
     reference_dataset: int | None = Field(description="Id of the current reference dataset")
     evaluation_dataset: int | None = Field(description="Id of the current evaluation dataset")
+    retain_predictions_days: int | None = Field(description="Stored predictions are purged after this many days; null: never")
+    retain_reports_days: int | None = Field(description="Drift reports are purged after this many days; null: never")
     created_at: datetime
 
     @staticmethod
@@ -322,3 +324,35 @@ class JobOut(Schema):
     @staticmethod
     def resolve_requested_by(obj) -> str | None:
         return _username(obj.requested_by)
+
+
+class RetentionIn(Schema):
+    retain_predictions_days: int | None = Field(
+        description="Days stored predictions are kept (at least the evaluation window, at most 3650); null: for ever"
+    )
+    retain_reports_days: int | None = Field(description="Days drift reports are kept (1 to 3650); null: for ever")
+
+
+class RetentionOut(Schema):
+    retain_predictions_days: int | None
+    retain_reports_days: int | None
+    full_resolution_days: int = Field(description="Evaluations older than this are thinned to one per day, never deleted")
+    stored_batches: int
+    stored_rows: int
+    oldest_prediction_at: datetime | None
+    oldest_report_at: datetime | None
+    oldest_evaluation_at: datetime | None
+    expiring_batches: int = Field(description="Batches a purge has claimed and not finished deleting")
+    next_purge_at: datetime
+    purged_at: datetime | None = Field(description="When the last purge ran")
+    last_purge: dict = Field(description='What it deleted: {"batches", "rows", "reports", "evaluations", "blobs"}')
+
+    @staticmethod
+    def of(summary) -> RetentionOut:
+        return RetentionOut(
+            retain_predictions_days=summary.predictions_days, retain_reports_days=summary.reports_days,
+            **{name: getattr(summary, name) for name in (
+                "full_resolution_days", "stored_batches", "stored_rows", "oldest_prediction_at", "oldest_report_at",
+                "oldest_evaluation_at", "expiring_batches", "next_purge_at", "purged_at", "last_purge",
+            )},
+        )

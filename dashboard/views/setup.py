@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from dashboard.access import APPROVE, OPERATE, can, get_deployment_for, get_team_for
@@ -61,7 +62,8 @@ def deployment_new(request: HttpRequest) -> HttpResponse:
 
 def _settings_page(
     request: HttpRequest, deployment: Deployment, *, thresholds: ThresholdsForm | None = None,
-    drift: DriftSettingsForm | None = None, status: int = 200,
+    drift: DriftSettingsForm | None = None, retention_values: dict | None = None, retention_errors: dict | None = None,
+    status: int = 200,
 ) -> HttpResponse:
     try:
         effective = DriftConfig.from_json(
@@ -82,6 +84,12 @@ def _settings_page(
         "effective": effective,
         "reference": deployment.reference_dataset,
         "evaluation": deployment.evaluation_dataset,
+        "retention": selectors.retention_summary(deployment=deployment, now=timezone.now()),
+        "retention_values": retention_values or {
+            "retain_predictions_days": deployment.retain_predictions_days,
+            "retain_reports_days": deployment.retain_reports_days,
+        },
+        "retention_errors": retention_errors or {},
     }
     return render(request, "deployments/settings.html", context, status=status)
 
@@ -149,3 +157,33 @@ def deployment_drift(request: HttpRequest, slug: str) -> HttpResponse:
     messages.success(request, "Drift settings saved; the next check uses them.")
     return redirect(_settings_url(slug, "drift"))
 
+
+
+RETENTION_FIELDS = ("retain_predictions_days", "retain_reports_days")
+
+
+@login_required
+@require_POST
+def deployment_retention(request: HttpRequest, slug: str) -> HttpResponse:
+    """How long predictions and drift reports are kept; approvers decide, as they do the other settings
+    (a shorter retention deletes data at the next purge)."""
+    deployment = get_deployment_for(request.user, slug, need=APPROVE)
+    raw = {name: request.POST.get(name, "").strip() for name in RETENTION_FIELDS}
+    try:
+        days = {name: int(text) if text else None for name, text in raw.items()}
+    except ValueError:
+        errors = {name: "A whole number of days, or empty to keep for ever." for name, text in raw.items()
+                  if text and not text.lstrip("-").isdigit()}
+        return _settings_page(request, deployment, retention_values=raw, retention_errors=errors, status=400)
+    try:
+        services.deployment_retention_configure(
+            deployment=deployment, predictions_days=days["retain_predictions_days"],
+            reports_days=days["retain_reports_days"], by=request.user,
+        )
+    except services.ServiceError as exc:
+        errors = {e["field"]: e["message"] for e in exc.errors if e.get("field") in RETENTION_FIELDS}
+        deployment.refresh_from_db()
+        return _settings_page(request, deployment, retention_values=raw,
+                              retention_errors=errors or {"retain_predictions_days": exc.message}, status=exc.status)
+    messages.success(request, "Retention saved; the next purge applies it.")
+    return redirect(_settings_url(slug, "retention"))

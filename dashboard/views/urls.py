@@ -48,6 +48,7 @@ urlpatterns = [
     path("d/<slug:slug>/settings/floors", setup.deployment_thresholds, name="deployment-thresholds"),
     path("d/<slug:slug>/settings/drift", setup.deployment_drift, name="deployment-drift"),
     path("d/<slug:slug>/settings/labels", setup.deployment_labels_alert, name="deployment-labels"),
+    path("d/<slug:slug>/settings/retention", setup.deployment_retention, name="deployment-retention"),
     path("d/<slug:slug>/drift/", deployments.drift_report_list, name="drift-reports"),
     path("d/<slug:slug>/audit", audit.audit_log, name="audit"),
     path("d/<slug:slug>/audit.csv", audit.audit_csv, name="audit-csv"),

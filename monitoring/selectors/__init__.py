@@ -64,6 +64,7 @@ from monitoring.selectors.reports import (
     evaluation_runs,
     metric_points,
 )
+from monitoring.selectors.retention import RetentionSummary, next_purge_at, retention_summary
 from monitoring.selectors.rollouts import (
     GuardSeries,
     rollout_guard_series,
@@ -83,6 +84,7 @@ from monitoring.selectors.serving import (
     shadow_replay_for,
     version_signature_valid,
 )
+from monitoring.selectors.storage import BLOB_COLUMNS, Finding, StorageTally, blobs_named, storage_check
 from monitoring.selectors.traffic import (
     ProductionWindow,
     batch_for,
@@ -104,9 +106,11 @@ from monitoring.selectors.versions import (
 
 __all__ = [
     "AUDIT_KINDS",
+    "BLOB_COLUMNS",
     "SPARKLINE_DAYS",
     "ComparisonSource",
     "DeploymentSummary",
+    "Finding",
     "Fleet",
     "GuardSeries",
     "Health",
@@ -115,8 +119,10 @@ __all__ = [
     "NamedObject",
     "OverviewRow",
     "ProductionWindow",
+    "RetentionSummary",
     "ServingState",
     "SourceComparison",
+    "StorageTally",
     "TeamWeek",
     "VersionComparison",
     "VersionEvent",
@@ -132,6 +138,7 @@ __all__ = [
     "audit_events",
     "audit_object_names",
     "batch_for",
+    "blobs_named",
     "channel_deliveries",
     "channels_for",
     "comparison_sources",
@@ -160,12 +167,14 @@ __all__ = [
     "last_predictions_received",
     "latest_drift_report",
     "metric_points",
+    "next_purge_at",
     "notifications_due_ids",
     "per_class_rows",
     "prediction_counts",
     "prediction_counts_for",
     "production_window",
     "reference_profile_for",
+    "retention_summary",
     "role_allows",
     "role_for",
     "rollout_guard_series",
@@ -184,6 +193,7 @@ __all__ = [
     "shadow_replay_for",
     "silences_for_team",
     "stage_traffic",
+    "storage_check",
     "stored_columns",
     "team_role_for",
     "team_week",

@@ -83,7 +83,7 @@ def _read_batches(
     table = PredictionBatch._meta.db_table
     sql = (
         f"SELECT {', '.join(_BATCH_COLUMNS)} FROM {table} WHERE deployment_id = %s AND t_min < %s AND t_max >= %s"
-        f" AND state <> '{PredictionBatch.State.REJECTED}'"
+        f" AND state NOT IN ('{PredictionBatch.State.REJECTED}', '{PredictionBatch.State.EXPIRING}')"
         + (" AND id = ANY(%s)" if ids is not None else "") + (" AND version_id = %s" if version_id is not None else "")
         + " ORDER BY t_min, id"
     )

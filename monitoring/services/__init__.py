@@ -24,7 +24,7 @@ from monitoring.services.alerts import (
     scheduled_check_record,
 )
 from monitoring.services.audit import audit_record
-from monitoring.services.blobs import BLOB_GRACE, blob_put, storage_collect_garbage
+from monitoring.services.blobs import BLOB_GRACE, blob_put, storage_collect, storage_collect_garbage
 from monitoring.services.channels import (
     channel_create,
     channel_delete,
@@ -109,6 +109,12 @@ from monitoring.services.notifications import (
     notification_record,
     notifications_requeue_expired,
 )
+from monitoring.services.retention import (
+    PurgeOutcome,
+    deployment_purge,
+    deployment_retention_configure,
+    retention_cutoffs,
+)
 from monitoring.services.rollouts import (
     rollout_abort,
     rollout_advance,
@@ -152,6 +158,7 @@ __all__ = [
     "LabelResult",
     "NotFound",
     "NotPermitted",
+    "PurgeOutcome",
     "Recorded",
     "ServiceError",
     "TooLarge",
@@ -185,6 +192,8 @@ __all__ = [
     "deployment_create_from_model",
     "deployment_drift_configure",
     "deployment_labels_alert_configure",
+    "deployment_purge",
+    "deployment_retention_configure",
     "deployment_rollback",
     "deployment_thresholds_configure",
     "digest_claim",
@@ -219,6 +228,7 @@ __all__ = [
     "predictions_ingest",
     "predictions_upload",
     "reference_profile_store",
+    "retention_cutoffs",
     "rollout_abort",
     "rollout_advance",
     "rollout_checks_record",
@@ -242,6 +252,7 @@ __all__ = [
     "shadow_replay_request",
     "silence_create",
     "silence_expire",
+    "storage_collect",
     "storage_collect_garbage",
     "team_get_or_create",
     "team_service_approval_set",

@@ -9,12 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 
 from monitoring import storage
-from monitoring.models import (
-    Dataset,
-    ModelVersion,
-    PredictionBatch,
-    ReferenceProfile,
-)
+from monitoring.selectors.storage import blobs_named
 from monitoring.services.errors import InsufficientStorage
 
 
@@ -47,9 +42,16 @@ def storage_collect_garbage(*, older_than: timedelta = BLOB_GRACE) -> int:
     # Old files first, then the rows naming files, then each file's age again: a row committed after the
     # query reused its file through put_blob, which made it young again.
     candidates = list(storage.files_older_than(settings.MEDIA_ROOT, cutoff))
-    referenced = set(ModelVersion.objects.values_list("sha256", flat=True))
-    referenced |= set(ModelVersion.objects.values_list("recipe_sha256", flat=True))
-    referenced |= set(Dataset.objects.values_list("sha256", flat=True))
-    referenced |= set(ReferenceProfile.objects.values_list("sha256", flat=True))
-    referenced |= set(PredictionBatch.objects.exclude(columns_sha256="").values_list("columns_sha256", flat=True))
+    referenced = blobs_named(None)
     return sum(storage.delete_if_older(path, cutoff) for digest, path in candidates if digest not in referenced)
+
+
+def storage_collect(*, digests: set[str], older_than: timedelta = BLOB_GRACE) -> int:
+    """The collector for a few files a purge just stopped naming: each is deleted if no row names it any more
+    (blobs are content-addressed, so another batch or deployment may share it) and it is past the grace age
+    (a row being written may have just reused it). Returns how many were deleted."""
+    if not digests:
+        return 0
+    cutoff = time.time() - older_than.total_seconds()
+    unnamed = digests - blobs_named(digests)
+    return sum(storage.delete_if_older(storage.blob_path(settings.MEDIA_ROOT, d), cutoff) for d in unnamed)

@@ -129,6 +129,7 @@ PAGES: dict[str, Rule] = {
     "deployment-thresholds": Rule("POST", APPROVE, lambda w: {"accuracy": "0.8"}),
     "deployment-drift": Rule("POST", APPROVE, lambda w: {"correction": "bh", "p_value": "0.01"}),
     "deployment-labels": Rule("POST", APPROVE, lambda w: {"labels_stopped_hours": "12"}),
+    "deployment-retention": Rule("POST", APPROVE, lambda w: {"retain_predictions_days": "60", "retain_reports_days": ""}),
     "tokens": Rule("GET", OPERATE),
     "audit": Rule("GET", VIEW),
     "drift-report": Rule("GET", VIEW),
@@ -186,6 +187,9 @@ API: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/deployments"): Rule("POST", OPERATE, lambda w: {
         "name": "New one", "team": "risk-models", "feature_names": FEATURES, "class_labels": CLASSES}, json=True),
     ("GET", "/api/v1/deployments/{slug}"): Rule("GET", VIEW),
+    ("GET", "/api/v1/deployments/{slug}/retention"): Rule("GET", VIEW),
+    ("PUT", "/api/v1/deployments/{slug}/retention"): Rule(
+        "PUT", APPROVE, lambda w: {"retain_predictions_days": 60, "retain_reports_days": None}, json=True),
     ("POST", "/api/v1/deployments/{slug}/rollback"): Rule("POST", APPROVE, lambda w: {"comment": ""}, json=True),
     ("GET", "/api/v1/deployments/{slug}/versions"): Rule("GET", VIEW),
     ("POST", "/api/v1/deployments/{slug}/versions"): Rule("POST", OPERATE, lambda w: {"file": _model_file()}),
