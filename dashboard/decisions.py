@@ -23,9 +23,15 @@ class Decision:
     danger: bool = False
 
 
-def approve_decision(version: ModelVersion) -> Decision:
+ACTIVE_UNKNOWN = object()
+
+
+def approve_decision(version: ModelVersion, active: ModelVersion | None | object = ACTIVE_UNKNOWN) -> Decision:
+    """`active`: the deployment's active version when the caller has it (the versions table draws a button per
+    candidate, and looking it up for each was a query per row)."""
     deployment = version.deployment
-    active = deployment.active_version()
+    if active is ACTIVE_UNKNOWN:
+        active = deployment.active_version()
     replaced = f" v{active.number} stops serving and is kept for a rollback." if active is not None else ""
     return Decision(
         "approve", reverse("version-approve", args=[deployment.slug, version.number]),

@@ -56,7 +56,7 @@ from monitoring.selectors.notifications import (
     rules_for,
     silences_for_team,
 )
-from monitoring.selectors.overview import SPARKLINE_DAYS, OverviewRow, deployment_overview
+from monitoring.selectors.overview import SPARKLINE_DAYS, OverviewRow, deployment_overview, overview_sparklines
 from monitoring.selectors.reports import (
     alerts_filtered,
     drift_feature_points,
@@ -136,6 +136,7 @@ __all__ = [
     "channels_for",
     "comparison_sources",
     "deployment_overview",
+    "overview_sparklines",
     "deployment_summary",
     "deployments_due_for_drift",
     "deployments_visible_to",
