@@ -456,10 +456,12 @@ def rollout_guards_chart(*, series: Sequence, tz: tzinfo) -> str | None:
         ratios = [None if v is None or not s.threshold else v / s.threshold for v in s.value]
         if all(r is None for r in ratios):
             continue
+        # A long rollout checks every few minutes for days: MAX_POINTS per guard, its breaches kept.
+        keep = downsample_indices([np.nan if r is None else r for r in ratios])
         traces.append(go.Scatter(
-            x=local_times(s.at, tz), y=ratios, name=s.guard.replace("_", " "), mode="lines+markers",
-            line={"color": GUARD_COLOURS.get(s.guard, GREY), "width": 2}, marker={"size": 5},
-            customdata=[[v, s.threshold, verdict] for v, verdict in zip(s.value, s.verdict)],
+            x=local_times(_pick(s.at, keep), tz), y=_pick(ratios, keep), name=s.guard.replace("_", " "),
+            mode="lines+markers", line={"color": GUARD_COLOURS.get(s.guard, GREY), "width": 2}, marker={"size": 5},
+            customdata=[[s.value[i], s.threshold, s.verdict[i]] for i in keep],
             hovertemplate="%{customdata[0]:.3f} vs %{customdata[1]} (%{customdata[2]})<extra>" + s.guard + "</extra>",
         ))
     if not traces:
