@@ -628,6 +628,7 @@ def main() -> None:
         ("compare (approval page)", reverse("version-compare", args=[slug, 5])),
         ("audit log", reverse("audit", args=[slug])),
     ]
+    print("load average (1, 5, 15 min): " + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores")
     floor_p50, floor_p95, _, _ = time_page(client, "/healthz", args.requests)
     print(f"\nbaseline /healthz: p50 {floor_p50:6.1f} ms, p95 {floor_p95:6.1f} ms")
     print(f"{'page':28s} {'p50 ms':>8s} {'p95 ms':>8s} {'queries':>8s} {'KB':>7s} {'max pts':>8s}  x /healthz p50")
@@ -648,7 +649,8 @@ def main() -> None:
     print(f"\nversions table read, old (every run's metrics): p50 {old_p50:7.1f} ms, p95 {old_p95:7.1f} ms")
     print(f"versions table read, new (latest per version and source): p50 {new_p50:7.1f} ms, p95 {new_p95:7.1f} ms "
           f"(ratio {old_p50 / new_p50:.0f}x faster)")
-    print(f"slowest page by p95: {worst[0]} ({worst[2]:.1f} ms)")
+    print(f"slowest page by p95: {worst[0]} ({worst[2]:.1f} ms); load average now "
+          + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     if not args.no_browser:
         print(browser_render(client, pages[6][1]))  # the custom year: the most points behind its charts
 
