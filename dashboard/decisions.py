@@ -5,6 +5,7 @@ audit entry name the same version."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from django.urls import reverse
 
@@ -23,10 +24,15 @@ class Decision:
     danger: bool = False
 
 
-def approve_decision(version: ModelVersion) -> Decision:
+ACTIVE_UNKNOWN = object()
+
+
+def approve_decision(version: ModelVersion, active: ModelVersion | object | None = ACTIVE_UNKNOWN) -> Decision:
+    """`active`: the deployment's active version when the caller has it (the versions table draws a button per
+    candidate, and looking it up for each was a query per row)."""
     deployment = version.deployment
-    active = deployment.active_version()
-    replaced = f" v{active.number} stops serving and is kept for a rollback." if active is not None else ""
+    serving = deployment.active_version() if active is ACTIVE_UNKNOWN else cast("ModelVersion | None", active)
+    replaced = f" v{serving.number} stops serving and is kept for a rollback." if serving is not None else ""
     return Decision(
         "approve", reverse("version-approve", args=[deployment.slug, version.number]),
         f"Approve v{version.number} of {deployment.name}?", f"Approve v{version.number}",

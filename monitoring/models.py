@@ -464,6 +464,9 @@ class EvaluationRun(models.Model):
         indexes = [
             # Health charts: "this deployment's runs over time".
             models.Index(fields=["deployment", "measured_at"], name="evaluation_series_idx"),
+            # "A version's latest run on a source" (the versions table, the Pareto chart, headline runs): one
+            # probe instead of a walk over a year of a deployment's runs (bench/pages.py).
+            models.Index(fields=["version", "source", "measured_at"], name="evaluation_latest_idx"),
         ]
 
 

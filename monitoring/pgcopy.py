@@ -183,3 +183,14 @@ class PartsReader:
             if self._offset >= len(part):
                 self._current, self._offset = self._current + 1, 0
         return b"".join(chunks)
+
+
+def many_rows(rows: list[list[tuple[object, str]]]) -> PartsReader:
+    """Rows for COPY ... FROM STDIN (FORMAT binary), each as one_row takes its fields, in one stream: a
+    few hundred batch rows cost one round trip instead of one each."""
+    parts: list[bytes | memoryview] = [HEADER]
+    for fields in rows:
+        parts.append(struct.pack(">h", len(fields)))
+        for value, kind in fields:
+            parts += _field(value, kind)
+    return PartsReader([*parts, TRAILER])

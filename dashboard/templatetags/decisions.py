@@ -28,8 +28,9 @@ def decision_button(context, decision: Decision | None, *, small: bool = True) -
 
 
 @register.simple_tag
-def approve_decision(version: ModelVersion) -> Decision:
-    return decisions.approve_decision(version)
+def approve_decision(version: ModelVersion, active: ModelVersion | object | None = decisions.ACTIVE_UNKNOWN) -> Decision:
+    """`{% approve_decision v active %}` with the active version the page already holds (None: none serves)."""
+    return decisions.approve_decision(version, active)
 
 
 @register.simple_tag

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -32,6 +33,8 @@ SORTS = {
     "candidates": ("Candidates", lambda r: r.summary.candidates),
 }
 DEFAULT_SORT = "health"
+# Rows per page: the sort and the totals cover every deployment; sparklines are read and drawn for one page only.
+OVERVIEW_PAGE_SIZE = 50
 
 
 @dataclass(frozen=True)
@@ -63,13 +66,20 @@ def _line(row: selectors.OverviewRow) -> Line:
 
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
-    rows = selectors.deployment_overview(user=request.user)
+    rows = selectors.deployment_overview(user=request.user, sparklines=False)
     text = request.GET.get("q", "").strip()[:100]
     health = request.GET.get("health", "")
     health = health if health in HEALTH_ORDER else ""
     sort = request.GET.get("sort", DEFAULT_SORT)
     sort = sort if sort.lstrip("-") in SORTS else DEFAULT_SORT
     shown = _sorted([r for r in rows if _matches(r, text, health)], sort)
+    page = Paginator(shown, OVERVIEW_PAGE_SIZE).get_page(request.GET.get("page"))
+    sparklines = selectors.overview_sparklines(deployments=[r.summary.deployment for r in page.object_list])
+    on_page = [
+        replace(r, sparkline_source=source, sparkline=points)
+        for r in page.object_list
+        for source, points in [sparklines.get(r.summary.deployment.pk, ("", []))]
+    ]
     summaries = [r.summary for r in rows]
     keep = {k: v for k, v in (("q", text), ("health", health)) if v}
     headers = [
@@ -79,7 +89,10 @@ def overview(request: HttpRequest) -> HttpResponse:
     ]
     context = {
         "summaries": summaries,
-        "lines": [_line(r) for r in shown],
+        "lines": [_line(r) for r in on_page],
+        "page": page,
+        # The pager's links keep the filter and the sort.
+        "page_query": urlencode(keep | {"sort": sort}),
         "filter_text": text,
         "filter_health": health,
         "health_choices": HEALTH_ORDER,

@@ -56,7 +56,7 @@ from monitoring.selectors.notifications import (
     rules_for,
     silences_for_team,
 )
-from monitoring.selectors.overview import SPARKLINE_DAYS, OverviewRow, deployment_overview
+from monitoring.selectors.overview import SPARKLINE_DAYS, OverviewRow, deployment_overview, overview_sparklines
 from monitoring.selectors.reports import (
     alerts_filtered,
     drift_feature_points,
@@ -169,6 +169,7 @@ __all__ = [
     "metric_points",
     "next_purge_at",
     "notifications_due_ids",
+    "overview_sparklines",
     "per_class_rows",
     "prediction_counts",
     "prediction_counts_for",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
+from django.db.models import OuterRef, Subquery
+
 from monitoring.comparison import Comparison
 from monitoring.models import (
     Dataset,
@@ -171,12 +173,23 @@ class VersionPoint:
 
 
 def version_points(*, deployment: Deployment) -> list[VersionPoint]:
-    """Every non-rejected version with its size and its latest evaluation-set F1 and latency: the Pareto chart."""
+    """Every non-rejected version with its size and its latest evaluation-set F1 and latency: the Pareto chart.
+    Two queries however many versions: each one's latest run id as a subquery, then those runs' metrics."""
+    latest = Subquery(
+        EvaluationRun.objects.filter(
+            version_id=OuterRef("pk"), source=EvaluationRun.Source.EVALUATION_SET, status=EvaluationRun.Status.SUCCEEDED
+        ).order_by("-measured_at", "-pk").values("pk")[:1]
+    )
+    versions = list(
+        deployment.versions.exclude(status=ModelVersion.Status.REJECTED).annotate(latest_run=latest).order_by("number")
+    )
+    metrics = dict(
+        EvaluationRun.objects.filter(pk__in=[v.latest_run for v in versions if v.latest_run]).values_list("pk", "metrics")
+    )
     points = []
-    for version in deployment.versions.exclude(status=ModelVersion.Status.REJECTED).order_by("number"):
-        metrics = _latest_metrics(version)
+    for version in versions:
+        m = metrics.get(version.latest_run) or {}
         points.append(VersionPoint(
-            version.number, version.status, version.origin, version.size_bytes,
-            metrics.get("f1_macro"), metrics.get("latency_p50_ms"),
+            version.number, version.status, version.origin, version.size_bytes, m.get("f1_macro"), m.get("latency_p50_ms"),
         ))
     return points

@@ -39,14 +39,16 @@ def drift_share_series(
 
 def drift_reports_for(*, deployment: Deployment):
     """The deployment's drift reports, newest first (the list page paginates it)."""
+    # "deployment" among the fields: the related manager sets each row's deployment, which read a deferred
+    # deployment_id once per row.
     return deployment.drift_reports.order_by("-window_end", "-pk").only(
-        "pk", "window_start", "window_end", "drifted", "n_drifted", "share_drifted", "n_current", "n_reference", "created_at"
+        "pk", "deployment", "window_start", "window_end", "drifted", "n_drifted", "share_drifted", "n_current", "n_reference", "created_at"
     )
 
 
 def drift_report_neighbours(*, report: DriftReport) -> tuple[DriftReport | None, DriftReport | None]:
     """(the check before this one, the check after it) in window order, for prev/next links."""
-    reports = report.deployment.drift_reports.only("pk", "window_end")
+    reports = report.deployment.drift_reports.only("pk", "deployment", "window_end")  # see drift_reports_for
     same_end_earlier = Q(window_end=report.window_end, pk__lt=report.pk)
     same_end_later = Q(window_end=report.window_end, pk__gt=report.pk)
     previous = reports.filter(Q(window_end__lt=report.window_end) | same_end_earlier).order_by("-window_end", "-pk").first()

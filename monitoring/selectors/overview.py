@@ -95,8 +95,15 @@ def _sparklines(deployments: list, since: datetime) -> dict[int, tuple[str, list
     return chosen
 
 
-def deployment_overview(*, user: AbstractBaseUser) -> list[OverviewRow]:
-    """Every deployment the user can see, by name, with what deployment_summary says of each, plus a sparkline."""
+def overview_sparklines(*, deployments: list) -> dict[int, tuple[str, list[tuple[datetime, float]]]]:
+    """{deployment id: (source, points)} over the last SPARKLINE_DAYS: the page's rows only, as the overview
+    draws them (the sort and the totals need every summary, but no sparkline)."""
+    return _sparklines(deployments, timezone.now() - timedelta(days=SPARKLINE_DAYS)) if deployments else {}
+
+
+def deployment_overview(*, user: AbstractBaseUser, sparklines: bool = True) -> list[OverviewRow]:
+    """Every deployment the user can see, by name, with what deployment_summary says of each, plus a sparkline
+    (left empty with sparklines=False: overview_sparklines draws those of one page)."""
     deployments = list(deployments_visible_to(user=user).annotate(n_candidates=_candidate_counts()).order_by("name"))
     ids = [d.pk for d in deployments]
     severities: dict[int, list[str]] = defaultdict(list)
@@ -108,13 +115,13 @@ def deployment_overview(*, user: AbstractBaseUser) -> list[OverviewRow]:
     headlines = _headline_runs([v.pk for v in active.values()])
     now = timezone.now()
     counts = prediction_counts_for(deployment_ids=ids, since=now - timedelta(hours=24))
-    sparklines = _sparklines(deployments, now - timedelta(days=SPARKLINE_DAYS))
+    lines = _sparklines(deployments, now - timedelta(days=SPARKLINE_DAYS)) if sparklines else {}
     rows = []
     for deployment in deployments:
         version = active.get(deployment.pk)
         latest = headlines.get(version.pk) if version else None
         predictions_24h, last = counts[deployment.pk]
-        source, points = sparklines.get(deployment.pk, ("", []))
+        source, points = lines.get(deployment.pk, ("", []))
         summary = DeploymentSummary(
             deployment=deployment,
             health=health_of(open_severities=severities[deployment.pk], has_headline=latest is not None),

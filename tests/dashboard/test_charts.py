@@ -171,3 +171,74 @@ def test_a_sparkline_fills_its_box_and_places_the_floor():
     assert [x for x, _ in xy] == [0.0, 48.0, 96.0]
     assert all(2 <= y <= 22 for _, y in xy) and floor_y == 22.0  # the floor is the lowest value drawn
     assert charts.sparkline_points([0.9], floor=None) == ("", None)  # one point is no line
+
+
+def _year_hourly(dip_at: int) -> tuple[dict[str, list], float]:
+    """A year of hourly points (8,760) with one dip: what the deployment page's custom year range reads."""
+    values = (0.9 + 0.02 * np.sin(np.arange(365 * 24) / 24)).tolist()
+    values[dip_at] = 0.41
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    return {
+        "at": [start + timedelta(hours=i) for i in range(len(values))],
+        "value": values,
+        "version": [1 + i // 2190 for i in range(len(values))],
+    }, values[dip_at]
+
+
+def _traces(figure_json: str) -> list[dict]:
+    return json.loads(figure_json)["data"]
+
+
+def test_a_year_of_hourly_points_is_drawn_in_at_most_2000_per_trace_with_its_dip():
+    series, dip = _year_hourly(dip_at=5_000)
+
+    figure = charts.metrics_chart(
+        production={"accuracy": series, "f1_macro": series}, evaluation_set={"accuracy": series},
+        thresholds={"accuracy": 0.85}, tz=TOKYO,
+    )
+    latency = charts.latency_chart(series_by_name={"latency_p95_ms": series}, tz=TOKYO)
+
+    traces = _traces(figure) + _traces(latency)
+    assert len(traces) == 4
+    for trace in traces:
+        assert len(trace["x"]) == len(trace["y"]) <= charts.MAX_POINTS
+        assert len(trace["x"]) > charts.MAX_POINTS // 2  # downsampled to the budget, not far below it
+    assert dip in _traces(figure)[0]["y"]
+    assert dip * 1000 in _traces(latency)[0]["y"]  # µs: the dip survives the unit change too
+    dip_time = series["at"][5_000].astimezone(TOKYO).strftime("%Y-%m-%d %H:%M:%S")
+    assert _traces(figure)[0]["x"][_traces(figure)[0]["y"].index(dip)] == dip_time
+
+
+def test_a_year_of_drift_checks_keeps_its_drifted_check_and_its_report_link():
+    n = 365 * 24
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    share = [0.1] * n
+    share[7_000] = 0.9
+    series = {"at": [start + timedelta(hours=i) for i in range(n)], "share": share,
+              "drifted": [s > 0.5 for s in share], "report": list(range(n))}
+
+    trace = _traces(charts.drift_share_chart(series=series, tz=UTC, report_urls=[f"/r/{i}" for i in range(n)]))[0]
+
+    assert len(trace["y"]) <= charts.MAX_POINTS
+    i = trace["y"].index(0.9)
+    assert trace["customdata"][i] == ["drifted", "/r/7000"]
+    assert trace["marker"]["color"][i] == charts.RED
+
+
+def test_a_long_rollouts_guard_chart_is_downsampled_keeping_its_breach_and_its_gaps():
+    from monitoring.selectors.rollouts import GuardSeries
+
+    n = 10_000  # a check a minute for a week
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    values: list[float | None] = [0.01] * n
+    values[4_321] = 0.2  # the breach
+    values[100:200] = [None] * 100  # waiting for rows
+    series = GuardSeries("class_shift", 0.1, [start + timedelta(minutes=i) for i in range(n)], values,
+                         ["pass"] * 4_321 + ["breach"] + ["pass"] * (n - 4_322))
+
+    trace = _traces(charts.rollout_guards_chart(series=[series], tz=UTC))[0]
+
+    assert len(trace["y"]) <= charts.MAX_POINTS
+    i = trace["y"].index(2.0)
+    assert trace["customdata"][i] == [0.2, 0.1, "breach"]
+    assert None in trace["y"]
