@@ -1,4 +1,5 @@
-"""Ingestion: production predictions and, later, their true labels. Per-deployment token auth.
+"""Ingestion: production predictions and, later, their true labels. The deployment's ingestion token, or a
+personal or team service token with the operator role (dashboard/api/auth.py IngestionToken).
 
 JSON bodies are read with orjson and validated as columns in monitoring/batches.py, not by pydantic:
 a batch of 10,000 rows is checked in a few numpy passes, and every error names its row and field.
@@ -13,14 +14,14 @@ from ninja import File, Header, Router, UploadedFile
 from ninja.decorators import decorate_view
 from ninja.responses import Status
 
-from dashboard.api.auth import deployment_for_token, token_auth
+from dashboard.api.auth import deployment_for_token, ingestion_auth
 from dashboard.api.errors import error_responses, file_body
 from dashboard.api.parsing import json_object, json_object_body, request_body_doc, uploaded_file
 from dashboard.api.schemas import BatchOut, IngestOut, LabelBatchIn, LabelsOut, PredictionBatchIn
 from monitoring import selectors, services
 from monitoring.models import PredictionBatch
 
-router = Router(auth=token_auth, tags=["ingestion"])
+router = Router(auth=ingestion_auth, tags=["ingestion"])
 
 INGEST_ERRORS = error_responses(400, 401, 403, 409, 413, 422)
 UPLOAD_ERRORS = error_responses(400, 401, 403, 409, 413, 415, 422)
