@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from ninja import File, Header, Router, UploadedFile
+from ninja import File, Header, Query, Router, UploadedFile
 from ninja.decorators import decorate_view
 from ninja.responses import Status
 
@@ -70,21 +70,40 @@ FILE_BODY = File(
 )
 
 
+VERSION_QUERY = Query(
+    None, description="The number of the version that made the predictions, as the JSON batch's \"version\" (also "
+    "accepted as a multipart form field named version). Without it, the version active on arrival is credited.",
+)
+
+
+def _upload_version(request: HttpRequest, query: int | None) -> object:
+    """The version named by the query or, in a multipart upload, by a form field; the service refuses (422)
+    anything that is not one of the deployment's version numbers."""
+    if query is not None:
+        return query
+    field = request.POST.get("version", "").strip() if request.content_type == "multipart/form-data" else ""
+    if not field:
+        return None
+    return int(field) if field.isdigit() else field
+
+
 @router.post("/deployments/{slug}/predictions/upload", response={201: IngestOut, 202: IngestOut, **UPLOAD_ERRORS},
              summary="Upload a file of predictions (CSV or Parquet)")
 @decorate_view(file_body)
 def predictions_upload(
     request: HttpRequest, response: HttpResponse, slug: str, file: UploadedFile | None = FILE_BODY,
-    idempotency_key: str | None = IDEMPOTENCY_KEY,
+    idempotency_key: str | None = IDEMPOTENCY_KEY, version: int | None = VERSION_QUERY,
 ) -> Status:
     """Columns: `id`, `timestamp` (ISO 8601; naive means UTC), `predicted_label`, one per feature and,
     optionally, `proba_<class>` for every class. Stored as one batch, all or nothing, with the same
     errors and idempotency as the JSON batch. A file over 10,000 rows has its ids checked by the indexer,
-    moments later: 202 with `Location:` the batch's status, to poll. At most MAX_UPLOAD_ROWS rows and MAX_UPLOAD_BYTES."""
+    moments later: 202 with `Location:` the batch's status, to poll. At most MAX_UPLOAD_ROWS rows and MAX_UPLOAD_BYTES.
+    `version` (query or form field) names the version that made them, as in the JSON batch."""
     deployment = deployment_for_token(request, slug)
     data, filename = uploaded_file(request, file)
     result = services.predictions_upload(
-        deployment=deployment, data=data, filename=filename, idempotency_key=idempotency_key
+        deployment=deployment, data=data, filename=filename, idempotency_key=idempotency_key,
+        version=_upload_version(request, version),
     )
     return _answer(request, response, slug, result)
 

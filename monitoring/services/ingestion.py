@@ -130,11 +130,14 @@ def _version_id(deployment: Deployment, version: object) -> int | None:
 
 
 def predictions_upload(
-    *, deployment: Deployment, data: bytes, filename: str, idempotency_key: str | None = None
+    *, deployment: Deployment, data: bytes, filename: str, idempotency_key: str | None = None, version: object = None
 ) -> IngestResult:
     """Store a CSV or Parquet file of predictions (columns id, timestamp, predicted_label, the features and
-    optionally proba_<class>) as one block, all or nothing. Retries are answered like predictions_ingest."""
-    fingerprint = f"sha256:{storage.sha256_hex(data)}"
+    optionally proba_<class>) as one block, all or nothing. Retries are answered like predictions_ingest.
+    `version` as in predictions_ingest."""
+    version_id = _version_id(deployment, version)
+    # The version is part of what was sent: the same file credited to another version is another body.
+    fingerprint = f"sha256:{storage.sha256_hex(data)}" + ("" if version is None else f":v{version}")
     key = _check_key(idempotency_key) or fingerprint
     if (replay := _replay(deployment=deployment, key=key, fingerprint=fingerprint)) is not None:
         return replay
@@ -148,7 +151,8 @@ def predictions_upload(
         raise ValidationFailed(exc.message, errors=exc.errors) from None
     except tablefiles.FileTooLarge as exc:
         raise TooLarge(exc.message) from None
-    return _batch_store(deployment=deployment, columns=columns, key=key, fingerprint=fingerprint, source=PredictionBatch.Source.UPLOAD)
+    return _batch_store(deployment=deployment, columns=columns, key=key, fingerprint=fingerprint,
+                        source=PredictionBatch.Source.UPLOAD, version_id=version_id)
 
 
 def _file_limits() -> tablefiles.FileLimits:

@@ -200,9 +200,9 @@ def test_an_upload_over_the_byte_limit_is_413(deployment, token, settings):
 @pytest.mark.parametrize(
     ("header", "detail"),
     [
-        ({}, "needs the deployment's API token"),
+        ({}, "the deployment's ingestion token (wk_…)"),
         ({"HTTP_AUTHORIZATION": "Bearer wk_deadbeef_not-the-secret"}, "not valid, or it has been revoked"),
-        ({"HTTP_AUTHORIZATION": "Basic dXNlcjpwYXNz"}, "needs the deployment's API token"),
+        ({"HTTP_AUTHORIZATION": "Basic dXNlcjpwYXNz"}, "the deployment's ingestion token (wk_…)"),
     ],
     ids=["missing", "wrong", "not-bearer"],
 )
@@ -327,3 +327,36 @@ def test_a_viewer_cannot_create_tokens(deployment, viewer):
 
     assert response.status_code == 403
     assert not deployment.api_tokens.exists()
+
+
+# ---------------------------------------------------------------- personal and service tokens
+
+
+@pytest.mark.parametrize("kind", ["personal", "service"])
+def test_an_operators_personal_or_service_token_sends_predictions_and_labels(deployment, operator, approver, kind):
+    if kind == "personal":
+        _, raw = services.personal_token_create(user=operator, name="ci")
+    else:
+        _, raw = services.service_token_create(team=deployment.team, name="scorer", role="operator", by=approver)
+
+    sent = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(4)}, **bearer(raw))
+    labelled = post_json(Client(), "/api/v1/deployments/tumour/labels", {"labels": [{"id": "req-0", "label": "1"}]},
+                         **bearer(raw))
+
+    assert sent.status_code == 201, sent.content
+    assert labelled.json() == {"received": 1, "updated": 1}
+    assert deployment.predictions.count() == 4
+
+
+@pytest.mark.parametrize("kind", ["personal", "service"])
+def test_a_viewers_token_is_403_and_stores_nothing(deployment, viewer, approver, kind):
+    if kind == "personal":
+        _, raw = services.personal_token_create(user=viewer, name="ci")
+    else:
+        _, raw = services.service_token_create(team=deployment.team, name="reader", role="viewer", by=approver)
+
+    response = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(4)}, **bearer(raw))
+
+    assert response.status_code == 403
+    assert "operator" in response.json()["detail"]
+    assert not PredictionBatch.objects.exists()

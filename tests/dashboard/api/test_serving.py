@@ -276,3 +276,39 @@ def test_a_batch_naming_no_version_of_this_deployment_is_422_and_stores_nothing(
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["version"]
     assert not PredictionBatch.objects.exists() and not Prediction.objects.exists()
+
+
+def _traffic_csv(n: int, prefix: str) -> bytes:
+    header = ",".join(["id", "timestamp", "predicted_label", *FEATURES])
+    return "\n".join([header] + [",".join([f"{prefix}-{i}", "2025-03-01T12:00:00", "1", *["0.5"] * len(FEATURES)])
+                                 for i in range(n)]).encode()
+
+
+def test_an_uploaded_file_is_credited_to_the_version_its_query_or_form_field_names(deployment, token, candidate):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    by_query = Client().post("/api/v1/deployments/tumour/predictions/upload?version=2", _traffic_csv(3, "q"),
+                             content_type="text/csv", **bearer(token))
+    by_form = Client().post("/api/v1/deployments/tumour/predictions/upload",
+                            {"file": SimpleUploadedFile("t.csv", _traffic_csv(3, "f"), content_type="text/csv"),
+                             "version": "2"}, **bearer(token))
+    unnamed = Client().post("/api/v1/deployments/tumour/predictions/upload", _traffic_csv(3, "u"),
+                            content_type="text/csv", **bearer(token))
+
+    assert by_query.status_code == by_form.status_code == unnamed.status_code == 201, by_form.content
+    assert PredictionBatch.objects.get(pk=by_query.json()["batch_id"]).version == candidate
+    assert PredictionBatch.objects.get(pk=by_form.json()["batch_id"]).version == candidate
+    assert PredictionBatch.objects.get(pk=unnamed.json()["batch_id"]).version == deployment.active_version()
+
+
+@pytest.mark.parametrize("field", ["99", "two"])
+def test_an_upload_naming_no_version_of_this_deployment_is_422_and_stores_nothing(deployment, token, candidate, field):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = Client().post("/api/v1/deployments/tumour/predictions/upload",
+                             {"file": SimpleUploadedFile("t.csv", _traffic_csv(3, "x"), content_type="text/csv"),
+                              "version": field}, **bearer(token))
+
+    assert response.status_code == 422, response.content
+    assert [e["field"] for e in response.json()["errors"]] == ["version"]
+    assert not PredictionBatch.objects.exists() and not Prediction.objects.exists()
