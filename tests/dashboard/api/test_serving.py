@@ -240,6 +240,66 @@ def test_a_long_poll_without_a_change_answers_304_after_its_wait(live_server, de
     assert 1.0 <= time.monotonic() - started < 3.0
 
 
+def _cached_after_polls(live_server, token) -> tuple[int, object]:
+    """Poll until this process's serving endpoint answers the token from its cache (the watch connected)."""
+    from dashboard.api import serving as serving_api
+
+    key = hashlib.sha256(token.encode()).digest()
+    deadline = time.monotonic() + 10
+    while key not in serving_api._tokens and time.monotonic() < deadline:
+        status, headers, _ = _http_poll(live_server, token)
+        assert status == 200
+        time.sleep(0.05)
+    assert key in serving_api._tokens, "the token was never cached: this test would prove nothing"
+    _, headers, _ = _http_poll(live_server, token)
+    return watch.epoch, headers["ETag"]
+
+
+def _token_row(deployment):
+    from monitoring.models import ApiToken
+
+    return ApiToken.objects.get(deployment=deployment, revoked_at=None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_revoked_token_is_refused_by_the_serving_endpoints_once_its_commit_is_heard(live_server, deployment, token,
+                                                                                      operator):
+    epoch, _ = _cached_after_polls(live_server, token)
+
+    revoked_at = time.monotonic()
+    services.token_revoke(token=_token_row(deployment), by=operator)
+    while watch.epoch == epoch and time.monotonic() - revoked_at < 2:
+        time.sleep(0.001)
+    heard_after = time.monotonic() - revoked_at
+    status, _, body = _http_poll(live_server, token)
+
+    # Well within the cache's 5 s: the revocation's NOTIFY, not the entry's expiry, ended it.
+    assert heard_after < 0.5, f"the revocation was heard after {heard_after:.2f} s"
+    assert status == 401, body
+    assert "revoked" in json.loads(body)["detail"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_poll_waiting_when_its_token_is_revoked_is_ended_with_401(live_server, deployment, token, operator):
+    _, etag = _cached_after_polls(live_server, token)
+    answered: dict = {}
+
+    def long_poll():
+        answered["result"] = _http_poll(live_server, token, etag=etag, wait=20)
+        answered["at"] = time.monotonic()
+
+    poller = threading.Thread(target=long_poll)
+    poller.start()
+    time.sleep(1.0)  # waiting on the server by now
+    assert "result" not in answered
+    revoked_at = time.monotonic()
+    services.token_revoke(token=_token_row(deployment), by=operator)
+    poller.join(timeout=20)
+
+    assert answered["result"][0] == 401
+    assert answered["at"] - revoked_at < 1.0
+
+
 def test_the_deployment_page_shows_the_fleet_by_version(deployment, token, candidate, approver, viewer):
     empty = client_for(viewer).get(reverse("deployment", args=["tumour"])).content.decode()
     _poll(token, instance="a", **{"X-Watchkeeper-Serving-Version": "1"})
