@@ -109,6 +109,26 @@ def predictions_ingest(
     )
 
 
+def predictions_ingest_columns(
+    *, deployment: Deployment, data: bytes, idempotency_key: str | None = None, version: object = None
+) -> IngestResult:
+    """A batch in the columnar format (batches.NPZ_BATCH_TYPE, what the serving client sends): the same rules,
+    limits, idempotency and storage as predictions_ingest, without a number formatted or parsed on either end."""
+    version_id = _version_id(deployment, version)
+    key = _check_key(idempotency_key)
+    try:
+        columns = batches.columns_from_npz(data, _schema(deployment), max_rows=settings.MAX_PREDICTION_BATCH)
+    except batches.BatchTooLarge as exc:
+        raise TooLarge(exc.message) from None
+    except batches.BatchInvalid as exc:
+        raise ValidationFailed(exc.message, errors=exc.errors) from None
+    fingerprint = columns.content_key()
+    return _batch_store(
+        deployment=deployment, columns=columns, key=key or fingerprint, fingerprint=fingerprint,
+        source=PredictionBatch.Source.API, version_id=version_id,
+    )
+
+
 def _version_id(deployment: Deployment, version: object) -> int | None:
     """The id of the deployment's version numbered `version`; a 422 naming the field for anything else."""
     if version is None:
