@@ -280,9 +280,9 @@ class PredictionLog:
         labels = np.concatenate([chunk.labels for chunk in chunks]) if len(chunks) > 1 else chunks[0].labels
         arrays["predicted_label"] = labels if labels.dtype.kind in "iu" else labels.astype(str)
         if all(chunk.probabilities is not None for chunk in chunks):
-            arrays["probabilities"] = np.concatenate([chunk.probabilities for chunk in chunks])  # type: ignore[misc]
+            arrays["probabilities"] = np.concatenate([chunk.probabilities for chunk in chunks])
         buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
 
     def _encode(self, chunks: list[_Chunk]) -> bytes:
