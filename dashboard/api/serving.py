@@ -196,6 +196,8 @@ def serving(
     seconds and answers 304, or 200 within a second of an approval or rollback. Send the version you serve in
     `X-Watchkeeper-Serving-Version`: the deployment page shows the fleet. 503 when the active version has no
     valid signature (it is never delivered unsigned)."""
+    started = time.perf_counter()
+    waited = 0.0
     deployment = deployment_for_token(request, slug)
     reported = _reported_version(request)
     if_none_match = request.headers.get("If-None-Match")
@@ -209,7 +211,10 @@ def serving(
             break
         if not connection.in_atomic_block:
             connection.close()  # no connection held while waiting; the next query opens one
-        if watch.wait(deployment.pk, since, remaining) and watch.generation(deployment.pk)[0] != since[0]:
+        wait_start = time.perf_counter()
+        woken = watch.wait(deployment.pk, since, remaining)
+        waited += time.perf_counter() - wait_start
+        if woken and watch.generation(deployment.pk)[0] != since[0]:
             _recheck_token(request)  # the epoch moved: perhaps this poll's token was revoked while it waited
     assert version is not None
     services.serving_instance_seen(deployment=deployment, instance_id=instance, reported=reported, told=version.number)
@@ -228,6 +233,10 @@ def serving(
         ).model_dump_json()
     response["ETag"] = etag
     response["Cache-Control"] = "no-cache"
+    # The view's own time, without the long poll's wait (and without the time before the view ran: gunicorn's %(D)s
+    # has that), so an operator can tell the endpoint's cost from the machine's queueing.
+    app_ms = (time.perf_counter() - started - waited) * 1000
+    response["Server-Timing"] = f"app;dur={app_ms:.2f}, wait;dur={waited * 1000:.0f}"
     return response
 
 

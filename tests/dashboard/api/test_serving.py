@@ -238,6 +238,10 @@ def test_a_long_poll_without_a_change_answers_304_after_its_wait(live_server, de
 
     assert (status, body, again["ETag"]) == (304, b"", headers["ETag"])
     assert 1.0 <= time.monotonic() - started < 3.0
+    # Server-Timing tells the view's own time from the wait.
+    timing = dict(part.strip().split(";dur=") for part in again["Server-Timing"].split(","))
+    assert 900 <= float(timing["wait"]) <= 3000
+    assert float(timing["app"]) < float(timing["wait"])
 
 
 def _cached_after_polls(live_server, token) -> tuple[int, object]:
