@@ -2,7 +2,9 @@
 `docker/entrypoint.sh web` starts it (gthread, WEB_WORKERS × WEB_THREADS), on 127.0.0.1.
 
 1. 200 concurrent pollers on the 304 path (`If-None-Match` equal to the ETag, no wait), each on its own keep-alive
-   connection: p50/p95 server time per request, from gunicorn's own request timer (access log %(D)s µs).
+   connection: p50/p95 server time per request, from gunicorn's own request timer (access log %(D)s µs), and the
+   view's own time (its Server-Timing header: from the view's start to its answer, without waiting for the GIL
+   before it).
    Baseline in the same run: /healthz (a trivial view) under the same 200 pollers.
 2. 50 simulated instances long-polling (`wait=30`) when a candidate is approved: seconds from the approval's commit
    to each instance receiving the new version (max and p95). Baseline in the same run: the same 50 instances
@@ -101,10 +103,14 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+APP_TIMES_MS: list[float] = []  # the serving view's own time per request, from its Server-Timing header
+
+
 def _hammer(port: int, path: str, headers: dict, *, pollers: int, requests: int) -> float:
     """`pollers` threads, each on its own keep-alive connection, `requests` GETs each; returns wall seconds."""
     start_gate = threading.Barrier(pollers + 1)
     failures: list[str] = []
+    APP_TIMES_MS.clear()
 
     def poller(i: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -113,6 +119,9 @@ def _hammer(port: int, path: str, headers: dict, *, pollers: int, requests: int)
             conn.request("GET", path.format(i=i), headers=headers)
             response = conn.getresponse()
             response.read()
+            timing = response.getheader("Server-Timing")
+            if timing and timing.startswith("app;dur="):
+                APP_TIMES_MS.append(float(timing.split(",")[0].removeprefix("app;dur=")))
             if response.status not in (200, 304):
                 failures.append(str(response.status))
         conn.close()
@@ -181,10 +190,13 @@ def main() -> None:
                        pollers=args.pollers, requests=args.requests)
         time.sleep(0.5)  # the access log is written after the response
         served, _ = _server_times_ms(access_log, serving, "304", mark)
+        app_times = sorted(APP_TIMES_MS)
         connections = _database_connections()
         n = args.pollers * args.requests
         print(f"304 path, {args.pollers} concurrent pollers: server time p50 {statistics.median(served):.2f} ms, "
               f"p95 {_pct(served, 0.95):.2f} ms, max {served[-1]:.2f} ms ({len(served):,} requests, {n / wall:,.0f}/s)")
+        print(f"   of which the view itself (Server-Timing app): p50 {statistics.median(app_times):.2f} ms, "
+              f"p95 {_pct(app_times, 0.95):.2f} ms")
         print(f"baseline /healthz, same load: server time p50 {statistics.median(base):.2f} ms, "
               f"p95 {_pct(base, 0.95):.2f} ms ({len(base):,} requests, {n / base_wall:,.0f}/s)")
         print(f"database connections open after the load: {connections} (Postgres max_connections is shared)")

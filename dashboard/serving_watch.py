@@ -7,6 +7,9 @@ generation moves or its time is up. 200 waiting polls cost 200 idle threads and 
 
 On SQLite (the embedded mode), which has no NOTIFY, the same thread bumps every generation once a second, so
 the waiters re-read the database at that pace: the 1 s promise still holds for the small installs it serves.
+
+A token revocation (`services.serving_tokens_revoked`, payload TOKENS_REVOKED) bumps the epoch: the serving
+endpoints' token cache is keyed by it (dashboard/api/serving.py), and waiting polls re-check their token.
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ class ServingWatch:
         self.connected = threading.Event()
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
+
+    @property
+    def epoch(self) -> int:
+        """Moves when every cached answer must be re-read: a reconnect, a token revocation (or a tick on SQLite)."""
+        self.start()
+        return self._epoch
 
     def generation(self, deployment_id: int) -> tuple[int, int]:
         """Take this before reading the state, then wait with it: a change in between is not missed."""
@@ -123,7 +132,7 @@ class ServingWatch:
                     note = conn.notifies.pop(0)
                     try:
                         self.bump(int(note.payload))
-                    except ValueError:
+                    except ValueError:  # TOKENS_REVOKED, or anything else: everyone re-reads, cached tokens too
                         self.bump(None)
         finally:
             conn.close()

@@ -605,3 +605,123 @@ def read_table(data: bytes, *, filename: str, choose: Callable[[list[str]], list
         return tablefiles.csv_read(data, columns=columns, column_types=text, limits=limits)
     except tablefiles.FileUnreadable as exc:
         raise BatchInvalid(exc.message, []) from None
+
+
+# ---------------------------------------------------------------- the columnar batch (the serving client's format)
+
+# A prediction batch as an uncompressed .npz (np.savez): one member per column, so neither end formats or parses
+# a number. Members: `ids` (uint8: the UTF-8 ids joined by "\n", as stored), `timestamp_us` (int64 µs since the
+# epoch, UTC), `features` (float32 or float64, n × d), `predicted_label` (integers, read as their decimal text,
+# or unicode text: one of the class labels) and, optionally, `probabilities` (float32/64, n × k).
+NPZ_BATCH_TYPE = "application/x-npz"
+NPZ_BATCH_MEMBERS = ("ids", "timestamp_us", "features", "predicted_label", "probabilities")
+
+
+class BatchTooLarge(BatchInvalid):
+    """More rows than the batch may hold (a 413, not a 422)."""
+
+
+def _npz_members(data: bytes, *, max_rows: int) -> dict[str, np.ndarray]:
+    """The arrays of an uncompressed .npz, each header checked before its data is read: stored members only (so
+    nothing inflates past the body's size, already capped), known names, no object arrays, at most max_rows."""
+    import zipfile
+
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for info in archive.infolist():
+                name = info.filename.removesuffix(".npy")
+                if name not in NPZ_BATCH_MEMBERS or name in arrays:
+                    raise BatchInvalid(f"Unexpected member {info.filename!r}: the members are {', '.join(NPZ_BATCH_MEMBERS)}.",
+                                       [_error(-1, name, "unexpected member")])
+                if info.compress_type != zipfile.ZIP_STORED:
+                    raise BatchInvalid("Members must be stored uncompressed (np.savez, not np.savez_compressed).",
+                                       [_error(-1, name, "compressed")])
+                with archive.open(info) as member:
+                    major, _ = np.lib.format.read_magic(member)
+                    read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                    shape, fortran, dtype = read_header(member)
+                    if shape and shape[0] > max_rows and name != "ids":
+                        raise BatchTooLarge(f"The batch has {shape[0]} rows; the limit is {max_rows}.", [])
+                    if dtype.hasobject or fortran or len(shape) not in (1, 2):
+                        raise BatchInvalid(f"Member {name!r} is {dtype} {shape}: a C-order 1- or 2-d array of numbers or "
+                                           "text.", [_error(-1, name, "unexpected shape or type")])
+                    count = int(np.prod(shape))
+                    raw = member.read(count * dtype.itemsize)
+                    if len(raw) != count * dtype.itemsize:
+                        raise BatchInvalid(f"Member {name!r} is shorter than its header says.", [_error(-1, name, "truncated")])
+                    arrays[name] = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+        if isinstance(exc, BatchInvalid):
+            raise
+        raise BatchInvalid(f"The body is not a readable uncompressed .npz: {exc}", []) from None
+    return arrays
+
+
+def columns_from_npz(data: bytes, schema: Schema, *, max_rows: int) -> Columns:
+    """Validate a columnar batch (NPZ_BATCH_MEMBERS) into Columns, with the same rules as JSON rows. All or nothing;
+    errors name the row (0-based) and field, or row -1 for a whole member."""
+    arrays = _npz_members(data, max_rows=max_rows)
+    missing = [name for name in NPZ_BATCH_MEMBERS[:4] if name not in arrays]
+    if missing:
+        raise BatchInvalid(f"The batch lacks member(s): {', '.join(missing)}.", [_error(-1, missing[0], "missing member")])
+    X, predicted_raw, P = arrays["features"], arrays["predicted_label"], arrays.get("probabilities")
+    n = len(X)
+    if n == 0:
+        raise BatchInvalid("The batch has no rows.", [])
+    errors: list[dict] = []
+
+    def member(name: str, ok: bool, message: str) -> None:
+        if not ok:
+            errors.append(_error(-1, name, message))
+
+    member("features", X.ndim == 2 and X.shape[1] == schema.n_features and X.dtype.kind == "f",
+           f"must be float, {n} × {schema.n_features}")
+    stamps = arrays["timestamp_us"]
+    member("timestamp_us", stamps.shape == (n,) and stamps.dtype.kind in "iu", f"must be {n} integers")
+    member("predicted_label", predicted_raw.shape == (n,) and predicted_raw.dtype.kind in "iuU", f"must be {n} integers or texts")
+    if P is not None:
+        member("probabilities", P.ndim == 2 and P.shape == (n, len(schema.class_labels)) and P.dtype.kind == "f",
+               f"must be float, {n} × {len(schema.class_labels)}")
+    member("ids", arrays["ids"].ndim == 1 and arrays["ids"].dtype == np.uint8, "must be uint8 (UTF-8 ids joined by newlines)")
+    if errors:
+        raise _invalid(errors, "member")
+
+    joined = arrays["ids"].tobytes()
+    try:
+        ids = joined.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        raise BatchInvalid("The ids are not UTF-8.", [_error(-1, "ids", "not UTF-8")]) from None
+    if len(ids) != n:
+        raise BatchInvalid(f"{len(ids)} ids for {n} rows.", [_error(-1, "ids", f"expected {n} ids")])
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=n)
+    errors += [_error(int(r), "id", f"must be 1 to {MAX_ID_LENGTH} characters")
+               for r in np.flatnonzero((lengths == 0) | (lengths > MAX_ID_LENGTH))[:MAX_ERRORS]]
+    if len(set(ids)) != n:
+        seen: set[str] = set()
+        for r, request_id in enumerate(ids):
+            if request_id in seen:
+                errors.append(_error(r, "id", "duplicate id in this batch"))
+            seen.add(request_id)
+
+    if not schema.allow_non_finite and not (clean := np.isfinite(X).all(axis=1)).all():
+        errors += [_error(int(r), "features", "must be finite (NaN and infinity are rejected)")
+                   for r in np.flatnonzero(~clean)[:MAX_ERRORS]]
+    if X.dtype != np.float32:  # a finite float64 beyond float32's range would be stored as infinity: refused
+        with np.errstate(invalid="ignore"):
+            too_big = (np.abs(X) > FLOAT32_MAX) & np.isfinite(X)
+        errors += [_error(int(r), "features", "beyond float32's range") for r in np.flatnonzero(too_big.any(axis=1))[:MAX_ERRORS]]
+    values, inverse = np.unique(predicted_raw, return_inverse=True)  # integers are matched by their decimal text
+    index = {label: i for i, label in enumerate(schema.class_labels)}
+    codes = np.array([index.get(str(v), -1) for v in values], dtype=np.int16)[inverse]
+    errors += [_error(int(r), "predicted_label", f"must be one of {schema.class_labels}")
+               for r in np.flatnonzero(codes < 0)[:MAX_ERRORS]]
+    if P is not None:
+        bad = ~((P >= 0) & (P <= 1)).all(axis=1)  # NaN fails both comparisons
+        errors += [_error(int(r), "probabilities", "must be numbers in [0, 1]") for r in np.flatnonzero(bad)[:MAX_ERRORS]]
+    if errors:
+        raise _invalid(sorted(errors, key=lambda e: e["row"]))
+    return Columns(
+        joined, stamps.astype(np.int64, copy=False), X.astype(np.float32, copy=False), codes,
+        None if P is None else P.astype(np.float32, copy=False),
+    )

@@ -1,4 +1,5 @@
-"""Ingestion: production predictions and, later, their true labels. Per-deployment token auth.
+"""Ingestion: production predictions and, later, their true labels. The deployment's ingestion token, or a
+personal or team service token with the operator role (dashboard/api/auth.py IngestionToken).
 
 JSON bodies are read with orjson and validated as columns in monitoring/batches.py, not by pydantic:
 a batch of 10,000 rows is checked in a few numpy passes, and every error names its row and field.
@@ -9,18 +10,18 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from ninja import File, Header, Router, UploadedFile
+from ninja import File, Header, Query, Router, UploadedFile
 from ninja.decorators import decorate_view
 from ninja.responses import Status
 
-from dashboard.api.auth import deployment_for_token, token_auth
+from dashboard.api.auth import deployment_for_token, ingestion_auth
 from dashboard.api.errors import error_responses, file_body
 from dashboard.api.parsing import json_object, json_object_body, request_body_doc, uploaded_file
 from dashboard.api.schemas import BatchOut, IngestOut, LabelBatchIn, LabelsOut, PredictionBatchIn
-from monitoring import selectors, services
+from monitoring import batches, selectors, services
 from monitoring.models import PredictionBatch
 
-router = Router(auth=token_auth, tags=["ingestion"])
+router = Router(auth=ingestion_auth, tags=["ingestion"])
 
 INGEST_ERRORS = error_responses(400, 401, 403, 409, 413, 422)
 UPLOAD_ERRORS = error_responses(400, 401, 403, 409, 413, 415, 422)
@@ -42,21 +43,50 @@ def _answer(request: HttpRequest, response: HttpResponse, slug: str, result: ser
     return Status(202 if result.status == PredictionBatch.State.PENDING else 201, result)
 
 
+VERSION_QUERY = Query(
+    None, description="The number of the version that made the predictions, as the JSON batch's \"version\" (also "
+    "accepted as a multipart form field named version on an upload). Without it, the version active on arrival is credited.",
+)
+
+COLUMNAR_DOC = {
+    batches.NPZ_BATCH_TYPE: {
+        "schema": {"type": "string", "format": "binary"},
+        "description": "The columnar batch (what the serving client sends): an uncompressed .npz (np.savez) with "
+        "members ids (uint8, the UTF-8 ids joined by newlines), timestamp_us (int64, µs since the epoch, UTC), "
+        "features (float32, n × d), predicted_label (integers or unicode) and optionally probabilities "
+        "(float32, n × k). The version goes in the query (?version=3).",
+    },
+}
+
+
+def _with_columnar(doc: dict) -> dict:
+    doc["requestBody"]["content"] |= COLUMNAR_DOC
+    return doc
+
+
 @router.post("/deployments/{slug}/predictions", response={201: IngestOut, 202: IngestOut, **INGEST_ERRORS},
-             summary="Send a batch of predictions", openapi_extra=request_body_doc(PredictionBatchIn))
+             summary="Send a batch of predictions", openapi_extra=_with_columnar(request_body_doc(PredictionBatchIn)))
 def predictions_ingest(
-    request: HttpRequest, response: HttpResponse, slug: str, idempotency_key: str | None = IDEMPOTENCY_KEY
+    request: HttpRequest, response: HttpResponse, slug: str, idempotency_key: str | None = IDEMPOTENCY_KEY,
+    version: int | None = VERSION_QUERY,
 ) -> Status:
     """All or nothing: one bad row rejects the batch (422, naming each bad row and field) and stores nothing.
     A batch larger than MAX_PREDICTION_BATCH rows or MAX_REQUEST_BYTES gets 413. Ids are unique per
     deployment: a new batch reusing a stored id is a conflict (409). NaN and infinity are rejected unless
-    the deployment allows them. An optional top-level `"version": <n>` names the version that made the
-    predictions (422 if it is not one of this deployment's); without it, the active version is credited.
-    201 with `Location:` the batch's status; a replay answers as the first time."""
+    the deployment allows them. An optional top-level `"version": <n>` (or `?version=<n>`) names the version that
+    made the predictions (422 if it is not one of this deployment's); without it, the active version is credited.
+    The body is JSON, or the columnar batch (`Content-Type: application/x-npz`), which costs both ends a
+    fraction of JSON's. 201 with `Location:` the batch's status; a replay answers as the first time."""
     deployment = deployment_for_token(request, slug)
+    if request.content_type == batches.NPZ_BATCH_TYPE:
+        result = services.predictions_ingest_columns(
+            deployment=deployment, data=request.body, idempotency_key=idempotency_key, version=version,
+        )
+        return _answer(request, response, slug, result)
     body = json_object(request, "predictions")
     result = services.predictions_ingest(
-        deployment=deployment, rows=body["predictions"], idempotency_key=idempotency_key, version=body.get("version"),
+        deployment=deployment, rows=body["predictions"], idempotency_key=idempotency_key,
+        version=body.get("version", version),
     )
     return _answer(request, response, slug, result)
 
@@ -69,21 +99,34 @@ FILE_BODY = File(
 )
 
 
+def _upload_version(request: HttpRequest, query: int | None) -> object:
+    """The version named by the query or, in a multipart upload, by a form field; the service refuses (422)
+    anything that is not one of the deployment's version numbers."""
+    if query is not None:
+        return query
+    field = request.POST.get("version", "").strip() if request.content_type == "multipart/form-data" else ""
+    if not field:
+        return None
+    return int(field) if field.isdigit() else field
+
+
 @router.post("/deployments/{slug}/predictions/upload", response={201: IngestOut, 202: IngestOut, **UPLOAD_ERRORS},
              summary="Upload a file of predictions (CSV or Parquet)")
 @decorate_view(file_body)
 def predictions_upload(
     request: HttpRequest, response: HttpResponse, slug: str, file: UploadedFile | None = FILE_BODY,
-    idempotency_key: str | None = IDEMPOTENCY_KEY,
+    idempotency_key: str | None = IDEMPOTENCY_KEY, version: int | None = VERSION_QUERY,
 ) -> Status:
     """Columns: `id`, `timestamp` (ISO 8601; naive means UTC), `predicted_label`, one per feature and,
     optionally, `proba_<class>` for every class. Stored as one batch, all or nothing, with the same
     errors and idempotency as the JSON batch. A file over 10,000 rows has its ids checked by the indexer,
-    moments later: 202 with `Location:` the batch's status, to poll. At most MAX_UPLOAD_ROWS rows and MAX_UPLOAD_BYTES."""
+    moments later: 202 with `Location:` the batch's status, to poll. At most MAX_UPLOAD_ROWS rows and MAX_UPLOAD_BYTES.
+    `version` (query or form field) names the version that made them, as in the JSON batch."""
     deployment = deployment_for_token(request, slug)
     data, filename = uploaded_file(request, file)
     result = services.predictions_upload(
-        deployment=deployment, data=data, filename=filename, idempotency_key=idempotency_key
+        deployment=deployment, data=data, filename=filename, idempotency_key=idempotency_key,
+        version=_upload_version(request, version),
     )
     return _answer(request, response, slug, result)
 

@@ -36,12 +36,14 @@ router = Router(tags=["serving"])
 log = logging.getLogger(__name__)
 
 # A fleet polls often and mostly hears "nothing changed" (304): that answer comes from this process's memory. The
-# token and the serving state are cached for CACHE_SECONDS, and the state also only while the serving watch has
-# heard no change for its deployment (and is connected, so it would hear one). A revoked token is refused here
-# within CACHE_SECONDS. Never inside a transaction (the tests' requests), where a change is not yet announced.
+# token and the serving state are cached for CACHE_SECONDS, and only while the serving watch is connected (so it
+# would hear a change) and has heard none: for the state, none for its deployment; for the token, no revocation
+# (token_revoke NOTIFYs at commit and the watch bumps its epoch, the token cache's tag), so a revoked token is
+# refused as soon as its commit is heard, and a waiting poll re-checks its token when the epoch moves.
+# Never inside a transaction (the tests' requests), where a change is not yet announced.
 CACHE_SECONDS = 5.0
 _CACHE_MAX = 10_000
-_tokens: dict[bytes, tuple[None, float, ApiToken]] = {}
+_tokens: dict[bytes, tuple[int, float, ApiToken]] = {}
 _states: dict[int, tuple[tuple[int, int], float, selectors.ServingState]] = {}
 _cache_lock = threading.Lock()
 _refreshing: set[tuple[int, Any]] = set()
@@ -87,10 +89,16 @@ class ServingToken(DeploymentToken):
         if not _caching():
             return super().authenticate(request, token)
         load = super().authenticate
-        return _cached(_tokens, hashlib.sha256(token.encode()).digest(), None, lambda: load(request, token))
+        # The epoch is taken before the load: a revocation committed meanwhile tags the entry stale at once.
+        return _cached(_tokens, hashlib.sha256(token.encode()).digest(), watch.epoch, lambda: load(request, token))
 
 
 serving_token = ServingToken()
+
+
+def _recheck_token(request: HttpRequest) -> None:
+    """401 (TokenRejected) if the request's token is no longer live."""
+    serving_token(request)
 
 
 def _releases_connection(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -188,6 +196,8 @@ def serving(
     seconds and answers 304, or 200 within a second of an approval or rollback. Send the version you serve in
     `X-Watchkeeper-Serving-Version`: the deployment page shows the fleet. 503 when the active version has no
     valid signature (it is never delivered unsigned)."""
+    started = time.perf_counter()
+    waited = 0.0
     deployment = deployment_for_token(request, slug)
     reported = _reported_version(request)
     if_none_match = request.headers.get("If-None-Match")
@@ -201,7 +211,11 @@ def serving(
             break
         if not connection.in_atomic_block:
             connection.close()  # no connection held while waiting; the next query opens one
-        watch.wait(deployment.pk, since, remaining)
+        wait_start = time.perf_counter()
+        woken = watch.wait(deployment.pk, since, remaining)
+        waited += time.perf_counter() - wait_start
+        if woken and watch.generation(deployment.pk)[0] != since[0]:
+            _recheck_token(request)  # the epoch moved: perhaps this poll's token was revoked while it waited
     assert version is not None
     services.serving_instance_seen(deployment=deployment, instance_id=instance, reported=reported, told=version.number)
     if _etag_matches(if_none_match, etag):
@@ -219,6 +233,10 @@ def serving(
         ).model_dump_json()
     response["ETag"] = etag
     response["Cache-Control"] = "no-cache"
+    # The view's own time, without the long poll's wait (and without the time before the view ran: gunicorn's %(D)s
+    # has that), so an operator can tell the endpoint's cost from the machine's queueing.
+    app_ms = (time.perf_counter() - started - waited) * 1000
+    response["Server-Timing"] = f"app;dur={app_ms:.2f}, wait;dur={waited * 1000:.0f}"
     return response
 
 

@@ -77,6 +77,7 @@ from monitoring.services.ingestion import (
     labels_ingest,
     labels_upload,
     predictions_ingest,
+    predictions_ingest_columns,
     predictions_upload,
 )
 from monitoring.services.jobs import (
@@ -226,6 +227,7 @@ __all__ = [
     "notifications_requeue_expired",
     "personal_token_create",
     "predictions_ingest",
+    "predictions_ingest_columns",
     "predictions_upload",
     "reference_profile_store",
     "retention_cutoffs",

@@ -21,6 +21,7 @@ from monitoring.models import (
 )
 from monitoring.services.audit import audit_record
 from monitoring.services.errors import Conflict, ValidationFailed
+from monitoring.services.serving import serving_tokens_revoked
 
 TOKEN_PREFIX = "wk"
 
@@ -63,6 +64,7 @@ def token_revoke(*, token: ApiToken, by: AbstractBaseUser) -> ApiToken:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
         audit_record(action="token.revoke", actor=by, deployment=token.deployment, obj=token, after={"prefix": token.prefix})
+        serving_tokens_revoked()  # the serving endpoints' token cache, in every web process, at commit
     return token
 
 

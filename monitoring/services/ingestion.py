@@ -117,6 +117,26 @@ def _predictions_ingest(*, deployment: Deployment, rows: list, idempotency_key: 
     )
 
 
+def predictions_ingest_columns(
+    *, deployment: Deployment, data: bytes, idempotency_key: str | None = None, version: object = None
+) -> IngestResult:
+    """A batch in the columnar format (batches.NPZ_BATCH_TYPE, what the serving client sends): the same rules,
+    limits, idempotency and storage as predictions_ingest, without a number formatted or parsed on either end."""
+    version_id = _version_id(deployment, version)
+    key = _check_key(idempotency_key)
+    try:
+        columns = batches.columns_from_npz(data, _schema(deployment), max_rows=settings.MAX_PREDICTION_BATCH)
+    except batches.BatchTooLarge as exc:
+        raise TooLarge(exc.message) from None
+    except batches.BatchInvalid as exc:
+        raise ValidationFailed(exc.message, errors=exc.errors) from None
+    fingerprint = columns.content_key()
+    return _batch_store(
+        deployment=deployment, columns=columns, key=key or fingerprint, fingerprint=fingerprint,
+        source=PredictionBatch.Source.API, version_id=version_id,
+    )
+
+
 def _version_id(deployment: Deployment, version: object) -> int | None:
     """The id of the deployment's version numbered `version`; a 422 naming the field for anything else."""
     if version is None:
@@ -138,20 +158,27 @@ def _version_id(deployment: Deployment, version: object) -> int | None:
 
 
 def predictions_upload(
-    *, deployment: Deployment, data: bytes, filename: str, idempotency_key: str | None = None
+    *, deployment: Deployment, data: bytes, filename: str, idempotency_key: str | None = None, version: object = None
 ) -> IngestResult:
     """Store a CSV or Parquet file of predictions (columns id, timestamp, predicted_label, the features and
-    optionally proba_<class>) as one block, all or nothing. Retries are answered like predictions_ingest."""
+    optionally proba_<class>) as one block, all or nothing. Retries are answered like predictions_ingest.
+    `version` as in predictions_ingest."""
     try:
-        return _predictions_upload(deployment=deployment, data=data, filename=filename, idempotency_key=idempotency_key)
+        return _predictions_upload(
+            deployment=deployment, data=data, filename=filename, idempotency_key=idempotency_key, version=version
+        )
     except ServiceError as exc:
         # A file refused before it was read has no row count; one refused after has it on the error.
         telemetry.ingest_counted(kind="predictions", rejected=getattr(exc, "n_rows", 0))
         raise
 
 
-def _predictions_upload(*, deployment: Deployment, data: bytes, filename: str, idempotency_key: str | None) -> IngestResult:
-    fingerprint = f"sha256:{storage.sha256_hex(data)}"
+def _predictions_upload(
+    *, deployment: Deployment, data: bytes, filename: str, idempotency_key: str | None, version: object
+) -> IngestResult:
+    version_id = _version_id(deployment, version)
+    # The version is part of what was sent: the same file credited to another version is another body.
+    fingerprint = f"sha256:{storage.sha256_hex(data)}" + ("" if version is None else f":v{version}")
     key = _check_key(idempotency_key) or fingerprint
     if (replay := _replay(deployment=deployment, key=key, fingerprint=fingerprint)) is not None:
         return replay
@@ -167,7 +194,8 @@ def _predictions_upload(*, deployment: Deployment, data: bytes, filename: str, i
         raise TooLarge(exc.message) from None
     try:
         return _batch_store(
-            deployment=deployment, columns=columns, key=key, fingerprint=fingerprint, source=PredictionBatch.Source.UPLOAD
+            deployment=deployment, columns=columns, key=key, fingerprint=fingerprint,
+            source=PredictionBatch.Source.UPLOAD, version_id=version_id,
         )
     except ServiceError as exc:
         exc.n_rows = len(columns)

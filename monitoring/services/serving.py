@@ -21,6 +21,8 @@ from monitoring.models import Deployment, ModelVersion, ServingInstance
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "watchkeeper_serving"
+# The payload of a revocation: every listener forgets the tokens it remembers (dashboard/serving_watch.py).
+TOKENS_REVOKED = "tokens"
 
 
 def serving_changed(*, deployment_id: int) -> None:
@@ -28,6 +30,14 @@ def serving_changed(*, deployment_id: int) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, str(deployment_id)])
+
+
+def serving_tokens_revoked() -> None:
+    """Tell every web process to forget the tokens it has cached for the serving endpoints (delivered on commit,
+    so a rolled-back revocation forgets nothing)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, TOKENS_REVOKED])
 
 
 def version_sign(*, version: ModelVersion, key=None) -> bool:

@@ -187,3 +187,21 @@ def test_a_wrong_token_is_refused_at_start(gateway, deployment):
     assert refused.value.status == 401
     assert not PredictionBatch.objects.exists()
     wk.close()
+
+
+def test_columnar_and_json_batches_store_the_same_predictions_credited_to_the_serving_version(gateway, token, deployment):
+    stored = {}
+    for columnar in (True, False):
+        wk, model = _runner(gateway, token, instance=f"format-{columnar}", columnar=columnar)
+        ids = [f"{columnar}-{i}" for i in range(40)]
+        result = model.predict(X_TEST[:40], ids=ids)
+        assert model.flush(timeout=20)
+        wk.close()
+        batch = PredictionBatch.objects.filter(deployment=deployment).order_by("-pk").first()
+        stored[columnar] = (batch.version.number, batch.n_rows, bytes(batch.features), bytes(batch.predicted),
+                            bytes(batch.probabilities))
+        assert model.stats.sent_rows == 40 and model.stats.rejected_rows == 0
+        assert list(deployment.predictions.filter(request_id__in=ids).values_list("request_id", flat=True).order_by("request_id")) == sorted(ids)
+        assert result.version == 1
+    assert stored[True] == stored[False]
+    assert stored[True][:2] == (1, 40)

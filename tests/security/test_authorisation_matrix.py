@@ -1,6 +1,7 @@
 """Every page and API route, for anonymous, outsider, viewer, operator and approver, and every API route also for
 each kind of bearer token: personal access tokens of each of those users, team service tokens of each role, the
-deployment's ingestion token, and an expired and a revoked token (401, nothing written).
+deployment's ingestion token, and an expired and a revoked token (401, nothing written). The ingestion routes take
+personal and service tokens with the operator role beside the ingestion token.
 
 The routes are discovered from the URLconf and the OpenAPI schema, and each must have a rule below: a new route
 without one fails `test_every_route_has_a_rule`, so it cannot ship unchecked. Each role's request runs in a
@@ -48,6 +49,8 @@ PUBLIC, LOGIN, TOKEN = "public", "login", "token"
 # /metrics: Prometheus's bearer token (METRICS_TOKEN) only; no dashboard login opens it, whatever its role.
 METRICS = "metrics"
 METRICS_TOKEN = "matrix-metrics-token-0123456789"
+# Ingestion: the deployment's token, or a personal or service token with the operator role.
+INGEST = "ingest"
 OWNER = "owner"  # the viewer's own personal token: only she sees it; everyone else gets 404
 VIEW, OPERATE, APPROVE = Role.VIEWER, Role.OPERATOR, Role.APPROVER
 ROLES = ["anonymous", "outsider", "viewer", "operator", "approver"]
@@ -205,15 +208,15 @@ API: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/deployments/{slug}/jobs"): Rule("GET", VIEW),
     ("POST", "/api/v1/deployments/{slug}/jobs"): Rule("POST", OPERATE, lambda w: {"kind": "retrain"}, json=True),
     ("GET", "/api/v1/jobs/{job_id}"): Rule("GET", VIEW),
-    ("POST", "/api/v1/deployments/{slug}/predictions"): Rule("POST", TOKEN, lambda w: {"predictions": []}, json=True),
-    ("POST", "/api/v1/deployments/{slug}/predictions/upload"): Rule("POST", TOKEN),
-    ("GET", "/api/v1/deployments/{slug}/batches/{batch_id}"): Rule("GET", TOKEN),
-    ("POST", "/api/v1/deployments/{slug}/labels"): Rule("POST", TOKEN, lambda w: {"labels": []}, json=True),
+    ("POST", "/api/v1/deployments/{slug}/predictions"): Rule("POST", INGEST, lambda w: {"predictions": []}, json=True),
+    ("POST", "/api/v1/deployments/{slug}/predictions/upload"): Rule("POST", INGEST),
+    ("GET", "/api/v1/deployments/{slug}/batches/{batch_id}"): Rule("GET", INGEST),
+    ("POST", "/api/v1/deployments/{slug}/labels"): Rule("POST", INGEST, lambda w: {"labels": []}, json=True),
     # The serving contract (docs/serving.md): the deployment's own token; the public key is public.
     ("GET", "/api/v1/deployments/{slug}/serving"): Rule("GET", TOKEN, lambda w: {"instance": "pod-1"}),
     ("GET", "/api/v1/deployments/{slug}/versions/{number}/model"): Rule("GET", TOKEN),
     ("GET", "/api/v1/signing-key"): Rule("GET", PUBLIC),
-    ("POST", "/api/v1/deployments/{slug}/labels/upload"): Rule("POST", TOKEN),
+    ("POST", "/api/v1/deployments/{slug}/labels/upload"): Rule("POST", INGEST),
     ("GET", "/api/v1/teams/{team}/channels"): Rule("GET", VIEW),
     ("POST", "/api/v1/teams/{team}/channels"): Rule("POST", APPROVE, lambda w: {
         "kind": "email", "name": "ops", "target": "ops@example.com"}, json=True),
@@ -398,12 +401,17 @@ def _expected(role: str, need: str, *, api_route: bool) -> str:
 
 
 def _expected_for_bearer(label: str, rule: Rule) -> str:
-    """A personal token has its owner's role, a service token its own; neither opens an ingestion route, and
-    the ingestion token opens nothing else. Expired and revoked tokens open nothing."""
+    """A personal token has its owner's role, a service token its own; they open an ingestion route with the
+    operator role, and never the serving contract; the ingestion token opens nothing else. Expired and revoked
+    tokens open nothing."""
     kind, role = label.split(" ", 1)
     if rule.need == PUBLIC:
         return "allowed"  # no authentication at all: a bearer header, good or bad, is not read
-    if kind in ("expired", "revoked") or (kind == "wk") != (rule.need == TOKEN):
+    if kind in ("expired", "revoked"):
+        return "unauthenticated"
+    if rule.need == INGEST:
+        return "allowed" if kind == "wk" else _expected(role, OPERATE, api_route=True)
+    if (kind == "wk") != (rule.need == TOKEN):
         return "unauthenticated"
     if kind == "wk":
         return "allowed"
@@ -502,7 +510,7 @@ def test_api_lets_in_exactly_the_roles_it_needs(operation, world):
         response = _refused_in_savepoint(lambda: _send(_client(world, role), rule, url, world))
         seen[role] = _outcome(response, api_route=True)
         # A session never opens a token route: machines send data with the deployment's token.
-        expected[role] = "unauthenticated" if rule.need == TOKEN else _expected(role, rule.need, api_route=True)
+        expected[role] = "unauthenticated" if rule.need in (TOKEN, INGEST) else _expected(role, rule.need, api_route=True)
     for label, bearer in world.bearers.items():
         headers = {"HTTP_AUTHORIZATION": f"Bearer {bearer}"}
         response = _refused_in_savepoint(lambda: _send(Client(), rule, url, world, **headers))
@@ -510,7 +518,7 @@ def test_api_lets_in_exactly_the_roles_it_needs(operation, world):
         expected[label] = _expected_for_bearer(label, rule)
         if seen[label] == "unauthenticated":
             assert response["Content-Type"] == "application/problem+json", label
-    if rule.need == TOKEN:
+    if rule.need in (TOKEN, INGEST):
         for label, token in (("own token", world.token), ("other deployment's token", world.other_token)):
             headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
             response = _refused_in_savepoint(lambda: _send(Client(), rule, url, world, **headers))

@@ -200,9 +200,9 @@ def test_an_upload_over_the_byte_limit_is_413(deployment, token, settings):
 @pytest.mark.parametrize(
     ("header", "detail"),
     [
-        ({}, "needs the deployment's API token"),
+        ({}, "the deployment's ingestion token (wk_…)"),
         ({"HTTP_AUTHORIZATION": "Bearer wk_deadbeef_not-the-secret"}, "not valid, or it has been revoked"),
-        ({"HTTP_AUTHORIZATION": "Basic dXNlcjpwYXNz"}, "needs the deployment's API token"),
+        ({"HTTP_AUTHORIZATION": "Basic dXNlcjpwYXNz"}, "the deployment's ingestion token (wk_…)"),
     ],
     ids=["missing", "wrong", "not-bearer"],
 )
@@ -327,3 +327,116 @@ def test_a_viewer_cannot_create_tokens(deployment, viewer):
 
     assert response.status_code == 403
     assert not deployment.api_tokens.exists()
+
+
+# ---------------------------------------------------------------- personal and service tokens
+
+
+@pytest.mark.parametrize("kind", ["personal", "service"])
+def test_an_operators_personal_or_service_token_sends_predictions_and_labels(deployment, operator, approver, kind):
+    if kind == "personal":
+        _, raw = services.personal_token_create(user=operator, name="ci")
+    else:
+        _, raw = services.service_token_create(team=deployment.team, name="scorer", role="operator", by=approver)
+
+    sent = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(4)}, **bearer(raw))
+    labelled = post_json(Client(), "/api/v1/deployments/tumour/labels", {"labels": [{"id": "req-0", "label": "1"}]},
+                         **bearer(raw))
+
+    assert sent.status_code == 201, sent.content
+    assert labelled.json() == {"received": 1, "updated": 1}
+    assert deployment.predictions.count() == 4
+
+
+@pytest.mark.parametrize("kind", ["personal", "service"])
+def test_a_viewers_token_is_403_and_stores_nothing(deployment, viewer, approver, kind):
+    if kind == "personal":
+        _, raw = services.personal_token_create(user=viewer, name="ci")
+    else:
+        _, raw = services.service_token_create(team=deployment.team, name="reader", role="viewer", by=approver)
+
+    response = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(4)}, **bearer(raw))
+
+    assert response.status_code == 403
+    assert "operator" in response.json()["detail"]
+    assert not PredictionBatch.objects.exists()
+
+
+# ---------------------------------------------------------------- the columnar batch (application/x-npz)
+
+
+def _npz(n: int = 5, *, start: int = 0, compressed: bool = False, **override) -> bytes:
+    import io
+
+    import numpy as np
+
+    _, _, X_test, _ = breast_cancer_split()
+    arrays = {
+        "ids": np.frombuffer("\n".join(f"req-{start + i}" for i in range(n)).encode(), dtype=np.uint8),
+        "timestamp_us": np.full(n, 1_740_830_400_000_000, dtype=np.int64),
+        "features": np.asarray(X_test[start:start + n], dtype=np.float32),
+        "predicted_label": np.zeros(n, dtype=np.int64),
+    } | override
+    buffer = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buffer, **{k: v for k, v in arrays.items() if v is not None})
+    return buffer.getvalue()
+
+
+def _post_npz(body: bytes, token: str, query: str = "", **headers):
+    return Client().post(f"/api/v1/deployments/tumour/predictions{query}", body, content_type="application/x-npz",
+                         **bearer(token), **headers)
+
+
+def test_a_columnar_batch_is_stored_like_the_same_json_rows(deployment, token, candidate_v2):
+    columnar = _post_npz(_npz(5), token, "?version=2", HTTP_IDEMPOTENCY_KEY="k-1")
+    replay = _post_npz(_npz(5), token, "?version=2", HTTP_IDEMPOTENCY_KEY="k-1")
+    rows = prediction_rows(5, start=5)
+    as_json = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": rows}, **bearer(token))
+
+    assert columnar.status_code == 201, columnar.content
+    assert (replay.status_code, replay["Idempotent-Replayed"]) == (201, "true")
+    assert as_json.status_code == 201
+    first, second = PredictionBatch.objects.order_by("pk")
+    assert first.version.number == 2 and first.n_rows == 5 and second.version.number == 1
+    assert bytes(first.predicted) == bytes(second.predicted)
+    assert len(bytes(first.features)) == len(bytes(second.features)) == 5 * len(FEATURES) * 4
+    assert sorted(deployment.predictions.values_list("request_id", flat=True)) == sorted(f"req-{i}" for i in range(10))
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    (lambda np: _npz(compressed=True), 422, "ids"),
+    (lambda np: _npz(features=np.full((5, 2), 0.5, dtype=np.float32)), 422, "features"),
+    (lambda np: _npz(features=np.full((5, len(FEATURES)), np.nan, dtype=np.float32)), 422, "features"),
+    (lambda np: _npz(predicted_label=np.full(5, 7, dtype=np.int64)), 422, "predicted_label"),
+    (lambda np: _npz(probabilities=np.full((5, 2), 1.5, dtype=np.float32)), 422, "probabilities"),
+    (lambda np: _npz(ids=np.frombuffer(b"a\na\nb\nc\nd", dtype=np.uint8)), 422, "id"),
+    (lambda np: _npz(timestamp_us=None), 422, "timestamp_us"),
+    (lambda np: _npz(extra=np.zeros(5)), 422, "extra"),
+    (lambda np: b"PK not a zip", 422, None),
+    (lambda np: _npz(3, features=np.zeros((10_001, len(FEATURES)), dtype=np.float32)), 413, None),
+], ids=["compressed", "features-shape", "nan", "unknown-label", "probability", "duplicate-id", "no-timestamps",
+        "unknown-member", "not-a-zip", "too-many-rows"])
+def test_a_bad_columnar_batch_is_refused_naming_the_field_and_stores_nothing(deployment, token, body, status, field):
+    import numpy as np
+
+    response = _post_npz(body(np), token)
+
+    assert response.status_code == status, response.content
+    if field is not None:
+        assert field in [e["field"] for e in response.json()["errors"]]
+    assert not PredictionBatch.objects.exists() and not Prediction.objects.exists()
+
+
+def test_a_columnar_batch_naming_no_version_of_the_deployment_is_422(deployment, token):
+    response = _post_npz(_npz(), token, "?version=9")
+
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["version"]
+    assert not PredictionBatch.objects.exists()
+
+
+@pytest.fixture
+def candidate_v2(deployment, operator):
+    from tests.conftest import trained_model
+
+    return services.version_register(deployment=deployment, data=trained_model(C=0.05)[0], by=operator)

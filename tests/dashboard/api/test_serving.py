@@ -238,6 +238,70 @@ def test_a_long_poll_without_a_change_answers_304_after_its_wait(live_server, de
 
     assert (status, body, again["ETag"]) == (304, b"", headers["ETag"])
     assert 1.0 <= time.monotonic() - started < 3.0
+    # Server-Timing tells the view's own time from the wait.
+    timing = dict(part.strip().split(";dur=") for part in again["Server-Timing"].split(","))
+    assert 900 <= float(timing["wait"]) <= 3000
+    assert float(timing["app"]) < float(timing["wait"])
+
+
+def _cached_after_polls(live_server, token) -> tuple[int, object]:
+    """Poll until this process's serving endpoint answers the token from its cache (the watch connected)."""
+    from dashboard.api import serving as serving_api
+
+    key = hashlib.sha256(token.encode()).digest()
+    deadline = time.monotonic() + 10
+    while key not in serving_api._tokens and time.monotonic() < deadline:
+        status, headers, _ = _http_poll(live_server, token)
+        assert status == 200
+        time.sleep(0.05)
+    assert key in serving_api._tokens, "the token was never cached: this test would prove nothing"
+    _, headers, _ = _http_poll(live_server, token)
+    return watch.epoch, headers["ETag"]
+
+
+def _token_row(deployment):
+    from monitoring.models import ApiToken
+
+    return ApiToken.objects.get(deployment=deployment, revoked_at=None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_revoked_token_is_refused_by_the_serving_endpoints_once_its_commit_is_heard(live_server, deployment, token,
+                                                                                      operator):
+    epoch, _ = _cached_after_polls(live_server, token)
+
+    revoked_at = time.monotonic()
+    services.token_revoke(token=_token_row(deployment), by=operator)
+    while watch.epoch == epoch and time.monotonic() - revoked_at < 2:
+        time.sleep(0.001)
+    heard_after = time.monotonic() - revoked_at
+    status, _, body = _http_poll(live_server, token)
+
+    # Well within the cache's 5 s: the revocation's NOTIFY, not the entry's expiry, ended it.
+    assert heard_after < 0.5, f"the revocation was heard after {heard_after:.2f} s"
+    assert status == 401, body
+    assert "revoked" in json.loads(body)["detail"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_poll_waiting_when_its_token_is_revoked_is_ended_with_401(live_server, deployment, token, operator):
+    _, etag = _cached_after_polls(live_server, token)
+    answered: dict = {}
+
+    def long_poll():
+        answered["result"] = _http_poll(live_server, token, etag=etag, wait=20)
+        answered["at"] = time.monotonic()
+
+    poller = threading.Thread(target=long_poll)
+    poller.start()
+    time.sleep(1.0)  # waiting on the server by now
+    assert "result" not in answered
+    revoked_at = time.monotonic()
+    services.token_revoke(token=_token_row(deployment), by=operator)
+    poller.join(timeout=20)
+
+    assert answered["result"][0] == 401
+    assert answered["at"] - revoked_at < 1.0
 
 
 def test_the_deployment_page_shows_the_fleet_by_version(deployment, token, candidate, approver, viewer):
@@ -274,5 +338,41 @@ def test_a_batch_naming_no_version_of_this_deployment_is_422_and_stores_nothing(
                          {"predictions": prediction_rows(3), "version": version}, **bearer(token))
 
     assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["version"]
+    assert not PredictionBatch.objects.exists() and not Prediction.objects.exists()
+
+
+def _traffic_csv(n: int, prefix: str) -> bytes:
+    header = ",".join(["id", "timestamp", "predicted_label", *FEATURES])
+    return "\n".join([header] + [",".join([f"{prefix}-{i}", "2025-03-01T12:00:00", "1", *["0.5"] * len(FEATURES)])
+                                 for i in range(n)]).encode()
+
+
+def test_an_uploaded_file_is_credited_to_the_version_its_query_or_form_field_names(deployment, token, candidate):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    by_query = Client().post("/api/v1/deployments/tumour/predictions/upload?version=2", _traffic_csv(3, "q"),
+                             content_type="text/csv", **bearer(token))
+    by_form = Client().post("/api/v1/deployments/tumour/predictions/upload",
+                            {"file": SimpleUploadedFile("t.csv", _traffic_csv(3, "f"), content_type="text/csv"),
+                             "version": "2"}, **bearer(token))
+    unnamed = Client().post("/api/v1/deployments/tumour/predictions/upload", _traffic_csv(3, "u"),
+                            content_type="text/csv", **bearer(token))
+
+    assert by_query.status_code == by_form.status_code == unnamed.status_code == 201, by_form.content
+    assert PredictionBatch.objects.get(pk=by_query.json()["batch_id"]).version == candidate
+    assert PredictionBatch.objects.get(pk=by_form.json()["batch_id"]).version == candidate
+    assert PredictionBatch.objects.get(pk=unnamed.json()["batch_id"]).version == deployment.active_version()
+
+
+@pytest.mark.parametrize("field", ["99", "two"])
+def test_an_upload_naming_no_version_of_this_deployment_is_422_and_stores_nothing(deployment, token, candidate, field):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = Client().post("/api/v1/deployments/tumour/predictions/upload",
+                             {"file": SimpleUploadedFile("t.csv", _traffic_csv(3, "x"), content_type="text/csv"),
+                              "version": field}, **bearer(token))
+
+    assert response.status_code == 422, response.content
     assert [e["field"] for e in response.json()["errors"]] == ["version"]
     assert not PredictionBatch.objects.exists() and not Prediction.objects.exists()
