@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0023_alert_kinds_combined'),
+        ('monitoring', '0024_page_indexes'),
     ]
 
     operations = [
