@@ -155,11 +155,12 @@ def _to_json(figure: go.Figure) -> str:
 
 def _series_trace(series: dict[str, list], *, name: str, tz: tzinfo, colour: str, dash: str, fmt: str) -> go.Scatter:
     keep = downsample_indices(series["value"])
-    # numpy arrays, not lists: Plotly validates a list value by value (4× slower for the same JSON).
+    # Lists, not numpy arrays: the figure JSON stays plain numbers whatever the Plotly version (6 and later
+    # write a numpy array as base64 typed data; 5 writes the same lists for either).
     return go.Scatter(
-        x=np.array(local_times(_pick(series["at"], keep), tz)),
-        y=np.array(_pick(series["value"], keep), dtype=np.float64),
-        customdata=np.array(_pick(series["version"], keep)),
+        x=local_times(_pick(series["at"], keep), tz),
+        y=_pick(series["value"], keep),
+        customdata=_pick(series["version"], keep),
         name=name,
         mode="lines+markers",
         line={"color": colour, "width": 2, "dash": dash},
@@ -256,8 +257,8 @@ def drift_share_chart(
     keep = downsample_indices(series["share"])
     drifted = _pick(series["drifted"], keep)
     trace = go.Scatter(
-        x=np.array(local_times(_pick(series["at"], keep), tz)),
-        y=np.array(_pick(series["share"], keep), dtype=np.float64),
+        x=local_times(_pick(series["at"], keep), tz),
+        y=_pick(series["share"], keep),
         name="drifted features",
         mode="lines+markers",
         line={"color": GREY, "width": 1.5},
@@ -437,8 +438,8 @@ def drift_feature_series_chart(
         ]
         urls = [(report_urls or {}).get(s["report"][i], "") for i in keep]
         traces.append(go.Scatter(
-            x=np.array(local_times(_pick(s["at"], keep), tz)),
-            y=np.array(_pick(s["moved"], keep), dtype=np.float64),
+            x=local_times(_pick(s["at"], keep), tz),
+            y=_pick(s["moved"], keep),
             name=name,
             mode="lines+markers",
             line={"width": 1.5},

@@ -15,7 +15,7 @@ def test_the_openapi_schema_lists_every_endpoint_with_its_errors(db):
     paths = schema["paths"]
     assert {"/api/v1/deployments/{slug}/predictions", "/api/v1/deployments/{slug}/labels"} <= set(paths)
     ingest = paths["/api/v1/deployments/{slug}/predictions"]["post"]
-    assert ingest["security"] == [{"DeploymentToken": []}]
+    assert ingest["security"] == [{"IngestionToken": []}]
     assert {"401", "403", "413", "422"} <= set(ingest["responses"])
     body = ingest["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]["predictions"]["items"]["properties"]) >= {"id", "timestamp", "features", "predicted_label"}
