@@ -256,13 +256,18 @@ class Stack:
         path = self.base / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def worker_ready(self, name: str = "worker", timeout: float = 120.0) -> None:
+    def _celery(self):
+        """A client of the private broker. Never the current app: the test process's own tasks (on_commit
+        enqueues of later tests) would go to this broker, stopped at the end of the suite, and be lost."""
         from celery import Celery
 
+        return Celery(broker=self.redis.url, set_as_current=False)
+
+    def worker_ready(self, name: str = "worker", timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:  # a new client each time: one from before a Redis restart holds a dead connection
-                if Celery(broker=self.redis.url).control.ping(timeout=1.0, destination=[f"{name}@{os.uname().nodename}"]):
+                if self._celery().control.ping(timeout=1.0, destination=[f"{name}@{os.uname().nodename}"]):
                     return
             except (OSError, redis.exceptions.RedisError, kombu.exceptions.OperationalError):
                 time.sleep(0.5)
@@ -270,10 +275,7 @@ class Stack:
 
     def send_task(self, task: str, *args: int) -> None:
         """Queue workers.tasks.<task> on the private broker, as the app would."""
-        from celery import Celery
-
-        Celery(broker=self.redis.url).send_task(f"workers.tasks.{task}", args=list(args), queue="default",
-                                                serializer="json")
+        self._celery().send_task(f"workers.tasks.{task}", args=list(args), queue="default", serializer="json")
 
     def destroy(self) -> None:
         for name in list(self.processes):  # nothing graceful to wait for at the end of the session
