@@ -109,12 +109,7 @@ def _predictions_ingest(*, deployment: Deployment, rows: list, idempotency_key: 
         columns = batches.columns_from_rows(rows, _schema(deployment))
     except batches.BatchInvalid as exc:
         raise ValidationFailed(exc.message, errors=exc.errors) from None
-    # The batch as validated, not its JSON text: the same rows with other spacing or key order are the same body.
-    fingerprint = columns.content_key()
-    return _batch_store(
-        deployment=deployment, columns=columns, key=key or fingerprint, fingerprint=fingerprint,
-        source=PredictionBatch.Source.API, version_id=version_id,
-    )
+    return _api_batch_store(deployment=deployment, columns=columns, key=key, version_id=version_id)
 
 
 def predictions_ingest_columns(
@@ -130,6 +125,14 @@ def predictions_ingest_columns(
         raise TooLarge(exc.message) from None
     except batches.BatchInvalid as exc:
         raise ValidationFailed(exc.message, errors=exc.errors) from None
+    return _api_batch_store(deployment=deployment, columns=columns, key=key, version_id=version_id)
+
+
+def _api_batch_store(
+    *, deployment: Deployment, columns: batches.Columns, key: str | None, version_id: int | None
+) -> IngestResult:
+    # The batch as validated, not its encoding: the same rows with other spacing, key order or format are the
+    # same body.
     fingerprint = columns.content_key()
     return _batch_store(
         deployment=deployment, columns=columns, key=key or fingerprint, fingerprint=fingerprint,
