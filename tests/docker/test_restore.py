@@ -81,17 +81,8 @@ def _verify_storage(env: dict[str, str]) -> tuple[int, dict]:
     return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])["summary"]
 
 
-@pytest.fixture
-def media_of_its_own(settings, tmp_path):
-    """A media folder holding only this test's files: the session's one keeps files of earlier tests, whose rows
-    were flushed, and verify_storage would rightly list them as orphans. Requested before `deployment`."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 @pytest.mark.django_db(transaction=True)  # pg_dump sees committed rows only
-def test_a_dump_and_a_media_copy_restore_to_a_dashboard_showing_the_same_figures(
-    media_of_its_own, deployment, approver, tmp_path, settings
-):
+def test_a_dump_and_a_media_copy_restore_to_a_dashboard_showing_the_same_figures(deployment, approver, tmp_path, settings):
     settings.BATCH_COLUMNS_IN_MEDIA_FROM_BYTES = 5_000  # the 40-row batch keeps its columns in a file, the 30-row one not
     _seed(deployment, approver)
     source_db = connection.settings_dict["NAME"]
@@ -129,4 +120,8 @@ def test_a_dump_and_a_media_copy_restore_to_a_dashboard_showing_the_same_figures
     assert before["retention"]["predictions"].startswith("kept 120 days · 70 rows in 2 batches")
     assert before["model_sha256"] == deployment.active_version().sha256
     # Whole: every named file is there and hashes to its name (model, recipe, two datasets, the batch's file).
-    assert code == 0 and summary["ok"] and summary["named_files"] == 5 and summary["findings"] == {}
+    # The media folder is the session's, shared with the session's worker (which writes into it), so it also holds
+    # files of earlier tests whose rows were flushed: orphans, which a restore may have and the check reports
+    # without failing (docs/operations.md). Nothing may be missing or damaged.
+    findings = {kind: n for kind, n in summary["findings"].items() if kind != "orphan"}
+    assert code == 0 and summary["ok"] and summary["named_files"] == 5 and findings == {}
