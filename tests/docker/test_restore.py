@@ -20,6 +20,7 @@ from monitoring import services
 from monitoring.models import DriftReport, EvaluationRun
 from tests.builders import worker_env
 from tests.conftest import ROOT
+from workers.drift_check import reference_profile
 
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="the drill restores a Postgres dump")
 
@@ -66,6 +67,9 @@ def _seed(deployment, approver) -> None:
     DriftReport.objects.create(deployment=deployment, window_start=now - timedelta(days=1), window_end=now,
                                n_reference=350, n_current=30, share_drifted=0.1)
     services.deployment_retention_configure(deployment=deployment, predictions_days=120, reports_days=400, by=approver)
+    # The reference profile, built here rather than left to whether a worker of the session is alive to build it
+    # (the deployment's commit queues it): one file more either way, and the same one (keyed by dataset and model).
+    reference_profile(deployment, deployment.active_version())
 
 
 def _probe(env: dict[str, str]) -> dict:
@@ -119,9 +123,10 @@ def test_a_dump_and_a_media_copy_restore_to_a_dashboard_showing_the_same_figures
     assert before["overview"]["numbers"][:3] == ["0.850", "0.830", "30"]
     assert before["retention"]["predictions"].startswith("kept 120 days · 70 rows in 2 batches")
     assert before["model_sha256"] == deployment.active_version().sha256
-    # Whole: every named file is there and hashes to its name (model, recipe, two datasets, the batch's file).
+    # Whole: every named file is there and hashes to its name (model, recipe, two datasets, the batch's file, the
+    # reference profile).
     # The media folder is the session's, shared with the session's worker (which writes into it), so it also holds
     # files of earlier tests whose rows were flushed: orphans, which a restore may have and the check reports
     # without failing (docs/operations.md). Nothing may be missing or damaged.
     findings = {kind: n for kind, n in summary["findings"].items() if kind != "orphan"}
-    assert code == 0 and summary["ok"] and summary["named_files"] == 5 and findings == {}
+    assert code == 0 and summary["ok"] and summary["named_files"] == 6 and findings == {}
