@@ -152,6 +152,7 @@ def main() -> None:
     parser.add_argument("--pollers", type=int, default=200)
     parser.add_argument("--requests", type=int, default=20, help="per poller")
     parser.add_argument("--instances", type=int, default=50)
+    parser.add_argument("--port", type=int, default=0, help="gunicorn's port on 127.0.0.1 (default: any free one)")
     args = parser.parse_args()
 
     run = time.strftime("%Y%m%d%H%M%S")
@@ -164,7 +165,7 @@ def main() -> None:
     auth = {"Authorization": f"Bearer {token}"}
     serving = f"/api/v1/deployments/{deployment.slug}/serving"
 
-    port = _free_port()
+    port = args.port or _free_port()
     access_log = Path(_key_dir) / "access.log"
     web = _start_web(port, access_log)
     try:

@@ -107,6 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--port", type=int, default=8406)
+    parser.add_argument("--overhead-only", action="store_true", help="only part 1 (the cost per predict)")
     args = parser.parse_args()
 
     key_dir = Path(tempfile.mkdtemp(prefix="wk-bench-"))
@@ -138,6 +139,9 @@ def main() -> None:
                     print(f"     batch {batch:>3}, {clock:>12}: bare run {bare[k]:7.2f} µs, predict {client[k]:7.2f} µs: "
                           f"+{extra:.2f} µs ({extra / bare[k]:+.1%}, {client[k] / bare[k]:.3f}× bare); target {target}")
         deferred.close()
+        if args.overhead_only:
+            wk.close()
+            return
 
         print("\n2. one client process logging to the server")
         n_rows = 200_000 if args.quick else 1_000_000

@@ -53,7 +53,7 @@ class LogStats:
 
 
 class _Chunk:
-    """One predict call's rows, as the caller's thread left them (converted to JSON only in the sender)."""
+    """One predict call's rows: the caller's arrays themselves, copied and encoded only on a sender thread."""
 
     __slots__ = ("X", "ids", "labels", "probabilities", "time", "version")
 
@@ -88,17 +88,11 @@ class PredictionLog:
         self.max_backoff = max_backoff
         self.stats = LogStats()
         self._stats_lock = threading.Lock()
-        # (ring position, rows, version, has probabilities, ids, time) per predict call, in ring order.
-        self._chunks: deque[tuple[Any, ...]] = deque()
-        # The rows themselves wait in rings allocated (and touched) once: predict() copies into memory that is
-        # already mapped, so it neither allocates nor takes a page fault, however long the outage. A row's slot is
-        # free once a sender has copied it out; `_buffered` (rows not yet stored) bounds the rings.
-        self._ring_X: np.ndarray | None = None
-        self._ring_labels: np.ndarray | None = None
-        self._ring_P: np.ndarray | None = None
-        self._head = 0  # where the next row goes (modulo capacity_rows)
+        # One _Chunk per predict call, in call order. The caller's thread only appends a reference (no copy, no
+        # allocation beyond the chunk): at batch 64 a copy of the rows costs more than the 5 % the caller may pay.
+        self._chunks: deque[tuple[Any, ...]] = deque()  # (version, X, labels, probabilities, ids, time)
         self._lock = threading.Lock()
-        self._buffered = 0  # rows appended and not yet stored, refused or abandoned
+        self._buffered = 0  # rows appended and not yet stored, refused or abandoned: what bounds the buffer
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._closed = False  # the flag add() reads: an attribute is cheaper than Event.is_set()
@@ -125,131 +119,57 @@ class PredictionLog:
 
     def add(self, version: int | None, X: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | None,
             ids: Any, moment: float) -> bool:
+        """Buffer one call's rows by reference: X is read when a sender encodes its batch, so the caller must not
+        write into it after predict() returns (labels and probabilities are onnxruntime's fresh outputs)."""
         n = len(X)
-        lock = self._lock
-        lock.acquire()
-        try:
+        with self._lock:
             if self._buffered + n > self.capacity_rows or self._closed:
                 self.stats.dropped_rows += n
                 return False
-            ring_X, ring_labels = self._ring_X, self._ring_labels
-            if ring_X is None or ring_labels is None or ring_X.shape[1] != X.shape[1] or (
-                ring_labels.dtype != labels.dtype and ring_labels.dtype.kind != "O") or (
-                probabilities is not None and (self._ring_P is None or self._ring_P.shape[1] != probabilities.shape[1])
-            ):
-                ring_X, ring_labels = self._reshape_rings(X, labels, probabilities)
-            head = self._head
-            i = head % self.capacity_rows
-            j = i + n
-            if j <= self.capacity_rows:
-                ring_X[i:j] = X
-                ring_labels[i:j] = labels
-                if probabilities is not None:
-                    self._ring_P[i:j] = probabilities  # type: ignore[index]
-            else:  # wraps around
-                k = self.capacity_rows - i
-                ring_X[i:], ring_X[: n - k] = X[:k], X[k:]
-                ring_labels[i:], ring_labels[: n - k] = labels[:k], labels[k:]
-                if probabilities is not None:
-                    self._ring_P[i:], self._ring_P[: n - k] = probabilities[:k], probabilities[k:]  # type: ignore[index]
-            self._head = head + n
             self._buffered += n
-            self._chunks.append((head, n, version, probabilities is not None, ids, moment))
-        finally:
-            lock.release()
+            self._chunks.append((version, X, labels, probabilities, ids, moment))  # a tuple: cheaper than a _Chunk
         if self._buffered >= self.flush_rows:
             self._wake.set()
         return True
 
-    def prepare(self, *, n_features: int, n_classes: int, label_dtype: Any) -> None:
-        """Allocate and touch the rings now (at start), not in the first predict."""
-        with self._lock:
-            self._allocate(n_features, n_classes, np.dtype(label_dtype))
-
-    def _allocate(self, n_features: int, n_classes: int, label_dtype: np.dtype[Any]) -> None:
-        n = self.capacity_rows
-        self._ring_X = np.zeros((n, n_features), np.float32)
-        # Text labels go in an object ring: a fixed-width one would cut a longer label short.
-        textual = label_dtype.kind in "OUS"
-        self._ring_labels = np.full(n, "", dtype=object) if textual else np.zeros(n, label_dtype)
-        self._ring_P = np.zeros((n, n_classes), np.float32) if n_classes else None
-        for ring in (self._ring_X, self._ring_P):
-            if ring is not None:
-                ring.fill(1.0)  # np.zeros maps pages lazily; writing each one now keeps the faults out of predict
-
-    def _reshape_rings(self, X: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | None
-                       ) -> tuple[np.ndarray, np.ndarray]:
-        """Rings that fit these rows (a first add without prepare(), or a swap to a model whose outputs differ):
-        allocated anew while holding the lock, carrying over the rows still waiting in the old ones."""
-        waiting = [(start, n) for start, n, *_ in self._chunks]
-        old = (self._ring_X, self._ring_labels, self._ring_P)
-        n_classes = probabilities.shape[1] if probabilities is not None else (0 if old[2] is None else old[2].shape[1])
-        same_labels = old[1] is None or old[1].dtype == labels.dtype
-        self._allocate(X.shape[1], n_classes, labels.dtype if same_labels else np.dtype(object))
-        if old[0] is not None and waiting:
-            positions = np.concatenate([np.arange(s, s + n) % self.capacity_rows for s, n in waiting])
-            if old[0].shape[1] == X.shape[1]:
-                self._ring_X[positions] = old[0][positions]  # type: ignore[index]
-            self._ring_labels[positions] = old[1][positions]  # type: ignore[index]
-            if old[2] is not None and self._ring_P is not None and old[2].shape == self._ring_P.shape:
-                self._ring_P[positions] = old[2][positions]
-        assert self._ring_X is not None and self._ring_labels is not None
-        return self._ring_X, self._ring_labels
-
     # ------------------------------------------------------------ the sender thread
 
     def _run(self) -> None:
-        out: dict[str, np.ndarray] = {}  # this sender's batch buffers, reused from batch to batch
         while True:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             while self._chunks:  # everything buffered now: a flush by size or by time
                 with self._take_lock:
-                    batch = self._take(out)
+                    batch = self._take()
                 if batch:
                     self._send(batch)
             if self._closing.is_set() and not self._chunks:
                 return
 
-    def _take(self, out: dict[str, Any]) -> list[_Chunk]:
-        """Chunks for one batch (at most max_batch_rows rows, all made by the same version), copied out of the
-        rings into this sender's buffers, which frees their slots. Called under _take_lock: in ring order."""
+    def _take(self) -> list[_Chunk]:
+        """Chunks for one batch: at most max_batch_rows rows, all made by the same version, in call order (called
+        under _take_lock). Only the popping holds the lock the caller's add() takes; no rows are copied under it."""
         taken: list[_Chunk] = []
         n = 0
-        while n < self.max_batch_rows:
-            with self._lock:
-                if not self._chunks:
-                    break
-                start, m, version, has_p, ids, moment = self._chunks[0]
-                if taken and version != taken[0].version:
+        chunks = self._chunks
+        with self._lock:
+            while chunks and n < self.max_batch_rows:
+                chunk = _Chunk(*chunks[0])
+                if taken and chunk.version != taken[0].version:
                     break
                 room = self.max_batch_rows - n
-                if m > room:  # the rest stays for the next batch
-                    self._chunks[0] = (start + room, m - room, version, has_p, None if ids is None else ids[room:], moment)
-                    m, ids = room, None if ids is None else ids[:room]
+                if len(chunk) > room:  # the rest stays for the next batch
+                    cut = slice(None, room)
+                    chunks[0] = (chunk.version, chunk.X[room:], chunk.labels[room:],
+                                 None if chunk.probabilities is None else chunk.probabilities[room:],
+                                 None if chunk.ids is None else chunk.ids[room:], chunk.time)
+                    chunk = _Chunk(chunk.version, chunk.X[cut], chunk.labels[cut],
+                                   None if chunk.probabilities is None else chunk.probabilities[cut],
+                                   None if chunk.ids is None else chunk.ids[cut], chunk.time)
                 else:
-                    self._chunks.popleft()
-                ring_X, ring_labels, ring_P = self._ring_X, self._ring_labels, self._ring_P
-                assert ring_X is not None and ring_labels is not None
-                if (out.get("X") is None or out["X"].shape[1] != ring_X.shape[1] or out["labels"].dtype != ring_labels.dtype
-                        or (ring_P is None) != (out.get("P") is None)
-                        or (ring_P is not None and out["P"].shape[1] != ring_P.shape[1])):
-                    out["X"] = np.empty((self.max_batch_rows, ring_X.shape[1]), np.float32)
-                    out["labels"] = np.empty(self.max_batch_rows, ring_labels.dtype)
-                    out["P"] = None if ring_P is None else np.empty((self.max_batch_rows, ring_P.shape[1]), np.float32)
-                rows = slice(n, n + m)
-                i = start % self.capacity_rows
-                where: slice | np.ndarray = (
-                    slice(i, i + m) if i + m <= self.capacity_rows else np.arange(i, i + m) % self.capacity_rows
-                )
-                out["X"][rows] = ring_X[where]
-                out["labels"][rows] = ring_labels[where]
-                has_p = has_p and ring_P is not None
-                if has_p:
-                    out["P"][rows] = ring_P[where]  # type: ignore[index]
-            taken.append(_Chunk(version, out["X"][rows], out["labels"][rows], out["P"][rows] if has_p else None,
-                                ids, moment))
-            n += m
+                    chunks.popleft()
+                taken.append(chunk)
+                n += len(chunk)
         return taken
 
     def _generated_ids(self, n: int) -> list[str]:
@@ -260,21 +180,12 @@ class PredictionLog:
         return [f"{prefix}{i}" for i in range(start, start + n)]
 
     def _encode_columns(self, chunks: list[_Chunk]) -> bytes:
-        """The columnar batch: each column one array, the chunks' rows already side by side in the sender's
-        buffers (_take), so this is concatenation and np.savez's copy, nearly all outside the interpreter."""
-        parts = []
-        for chunk in chunks:
-            if chunk.ids is not None:
-                parts.append("\n".join(map(str, chunk.ids)))
-            else:  # "<prefix><n>" joined without a string per row in between
-                with self._ids_lock:
-                    start = self._next_id
-                    self._next_id += len(chunk)
-                parts.append(self._id_prefix + ("\n" + self._id_prefix).join(map(str, range(start, start + len(chunk)))))
+        """The columnar batch: each column one array, the chunks' rows concatenated (the one copy of the caller's
+        rows, in numpy without the GIL) and np.savez's copy; the per-chunk Python work is a few list entries."""
+        counts = [len(chunk) for chunk in chunks]
         arrays: dict[str, np.ndarray] = {
-            "ids": np.frombuffer("\n".join(parts).encode(), dtype=np.uint8),
-            "timestamp_us": np.concatenate(
-                [np.full(len(chunk), int(chunk.time * 1_000_000), dtype=np.int64) for chunk in chunks]),
+            "ids": np.frombuffer(self._joined_ids(chunks, counts), dtype=np.uint8),
+            "timestamp_us": np.repeat(np.array([int(chunk.time * 1_000_000) for chunk in chunks], np.int64), counts),
             "features": np.concatenate([chunk.X for chunk in chunks]) if len(chunks) > 1 else chunks[0].X,
         }
         labels = np.concatenate([chunk.labels for chunk in chunks]) if len(chunks) > 1 else chunks[0].labels
@@ -284,6 +195,30 @@ class PredictionLog:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
+
+    def _joined_ids(self, chunks: list[_Chunk], counts: list[int]) -> bytes:
+        """Every row's id joined by newlines: the caller's own, or "<prefix><n>" from the counter, one range per
+        run of chunks without ids (batch-1 calls make 10,000 chunks a batch: no join per chunk)."""
+        parts: list[str] = []
+        generated = 0  # rows of the current run of chunks without ids
+        for chunk, count in zip(chunks, counts):
+            if chunk.ids is None:
+                generated += count
+                continue
+            if generated:
+                parts.append(self._generated_run(generated))
+                generated = 0
+            parts.append("\n".join(map(str, chunk.ids)))
+        if generated:
+            parts.append(self._generated_run(generated))
+        return "\n".join(parts).encode()
+
+    def _generated_run(self, n: int) -> str:
+        with self._ids_lock:
+            start = self._next_id
+            self._next_id += n
+        prefix = self._id_prefix
+        return prefix + ("\n" + prefix).join(map(str, range(start, start + n)))
 
     def _encode(self, chunks: list[_Chunk]) -> bytes:
         """The JSON batch. Each chunk is encoded on its own: orjson holds the GIL while it runs, so the caller's

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from watchkeeper_client.deployment import Deployment
 
 log = logging.getLogger("watchkeeper_client")
+_FLOAT32 = np.dtype(np.float32)
+_new_tuple = tuple.__new__
 
 
 class Predictions(NamedTuple):
@@ -82,8 +84,6 @@ class ModelRunner:
             PredictionLog(deployment.transport, deployment.slug, instance=deployment.instance, **(log_options or {}))
             if log_predictions else None
         )
-        if self._log is not None:
-            self._prepare_log(self._model)
         self._poller = threading.Thread(target=self._poll_forever, name=f"watchkeeper-poll-{deployment.slug}",
                                         daemon=True)
         self._poller.start()
@@ -110,9 +110,13 @@ class ModelRunner:
         """Run the current model on X (n × features, float32) and log the rows in the background.
 
         Pass `ids` (one unique string per row, e.g. your request ids) to send labels for them later with
-        Deployment.labels(); without them, the client makes ids of its own."""
+        Deployment.labels(); without them, the client makes ids of its own.
+
+        X is kept by reference until a sender encodes its batch (at the next flush; later during an outage): don't
+        write into it after predict() returns (pass a copy if you reuse one buffer for every request)."""
         model = self._model  # one read: a swap during this call does not affect it
-        if type(X) is not np.ndarray or X.dtype != np.float32 or X.ndim != 2:
+        # `is` first: a dtype comparison with == costs more than the rest of the logging.
+        if type(X) is not np.ndarray or (X.dtype is not _FLOAT32 and X.dtype != _FLOAT32) or X.ndim != 2:
             X = np.atleast_2d(np.asarray(X, dtype=np.float32))
         outputs = model.session.run(model.outputs, {model.input_name: X})
         labels = outputs[0]
@@ -121,23 +125,8 @@ class ModelRunner:
             if ids is not None and len(ids) != len(X):
                 raise ValueError(f"{len(ids)} ids for {len(X)} rows")
             self._log.add(model.version, X, labels, probabilities, ids, time.time())
-        return Predictions(labels, probabilities, model.version)
-
-    def _prepare_log(self, model: LoadedModel) -> None:
-        """Size the log's rings from the model's input and outputs, now rather than in the first predict."""
-        assert self._log is not None
-        n_features = model.session.get_inputs()[0].shape[-1]
-        if not isinstance(n_features, int):
-            n_features = len(model.feature_names)
-        outputs = {o.name: o for o in model.session.get_outputs()}
-        label_dtype = np.int64 if outputs[model.outputs[0]].type == "tensor(int64)" else object
-        n_classes = 0
-        if len(model.outputs) > 1:
-            n_classes = outputs[model.outputs[1]].shape[-1]
-            if not isinstance(n_classes, int):
-                n_classes = len(model.classes)
-        if n_features:  # else the first predict sizes them
-            self._log.prepare(n_features=n_features, n_classes=n_classes, label_dtype=label_dtype)
+        # tuple.__new__ skips the NamedTuple's Python-level __new__: a quarter of a µs, 2 % of a batch-64 run.
+        return _new_tuple(Predictions, (labels, probabilities, model.version))
 
     # ------------------------------------------------------------ choosing and loading a version
 

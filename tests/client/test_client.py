@@ -205,3 +205,38 @@ def test_columnar_and_json_batches_store_the_same_predictions_credited_to_the_se
         assert result.version == 1
     assert stored[True] == stored[False]
     assert stored[True][:2] == (1, 40)
+
+
+def test_one_row_and_64_row_calls_with_and_without_ids_are_stored_once_each_row_with_its_own_id(gateway, token, deployment):
+    # The caller's thread only keeps references; the sender cuts calls across batches (max 10,000 rows) and
+    # generates ids for runs of calls without them. Every row must arrive once, beside its own features.
+    wk, model = _runner(gateway, token, instance="mixed", flush_interval=60, flush_rows=20_000, buffer_rows=20_000)
+    sent: dict[str, np.ndarray] = {}
+    calls = 0
+    while len(sent) < 10_500:
+        rows = X_TEST[calls % 50: calls % 50 + (64 if calls % 3 == 0 else 1)]
+        if calls % 5 == 0:
+            ids = [f"call-{calls}-{i}" for i in range(len(rows))]
+            model.predict(rows, ids=ids)
+            sent.update(zip(ids, rows))
+        else:
+            model.predict(rows)
+            sent.update((f"generated-{calls}-{i}", row) for i, row in enumerate(rows))
+        calls += 1
+    assert model.flush(timeout=60)
+    batches = list(PredictionBatch.objects.filter(deployment=deployment).order_by("pk"))
+    assert len(batches) == 2  # 10,000 rows, then the rest
+    stored_ids = [i for b in batches for i in bytes(b.request_ids).decode().split("\n")]
+    features = np.concatenate([np.frombuffer(bytes(b.features), np.float32).reshape(b.n_rows, -1) for b in batches])
+    assert len(stored_ids) == len(set(stored_ids)) == len(sent) == model.stats.sent_rows
+    given = [i for i in sent if i.startswith("call-")]
+    assert sorted(i for i in stored_ids if i.startswith("call-")) == sorted(given)
+    generated = [i for i in stored_ids if i.startswith("mixed-")]
+    assert len(generated) == len(sent) - len(given)
+    # Generated ids count up in call order, so the n-th generated id names the n-th row sent without one.
+    by_generated = sorted(generated, key=lambda i: int(i.rsplit("-", 1)[1]))
+    stored_as = dict(zip((i for i in sent if i.startswith("generated-")), by_generated))
+    rows_by_id = dict(zip(stored_ids, features))
+    for sent_id, row in sent.items():
+        np.testing.assert_array_equal(rows_by_id[stored_as.get(sent_id, sent_id)], row)
+    wk.close()
