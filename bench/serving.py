@@ -1,10 +1,14 @@
 """The serving contract under load, server side (docs/serving.md), against a real gunicorn started as
 `docker/entrypoint.sh web` starts it (gthread, WEB_WORKERS × WEB_THREADS), on 127.0.0.1.
 
-1. 200 concurrent pollers on the 304 path (`If-None-Match` equal to the ETag, no wait), each on its own keep-alive
-   connection: p50/p95 server time per request, from gunicorn's own request timer (access log %(D)s µs), and the
-   view's own time (its Server-Timing header: from the view's start to its answer, without waiting for the GIL
-   before it).
+1. 200 concurrent pollers on the 304 path (`If-None-Match` equal to the ETag, no wait), each its own instance on
+   its own keep-alive connection. Per request, four clocks, p50/p95 each:
+   - server time: the Server-Timing `total` every response carries (dashboard/request_telemetry.py), from the
+     first middleware to the answer, wall clock; on a busy worker it includes waiting for the GIL among its threads;
+   - server CPU: Server-Timing `cpu`, the request thread's own CPU time (what the request costs the server);
+   - gunicorn's own request timer (access log %(D)s µs): also the worker's parsing and writing, and its queueing;
+   - round trip, measured by the client: also the client's own queueing (its 200 threads share the 2 cores).
+   The target (p95 <= 5 ms server time) is judged on the first.
    Baseline in the same run: /healthz (a trivial view) under the same 200 pollers.
 2. 50 simulated instances long-polling (`wait=30`) when a candidate is approved: seconds from the approval's commit
    to each instance receiving the new version (max and p95). Baseline in the same run: the same 50 instances
@@ -16,7 +20,7 @@ Always runs on its own database (BENCH_SERVING_DATABASE_URL, default wk_bench_se
 missing): approvals write the append-only audit trail, which does not belong in the app's database.
 The client-side figures (the client library's overhead) are in bench/serving_client.py.
 
-    .venv/bin/python bench/serving.py [--pollers 200] [--requests 20] [--instances 50]
+    .venv/bin/python bench/serving.py [--pollers 200] [--requests 20] [--instances 50] [--port N]
 """
 
 from __future__ import annotations
@@ -103,25 +107,38 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-APP_TIMES_MS: list[float] = []  # the serving view's own time per request, from its Server-Timing header
+class Clocks:
+    """Per-request times in ms, one list per clock."""
+
+    def __init__(self) -> None:
+        self.total: list[float] = []  # Server-Timing total: first middleware to the answer
+        self.cpu: list[float] = []  # Server-Timing cpu: the request thread's CPU
+        self.round_trip: list[float] = []  # the client's clock around request and response
 
 
-def _hammer(port: int, path: str, headers: dict, *, pollers: int, requests: int) -> float:
-    """`pollers` threads, each on its own keep-alive connection, `requests` GETs each; returns wall seconds."""
+def _server_timing(header: str | None) -> dict[str, float]:
+    parts = (part.strip().split(";dur=") for part in (header or "").split(",") if ";dur=" in part)
+    return {name: float(value) for name, value in parts}
+
+
+def _hammer(port: int, path: str, headers: dict, *, pollers: int, requests: int) -> tuple[float, Clocks]:
+    """`pollers` threads, each on its own keep-alive connection, `requests` GETs each; (wall seconds, clocks)."""
     start_gate = threading.Barrier(pollers + 1)
     failures: list[str] = []
-    APP_TIMES_MS.clear()
+    clocks = Clocks()
 
     def poller(i: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         start_gate.wait()
         for _ in range(requests):
+            sent = time.perf_counter()
             conn.request("GET", path.format(i=i), headers=headers)
             response = conn.getresponse()
             response.read()
-            timing = response.getheader("Server-Timing")
-            if timing and timing.startswith("app;dur="):
-                APP_TIMES_MS.append(float(timing.split(",")[0].removeprefix("app;dur=")))
+            clocks.round_trip.append((time.perf_counter() - sent) * 1000)
+            timing = _server_timing(response.getheader("Server-Timing"))
+            clocks.total.append(timing["total"])
+            clocks.cpu.append(timing["cpu"])
             if response.status not in (200, 304):
                 failures.append(str(response.status))
         conn.close()
@@ -135,7 +152,13 @@ def _hammer(port: int, path: str, headers: dict, *, pollers: int, requests: int)
         thread.join()
     if failures:
         raise RuntimeError(f"{len(failures)} failed requests, e.g. {failures[0]}")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, clocks
+
+
+def _line(label: str, values: list[float]) -> str:
+    ordered = sorted(values)
+    return (f"{label:<44} p50 {statistics.median(ordered):8.2f}   p95 {_pct(ordered, 0.95):8.2f}   "
+            f"p99 {_pct(ordered, 0.99):8.2f}   max {ordered[-1]:8.2f} ms")
 
 
 def _poll(port: int, path: str, headers: dict) -> tuple[int, dict, bytes]:
@@ -179,29 +202,33 @@ def main() -> None:
         _hammer(port, "/healthz", {}, pollers=20, requests=5)  # warm-up: connections, URL resolver
         _hammer(port, f"{serving}?instance=warm", auth | {"If-None-Match": etag}, pollers=20, requests=5)
         mark = len(access_log.read_text().splitlines())
-        base_wall = _hammer(port, "/healthz", {}, pollers=args.pollers, requests=args.requests)
-        base, mark = _server_times_ms(access_log, "/healthz", "200", mark)
-        # Each poller its own instance, as a fleet has. Its first poll (not measured) writes its row and opens a
-        # connection; the steady state measured after it is the 304 path: a write per instance per
-        # SERVING_SEEN_WRITE_SECONDS at most.
+        base_wall, base = _hammer(port, "/healthz", {}, pollers=args.pollers, requests=args.requests)
+        time.sleep(0.5)  # the access log is written after the response
+        base_gunicorn, mark = _server_times_ms(access_log, "/healthz", "200", mark)
+        # Each poller its own instance, as a fleet has. Its first poll (not measured) opens a connection; the
+        # steady state measured after it is the 304 path (its "last seen" is written by a background thread).
         _hammer(port, f"{serving}?instance=poller-{{i}}", auth | {"If-None-Match": etag}, pollers=args.pollers, requests=1)
         time.sleep(0.5)
         mark = len(access_log.read_text().splitlines())
-        wall = _hammer(port, f"{serving}?instance=poller-{{i}}", auth | {"If-None-Match": etag},
-                       pollers=args.pollers, requests=args.requests)
-        time.sleep(0.5)  # the access log is written after the response
-        served, _ = _server_times_ms(access_log, serving, "304", mark)
-        app_times = sorted(APP_TIMES_MS)
+        wall, served = _hammer(port, f"{serving}?instance=poller-{{i}}", auth | {"If-None-Match": etag},
+                               pollers=args.pollers, requests=args.requests)
+        time.sleep(0.5)
+        served_gunicorn, _ = _server_times_ms(access_log, serving, "304", mark)
         connections = _database_connections()
         n = args.pollers * args.requests
-        print(f"304 path, {args.pollers} concurrent pollers: server time p50 {statistics.median(served):.2f} ms, "
-              f"p95 {_pct(served, 0.95):.2f} ms, max {served[-1]:.2f} ms ({len(served):,} requests, {n / wall:,.0f}/s)")
-        print(f"   of which the view itself (Server-Timing app): p50 {statistics.median(app_times):.2f} ms, "
-              f"p95 {_pct(app_times, 0.95):.2f} ms")
-        print(f"baseline /healthz, same load: server time p50 {statistics.median(base):.2f} ms, "
-              f"p95 {_pct(base, 0.95):.2f} ms ({len(base):,} requests, {n / base_wall:,.0f}/s)")
+        print(f"{args.pollers} concurrent pollers x {args.requests} requests; 304 path {n / wall:,.0f} requests/s, "
+              f"/healthz {n / base_wall:,.0f}/s")
+        for label, ours, theirs in (
+            ("server time (Server-Timing total)", served.total, base.total),
+            ("server CPU per request (Server-Timing cpu)", served.cpu, base.cpu),
+            ("gunicorn's request timer (%(D)s)", served_gunicorn, base_gunicorn),
+            ("round trip, client side", served.round_trip, base.round_trip),
+        ):
+            print(f"  304 path, {_line(label, ours)}")
+            print(f"  /healthz, {_line(label, theirs)}   ratio at p95 {_pct(sorted(ours), 0.95) / _pct(sorted(theirs), 0.95):.2f}x")
         print(f"database connections open after the load: {connections} (Postgres max_connections is shared)")
-        print(f"ratio (304 path / trivial view), p95: {_pct(served, 0.95) / _pct(base, 0.95):.2f}x; target p95 <= 5 ms")
+        print(f"target: 304 path p95 <= 5 ms server time: {_pct(sorted(served.total), 0.95):.2f} ms "
+              f"({'met' if _pct(sorted(served.total), 0.95) <= 5 else 'not met'})")
 
         # 2. approval -> every long-polling instance told
         candidate = services.version_register(deployment=deployment, data=_model(1), by=by)

@@ -128,6 +128,8 @@ class RequestBodyLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _bodiless(request):  # most requests (every poll): no body to cap, so no second URL resolve for its cap
+            return self.get_response(request)
         setting = _cap_setting(request.path_info)
         if setting != SMALL_CAP and not _identified(request):
             # An upload's large cap is for someone we know: anonymous bodies would be parsed (to disk, for
@@ -170,6 +172,11 @@ def _identified(request: HttpRequest) -> bool:
 
     raw = raw.strip()
     return services.token_authenticate(raw=raw) is not None or services.machine_token_authenticate(raw=raw, touch=False) is not None
+
+
+def _bodiless(request: HttpRequest) -> bool:
+    """No body at all: no Content-Length (or 0) and no Transfer-Encoding (HTTP/1.1: then there is none)."""
+    return request.META.get("CONTENT_LENGTH") in (None, "", "0") and "HTTP_TRANSFER_ENCODING" not in request.META
 
 
 def _declared_length(request: HttpRequest) -> int | None:

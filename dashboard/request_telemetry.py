@@ -8,6 +8,9 @@
   names, never raw paths: a path holds slugs, ids and, for acknowledge links, a credential.
 - One access line per request, at INFO on logger "watchkeeper.access", by route name (gunicorn's own access
   log, which prints raw paths, is off: docker/entrypoint.sh).
+- Server-Timing on every response: `total` (ms from this middleware to the answer, wall clock: on a busy
+  process that includes waiting for the GIL) and `cpu` (the request thread's own CPU ms), after any timing the
+  view set itself, so a client can tell the server's cost from the network's and its own queueing.
 """
 
 from __future__ import annotations
@@ -70,10 +73,10 @@ class RequestTelemetryMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         request_id = request_id_for(request)
         request.request_id = request_id  # type: ignore[attr-defined]
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         with logs.bound(request_id=request_id):
             response = self.get_response(request)
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.thread_time() - started_cpu
             route = route_of(request)
             method = request.method if request.method in METHODS else "other"
             logs.bind(user=principal_of(request))
@@ -85,6 +88,9 @@ class RequestTelemetryMiddleware:
                        "duration_ms": round(elapsed * 1000, 2)},
             )
         response[HEADER] = request_id
+        timing = f"total;dur={elapsed * 1000:.2f}, cpu;dur={cpu * 1000:.2f}"
+        earlier = response.get("Server-Timing")
+        response["Server-Timing"] = f"{earlier}, {timing}" if earlier else timing
         return response
 
     def process_view(self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> None:

@@ -163,8 +163,9 @@ MAX_MODEL_UPLOAD_BYTES = env_int("MAX_MODEL_UPLOAD_BYTES", 200 * 1024 * 1024)
 SIGNING_KEY_FILE = env_str("SIGNING_KEY_FILE", "")
 # What a serving instance is told to wait between polls, and the longest long poll (`wait`) it may ask for.
 SERVING_POLL_AFTER_SECONDS = env_int("SERVING_POLL_AFTER_SECONDS", 30)
-# A poll that changes nothing updates its instance's last_seen at most this often.
-SERVING_SEEN_WRITE_SECONDS = env_int("SERVING_SEEN_WRITE_SECONDS", 15)
+# How often each web process writes the instances that polled (last seen, versions) in one upsert, off the
+# request path: the deployment page's fleet is this many seconds behind at most.
+SERVING_SEEN_FLUSH_SECONDS = env_int("SERVING_SEEN_FLUSH_SECONDS", 1)
 # A shadow replay runs a new candidate over at most this many of the newest production rows of the last
 # drift_window_hours: 200,000 rows of 30 features run through a small model in about a second.
 SHADOW_REPLAY_MAX_ROWS = env_int("SHADOW_REPLAY_MAX_ROWS", 200_000)

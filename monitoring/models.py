@@ -226,8 +226,8 @@ class ServingPeriod(models.Model):
 class ServingInstance(models.Model):
     """A serving process that polls GET /api/v1/deployments/{slug}/serving: the fleet on the deployment page.
 
-    Written by an upsert at most every SERVING_SEEN_WRITE_SECONDS per instance (or when a version changes), so
-    a fleet polling every few seconds costs the database little (services.serving_instance_seen)."""
+    Written off the request path: each web process buffers its polls and upserts them all every
+    SERVING_SEEN_FLUSH_SECONDS in one statement (services.serving_instance_seen)."""
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="serving_instances")
     instance_id = models.CharField(max_length=200)

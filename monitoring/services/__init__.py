@@ -128,7 +128,13 @@ from monitoring.services.rollouts import (
     rollout_start,
     rollout_watch_breach,
 )
-from monitoring.services.serving import serving_changed, serving_instance_seen, version_sign, versions_sign
+from monitoring.services.serving import (
+    serving_changed,
+    serving_instance_seen,
+    serving_seen_flush,
+    version_sign,
+    versions_sign,
+)
 from monitoring.services.shadow import (
     shadow_replay_claim,
     shadow_replay_complete,
@@ -248,6 +254,7 @@ __all__ = [
     "service_token_create",
     "serving_changed",
     "serving_instance_seen",
+    "serving_seen_flush",
     "shadow_replay_claim",
     "shadow_replay_complete",
     "shadow_replay_fail",

@@ -104,6 +104,15 @@ def test_a_malformed_request_id_is_replaced_by_one_made_here(db):
     assert first != second
 
 
+def test_every_response_tells_the_servers_own_time_and_cpu_in_server_timing(db):
+    for path in ("/healthz", "/no-such-page"):
+        response = Client().get(path)
+        timing = {name: float(value) for name, value in
+                  (part.strip().split(";dur=") for part in response["Server-Timing"].split(","))}
+        assert set(timing) == {"total", "cpu"}
+        assert 0 < timing["total"] < 10_000 and 0 <= timing["cpu"] < 10_000
+
+
 def test_the_text_format_carries_the_same_context():
     record = logging.LogRecord("watchkeeper.access", logging.INFO, __file__, 1, "GET %s", ("overview",), None)
     with bound(request_id="req-12345678", user="alice", deployment="tumour"):

@@ -17,12 +17,14 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from dashboard.serving_watch import watch
 from monitoring import services, storage
 from monitoring.models import ModelVersion, Prediction, PredictionBatch, ServingInstance
+from monitoring.services import serving as serving_service
 from monitoring.services.serving import _forget_seen
-from tests.conftest import CLASSES, FEATURES, trained_model
+from tests.conftest import CLASSES, FEATURES, trained_model, wait_for
 from tests.dashboard.api.helpers import bearer, client_for, post_json, prediction_rows
 
 SERVING = "/api/v1/deployments/tumour/serving"
@@ -32,6 +34,7 @@ SERVING = "/api/v1/deployments/tumour/serving"
 def _watch_stopped_after():
     yield
     watch.stop()  # its LISTEN connection would keep the test database from being dropped
+    serving_service._seen.stop()  # and the last-seen writer's connection too
 
 
 @pytest.fixture(autouse=True)
@@ -238,10 +241,12 @@ def test_a_long_poll_without_a_change_answers_304_after_its_wait(live_server, de
 
     assert (status, body, again["ETag"]) == (304, b"", headers["ETag"])
     assert 1.0 <= time.monotonic() - started < 3.0
-    # Server-Timing tells the view's own time from the wait.
-    timing = dict(part.strip().split(";dur=") for part in again["Server-Timing"].split(","))
-    assert 900 <= float(timing["wait"]) <= 3000
-    assert float(timing["app"]) < float(timing["wait"])
+    # Server-Timing tells the view's own time from the wait, and the whole request's (wall and CPU).
+    timing = {name: float(value) for name, value in
+              (part.strip().split(";dur=") for part in again["Server-Timing"].split(","))}
+    assert 900 <= timing["wait"] <= 3000
+    assert timing["app"] < timing["wait"] <= timing["total"]
+    assert timing["cpu"] < 500  # waiting costs no CPU
 
 
 def _cached_after_polls(live_server, token) -> tuple[int, object]:
@@ -376,3 +381,109 @@ def test_an_upload_naming_no_version_of_this_deployment_is_422_and_stores_nothin
     assert response.status_code == 422, response.content
     assert [e["field"] for e in response.json()["errors"]] == ["version"]
     assert not PredictionBatch.objects.exists() and not Prediction.objects.exists()
+
+
+# ---------------------------------------------------------------- last seen, written off the request path
+
+
+def _live_poll(live_server, token, instance: str, version: int | None = None) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    if version is not None:
+        headers["X-Watchkeeper-Serving-Version"] = str(version)
+    request = urllib.request.Request(f"{live_server.url}{SERVING}?instance={instance}", headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status
+
+
+@pytest.fixture
+def writer_stopped(settings):
+    """No write by the background writer unless the test flushes: it is stopped and would wait an hour."""
+    serving_service._seen.stop()
+    settings.SERVING_SEEN_FLUSH_SECONDS = 3600
+    yield
+    serving_service._seen.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_poll_writes_nothing_itself_and_the_writer_records_every_instance_with_its_versions(
+        live_server, deployment, token, writer_stopped):
+    for instance, version in (("web-1", 1), ("web-2", None), ("web-1", 1)):
+        assert _live_poll(live_server, token, instance, version) == 200
+
+    assert not ServingInstance.objects.exists()  # the polls were answered without writing
+    assert serving_service._seen._thread is not None and serving_service._seen._thread.is_alive()
+    assert services.serving_seen_flush() == 2  # one upsert for both instances, the repeated poll once
+    seen = {i.instance_id: (i.version_reported, i.version_told) for i in ServingInstance.objects.all()}
+    assert seen == {"web-1": (1, 1), "web-2": (None, 1)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_fleet_on_record_is_current_within_seconds_of_a_poll(live_server, deployment, token, settings):
+    serving_service._seen.stop()
+    settings.SERVING_SEEN_FLUSH_SECONDS = 1
+    polled_at = time.monotonic()
+    _live_poll(live_server, token, "web-9", 1)
+
+    wait_for(lambda: ServingInstance.objects.filter(instance_id="web-9", version_reported=1).exists(), timeout=5,
+             interval=0.05)
+    assert time.monotonic() - polled_at < 3.0
+    serving_service._seen.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the death is the point
+def test_a_writer_that_died_is_restarted_by_the_next_poll(live_server, deployment, token, settings, monkeypatch):
+    serving_service._seen.stop()
+    settings.SERVING_SEEN_FLUSH_SECONDS = 1
+
+    def die() -> int:
+        raise SystemExit("killed")  # not an Exception: it ends the thread
+
+    monkeypatch.setattr(serving_service._seen, "flush", die)
+    _live_poll(live_server, token, "web-3")
+    dead = serving_service._seen._thread
+    assert dead is not None
+    dead.join(timeout=5)
+    assert not dead.is_alive()
+    monkeypatch.undo()
+    settings.SERVING_SEEN_FLUSH_SECONDS = 1
+
+    _live_poll(live_server, token, "web-4")
+
+    assert serving_service._seen._thread is not dead and serving_service._seen._thread.is_alive()
+    wait_for(lambda: set(ServingInstance.objects.values_list("instance_id", flat=True)) == {"web-3", "web-4"},
+             timeout=5, interval=0.05)
+    serving_service._seen.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_write_keeps_the_polls_for_the_next_and_a_newer_poll_wins(deployment, writer_stopped, monkeypatch):
+    from django.db import OperationalError
+
+    services.serving_instance_seen(deployment=deployment, instance_id="web-5", reported=1, told=1)
+    real = serving_service._upsert_seen
+
+    def database_away(entries):
+        raise OperationalError("the database is restarting")
+
+    monkeypatch.setattr(serving_service, "_upsert_seen", database_away)
+    with pytest.raises(OperationalError):
+        services.serving_seen_flush()
+    assert not ServingInstance.objects.exists()
+    services.serving_instance_seen(deployment=deployment, instance_id="web-5", reported=2, told=2)
+    monkeypatch.setattr(serving_service, "_upsert_seen", real)
+
+    assert services.serving_seen_flush() == 1
+    seen = ServingInstance.objects.get()
+    assert (seen.instance_id, seen.version_reported, seen.version_told) == ("web-5", 2, 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_polls_of_a_deployment_deleted_since_do_not_keep_the_rest_from_being_written(deployment, writer_stopped):
+    serving_service._seen.record((deployment.pk + 10_000, "ghost"), 1, 1, timezone.now())
+    services.serving_instance_seen(deployment=deployment, instance_id="web-6", reported=1, told=1)
+
+    services.serving_seen_flush()
+
+    assert list(ServingInstance.objects.values_list("instance_id", flat=True)) == ["web-6"]
+    assert services.serving_seen_flush() == 0  # the ghost's poll is not retried for ever
