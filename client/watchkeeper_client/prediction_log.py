@@ -147,29 +147,29 @@ class PredictionLog:
                 return
 
     def _take(self) -> list[_Chunk]:
-        """Chunks for one batch: at most max_batch_rows rows, all made by the same version, in call order (called
-        under _take_lock). Only the popping holds the lock the caller's add() takes; no rows are copied under it."""
+        """Chunks for one batch: at most max_batch_rows rows, all made by the same version, in call order. Called
+        under _take_lock, so this sender is the only one removing from the deque, and without the lock add()
+        takes: the caller only appends on the right, and each deque operation here is atomic."""
         taken: list[_Chunk] = []
         n = 0
         chunks = self._chunks
-        with self._lock:
-            while chunks and n < self.max_batch_rows:
-                chunk = _Chunk(*chunks[0])
-                if taken and chunk.version != taken[0].version:
-                    break
-                room = self.max_batch_rows - n
-                if len(chunk) > room:  # the rest stays for the next batch
-                    cut = slice(None, room)
-                    chunks[0] = (chunk.version, chunk.X[room:], chunk.labels[room:],
-                                 None if chunk.probabilities is None else chunk.probabilities[room:],
-                                 None if chunk.ids is None else chunk.ids[room:], chunk.time)
-                    chunk = _Chunk(chunk.version, chunk.X[cut], chunk.labels[cut],
-                                   None if chunk.probabilities is None else chunk.probabilities[cut],
-                                   None if chunk.ids is None else chunk.ids[cut], chunk.time)
-                else:
-                    chunks.popleft()
-                taken.append(chunk)
-                n += len(chunk)
+        while chunks and n < self.max_batch_rows:
+            chunk = _Chunk(*chunks[0])
+            if taken and chunk.version != taken[0].version:
+                break
+            room = self.max_batch_rows - n
+            if len(chunk) > room:  # the rest stays for the next batch
+                cut = slice(None, room)
+                chunks[0] = (chunk.version, chunk.X[room:], chunk.labels[room:],
+                             None if chunk.probabilities is None else chunk.probabilities[room:],
+                             None if chunk.ids is None else chunk.ids[room:], chunk.time)
+                chunk = _Chunk(chunk.version, chunk.X[cut], chunk.labels[cut],
+                               None if chunk.probabilities is None else chunk.probabilities[cut],
+                               None if chunk.ids is None else chunk.ids[cut], chunk.time)
+            else:
+                chunks.popleft()
+            taken.append(chunk)
+            n += len(chunk)
         return taken
 
     def _generated_ids(self, n: int) -> list[str]:

@@ -10,6 +10,17 @@ from tests.client.gateway import Gateway
 from tests.conftest import trained_model
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _serving_threads_stopped_after():
+    yield
+    # The serving watch and the last-seen writer each hold a connection to the test database until stopped.
+    from dashboard.serving_watch import watch
+    from monitoring.services import serving
+
+    watch.stop()
+    serving._seen.stop()
+
+
 @pytest.fixture
 def gateway(live_server):
     gateway = Gateway(live_server.url)
