@@ -255,15 +255,13 @@ ROLLOUT_GUARD_INTERVAL_SECONDS = env_int("ROLLOUT_GUARD_INTERVAL_SECONDS", 30)
 # evaluations older than METRIC_FULL_RESOLUTION_DAYS are thinned to one per version, source and day.
 RETENTION_PURGE_HOUR_UTC = env_int("RETENTION_PURGE_HOUR_UTC", 3)
 METRIC_FULL_RESOLUTION_DAYS = env_int("METRIC_FULL_RESOLUTION_DAYS", 365)
+# How often beat sends the fan-outs of evaluations and drift checks (monitoring/selectors/checks.py).
+CHECK_SWEEP_SECONDS = 60
 CELERY_BEAT_SCHEDULE = {
-    "evaluate-all-deployments": {
-        "task": "workers.tasks.evaluate_all_task",
-        "schedule": EVALUATION_INTERVAL_MINUTES * 60.0,
-    },
-    "check-drift-all-deployments": {
-        "task": "workers.tasks.check_drift_all_task",
-        "schedule": DRIFT_INTERVAL_MINUTES * 60.0,
-    },
+    # Sweeps, not the intervals themselves: each deployment is due once its interval has passed since its last
+    # check (its rows in Postgres), so a tick lost while Redis was away costs a minute, not an hour.
+    "evaluate-all-deployments": {"task": "workers.tasks.evaluate_all_task", "schedule": float(CHECK_SWEEP_SECONDS)},
+    "check-drift-all-deployments": {"task": "workers.tasks.check_drift_all_task", "schedule": float(CHECK_SWEEP_SECONDS)},
     "check-rollouts": {"task": "workers.tasks.check_rollouts_task", "schedule": float(ROLLOUT_GUARD_INTERVAL_SECONDS)},
     "index-pending-batches": {"task": "workers.tasks.index_pending_all_task", "schedule": 15.0},
     # A job whose worker died is failed within STALE_AFTER (90 s) plus this minute.
