@@ -272,7 +272,7 @@ ROLLOUT_GUARD_INTERVAL_SECONDS = env_int("ROLLOUT_GUARD_INTERVAL_SECONDS", 30)
 RETENTION_PURGE_HOUR_UTC = env_int("RETENTION_PURGE_HOUR_UTC", 3)
 METRIC_FULL_RESOLUTION_DAYS = env_int("METRIC_FULL_RESOLUTION_DAYS", 365)
 # How often beat sends the fan-outs of evaluations and drift checks (monitoring/selectors/checks.py).
-CHECK_SWEEP_SECONDS = 60
+CHECK_SWEEP_SECONDS = env_int("CHECK_SWEEP_SECONDS", 60)
 CELERY_BEAT_SCHEDULE = {
     # Sweeps, not the intervals themselves: each deployment is due once its interval has passed since its last
     # check (its rows in Postgres), so a tick lost while Redis was away costs a minute, not an hour.

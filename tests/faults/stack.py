@@ -158,6 +158,8 @@ class Stack:
             "ALERT_ALLOW_PRIVATE_URLS": "true", "ALERT_DELIVERY_LEASE_SECONDS": "5", "LOG_LEVEL": "INFO",
             "PYTHONPATH": f"{ROOT}:{ROOT / 'client'}",
             "BATCH_COLUMNS_IN_MEDIA_FROM_BYTES": str(BATCH_COLUMNS_IN_MEDIA_FROM_BYTES),
+            # Beat's check sweeps (production: a minute) as often as its other sweeps, so the suite waits less.
+            "CHECK_SWEEP_SECONDS": "15",
         })
         env.update(extra)
         return env
