@@ -197,3 +197,23 @@ def _catch_up_after_an_outage(stack, web, hook, seeded) -> None:
     assert hook.ids == [str(webhook_id)]
     assert "could not" in stack.log("web").lower() or "error" in stack.log("web").lower()  # the failure was logged
     assert "a failed login was not counted" in stack.log("web")
+
+
+def test_with_redis_hung_requests_answer_within_the_clients_timeouts_and_the_work_is_done_after(stack, web):
+    """Redis stopped (SIGSTOP), not gone: connections open, nothing answers. The web's Redis clients give up after
+    REDIS_TIMEOUT_SECONDS instead of holding the request until gunicorn kills its worker."""
+    seeded = seed(stack, "redis-down")
+    before = stored(stack, seeded)[0]
+    stack.redis.pause()
+    try:
+        upload = urllib3.request(
+            "POST", f"{web}/api/v1/deployments/{seeded.slug}/predictions/upload", body=_csv(PENDING_ROWS, "hung"),
+            headers={"Authorization": f"Bearer {seeded.token}", "Content-Type": "text/csv"}, retries=False,
+            timeout=urllib3.Timeout(connect=5, read=ANSWER_WITHIN_S),
+        )
+        assert upload.status == 202, upload.data  # stored; setting its indexer's pending flag timed out
+        assert _login_attempt(web) == 200
+    finally:
+        stack.redis.resume()
+    assert stored(stack, seeded)[0] == before + PENDING_ROWS
+    assert "timeout" in stack.log("web").lower()  # the clients timed out, and said so
