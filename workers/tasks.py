@@ -224,14 +224,16 @@ def _served_deployment_ids() -> list[int]:
 
 @shared_task(**RETRY_POLICY)
 def evaluate_all_task() -> None:
-    """Beat: one evaluation task per served deployment, so one slow deployment does not hold up the rest."""
-    for deployment_id in _served_deployment_ids():
+    """Beat, each sweep: one evaluation task per served deployment that is due, so one slow deployment does not
+    hold up the rest (due: not evaluated for EVALUATION_INTERVAL_MINUTES, monitoring/selectors/checks.py)."""
+    for deployment_id in selectors.deployments_due_for_evaluation(deployment_ids=_served_deployment_ids(),
+                                                                  now=timezone.now()):
         evaluate_deployment_task.delay(deployment_id)
 
 
 @shared_task(**RETRY_POLICY)
 def check_drift_all_task() -> None:
-    """Beat: one drift check per served deployment whose own drift interval has passed."""
+    """Beat, each sweep: one drift check per served deployment whose drift interval has passed."""
     for deployment_id in selectors.deployments_due_for_drift(deployment_ids=_served_deployment_ids(), now=timezone.now()):
         check_drift_task.delay(deployment_id)
 
