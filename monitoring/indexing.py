@@ -14,6 +14,7 @@ Readers that need the index (the label join) call `index_pending` first, so they
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,9 +44,14 @@ class IndexOutcome:
 
 
 def index_pending(
-    *, deployment_id: int, wait: bool = True, on_reject: Callable[[PredictionBatch], None] | None = None
+    *, deployment_id: int, wait: bool = True, on_reject: Callable[[PredictionBatch], None] | None = None,
+    drain_s: float = 0.0,
 ) -> IndexOutcome:
     """Index every pending batch of the deployment, oldest first. Idempotent; safe to call from anywhere.
+
+    With drain_s, batches stored while it works are indexed too, by further transactions, for up to that many
+    seconds: under a stream of batches the indexer at work takes them, where their own tasks would find it busy
+    and come back seconds later (workers.tasks.INDEX_BUSY_RETRY_SECONDS).
 
     Indexers of one deployment take turns on its row lock: FOR NO KEY UPDATE, which does not block the
     key-share lock that storing a new batch takes on its deployment. With wait=False a caller that finds another
@@ -53,6 +59,7 @@ def index_pending(
     transaction that rejects it, so whatever it records (an alert) commits with the rejection or not at all.
     """
     outcome = IndexOutcome()
+    drain_until = time.monotonic() + drain_s
     while True:
         with transaction.atomic():
             locked = Deployment.objects.select_for_update(skip_locked=not wait, no_key=True).filter(pk=deployment_id)
@@ -82,7 +89,7 @@ def index_pending(
                     outcome.rejected.append(batch)
                     if on_reject is not None:
                         on_reject(batch)
-        if len(chosen) == len(pending):
+        if len(chosen) == len(pending) and time.monotonic() >= drain_until:
             return outcome
 
 
