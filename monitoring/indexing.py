@@ -1,10 +1,10 @@
 """The per-row index (Prediction): written with a small batch, or built after a large one is accepted.
 
-A batch of up to services.ingestion.INDEX_IN_REQUEST_UP_TO rows (every JSON batch) writes its index rows in the
-request, so a reused id is a 409 at once. A larger one (a file upload) is stored as its columns only:
-inserting a row per prediction into the (deployment, request_id) b-tree costs 3–7 µs each here, five of
-the seven seconds of a 1M-row upload (README, "Ingestion and storage"). Its index is built here, in a
-worker, moments later, for every pending batch of a deployment in arrival order. A batch whose ids are
+A batch of up to services.ingestion.INDEX_IN_REQUEST_UP_TO rows writes its index rows in the request, so a reused
+id is a 409 at once, unless its sender asked `Prefer: respond-async` (the serving client does). That one, and a
+larger one (a file upload), is stored as its columns only: inserting a row per prediction into the
+(deployment, request_id) b-tree costs 3–7 µs each here, five of the seven seconds of a 1M-row upload (README,
+"Ingestion and storage"). Its index is built here, in a worker, moments later, for every pending batch of a deployment in arrival order. A batch whose ids are
 already indexed is rejected: its columns are dropped and its errors kept, where the client and the
 dashboard can read them.
 

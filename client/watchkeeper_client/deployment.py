@@ -68,8 +68,9 @@ class Deployment:
         columnar: send batches in the server's columnar format (False: JSON rows, for a server older than it).
         index_in_request: have the server index each batch's ids before it answers (201; a reused id is a 409,
         counted in stats.rejected_rows). By default the batch is stored and its ids left to the server's indexer
-        (`Prefer: respond-async`, 202): about half the server's work per request, but a reused id then rejects
-        the batch on the server a moment later (the deployment's alerts say so), unseen by this counter."""
+        (`Prefer: respond-async`, 202): a third of the request's server time (21 vs 70 ms per 10,000 rows, measured
+        in process), but a reused id then rejects the batch on the server a moment later (the deployment's alerts
+        say so), unseen by this counter."""
         runner = ModelRunner(
             self, fallback_path=fallback_path, fallback_version=fallback_version, log_predictions=log_predictions,
             poll_wait=poll_wait, threads=threads, start_timeout=start_timeout,
