@@ -240,6 +240,10 @@ def check_drift_all_task() -> None:
 
 # While another indexer holds the deployment, a task comes back after this long instead of blocking a worker.
 INDEX_BUSY_RETRY_SECONDS = 2
+# An indexer at work also takes the batches stored meanwhile, for up to this long: a stream of batches (the
+# serving client's, Prefer: respond-async) is indexed as it comes instead of by tasks back from a busy retry. Not
+# longer: it holds one worker of the queue that evaluations and drift checks share.
+INDEX_DRAIN_SECONDS = 10
 
 
 # acks_late, and retried when its worker dies: indexing is idempotent (the killed run's rows were rolled back
@@ -252,7 +256,7 @@ def index_batches_task(deployment_id: int) -> None:
         background.flag_clear(indexing.pending_flag(deployment_id))
     # Not waiting on the lock: tasks share the default queue with evaluations and drift checks, and a run
     # already at work may have read the pending list before the batch this task came for.
-    if services.batches_index(deployment_id=deployment_id, wait=False).busy:
+    if services.batches_index(deployment_id=deployment_id, wait=False, drain_s=INDEX_DRAIN_SECONDS).busy:
         index_batches_task.apply_async((deployment_id,), countdown=INDEX_BUSY_RETRY_SECONDS)
 
 
