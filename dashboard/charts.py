@@ -455,7 +455,8 @@ def drift_feature_series_chart(
     return _to_json(go.Figure(data=traces, layout=layout))
 
 
-GUARD_COLOURS = {"class_shift": BLUE, "score_shift": TEAL, "estimated_accuracy": "#7c3aed", "labelled_accuracy": "#d97706"}
+GUARD_COLOURS = {"class_shift": BLUE, "score_shift": TEAL, "estimated_accuracy": "#7c3aed", "labelled_accuracy": "#d97706",
+                 "latency_p95": "#db2777", "error_rate": "#65a30d"}
 
 
 def rollout_guards_chart(*, series: Sequence, tz: tzinfo) -> str | None:

@@ -773,6 +773,9 @@ class AuditEvent(models.Model):
         raise RuntimeError("Audit events are append-only")
 
 
+# The serving client's predict calls (latency histogram, calls, errors), one row per batch: the rollout guards'.
+from monitoring.call_models import CallStats as CallStats  # noqa: E402
+
 # Alert delivery (channels, routing, grouping, silences, the outbox): its own module, loaded with these models.
 from monitoring.notification_models import AlertGroup as AlertGroup  # noqa: E402
 from monitoring.notification_models import DeliveryAttempt as DeliveryAttempt  # noqa: E402

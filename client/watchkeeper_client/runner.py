@@ -112,15 +112,22 @@ class ModelRunner:
         Pass `ids` (one unique string per row, e.g. your request ids) to send labels for them later with
         Deployment.labels(); without them, the client makes ids of its own."""
         model = self._model  # one read: a swap during this call does not affect it
-        if type(X) is not np.ndarray or X.dtype != np.float32 or X.ndim != 2:
-            X = np.atleast_2d(np.asarray(X, dtype=np.float32))
-        outputs = model.session.run(model.outputs, {model.input_name: X})
+        try:
+            if type(X) is not np.ndarray or X.dtype != np.float32 or X.ndim != 2:
+                X = np.atleast_2d(np.asarray(X, dtype=np.float32))
+            if ids is not None and len(ids) != len(X):
+                raise ValueError(f"{len(ids)} ids for {len(X)} rows")
+            started = time.perf_counter_ns()
+            outputs = model.session.run(model.outputs, {model.input_name: X})
+            latency_ns = time.perf_counter_ns() - started  # the session run only: what the version costs
+        except Exception:
+            if self._log is not None:  # a failed call logs no rows, but the error rate guard counts it
+                self._log.add_error(model.version)
+            raise
         labels = outputs[0]
         probabilities = outputs[1] if len(outputs) > 1 else None
         if self._log is not None:
-            if ids is not None and len(ids) != len(X):
-                raise ValueError(f"{len(ids)} ids for {len(X)} rows")
-            self._log.add(model.version, X, labels, probabilities, ids, time.time())
+            self._log.add(model.version, X, labels, probabilities, ids, time.time(), latency_ns)
         return Predictions(labels, probabilities, model.version)
 
     def _prepare_log(self, model: LoadedModel) -> None:

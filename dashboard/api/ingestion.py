@@ -39,6 +39,8 @@ def _answer(request: HttpRequest, response: HttpResponse, slug: str, result: ser
     A replay answers with the status of the first answer: the stored result says which it was."""
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
+    if result.batch_id is None:  # a report of failed calls alone: no batch to look up
+        return Status(201, result)
     response["Location"] = reverse("api:batch_status", kwargs={"slug": slug, "batch_id": result.batch_id})
     return Status(202 if result.status == PredictionBatch.State.PENDING else 201, result)
 
@@ -54,9 +56,16 @@ COLUMNAR_DOC = {
         "description": "The columnar batch (what the serving client sends): an uncompressed .npz (np.savez) with "
         "members ids (uint8, the UTF-8 ids joined by newlines), timestamp_us (int64, µs since the epoch, UTC), "
         "features (float32, n × d), predicted_label (integers or unicode) and optionally probabilities "
-        "(float32, n × k). The version goes in the query (?version=3).",
+        "(float32, n × k); and the client's calls, optionally: latency_us (one number per call timed in this batch, "
+        "µs), calls and errors (one integer each; a report of failed calls alone has only these three). The version "
+        "and the instance go in the query (?version=3&instance=pod-7).",
     },
 }
+
+
+INSTANCE_QUERY = Query(
+    None, description="The serving instance that made the predictions (as the JSON batch's \"instance\")."
+)
 
 
 def _with_columnar(doc: dict) -> dict:
@@ -68,7 +77,7 @@ def _with_columnar(doc: dict) -> dict:
              summary="Send a batch of predictions", openapi_extra=_with_columnar(request_body_doc(PredictionBatchIn)))
 def predictions_ingest(
     request: HttpRequest, response: HttpResponse, slug: str, idempotency_key: str | None = IDEMPOTENCY_KEY,
-    version: int | None = VERSION_QUERY,
+    version: int | None = VERSION_QUERY, instance: str | None = INSTANCE_QUERY,
 ) -> Status:
     """All or nothing: one bad row rejects the batch (422, naming each bad row and field) and stores nothing.
     A batch larger than MAX_PREDICTION_BATCH rows or MAX_REQUEST_BYTES gets 413. Ids are unique per
@@ -76,17 +85,24 @@ def predictions_ingest(
     the deployment allows them. An optional top-level `"version": <n>` (or `?version=<n>`) names the version that
     made the predictions (422 if it is not one of this deployment's); without it, the active version is credited.
     The body is JSON, or the columnar batch (`Content-Type: application/x-npz`), which costs both ends a
-    fraction of JSON's. 201 with `Location:` the batch's status; a replay answers as the first time."""
+    fraction of JSON's. 201 with `Location:` the batch's status; a replay answers as the first time.
+
+    The serving client also reports its predict calls: `latency_us` (µs, one per call timed in this batch),
+    `calls` and `errors` (failed calls logged no rows, so `predictions` may then be empty: the answer has
+    `batch_id` null). They feed the rollout guards latency_p95 and error_rate (docs/rollout.md); a bad value is a
+    422 naming the field, and nothing is stored."""
     deployment = deployment_for_token(request, slug)
     if request.content_type == batches.NPZ_BATCH_TYPE:
         result = services.predictions_ingest_columns(
             deployment=deployment, data=request.body, idempotency_key=idempotency_key, version=version,
+            instance=instance,
         )
         return _answer(request, response, slug, result)
     body = json_object(request, "predictions")
     result = services.predictions_ingest(
         deployment=deployment, rows=body["predictions"], idempotency_key=idempotency_key,
-        version=body.get("version", version),
+        version=body.get("version", version), calls=body.get("calls"), errors=body.get("errors"),
+        latency_us=body.get("latency_us"), instance=body.get("instance", instance),
     )
     return _answer(request, response, slug, result)
 
