@@ -116,6 +116,9 @@ def _predictions_ingest(
     report = _call_report(report_fields)
     if not isinstance(rows, list) or not (rows or report is not None):
         raise ValidationFailed("The batch must be a non-empty list of predictions.")
+    if not rows and report is not None and report.calls == 0:
+        raise ValidationFailed("A report without predictions must count at least one call; nothing was stored.",
+                               errors=[{"field": "calls", "message": "must be at least 1"}])
     if len(rows) > settings.MAX_PREDICTION_BATCH:
         raise TooLarge(f"The batch has {len(rows)} predictions; the limit is {settings.MAX_PREDICTION_BATCH}.")
     key = _check_key(idempotency_key)
