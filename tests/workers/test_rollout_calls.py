@@ -3,6 +3,8 @@ serving client sends them), a breach aborts at the first stage or, after promoti
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from django.test import Client
@@ -12,7 +14,7 @@ from monitoring import services
 from monitoring.models import Alert, ModelVersion, Rollout, RolloutCheck
 from monitoring.services.serving import _forget_seen
 from tests.conftest import FEATURES, trained_model
-from tests.dashboard.api.helpers import bearer, post_json
+from tests.dashboard.api.helpers import bearer, client_for, post_json
 from workers.rollout import check_rollout, check_rollouts
 
 STAGES = [{"share": 0.1, "min_minutes": 0, "min_predictions": 100},
@@ -144,3 +146,20 @@ def test_after_promotion_failing_calls_roll_back_when_opted_in_and_alert_otherwi
     alert = Alert.objects.get(kind=Alert.Kind.ROLLOUT_GUARD)
     assert [g["guard"] for g in alert.figures["guards"]] == ["error_rate"]
     assert check_rollouts(now=timezone.now()) == {}
+
+
+def test_the_call_guards_are_drawn_on_the_rollout_cards_chart(deployment, operator, approver, token, viewer):
+    rollout = _rollout(deployment, operator, approver)
+    _send(deployment, token, version=1, prefix="a", rows=600, calls=600)
+    _send(deployment, token, version=2, prefix="c", rows=150, calls=150)
+    assert _check(rollout) == "advanced"
+
+    page = client_for(viewer).get(f"/d/{deployment.slug}/").content.decode()
+
+    assert 'data-guard="latency_p95"' in page and 'data-guard="error_rate"' in page
+    marker = '<script type="application/json" id="chart-rollout-guards-figure">'
+    figure = json.loads(page.split(marker, 1)[1].split("</script>", 1)[0])
+    traces = {trace["name"]: trace for trace in figure["data"]}
+    assert {"latency p95", "error rate"} <= set(traces)
+    latency = _latest("latency_p95")
+    assert traces["latency p95"]["y"] == [pytest.approx(latency.value / latency.threshold)]
