@@ -68,3 +68,16 @@ def test_failed_calls_without_any_rows_are_reported_alone(gateway, token, deploy
     assert not PredictionBatch.objects.exists()
     stats = CallStats.objects.get()
     assert (stats.batch_id, stats.calls, stats.errors, stats.version.number, stats.instance) == (None, 3, 3, 1, "pod-broken")
+
+
+def test_a_call_split_over_two_batches_is_counted_once(gateway, token, deployment):
+    model = _model(gateway, token, columnar=True)
+    try:
+        rows = X_TEST[np.arange(15_000) % len(X_TEST)]  # more than one batch holds (10,000 rows)
+        model.predict(rows, ids=[f"big-{i}" for i in range(15_000)])
+        assert model.flush(timeout=60)
+    finally:
+        model.close()
+
+    assert PredictionBatch.objects.count() == 2 and stored_rows(deployment) == 15_000
+    assert _totals() == (1, 0, 1)
