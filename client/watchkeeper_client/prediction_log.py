@@ -280,7 +280,7 @@ class PredictionLog:
         prefix = self._id_prefix
         return [f"{prefix}{i}" for i in range(start, start + n)]
 
-    def _encode_columns(self, chunks: list[_Chunk], errors: int) -> bytes:
+    def _encode_columns(self, chunks: list[_Chunk], errors: int = 0) -> bytes:
         """The columnar batch: each column one array, the chunks' rows already side by side in the sender's
         buffers (_take), so this is concatenation and np.savez's copy, nearly all outside the interpreter."""
         parts = []
@@ -309,7 +309,7 @@ class PredictionLog:
         np.savez(buffer, **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
 
-    def _encode(self, chunks: list[_Chunk], errors: int) -> bytes:
+    def _encode(self, chunks: list[_Chunk], errors: int = 0) -> bytes:
         """The JSON batch. Each chunk is encoded on its own: orjson holds the GIL while it runs, so the caller's
         thread waits at most one chunk's encoding (a 1,000-row chunk: a few ms), not a whole batch's."""
         latency_us = _latency_us(chunks).tolist()
