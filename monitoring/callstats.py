@@ -125,6 +125,8 @@ def mann_whitney_slower(candidate: np.ndarray, active: np.ndarray) -> RankTest:
     active_below = np.concatenate([[0.0], np.cumsum(a)[:-1]])
     u = float((c * (active_below + 0.5 * a)).sum())  # pairs where the candidate is slower, ties as half
     n = n_c + n_a
+    if n_c == 0 or n_a == 0:
+        return RankTest(u, 0.0, 1.0)  # one side has no calls: nothing to compare
     ties = c + a
     variance = n_c * n_a / 12.0 * ((n + 1) - (ties**3 - ties).sum() / (n * (n - 1)))
     if variance <= 0:
