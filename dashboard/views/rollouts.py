@@ -33,13 +33,23 @@ def rollout_start(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     """Approve a candidate into a staged rollout, with a reason: the same dialog and no-JS form as approve."""
     version = get_version_for(request.user, slug, number, need=APPROVE)
     plan = services.rollout_plan_of(version.deployment).stages
+    override, problem = None, None
+    if request.method == "POST":
+        try:
+            override = _override(request, plan)
+        except services.ValidationFailed as exc:
+            problem = exc
 
     def start(comment: str) -> None:
-        services.rollout_start(version=version, by=request.user, comment=comment, stages=_override(request, plan))
+        if problem is not None:
+            raise problem
+        services.rollout_start(version=version, by=request.user, comment=comment, stages=override)
 
+    how = "by the deployment's plan" if override is None else "by the stages you gave (" + " → ".join(
+        f"{stage['share'] * 100:g} %" for stage in override) + ")"
     return decide(
         request, decision=rollout_decision(version, plan), deployment=version.deployment, act=start,
-        done=f"v{number} is rolling out; the guards decide each stage (the Rollout card below follows it).",
+        done=f"v{number} is rolling out {how}; the guards decide each stage.",
     )
 
 
