@@ -273,9 +273,10 @@ class RolloutPlanInput:
             stages.append(stage)
         if not stages and not self.errors:
             self.errors.append("Give at least one stage; a single stage of 100 % promotes at once.")
-        if stages and not self.errors and stages[-1]["share"] != 1.0:
+        last = stages[-1]["share"] if stages and not self.errors else None
+        if last is not None and last != 1.0:
             self.errors.append(f"The last stage must be 100 % (it makes the candidate active); add a row of 100 after "
-                               f"{stages[-1]['share'] * 100:g} %.")
+                               f"{last * 100:g} %.")
         return stages
 
     def guards(self) -> dict[str, dict]:

@@ -400,9 +400,8 @@ def seed_deployment(
         )
         for day, (start, end) in enumerate(windows):
             if day == rollout_day:
-                result.evaluations += _roll_out(
-                    deployment, model, split, by=by, uploader=uploader, at=start
-                )
+                rolled = _roll_out(deployment, model, split, by=by, uploader=uploader, at=start, result=result)
+                result.evaluations += rolled
             serving = deployment.active_version()
             # A stream of its own for each day, counted back from today: a weekend's lower volume then changes
             # that day's rows only, not every day after it (which made healthy deployments drift on some weekdays).
@@ -490,7 +489,8 @@ def _register(
 
 
 def _roll_out(
-    deployment: Deployment, model: DemoModel, split: Split, *, by: User, uploader: User, at: datetime
+    deployment: Deployment, model: DemoModel, split: Split, *, by: User, uploader: User, at: datetime,
+    result: SeedResult,
 ) -> int:
     """Register the rollout's candidate (by `uploader`), evaluate it on the evaluation set, and roll it out (by
     `by`) from `at`, as the live demo does: the simulated fleet's traffic, tagged by the version that served it,
@@ -531,10 +531,10 @@ def _roll_out(
             rows = np.flatnonzero(on_candidate == serves_candidate)
             if len(rows):
                 version = candidate if serves_candidate else previous
-                services.predictions_ingest(deployment=deployment, version=version.number, rows=_prediction_rows(
-                    runners[serves_candidate], traffic.X[rows], start=now, offsets_s=offsets[rows],
-                    ids=[f"{model.slug}-rollout-{step}-{i}" for i in rows],
-                ))
+                batch = _prediction_rows(runners[serves_candidate], traffic.X[rows], start=now,
+                                         offsets_s=offsets[rows], ids=[f"{model.slug}-rollout-{step}-{i}" for i in rows])
+                result.predictions += services.predictions_ingest(
+                    deployment=deployment, version=version.number, rows=batch).created
         now += GUARD_INTERVAL
         outcome = check_rollout(rollout=record, now=now)
         if outcome == "aborted":
@@ -542,7 +542,7 @@ def _roll_out(
         if outcome == "advanced":
             RolloutRecord.objects.filter(pk=record.pk).update(stage_started_at=now)
     # Ground truth arrives after the rollout (a day later, _date_history): its checks saw none, as live ones would.
-    services.labels_ingest(deployment=deployment, rows=truth)
+    result.labels += services.labels_ingest(deployment=deployment, rows=truth).updated
     # Completed at `now`: no watch period left over from eight days ago.
     RolloutRecord.objects.filter(pk=record.pk).update(ended_at=now, watch_until=None)
     ModelVersion.objects.filter(pk=candidate.pk).update(activated_at=now)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from monitoring.models import Alert, Deployment, ModelVersion, Rollout, RolloutCheck, RolloutPlan
 from monitoring.rollout.guards import GuardConfig, GuardResult
 from monitoring.rollout_models import DEFAULT_STAGES
-from monitoring.services.alerts import alert_raise
+from monitoring.services.alerts import alert_raise, candidate_decided
 from monitoring.services.audit import audit_record
 from monitoring.services.errors import Conflict, ValidationFailed
 from monitoring.services.events import event_emit
@@ -185,6 +185,7 @@ def rollout_start(
         raise Conflict("A rollout started on this deployment a moment ago; reload to see it.") from None
     _decide(version, by=by, comment=comment)  # the approval is now; activation comes at the last stage
     version.save(update_fields=["decided_by", "decided_at", "decision_comment"])
+    candidate_decided(version=version)  # it no longer waits for review: its "waiting" alert resolves
     serving_changed(deployment_id=deployment.pk)
     audit_record(action="rollout.start", actor=by, deployment=deployment, obj=rollout, after=_state(rollout),
                  comment=comment)

@@ -133,8 +133,11 @@ def test_it_seeds_three_real_deployments_with_history_and_a_second_run_changes_n
         for order in ("measured_at", "-measured_at")
     )
     assert late < early - 0.15
-    # The tumour deployment's two candidates wait for review (an info alert each); nothing else is wrong.
+    # The tumour deployment's two candidates wait for review (an info alert each); nothing else is wrong, and
+    # v2, rolled out, no longer waits.
     assert _open_alerts("digits-mlp") == set() and _open_alerts("tumour-logreg") == {Alert.Kind.CANDIDATE_WAITING}
+    waiting = Alert.objects.filter(deployment__slug="tumour-logreg", status=Alert.Status.OPEN)
+    assert sorted(alert.figures["version"] for alert in waiting) == [3, 4]
 
     demo = User.objects.get(username="demo")
     assert demo.check_password("demo") and not demo.is_superuser
