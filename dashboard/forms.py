@@ -229,6 +229,8 @@ GUARD_LABELS = {
     "estimated_accuracy": ("Estimated accuracy drop", "how much lower the candidate's CBPE-estimated accuracy is"),
     "labelled_accuracy": ("Labelled accuracy drop", "how much lower its accuracy is on rows whose labels arrived"),
 }
+# Guards with no significance test (an estimate against a margin): their alpha is not used, so not offered.
+GUARDS_WITHOUT_TEST = frozenset({"estimated_accuracy"})
 
 
 class RolloutPlanInput:
@@ -284,6 +286,8 @@ class RolloutPlanInput:
         for name in self.guard_names:
             label = GUARD_LABELS.get(name, (name,))[0]
             for setting, whole in (("threshold", False), ("min_rows", True), ("alpha", False)):
+                if setting == "alpha" and name in GUARDS_WITHOUT_TEST:
+                    continue
                 text = self.data.get(f"guard_{name}_{setting}", "").strip()
                 if text:
                     value = self._number(text, what=f"{label}'s {setting.replace('_', ' ')}", whole=whole)

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 from dashboard.access import APPROVE, OPERATE, can, get_deployment_for, get_team_for
 from dashboard.forms import (
     GUARD_LABELS,
+    GUARDS_WITHOUT_TEST,
     METRIC_LABELS,
     DeploymentCreateForm,
     DriftSettingsForm,
@@ -124,7 +125,8 @@ def _rollout_plan_context(deployment: Deployment, *, posted: dict | None) -> dic
     stage_rows = stage_rows + [{"share": "", "minutes": "", "predictions": ""}] * SPARE_STAGE_ROWS
     guards = [
         {"name": name, "label": GUARD_LABELS.get(name, (name, ""))[0], "measures": GUARD_LABELS.get(name, ("", ""))[1],
-         "default": getattr(defaults, name), "effective": getattr(effective, name), "typed": guard_values.get(name, {})}
+         "default": getattr(defaults, name), "effective": getattr(effective, name), "typed": guard_values.get(name, {}),
+         "tested": name not in GUARDS_WITHOUT_TEST}
         for name in GUARD_NAMES
     ]
     return {"rollout_plan": plan, "rollout_interval": settings.ROLLOUT_GUARD_INTERVAL_SECONDS, "plan_stage_rows": stage_rows, "plan_guards": guards,

@@ -50,6 +50,8 @@ def test_an_approver_saves_the_plan_and_it_is_audited_and_shown_again(deployment
     # A guard left empty shows its default as the placeholder.
     assert 'name="guard_score_shift_threshold" value="" placeholder="0.2"' in page
     assert 'name="auto_rollback" checked' in page and "by alice" in page
+    # The CBPE estimate has no significance test: no alpha to set.
+    assert 'name="guard_estimated_accuracy_alpha"' not in page and "no test: the threshold is a margin" in page
 
 
 def test_the_next_roll_out_uses_the_saved_plan(deployment, approver, candidate):
