@@ -208,9 +208,9 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "windows": [(w, span.query(tz, window=w.key)) for w in production_windows(deployment)],
         "version_columns": VERSION_COLUMNS,
         "versions": version_lines(versions),
-        "fleet": selectors.serving_fleet(deployment=deployment),
+        "fleet": (fleet := selectors.serving_fleet(deployment=deployment)),
         "served_by_version": selectors.served_by_version(deployment=deployment),
-        **_rollout_context(deployment),
+        **_rollout_context(deployment, fleet=fleet),
         "drift": drift,
         "drift_rows": drift.features[:DRIFT_ROWS_ON_PAGE] if drift else [],
         "alerts": _with_next_actions(list(selectors.alerts_for(deployment=deployment, unresolved_only=True)[:20])),
@@ -234,13 +234,18 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "deployments/detail.html", context, status=400 if range_error else 200)
 
 
-def _rollout_context(deployment) -> dict:
-    """The live rollout (its stage, share, latest guard checks and their chart) and past rollouts (issue 14)."""
+def _rollout_context(deployment, *, fleet) -> dict:
+    """The live rollout (its stage, share, how many live instances serve it, latest guard checks and their chart)
+    and past rollouts (issue 14)."""
     rollout = selectors.rollout_live_for(deployment=deployment)
     history = selectors.rollout_history(deployment=deployment)
     shown = rollout or (history[0] if history else None)
     return {
         "rollout": rollout,
+        # The share is of instances by a stable hash (monitoring/rollout/assignment.py), so a small fleet's count
+        # is near it, not on it: the card says both.
+        "rollout_now": timezone.now(),  # a completed rollout's watch period shows while it lasts
+        "rollout_instances": dict(fleet.by_version).get(rollout.candidate.number, 0) if rollout else 0,
         "rollout_checks": selectors.rollout_latest_checks(rollout=rollout) if rollout else [],
         "rollout_chart": charts.rollout_guards_chart(
             series=selectors.rollout_guard_series(rollout=shown), tz=timezone.get_current_timezone()
