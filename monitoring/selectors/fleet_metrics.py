@@ -107,7 +107,7 @@ def _latest_evaluations() -> list[dict[str, Any]]:
     def newest(source: str) -> Subquery:
         runs = EvaluationRun.objects.filter(version=OuterRef("pk"), source=source, status=EvaluationRun.Status.SUCCEEDED)
         figures = JSONObject(accuracy="metrics__accuracy", f1_macro="metrics__f1_macro")
-        return Subquery(runs.order_by("-measured_at", "-pk").values_list(figures)[:1])
+        return Subquery(runs.order_by("-measured_at").values_list(figures)[:1])
 
     # One row per active version (at most one per deployment), a column per source: Postgres has no skip scan,
     # so this, not DISTINCT ON over the runs, is what reads only the newest run of each series.
