@@ -219,8 +219,10 @@ def seed_evaluations(end: datetime) -> None:
         )
         cursor.execute(
             """
-            INSERT INTO monitoring_metricpoint (source, name, value, at, deployment_id, run_id, version_id)
-            SELECT r.source, m.key, (m.value #>> '{}')::float, r.measured_at, r.deployment_id, r.id, r.version_id
+            INSERT INTO monitoring_metricpoint (source, name, value, at, deployment_id, run_id, version_id, scheduled,
+                window_length)
+            SELECT r.source, m.key, (m.value #>> '{}')::float, r.measured_at, r.deployment_id, r.id, r.version_id,
+                   r.job_id IS NULL, r.window_end - r.window_start
             FROM monitoring_evaluationrun r
             JOIN monitoring_deployment d ON d.id = r.deployment_id AND d.slug LIKE %s
             CROSS JOIN LATERAL jsonb_each(r.metrics) m

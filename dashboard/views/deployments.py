@@ -138,8 +138,10 @@ def _charts(deployment: Deployment, span: TimeRange, window: ProductionWindow) -
     ]
 
     def series(names: list[str], source: str, window_days: int | None = None) -> dict:
+        # Each span of the range keeps its lowest and highest point: a trace stays within charts.MAX_POINTS.
         return selectors.serving_metric_series(
-            deployment=deployment, names=names, source=source, since=since, until=until, window_days=window_days
+            deployment=deployment, names=names, source=source, since=since, until=until, window_days=window_days,
+            buckets=charts.MAX_POINTS // 2,
         )
 
     drift = selectors.drift_share_series(deployment=deployment, since=since, until=until)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, Subquery
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from monitoring.models import (
@@ -114,6 +115,7 @@ def serving_metric_series(
     since: datetime | None = None,
     until: datetime | None = None,
     window_days: int | None = None,
+    buckets: int | None = None,
 ) -> dict[str, dict[str, list]]:
     """What served, as the health chart draws it: {"accuracy": {"at": [...], "value": [...], "version": [...]}},
     oldest first.
@@ -121,26 +123,54 @@ def serving_metric_series(
     Only points a version scored while it was serving (its ServingPeriods), only from the scheduled evaluation
     (a maintenance job's runs compare candidates and belong on their compare page), and, for a production source,
     only windows exactly `window_days` long, so a 24-hour window and a 7-day one never share a line.
+
+    With `buckets` (and both ends of the range), [since, until] is cut into that many equal spans and each series
+    keeps, per span, only its lowest and its highest point: at most 2 × buckets points whatever the range, the
+    extremes (a dip below a floor) kept. Done in Postgres, so a year of hourly points never reaches Python.
     """
     serving = ServingPeriod.objects.filter(version=OuterRef("version_id"), started_at__lte=OuterRef("at")).filter(
         Q(ended_at__isnull=True) | Q(ended_at__gt=OuterRef("at"))
     )
-    points = MetricPoint.objects.filter(
-        deployment=deployment, name__in=names, source=source, run__job__isnull=True
-    ).filter(Exists(serving))
+    # metric_health_idx answers this from the index alone.
+    points = MetricPoint.objects.filter(deployment=deployment, source=source, name__in=names, scheduled=True)
+    points = points.filter(Exists(serving))
     if since is not None:
         points = points.filter(at__gte=since)
     if until is not None:
         points = points.filter(at__lte=until)
     if window_days is not None:
-        span = ExpressionWrapper(F("run__window_end") - F("run__window_start"), output_field=DurationField())
-        points = points.annotate(span=span).filter(span=timedelta(days=window_days))
+        points = points.filter(window_length=timedelta(days=window_days))
+    if buckets and since is not None and until is not None and connection.vendor == "postgresql":
+        columns = points.order_by().values_list("name", "at", "value", "version_id")
+        rows = _lowest_and_highest(columns, since=since, until=until, buckets=buckets)
+    else:
+        rows = list(points.order_by("at").values_list("name", "at", "value", "version__number"))
     series: dict[str, dict[str, list]] = {name: {"at": [], "value": [], "version": []} for name in names}
-    for name, at, value, number in points.order_by("at").values_list("name", "at", "value", "version__number"):
+    for name, at, value, number in rows:
         series[name]["at"].append(at)
         series[name]["value"].append(value)
         series[name]["version"].append(number)
     return series
+
+
+def _lowest_and_highest(points: QuerySet, *, since: datetime, until: datetime, buckets: int) -> list[tuple]:
+    """(name, at, value, version number) of the rows of `points` (name, at, value, version_id) that are the lowest
+    or the highest of their name in their time bucket, oldest first (ties: the earlier point)."""
+    sql, params = points.query.sql_with_params()
+    ranked = f"""
+        SELECT name, at, value, version_id,
+               row_number() OVER (PARTITION BY name, bucket ORDER BY value, at) AS lowest,
+               row_number() OVER (PARTITION BY name, bucket ORDER BY value DESC, at) AS highest
+        FROM (SELECT s.*, width_bucket(extract(epoch FROM s.at), %s, %s, %s) AS bucket FROM ({sql}) s) bucketed
+    """
+    # The version's number is looked up for the kept rows only.
+    kept = f"""
+        SELECT r.name, r.at, r.value, v.number FROM ({ranked}) r JOIN {ModelVersion._meta.db_table} v ON v.id = r.version_id
+        WHERE r.lowest = 1 OR r.highest = 1 ORDER BY r.at
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(kept, [since.timestamp(), until.timestamp() + 1e-6, buckets, *params])
+        return cursor.fetchall()
 
 
 def serving_periods(
