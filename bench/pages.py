@@ -470,8 +470,10 @@ def seed(admin: User) -> float:
     print(f"  committed in {time.perf_counter() - began:.1f} s", flush=True)
     with connection.cursor() as cursor:
         began = time.perf_counter()
-        cursor.execute("ANALYZE")
-        print(f"  ANALYZE in {time.perf_counter() - began:.1f} s")
+        # As autovacuum would soon after a bulk load: statistics for the planner, and the visibility map that
+        # lets the charts' covering index answer without visiting the table.
+        cursor.execute("VACUUM ANALYZE")
+        print(f"  VACUUM ANALYZE in {time.perf_counter() - began:.1f} s")
     return time.perf_counter() - started
 
 
