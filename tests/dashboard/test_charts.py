@@ -287,3 +287,13 @@ def test_every_figure_is_one_plotly_accepts_unchanged():
     for kind, figure_json in _every_kind_of_figure().items():
         figure = json.loads(figure_json)
         assert json.loads(go.Figure(figure).to_json()) == figure, kind
+
+
+def test_wall_clock_times_match_a_per_point_conversion_across_clock_changes():
+    # Every 17 minutes for two years: both DST changes each year, half-hour (Lord Howe) and odd (St John's) offsets.
+    at = [datetime(2024, 1, 1, tzinfo=UTC) + timedelta(minutes=17 * i, microseconds=250) for i in range(62_000)]
+    for name in ("Europe/London", "America/Sao_Paulo", "Australia/Lord_Howe", "America/St_Johns", "Asia/Tokyo", "UTC"):
+        tz = zoneinfo.ZoneInfo(name)
+        assert charts.local_times(at, tz) == [m.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") for m in at], name
+    assert charts.local_times([datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC)], UTC) == ["1969-12-31 23:59:59"]
+    assert charts.local_times([], TOKYO) == []
