@@ -520,7 +520,8 @@ class VersionComparisonResult(models.Model):
 
 
 class MetricPointQuerySet(models.QuerySet["MetricPoint"]):
-    def bulk_create(self, objs, *args, **kwargs):  # type: ignore[override]
+    def bulk_create(self, objs, *args, **kwargs):
+        """As Django's, with each point's copies of its run's fields set first (bulk_create skips save)."""
         objs = list(objs)
         for point in objs:
             point.copy_from_run()
