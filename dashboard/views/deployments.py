@@ -145,11 +145,13 @@ def _charts(deployment: Deployment, span: TimeRange, window: ProductionWindow) -
         )
 
     drift = selectors.drift_share_series(deployment=deployment, since=since, until=until)
+    # Quality and latency on the evaluation set in one read.
+    evaluation_set = series(QUALITY_METRICS + LATENCY_METRICS, Source.EVALUATION_SET)
     return {
         "metrics": charts.metrics_chart(
             production=series(QUALITY_METRICS, window.source, window.days),
             production_label=window.label,
-            evaluation_set=series(QUALITY_METRICS, Source.EVALUATION_SET),
+            evaluation_set={name: evaluation_set[name] for name in QUALITY_METRICS},
             thresholds=deployment.metric_thresholds,
             tz=tz,
             rollouts=rollouts,
@@ -157,7 +159,8 @@ def _charts(deployment: Deployment, span: TimeRange, window: ProductionWindow) -
         ),
         # Always the evaluation set: production windows of different sizes would time different rows.
         "latency": charts.latency_chart(
-            series_by_name=series(LATENCY_METRICS, Source.EVALUATION_SET), tz=tz, rollouts=rollouts, x_range=x_range
+            series_by_name={name: evaluation_set[name] for name in LATENCY_METRICS}, tz=tz, rollouts=rollouts,
+            x_range=x_range,
         ),
         "drift": charts.drift_share_chart(
             series=drift, tz=tz, x_range=x_range, report_urls=[_report_url(deployment, pk) for pk in drift["report"]]
