@@ -308,7 +308,7 @@ def main() -> None:
         drift_checks = DriftReport.objects.filter(deployment_id__in=deployment_ids).count()
 
         times = _server_times(access_log)
-        ingest = [t for m, u, s, t in times if m == "POST" and u.endswith("/predictions") and s in ("200", "201")]
+        ingest = [t for m, u, s, t in times if m == "POST" and u.endswith("/predictions") and s in ("200", "201", "202")]
         label_posts = [t for m, u, s, t in times if m == "POST" and u.endswith("/labels") and s == "200"]
         page_server = [t for m, u, s, t in times if m == "GET" and (u in ("/", "/alerts") or u.startswith("/d/")) and s == "200"]
         healthz_server = [t for m, u, s, t in times if m == "GET" and u == "/healthz" and s == "200"]

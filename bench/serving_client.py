@@ -3,11 +3,16 @@
 1. Overhead per `predict` with logging on vs bare `InferenceSession.run` on the same session and inputs, at
    batch 1 and 64 (targets: ≤ 5 µs, ≤ 5 %): with the sending deferred to between repeats (the caller's thread's
    own cost) and with the senders running concurrently (what a CPU-bound caller also feels of them).
-2. One client process logging to the server (gunicorn, real Postgres): predictions accepted per second from
-   the first predict to the last row stored, every row counted back from the database. Target ≥ 100k/s.
+2. One client process logging to the server (gunicorn, real Postgres, a real Celery worker as the indexer):
+   predictions accepted per second from the first predict to the last batch acknowledged, as the client sends
+   them (`Prefer: respond-async`: stored, ids left to the indexer, 202), and then how long until the indexer
+   has every id in the label index; every row counted back from the database (none lost, none doubled).
+   Baseline in the same run, interleaved: the same client with index_in_request=True (each batch's ids indexed
+   in its request, 201: what every batch did before). Target ≥ 100k/s accepted, none lost.
 
-Run against a database of your own (it is migrated here), e.g.
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_serving .venv/bin/python bench/serving_client.py [--quick]
+Run against a database and Redis database of your own (the database is migrated here), e.g.
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench_serving REDIS_URL=redis://127.0.0.1:6379/5 \
+    .venv/bin/python bench/serving_client.py [--quick] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -78,6 +83,53 @@ def start_server(port: int) -> subprocess.Popen:
     raise SystemExit("gunicorn did not start")
 
 
+def start_indexer() -> subprocess.Popen:
+    """A Celery worker on the default queue, as `docker/entrypoint.sh worker` runs it: the indexer."""
+    worker = subprocess.Popen(
+        [str(ROOT / ".venv/bin/celery"), "-A", "dashboard", "worker", "--queues", "default", "--concurrency", "2",
+         "--hostname", f"bench-serving-client-{uuid.uuid4().hex[:6]}@%h", "--loglevel", "WARNING",
+         "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=os.environ.copy(),
+    )
+    from dashboard.celery import app
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise SystemExit("the Celery worker exited at start")
+        if app.control.ping(timeout=1.0):
+            return worker
+    worker.terminate()
+    raise SystemExit("the Celery worker did not answer a ping within 120 s")
+
+
+def log_and_count(model, rows: np.ndarray, n_rows: int, deployment) -> tuple[float, float, tuple[int, int, int]]:
+    """(seconds until the client's last batch was acknowledged, seconds until every id was in the label index,
+    (index rows, distinct ids, rows in batches) added), from the first predict."""
+    wait_until_indexed(deployment)  # the earlier runs' batches: counted in neither run
+    before = stored_rows(deployment)
+    start = time.perf_counter()
+    for _ in range(n_rows // len(rows)):
+        model.predict(rows)
+    assert model.flush(timeout=600), "the client did not send everything within 10 minutes"
+    accepted = time.perf_counter() - start
+    wait_until_indexed(deployment)
+    indexed = time.perf_counter() - start
+    added = tuple(now - then for now, then in zip(stored_rows(deployment), before))
+    return accepted, indexed, added  # type: ignore[return-value]
+
+
+def wait_until_indexed(deployment, timeout: float = 600) -> None:
+    """Until no batch of the deployment is pending (a probe of the partial index batch_pending_idx, not a count
+    of the index: that takes a second at a million rows)."""
+    from monitoring.models import PredictionBatch
+
+    pending = PredictionBatch.objects.filter(deployment=deployment, state=PredictionBatch.State.PENDING)
+    deadline = time.monotonic() + timeout
+    while pending.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def per_call_us(fn, X: np.ndarray, calls: int) -> tuple[float, float]:
     """(wall-clock µs, caller's-thread CPU µs) per call. The CPU time is the caller's thread's own work: on a
     shared machine it leaves out the time the thread waited for a core."""
@@ -107,6 +159,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--port", type=int, default=8406)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of baseline and client default")
+    parser.add_argument("--rows", type=int, help="predictions per logging run (default 1,000,000; 200,000 with --quick)")
     args = parser.parse_args()
 
     key_dir = Path(tempfile.mkdtemp(prefix="wk-bench-"))
@@ -115,6 +169,7 @@ def main() -> None:
         settings.SIGNING_KEY_FILE = os.environ["SIGNING_KEY_FILE"] = str(key_dir / "signing-key.pem")
     token, X = setup()
     server = start_server(args.port)
+    indexer = start_indexer()
     try:
         url = f"http://127.0.0.1:{args.port}"
         wk = watchkeeper_client.Deployment(url, token, SLUG, instance="bench")
@@ -139,26 +194,38 @@ def main() -> None:
                           f"+{extra:.2f} µs ({extra / bare[k]:+.1%}, {client[k] / bare[k]:.3f}× bare); target {target}")
         deferred.close()
 
-        print("\n2. one client process logging to the server")
-        n_rows = 200_000 if args.quick else 1_000_000
+        n_rows = args.rows or (200_000 if args.quick else 1_000_000)
+        print(f"\n2. one client process logging to the server: {n_rows:,} predictions per run in calls of 1,000 rows, "
+              f"{SENDERS} senders, batches of 10,000")
         from monitoring.models import Deployment
 
         deployment = Deployment.objects.get(slug=SLUG)
-        before = stored_rows(deployment)  # the overhead runs' rows, stored already
-        sent_before = model.stats.sent_rows
         rows = np.ascontiguousarray(np.resize(X, (1000, X.shape[1])))
-        start = time.perf_counter()
-        for _ in range(n_rows // len(rows)):
-            model.predict(rows)
-        predicted = time.perf_counter() - start
-        assert model.flush(timeout=600), "the client did not send everything within 10 minutes"
-        elapsed = time.perf_counter() - start
-        in_index, distinct, in_batches = (now - then for now, then in zip(stored_rows(deployment), before))
-        print(f"   {n_rows:,} predictions in calls of 1,000 rows, {SENDERS} senders: predict loop {predicted:.2f} s, "
-              f"all stored after {elapsed:.2f} s: {n_rows / elapsed:,.0f} predictions/s accepted; target ≥ 100k/s")
-        print(f"   counted back: {in_batches:,} rows in batches, {in_index:,} index rows, {distinct:,} distinct ids; "
-              f"sent {model.stats.sent_rows - sent_before:,}, dropped {model.stats.dropped_rows}, "
-              f"rejected {model.stats.rejected_rows}, retries {model.stats.retries}")
+        options = {"buffer_rows": 2_000_000, "flush_rows": 10_000, "flush_interval": 0.5, "start_timeout": 60,
+                   "senders": SENDERS}
+        runners = {"index in the request (baseline)": wk.model(index_in_request=True, **options), "client default": model}
+        rates: dict[str, list[float]] = {label: [] for label in runners}
+        for runner in runners.values():  # warm-up, not counted: the web threads' connections, the worker's first task
+            log_and_count(runner, rows, 50_000, deployment)
+        lost = 0
+        for round_ in range(args.rounds):
+            for label, runner in runners.items():
+                stats_before = (runner.stats.sent_rows, runner.stats.dropped_rows, runner.stats.rejected_rows,
+                                runner.stats.retries)
+                accepted_s, indexed_s, (in_index, distinct, in_batches) = log_and_count(runner, rows, n_rows, deployment)
+                sent, dropped, rejected, retries = (now - then for now, then in zip(
+                    (runner.stats.sent_rows, runner.stats.dropped_rows, runner.stats.rejected_rows, runner.stats.retries),
+                    stats_before))
+                rates[label].append(n_rows / accepted_s)
+                lost += (n_rows - in_batches) + (n_rows - distinct) + (in_index - distinct)
+                print(f"   round {round_ + 1}, {label}: {n_rows / accepted_s:,.0f} predictions/s accepted "
+                      f"(last acknowledged after {accepted_s:.2f} s); every id indexed after {indexed_s:.2f} s "
+                      f"({n_rows / indexed_s:,.0f}/s)")
+                print(f"      counted back: {in_batches:,} rows in batches, {in_index:,} index rows, {distinct:,} "
+                      f"distinct ids; sent {sent:,}, dropped {dropped}, rejected {rejected}, retries {retries}")
+        baseline, client = (statistics.median(rates[label]) for label in runners)
+        print(f"   median accepted: client default {client:,.0f}/s vs baseline {baseline:,.0f}/s: "
+              f"{client / baseline:.2f}x; target ≥ 100k/s, none lost ({'none' if lost == 0 else lost} lost or doubled)")
         result = model.predict(rows)
         batch = [_Chunk(1, rows, result.labels, result.probabilities, None, time.time())] * 10
         for label, encode in (("columnar (.npz, what it sends)", model._log._encode_columns), ("JSON rows", model._log._encode)):
@@ -166,12 +233,16 @@ def main() -> None:
             encode(batch)
             print(f"   the client's {label} encoding, one sender thread: {10_000 / (time.perf_counter() - start):,.0f} rows/s")
         wk.close()
+        if lost:
+            raise SystemExit(f"{lost} rows were lost or doubled")
     finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        for process in (indexer, server):
+            process.terminate()
+        for process in (indexer, server):
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 if __name__ == "__main__":

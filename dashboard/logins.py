@@ -3,6 +3,9 @@ calls both; see the AXES_ settings)."""
 
 from __future__ import annotations
 
+import logging
+
+from axes.handlers.cache import AxesCacheHandler
 from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
 from django.contrib.auth import user_login_failed
@@ -10,6 +13,9 @@ from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.views import PasswordChangeView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -62,3 +68,28 @@ class LimitedPasswordChangeView(PasswordChangeView):
         if not AxesProxyHandler.is_allowed(request, {"username": request.user.get_username()}):
             return lockout_response(request, None, None)
         return super().post(request, *args, **kwargs)
+
+
+class LoginFailureCounts(AxesCacheHandler):
+    """axes' cache handler (the counts in Redis), except that while Redis is away a login is not a 500: its
+    failure is not counted and nobody is locked out for the outage (docs/operations.md, "Faults survived").
+    Logged-in sessions live in Postgres, so only the counting is lost."""
+
+    def get_failures(self, request, credentials: dict | None = None) -> int:
+        try:
+            return super().get_failures(request, credentials)
+        except RedisError as exc:
+            logger.warning("login failures not read (Redis unreachable: %s); this attempt is not limited", exc)
+            return 0
+
+    def user_login_failed(self, sender, credentials: dict, request=None, **kwargs) -> None:
+        try:
+            super().user_login_failed(sender, credentials, request, **kwargs)
+        except RedisError as exc:
+            logger.warning("a failed login was not counted (Redis unreachable: %s)", exc)
+
+    def user_logged_in(self, sender, request, user, **kwargs) -> None:
+        try:
+            super().user_logged_in(sender, request, user, **kwargs)
+        except RedisError as exc:
+            logger.warning("a login's failure count was not read (Redis unreachable: %s)", exc)

@@ -78,6 +78,23 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class RouteNotPathFilter(logging.Filter):
+    """django.request and django.security log "Internal Server Error: /ack/<credential>/" and carry the request,
+    whose repr holds the path too: put the route's name in place of both."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "request", None)
+        if request is None:
+            return True
+        match = getattr(request, "resolver_match", None)
+        route = f"route {match.view_name}" if match and match.view_name else "an unrouted path"
+        path = getattr(request, "path", None)
+        if path and isinstance(record.args, tuple):
+            record.args = tuple(route if arg == path else arg for arg in record.args)
+        record.request = route
+        return True
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s %(context)s%(message)s")
@@ -120,10 +137,11 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": ContextFilter}},
+        "filters": {"context": {"()": ContextFilter}, "route_not_path": {"()": RouteNotPathFilter}},
         "formatters": {"watchkeeper": formatter},
         "handlers": {
-            "console": {"class": "logging.StreamHandler", "formatter": "watchkeeper", "filters": ["context"]},
+            "console": {"class": "logging.StreamHandler", "formatter": "watchkeeper",
+                        "filters": ["context", "route_not_path"]},
         },
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
@@ -131,7 +149,8 @@ def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
             "django.db.backends": {"level": "WARNING"},
             "httpx": {"level": "WARNING"},
             # Our access line (dashboard/request_telemetry.py) says what these would of a 4xx, by route name;
-            # they print the raw path, and an acknowledge link's path is a credential. 5xx still log (ERROR).
+            # they print the raw path, and an acknowledge link's path is a credential. 5xx still log (ERROR),
+            # by route name (RouteNotPathFilter).
             "django.server": {"level": "WARNING"},
             "django.request": {"level": "ERROR"},
         },

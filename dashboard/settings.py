@@ -204,8 +204,22 @@ CELERY_TIMEZONE = "UTC"
 CELERY_TASK_ALWAYS_EAGER = EMBEDDED or env_bool("TASKS_IN_PROCESS", False)
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Longer than the slowest maintenance job's hard limit, so Redis never redelivers a job still running.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
+# Redis away (docs/operations.md, "Faults survived"). A web request that enqueues after its commit must not wait
+# on it: 2 s to connect, 5 s for an answer (above the workers' 1 s BRPOP poll), one retry, and the robust
+# on_commit logs the failure; the rows are stored and the beat's sweeps find the work. Workers and beat wait for
+# Redis for as long as it takes (no retry cap: a worker that gave up after an hour would need a human).
+# visibility_timeout: longer than the slowest maintenance job's hard limit, so Redis never redelivers a job
+# still running.
+REDIS_TIMEOUT_SECONDS = 2
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 2 * 3600,
+    "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+    "socket_timeout": 5,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_TIMEOUT_SECONDS
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_TASK_ROUTES = {"workers.tasks.run_maintenance_job_task": {"queue": "maintenance"}}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Each worker keeps "<prefix>:<hostname>" alive in REDIS_URL (dashboard/celery.py); /readyz reads them.
@@ -224,6 +238,8 @@ else:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": env_str("CACHE_URL", REDIS_URL),
             "KEY_PREFIX": "wk-cache",
+            # A login while Redis is away waits at most this long for its failure counter (dashboard/logins.py).
+            "OPTIONS": {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS, "socket_timeout": REDIS_TIMEOUT_SECONDS},
         }
     }
 
@@ -234,7 +250,7 @@ else:
 # guesser spread over many addresses gets LOGIN_FAILURE_LIMIT tries per address (docs/security.md).
 # A process-local cache would count per process, so without Redis the database keeps the counts (a write per
 # failure, which the embedded demo can afford).
-AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler" if REDIS_CACHE else "axes.handlers.database.AxesDatabaseHandler"
+AXES_HANDLER = "dashboard.logins.LoginFailureCounts" if REDIS_CACHE else "axes.handlers.database.AxesDatabaseHandler"
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15))
@@ -255,15 +271,13 @@ ROLLOUT_GUARD_INTERVAL_SECONDS = env_int("ROLLOUT_GUARD_INTERVAL_SECONDS", 30)
 # evaluations older than METRIC_FULL_RESOLUTION_DAYS are thinned to one per version, source and day.
 RETENTION_PURGE_HOUR_UTC = env_int("RETENTION_PURGE_HOUR_UTC", 3)
 METRIC_FULL_RESOLUTION_DAYS = env_int("METRIC_FULL_RESOLUTION_DAYS", 365)
+# How often beat sends the fan-outs of evaluations and drift checks (monitoring/selectors/checks.py).
+CHECK_SWEEP_SECONDS = env_int("CHECK_SWEEP_SECONDS", 60)
 CELERY_BEAT_SCHEDULE = {
-    "evaluate-all-deployments": {
-        "task": "workers.tasks.evaluate_all_task",
-        "schedule": EVALUATION_INTERVAL_MINUTES * 60.0,
-    },
-    "check-drift-all-deployments": {
-        "task": "workers.tasks.check_drift_all_task",
-        "schedule": DRIFT_INTERVAL_MINUTES * 60.0,
-    },
+    # Sweeps, not the intervals themselves: each deployment is due once its interval has passed since its last
+    # check (its rows in Postgres), so a tick lost while Redis was away costs a minute, not an hour.
+    "evaluate-all-deployments": {"task": "workers.tasks.evaluate_all_task", "schedule": float(CHECK_SWEEP_SECONDS)},
+    "check-drift-all-deployments": {"task": "workers.tasks.check_drift_all_task", "schedule": float(CHECK_SWEEP_SECONDS)},
     "check-rollouts": {"task": "workers.tasks.check_rollouts_task", "schedule": float(ROLLOUT_GUARD_INTERVAL_SECONDS)},
     "index-pending-batches": {"task": "workers.tasks.index_pending_all_task", "schedule": 15.0},
     # A job whose worker died is failed within STALE_AFTER (90 s) plus this minute.

@@ -64,4 +64,6 @@ def flag_clear(flag: str) -> None:
 
 @lru_cache(maxsize=1)
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL)
+    # Short timeouts and no retries: this runs in web requests, which must answer while Redis is away.
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=settings.REDIS_TIMEOUT_SECONDS,
+                                socket_connect_timeout=settings.REDIS_TIMEOUT_SECONDS, retry=None)

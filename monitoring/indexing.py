@@ -1,10 +1,10 @@
 """The per-row index (Prediction): written with a small batch, or built after a large one is accepted.
 
-A batch of up to services.ingestion.INDEX_IN_REQUEST_UP_TO rows (every JSON batch) writes its index rows in the
-request, so a reused id is a 409 at once. A larger one (a file upload) is stored as its columns only:
-inserting a row per prediction into the (deployment, request_id) b-tree costs 3–7 µs each here, five of
-the seven seconds of a 1M-row upload (README, "Ingestion and storage"). Its index is built here, in a
-worker, moments later, for every pending batch of a deployment in arrival order. A batch whose ids are
+A batch of up to services.ingestion.INDEX_IN_REQUEST_UP_TO rows writes its index rows in the request, so a reused
+id is a 409 at once, unless its sender asked `Prefer: respond-async` (the serving client does). That one, and a
+larger one (a file upload), is stored as its columns only: inserting a row per prediction into the
+(deployment, request_id) b-tree costs 3–7 µs each here, five of the seven seconds of a 1M-row upload (README,
+"Ingestion and storage"). Its index is built here, in a worker, moments later, for every pending batch of a deployment in arrival order. A batch whose ids are
 already indexed is rejected: its columns are dropped and its errors kept, where the client and the
 dashboard can read them.
 
@@ -14,6 +14,7 @@ Readers that need the index (the label join) call `index_pending` first, so they
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,9 +44,14 @@ class IndexOutcome:
 
 
 def index_pending(
-    *, deployment_id: int, wait: bool = True, on_reject: Callable[[PredictionBatch], None] | None = None
+    *, deployment_id: int, wait: bool = True, on_reject: Callable[[PredictionBatch], None] | None = None,
+    drain_s: float = 0.0,
 ) -> IndexOutcome:
     """Index every pending batch of the deployment, oldest first. Idempotent; safe to call from anywhere.
+
+    With drain_s, batches stored while it works are indexed too, by further transactions, for up to that many
+    seconds: under a stream of batches the indexer at work takes them, where their own tasks would find it busy
+    and come back seconds later (workers.tasks.INDEX_BUSY_RETRY_SECONDS).
 
     Indexers of one deployment take turns on its row lock: FOR NO KEY UPDATE, which does not block the
     key-share lock that storing a new batch takes on its deployment. With wait=False a caller that finds another
@@ -53,6 +59,7 @@ def index_pending(
     transaction that rejects it, so whatever it records (an alert) commits with the rejection or not at all.
     """
     outcome = IndexOutcome()
+    drain_until = time.monotonic() + drain_s
     while True:
         with transaction.atomic():
             locked = Deployment.objects.select_for_update(skip_locked=not wait, no_key=True).filter(pk=deployment_id)
@@ -82,7 +89,7 @@ def index_pending(
                     outcome.rejected.append(batch)
                     if on_reject is not None:
                         on_reject(batch)
-        if len(chosen) == len(pending):
+        if len(chosen) == len(pending) and time.monotonic() >= drain_until:
             return outcome
 
 

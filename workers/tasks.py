@@ -224,20 +224,26 @@ def _served_deployment_ids() -> list[int]:
 
 @shared_task(**RETRY_POLICY)
 def evaluate_all_task() -> None:
-    """Beat: one evaluation task per served deployment, so one slow deployment does not hold up the rest."""
-    for deployment_id in _served_deployment_ids():
+    """Beat, each sweep: one evaluation task per served deployment that is due, so one slow deployment does not
+    hold up the rest (due: not evaluated for EVALUATION_INTERVAL_MINUTES, monitoring/selectors/checks.py)."""
+    for deployment_id in selectors.deployments_due_for_evaluation(deployment_ids=_served_deployment_ids(),
+                                                                  now=timezone.now()):
         evaluate_deployment_task.delay(deployment_id)
 
 
 @shared_task(**RETRY_POLICY)
 def check_drift_all_task() -> None:
-    """Beat: one drift check per served deployment whose own drift interval has passed."""
+    """Beat, each sweep: one drift check per served deployment whose drift interval has passed."""
     for deployment_id in selectors.deployments_due_for_drift(deployment_ids=_served_deployment_ids(), now=timezone.now()):
         check_drift_task.delay(deployment_id)
 
 
 # While another indexer holds the deployment, a task comes back after this long instead of blocking a worker.
 INDEX_BUSY_RETRY_SECONDS = 2
+# An indexer at work also takes the batches stored meanwhile, for up to this long: a stream of batches (the
+# serving client's, Prefer: respond-async) is indexed as it comes instead of by tasks back from a busy retry. Not
+# longer: it holds one worker of the queue that evaluations and drift checks share.
+INDEX_DRAIN_SECONDS = 10
 
 
 # acks_late, and retried when its worker dies: indexing is idempotent (the killed run's rows were rolled back
@@ -250,7 +256,7 @@ def index_batches_task(deployment_id: int) -> None:
         background.flag_clear(indexing.pending_flag(deployment_id))
     # Not waiting on the lock: tasks share the default queue with evaluations and drift checks, and a run
     # already at work may have read the pending list before the batch this task came for.
-    if services.batches_index(deployment_id=deployment_id, wait=False).busy:
+    if services.batches_index(deployment_id=deployment_id, wait=False, drain_s=INDEX_DRAIN_SECONDS).busy:
         index_batches_task.apply_async((deployment_id,), countdown=INDEX_BUSY_RETRY_SECONDS)
 
 

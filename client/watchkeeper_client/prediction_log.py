@@ -74,13 +74,14 @@ class PredictionLog:
     def __init__(
         self, transport: Transport, slug: str, *, instance: str, capacity_rows: int = 200_000,
         flush_rows: int = 5_000, flush_interval: float = 1.0, max_batch_rows: int = MAX_BATCH_ROWS,
-        max_backoff: float = 30.0, senders: int = 2, columnar: bool = True,
+        max_backoff: float = 30.0, senders: int = 2, columnar: bool = True, index_in_request: bool = False,
     ):
         if not 0 < flush_rows <= capacity_rows:
             raise ValueError("flush_rows must be positive and at most capacity_rows")
         self._transport = transport
         self._path = f"/api/v1/deployments/{slug}/predictions"
         self.columnar = columnar
+        self.index_in_request = index_in_request
         self.capacity_rows = capacity_rows
         self.flush_rows = flush_rows
         self.flush_interval = flush_interval
@@ -330,6 +331,9 @@ class PredictionLog:
         key = str(uuid.uuid4())  # the same key on every retry: the server stores the batch once
         content_type = "application/x-npz" if self.columnar else "application/json"
         headers = {"Content-Type": content_type, "Idempotency-Key": key}
+        if not self.index_in_request:
+            # RFC 7240: store it and answer; the server's indexer takes its ids (202) instead of this request.
+            headers["Prefer"] = "respond-async"
         path = self._path if not self.columnar or version is None else f"{self._path}?version={version}"
         delay = 0.25
         while True:

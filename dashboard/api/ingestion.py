@@ -32,13 +32,33 @@ IDEMPOTENCY_KEY = Header(
     "answer and stores nothing; the same key with a different body is refused (422). Without it, a "
     "byte-identical resend counts as the same batch.",
 )
+PREFER = Header(
+    None,
+    alias="Prefer",
+    description="`respond-async` (RFC 7240): store the batch and leave its ids to the indexer, answering 202 with "
+    "`Preference-Applied: respond-async` instead of 201: the request skips the per-row index, most of a large "
+    "batch's cost. The price: a reused id rejects the batch a moment later (its status at `Location`, and an "
+    "alert) instead of a 409 now. What the serving client sends.",
+)
 
 
-def _answer(request: HttpRequest, response: HttpResponse, slug: str, result: services.IngestResult) -> Status:
+def _respond_async(prefer: str | None) -> bool:
+    """Whether the Prefer header (RFC 7240: comma-separated preferences, each with optional parameters) asks
+    respond-async."""
+    return prefer is not None and any(
+        preference.split(";")[0].split("=")[0].strip().lower() == "respond-async" for preference in prefer.split(",")
+    )
+
+
+def _answer(
+    request: HttpRequest, response: HttpResponse, slug: str, result: services.IngestResult, *, asked_async: bool = False
+) -> Status:
     """201 for a stored batch, 202 for one the indexer still has to take, with its status as `Location`.
     A replay answers with the status of the first answer: the stored result says which it was."""
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
+    if asked_async and result.status == PredictionBatch.State.PENDING:
+        response["Preference-Applied"] = "respond-async"
     response["Location"] = reverse("api:batch_status", kwargs={"slug": slug, "batch_id": result.batch_id})
     return Status(202 if result.status == PredictionBatch.State.PENDING else 201, result)
 
@@ -68,7 +88,7 @@ def _with_columnar(doc: dict) -> dict:
              summary="Send a batch of predictions", openapi_extra=_with_columnar(request_body_doc(PredictionBatchIn)))
 def predictions_ingest(
     request: HttpRequest, response: HttpResponse, slug: str, idempotency_key: str | None = IDEMPOTENCY_KEY,
-    version: int | None = VERSION_QUERY,
+    version: int | None = VERSION_QUERY, prefer: str | None = PREFER,
 ) -> Status:
     """All or nothing: one bad row rejects the batch (422, naming each bad row and field) and stores nothing.
     A batch larger than MAX_PREDICTION_BATCH rows or MAX_REQUEST_BYTES gets 413. Ids are unique per
@@ -76,19 +96,23 @@ def predictions_ingest(
     the deployment allows them. An optional top-level `"version": <n>` (or `?version=<n>`) names the version that
     made the predictions (422 if it is not one of this deployment's); without it, the active version is credited.
     The body is JSON, or the columnar batch (`Content-Type: application/x-npz`), which costs both ends a
-    fraction of JSON's. 201 with `Location:` the batch's status; a replay answers as the first time."""
+    fraction of JSON's. 201 with `Location:` the batch's status; a replay answers as the first time. With
+    `Prefer: respond-async` the ids are left to the indexer: 202, and a reused id rejects the batch moments
+    later (its status at `Location`) instead of a 409 now."""
     deployment = deployment_for_token(request, slug)
+    index_later = _respond_async(prefer)
     if request.content_type == batches.NPZ_BATCH_TYPE:
         result = services.predictions_ingest_columns(
             deployment=deployment, data=request.body, idempotency_key=idempotency_key, version=version,
+            index_later=index_later,
         )
-        return _answer(request, response, slug, result)
-    body = json_object(request, "predictions")
-    result = services.predictions_ingest(
-        deployment=deployment, rows=body["predictions"], idempotency_key=idempotency_key,
-        version=body.get("version", version),
-    )
-    return _answer(request, response, slug, result)
+    else:
+        body = json_object(request, "predictions")
+        result = services.predictions_ingest(
+            deployment=deployment, rows=body["predictions"], idempotency_key=idempotency_key,
+            version=body.get("version", version), index_later=index_later,
+        )
+    return _answer(request, response, slug, result, asked_async=index_later)
 
 
 FILE_BODY = File(

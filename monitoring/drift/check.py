@@ -217,7 +217,7 @@ def compare_feature(profile: FeatureProfile, current_column: np.ndarray, rule: F
         stats_ = {
             "ks": ks.statistic,
             "ks_p_value": ks.p_value,
-            "wasserstein": numeric.wasserstein(reference, current, r) / norm,
+            "wasserstein": numeric.wasserstein(reference, current) / norm,
             "psi": numeric.psi(profile.bin_counts, current_bins),
             "jensenshannon": binned_js,
         }

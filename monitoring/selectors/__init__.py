@@ -5,6 +5,7 @@ as before. Reads never import writes (monitoring/services/); stored bytes are re
 
 from monitoring.selectors.access import deployments_visible_to, role_allows, role_for, team_role_for, teams_where
 from monitoring.selectors.audit import AUDIT_KINDS, NamedObject, audit_actors, audit_events, audit_object_names
+from monitoring.selectors.checks import deployments_due_for_drift, deployments_due_for_evaluation
 from monitoring.selectors.comparisons import (
     ComparisonSource,
     SourceComparison,
@@ -35,7 +36,6 @@ from monitoring.selectors.deployments import (
 from monitoring.selectors.digest import TeamWeek, digest_recipients, digest_wanted, last_full_week, team_week
 from monitoring.selectors.drift import (
     accuracy_baseline,
-    deployments_due_for_drift,
     drift_feature_series,
     drift_report_neighbours,
     drift_reports_for,
@@ -145,6 +145,7 @@ __all__ = [
     "deployment_overview",
     "deployment_summary",
     "deployments_due_for_drift",
+    "deployments_due_for_evaluation",
     "deployments_visible_to",
     "deployments_with_pending_batches",
     "describe_rows",

@@ -1,10 +1,10 @@
-"""Drift reports, their per-feature series, reference profiles, and which deployments are due a check."""
+"""Drift reports, their per-feature series and reference profiles (which deployments are due a check: checks.py)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.db.models import Max, Q
+from django.db.models import Q
 
 from monitoring.models import (
     Dataset,
@@ -87,18 +87,3 @@ def accuracy_baseline(*, version: ModelVersion) -> tuple[float, int] | None:
     if run is None or "accuracy" not in run.metrics or not run.n_rows:
         return None
     return float(run.metrics["accuracy"]), int(run.n_rows)
-
-
-def deployments_due_for_drift(*, deployment_ids: list[int], now: datetime) -> list[int]:
-    """Of these deployments, those whose own drift interval has passed since their last check (or that have
-    none: then every beat is due)."""
-    # One query for every deployment, not one per deployment: beat runs this on each tick.
-    rows = (
-        Deployment.objects.filter(pk__in=deployment_ids)
-        .annotate(last_check=Max("drift_reports__created_at"))
-        .values_list("pk", "drift_interval_minutes", "last_check")
-    )
-    return [
-        pk for pk, interval, last in rows
-        if not interval or last is None or now - last >= timedelta(minutes=interval)
-    ]

@@ -81,7 +81,8 @@ def _check_key(key: str | None) -> str | None:
 
 
 def predictions_ingest(
-    *, deployment: Deployment, rows: list, idempotency_key: str | None = None, version: object = None
+    *, deployment: Deployment, rows: list, idempotency_key: str | None = None, version: object = None,
+    index_later: bool = False,
 ) -> IngestResult:
     """Store a batch of production predictions as one columnar block, all or nothing.
 
@@ -89,16 +90,21 @@ def predictions_ingest(
     from its content) is answered with the stored result and stores nothing. A new batch reusing an
     id already stored for the deployment is a conflict (409) and stores nothing. `version` is the number of
     the version that made the predictions (the serving client sends it); without it, the batch is credited to
-    the version active when it arrives.
+    the version active when it arrives. With `index_later` (the client asked `Prefer: respond-async`) the batch
+    is stored and left pending for the indexer, as a large one is: the reused-id verdict comes from the indexer.
     """
     try:
-        return _predictions_ingest(deployment=deployment, rows=rows, idempotency_key=idempotency_key, version=version)
+        return _predictions_ingest(
+            deployment=deployment, rows=rows, idempotency_key=idempotency_key, version=version, index_later=index_later
+        )
     except ServiceError:
         telemetry.ingest_counted(kind="predictions", rejected=len(rows) if isinstance(rows, list) else 0)
         raise
 
 
-def _predictions_ingest(*, deployment: Deployment, rows: list, idempotency_key: str | None, version: object) -> IngestResult:
+def _predictions_ingest(
+    *, deployment: Deployment, rows: list, idempotency_key: str | None, version: object, index_later: bool
+) -> IngestResult:
     version_id = _version_id(deployment, version)
     if not isinstance(rows, list) or not rows:
         raise ValidationFailed("The batch must be a non-empty list of predictions.")
@@ -109,14 +115,16 @@ def _predictions_ingest(*, deployment: Deployment, rows: list, idempotency_key: 
         columns = batches.columns_from_rows(rows, _schema(deployment))
     except batches.BatchInvalid as exc:
         raise ValidationFailed(exc.message, errors=exc.errors) from None
-    return _api_batch_store(deployment=deployment, columns=columns, key=key, version_id=version_id)
+    return _api_batch_store(deployment=deployment, columns=columns, key=key, version_id=version_id, index_later=index_later)
 
 
 def predictions_ingest_columns(
-    *, deployment: Deployment, data: bytes, idempotency_key: str | None = None, version: object = None
+    *, deployment: Deployment, data: bytes, idempotency_key: str | None = None, version: object = None,
+    index_later: bool = False,
 ) -> IngestResult:
     """A batch in the columnar format (batches.NPZ_BATCH_TYPE, what the serving client sends): the same rules,
-    limits, idempotency and storage as predictions_ingest, without a number formatted or parsed on either end."""
+    limits, idempotency, storage and `index_later` as predictions_ingest, without a number formatted or parsed
+    on either end."""
     version_id = _version_id(deployment, version)
     key = _check_key(idempotency_key)
     try:
@@ -125,18 +133,18 @@ def predictions_ingest_columns(
         raise TooLarge(exc.message) from None
     except batches.BatchInvalid as exc:
         raise ValidationFailed(exc.message, errors=exc.errors) from None
-    return _api_batch_store(deployment=deployment, columns=columns, key=key, version_id=version_id)
+    return _api_batch_store(deployment=deployment, columns=columns, key=key, version_id=version_id, index_later=index_later)
 
 
 def _api_batch_store(
-    *, deployment: Deployment, columns: batches.Columns, key: str | None, version_id: int | None
+    *, deployment: Deployment, columns: batches.Columns, key: str | None, version_id: int | None, index_later: bool
 ) -> IngestResult:
     # The batch as validated, not its encoding: the same rows with other spacing, key order or format are the
     # same body.
     fingerprint = columns.content_key()
     return _batch_store(
         deployment=deployment, columns=columns, key=key or fingerprint, fingerprint=fingerprint,
-        source=PredictionBatch.Source.API, version_id=version_id,
+        source=PredictionBatch.Source.API, version_id=version_id, index_later=index_later,
     )
 
 
@@ -210,24 +218,24 @@ def _file_limits() -> tablefiles.FileLimits:
     return tablefiles.FileLimits(max_rows=settings.MAX_UPLOAD_ROWS, max_decoded_bytes=settings.MAX_UPLOAD_UNCOMPRESSED_BYTES)
 
 
-# Batches up to this size write their index rows in the request (a reused id is a 409 at once); larger
-# ones, file uploads, leave them to the indexer (monitoring/indexing.py). At 10,000 rows the index costs
-# the request 30–70 ms; at a million, seconds.
+# Batches up to this size write their index rows in the request (a reused id is a 409 at once), unless the
+# client asked to have them indexed later; larger ones, file uploads, leave them to the indexer
+# (monitoring/indexing.py). At 10,000 rows the index costs the request 30–70 ms; at a million, seconds.
 INDEX_IN_REQUEST_UP_TO = 10_000
 
 
 def _batch_store(
     *, deployment: Deployment, columns: batches.Columns, key: str, fingerprint: str, source: str,
-    version_id: int | None = None,
+    version_id: int | None = None, index_later: bool = False,
 ) -> IngestResult:
-    """Store the batch's columns as one row, and its index rows with it when it is small.
+    """Store the batch's columns as one row, and its index rows with it when it is small and not `index_later`.
 
     Replays are found by the unique key when the insert fails, not by a query before it: retries are rare
     and the common path then costs one round trip less.
     """
     _refuse_future(columns)
     n = len(columns)
-    index_now = n <= INDEX_IN_REQUEST_UP_TO
+    index_now = n <= INDEX_IN_REQUEST_UP_TO and not index_later
     state = PredictionBatch.State.INDEXED if index_now else PredictionBatch.State.PENDING
     now = timezone.now()
     result = {"received": n, "created": n, "fingerprint": fingerprint}
@@ -322,8 +330,9 @@ def _index_soon(deployment_id: int) -> None:
     )
 
 
-def batches_index(*, deployment_id: int, wait: bool = True) -> indexing.IndexOutcome:
-    """Index the deployment's pending batches now, raising an alert with each rejection (in its transaction)."""
+def batches_index(*, deployment_id: int, wait: bool = True, drain_s: float = 0.0) -> indexing.IndexOutcome:
+    """Index the deployment's pending batches now, raising an alert with each rejection (in its transaction).
+    drain_s: keep taking batches that arrive meanwhile for that long (indexing.index_pending)."""
 
     def alert(batch: PredictionBatch) -> None:
         # Counted as accepted when it was stored (202), and now as rejected too: the indexer refused its ids.
@@ -336,7 +345,7 @@ def batches_index(*, deployment_id: int, wait: bool = True) -> indexing.IndexOut
             message=batch.result["message"],
         )
 
-    return indexing.index_pending(deployment_id=deployment_id, wait=wait, on_reject=alert)
+    return indexing.index_pending(deployment_id=deployment_id, wait=wait, on_reject=alert, drain_s=drain_s)
 
 
 def _is_postgres() -> bool:
@@ -522,21 +531,18 @@ def _labels_copy(
         )
         cursor.execute("TRUNCATE wk_labels_in")
         cursor.copy_expert("COPY wk_labels_in FROM STDIN WITH (FORMAT csv)", buffer)
+        # The UPDATE itself says which labels it stored. A second query for the unknown ones would see a later
+        # snapshot (READ COMMITTED): predictions committed in between would look known though the UPDATE had
+        # missed them, and those labels were answered 200 and lost (bench/load.py, 25 of 73,800).
         cursor.execute(
             f"UPDATE {table} p SET label_index = l.label_index, labelled_at = %s FROM wk_labels_in l "
-            "WHERE p.deployment_id = %s AND p.request_id = l.request_id",
+            "WHERE p.deployment_id = %s AND p.request_id = l.request_id RETURNING l.row",
             [now, deployment.pk],
         )
-        updated = cursor.rowcount
-        unknown: list[_UnknownLabel] = []
-        if updated != len(ids):
-            cursor.execute(
-                f"SELECT l.row, l.request_id FROM wk_labels_in l LEFT JOIN {table} p "
-                "ON p.deployment_id = %s AND p.request_id = l.request_id WHERE p.request_id IS NULL ORDER BY l.row LIMIT 100",
-                [deployment.pk],
-            )
-            unknown = [_UnknownLabel(row=int(row), request_id=request_id) for row, request_id in cursor.fetchall()]
-    return _LabelWrite(updated=updated, unknown=unknown)
+        labelled = np.array([row for (row,) in cursor.fetchall()], dtype=np.int64)
+    unknown_at = np.flatnonzero(~np.isin(np.asarray(rows, dtype=np.int64), labelled))
+    unknown = [_UnknownLabel(row=rows[i], request_id=ids[i]) for i in unknown_at]
+    return _LabelWrite(updated=len(labelled), unknown=unknown)
 
 
 def _labels_orm(

@@ -12,7 +12,7 @@ import pytest
 import watchkeeper_client
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from monitoring import services
+from monitoring import indexing, services
 from monitoring.models import PredictionBatch, ServingInstance
 from tests.client.conftest import stored_rows
 from tests.client.gateway import raw_public_key
@@ -201,7 +201,39 @@ def test_columnar_and_json_batches_store_the_same_predictions_credited_to_the_se
         stored[columnar] = (batch.version.number, batch.n_rows, bytes(batch.features), bytes(batch.predicted),
                             bytes(batch.probabilities))
         assert model.stats.sent_rows == 40 and model.stats.rejected_rows == 0
+        services.batches_index(deployment_id=deployment.pk)  # the indexer's part (Prefer: respond-async), now
         assert list(deployment.predictions.filter(request_id__in=ids).values_list("request_id", flat=True).order_by("request_id")) == sorted(ids)
         assert result.version == 1
     assert stored[True] == stored[False]
     assert stored[True][:2] == (1, 40)
+
+
+def test_the_client_leaves_its_ids_to_the_indexer_unless_told_to_have_them_indexed_in_the_request(
+    gateway, token, deployment
+):
+    import redis
+    from django.conf import settings
+
+    # An indexer counts as queued: no task is published, so no worker of the session indexes behind the test.
+    flag = indexing.pending_flag(deployment.pk)
+    redis.Redis.from_url(settings.REDIS_URL).set(flag, 1, ex=60)
+    try:
+        states = {}
+        for index_in_request in (False, True):
+            wk, model = _runner(gateway, token, instance=f"index-{index_in_request}", index_in_request=index_in_request)
+            model.predict(X_TEST[:10], ids=[f"{index_in_request}-{i}" for i in range(10)])
+            assert model.flush(timeout=20)
+            wk.close()
+            states[index_in_request] = PredictionBatch.objects.filter(deployment=deployment).latest("pk").state
+            assert model.stats.sent_rows == 10
+        labelled = watchkeeper_client.Deployment(gateway.url, token, "tumour", instance="labeller")
+        answer = labelled.labels({"False-3": "1", "True-3": "0"})
+        labelled.close()
+    finally:
+        redis.Redis.from_url(settings.REDIS_URL).delete(flag)
+
+    assert states == {False: PredictionBatch.State.PENDING, True: PredictionBatch.State.INDEXED}
+    # Labels for the pending batch's ids still join: the label request indexes it first.
+    assert answer == {"received": 2, "updated": 2}
+    assert dict(deployment.predictions.filter(label_index__isnull=False).values_list("request_id", "label_index")) == {
+        "False-3": 1, "True-3": 0}

@@ -12,10 +12,21 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from django.test import Client
+from django.http import HttpResponseServerError
+from django.test import Client, RequestFactory
+from django.urls import resolve
 from django.utils import timezone
+from django.utils.log import log_response
 
-from dashboard.logs import ContextFilter, JsonFormatter, TextFormatter, bound, redact
+from dashboard.logs import (
+    ContextFilter,
+    JsonFormatter,
+    RouteNotPathFilter,
+    TextFormatter,
+    bound,
+    logging_config,
+    redact,
+)
 from monitoring import services
 from monitoring.models import PredictionBatch
 from tests.conftest import FEATURES, ROOT
@@ -102,6 +113,23 @@ def test_a_malformed_request_id_is_replaced_by_one_made_here(db):
     assert Client(HTTP_X_REQUEST_ID=sent).get("/healthz")["X-Request-ID"] == sent
     first, second = Client().get("/healthz")["X-Request-ID"], Client().get("/healthz")["X-Request-ID"]
     assert first != second
+
+
+def test_a_server_error_is_logged_by_route_name_never_by_its_path(json_lines):
+    # An acknowledge link's path is its credential; Django's 5xx line would print it, and its request's repr too.
+    secret = "AlertAck-credential-0123456789"
+    request = RequestFactory().get(f"/ack/{secret}/")
+    request.resolver_match = resolve(request.path)
+    handler = logging.getLogger().handlers[-1]
+    handler.addFilter(RouteNotPathFilter())
+
+    log_response("%s: %s", "Internal Server Error", request.path, response=HttpResponseServerError(), request=request)
+
+    [line] = [line for line in _lines(json_lines) if line["logger"] == "django.request"]
+    assert secret not in json.dumps(line)
+    assert line["message"] == "Internal Server Error: route alert-ack" and line["status_code"] == 500
+    console = logging_config(log_format="json", level="INFO")["handlers"]["console"]
+    assert "route_not_path" in console["filters"]
 
 
 def test_the_text_format_carries_the_same_context():

@@ -368,3 +368,36 @@ def test_under_log_format_json_gunicorn_and_the_worker_write_json_lines_with_the
     assert access and access[0]["logger"] == "watchkeeper.access" and access[0]["route"] == "healthz"
     assert any(json.loads(line)["logger"].startswith("gunicorn") for line in web if line.strip())
     assert {line["task_name"] for line in task_lines} == {"workers.tasks.index_batches_task"}
+
+
+def _dashboard_queries() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    return queries + [variable["query"]["query"] for variable in dashboard.get("templating", {}).get("list", [])]
+
+
+def test_every_label_the_grafana_dashboard_groups_or_filters_by_is_on_the_series_served(deployment, metrics_token):
+    # Traffic first, so the request and ingestion series have samples (and so labels) in the scrape.
+    token = services.token_create(deployment=deployment, name="scrape test", by=None)[1]
+    client = Client()
+    ingested = client.post(f"/api/v1/deployments/{deployment.slug}/predictions", content_type="application/json",
+                           data={"predictions": [{"id": "g-1", "timestamp": timezone.now().isoformat(),
+                                                  "features": [0.0] * len(FEATURES), "predicted_label": "0"}]},
+                           HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert ingested.status_code == 201, ingested.content[:300]
+    samples = [sample for family in text_string_to_metric_families(
+        client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()) for sample in family.samples]
+    labels_of: dict[str, set[str]] = {}
+    for sample in samples:
+        labels_of.setdefault(sample.name, set()).update(sample.labels)
+
+    checked = 0
+    for query in _dashboard_queries():
+        names = set(re.findall(r"\bwatchkeeper_[a-z0-9_]+", query))
+        wanted = {label for group in re.findall(r"\bby \(([^)]*)\)", query) for label in group.replace(" ", "").split(",")}
+        wanted |= set(re.findall(r"([a-z_]+)=~?\"", query))
+        wanted |= set(re.findall(r"label_values\([a-z0-9_]+, ([a-z_]+)\)", query))
+        for name in names & set(labels_of):  # a series with no sample yet shows no labels to check
+            assert wanted - {"le"} <= labels_of[name], f"{query}: {name} has labels {sorted(labels_of[name])}"
+            checked += 1
+    assert checked >= 8  # the request, ingestion and per-deployment series at least

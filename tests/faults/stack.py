@@ -124,6 +124,16 @@ class PrivateRedis:
             self.process = None
         wait_port(self.port, up=False)
 
+    def pause(self) -> None:
+        """Redis hung (SIGSTOP): the kernel still accepts connections on its port, nothing answers. A client
+        without a socket timeout waits for ever; a refused connection (stop) would fail at once."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
@@ -158,6 +168,8 @@ class Stack:
             "ALERT_ALLOW_PRIVATE_URLS": "true", "ALERT_DELIVERY_LEASE_SECONDS": "5", "LOG_LEVEL": "INFO",
             "PYTHONPATH": f"{ROOT}:{ROOT / 'client'}",
             "BATCH_COLUMNS_IN_MEDIA_FROM_BYTES": str(BATCH_COLUMNS_IN_MEDIA_FROM_BYTES),
+            # Beat's check sweeps (production: a minute) as often as its other sweeps, so the suite waits less.
+            "CHECK_SWEEP_SECONDS": "15",
         })
         env.update(extra)
         return env

@@ -82,20 +82,22 @@ def _wait(predicate, timeout: float, what: str):
 
 def test_an_evaluation_whose_worker_is_killed_is_run_again_and_finishes_once(stack, model_deployments, worker):
     deployment_id = model_deployments["kill-evaluate"]
+    # Runs from before this test (tests/faults/test_redis_down.py's beat evaluates this deployment) are not its own.
+    (before,) = stack.sql("SELECT coalesce(max(id), 0) FROM monitoring_evaluationrun")[0]
 
     _kill_while_blocked_on(stack, "monitoring_metricpoint",
                            lambda: _send(stack, "evaluate_deployment_task", deployment_id))
 
     def runs() -> list[tuple[str, str]]:
-        return stack.sql("SELECT status, error FROM monitoring_evaluationrun WHERE deployment_id = %s ORDER BY id",
-                         deployment_id)
+        return stack.sql("SELECT status, error FROM monitoring_evaluationrun WHERE deployment_id = %s AND id > %s "
+                         "ORDER BY id", deployment_id, before)
 
     # The retry comes once the dead worker's deployment lock has run out (LOCK_TTL_SECONDS, 20 s).
     _wait(lambda: [status for status, _ in runs()] == ["failed", "succeeded"], 90, "the evaluation run again")
     (_, error), _ = runs()
     assert "worker was lost" in error  # the killed attempt's row, closed by the retry
-    (points_runs,) = stack.sql("SELECT count(DISTINCT run_id) FROM monitoring_metricpoint WHERE deployment_id = %s",
-                               deployment_id)[0]
+    (points_runs,) = stack.sql("SELECT count(DISTINCT run_id) FROM monitoring_metricpoint WHERE deployment_id = %s "
+                               "AND run_id > %s", deployment_id, before)[0]
     assert points_runs == 1  # the killed attempt's metric points were never committed
     time.sleep(3)
     assert len(runs()) == 2  # and no third run
@@ -103,11 +105,13 @@ def test_an_evaluation_whose_worker_is_killed_is_run_again_and_finishes_once(sta
 
 def test_a_drift_check_whose_worker_is_killed_is_run_again_and_stores_one_report(stack, model_deployments, worker):
     deployment_id = model_deployments["kill-drift"]
+    (before,) = stack.sql("SELECT coalesce(max(id), 0) FROM monitoring_driftreport")[0]
 
     _kill_while_blocked_on(stack, "monitoring_driftreport", lambda: _send(stack, "check_drift_task", deployment_id))
 
     def reports() -> int:
-        return stack.sql("SELECT count(*) FROM monitoring_driftreport WHERE deployment_id = %s", deployment_id)[0][0]
+        return stack.sql("SELECT count(*) FROM monitoring_driftreport WHERE deployment_id = %s AND id > %s",
+                         deployment_id, before)[0][0]
 
     _wait(lambda: reports() == 1, 90, "the drift check run again")
     time.sleep(3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import stat
 import subprocess
 from pathlib import Path
@@ -235,3 +236,72 @@ def test_web_runs_gunicorn_with_the_metrics_hook_and_without_its_raw_path_access
     assert "--config docker/gunicorn.conf.py" in web and "metrics_dir web" in web
     assert "--access-logfile" not in web
     assert "def child_exit(server, worker):" in conf and "mark_process_dead(worker.pid)" in conf
+
+
+DEMO = ROOT / "docker" / "demo.sh"
+# What `make demo` sets for its local stand-ins only (docker/demo_receivers.py on 127.0.0.1): compose has no mail
+# catcher or webhook receiver, and a real deployment must not let webhooks reach private addresses.
+DEMO_ONLY = {"ALERT_ALLOW_PRIVATE_URLS", "EMAIL_BACKEND", "EMAIL_HOST", "EMAIL_PORT"}
+
+
+def _demo_exports() -> dict[str, str]:
+    """The settings docker/demo.sh exports, with their `${VAR:-default}` defaults, as the demo runs them."""
+    exports: dict[str, str] = {}
+    for line in DEMO.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("export "):
+            for word in shlex.split(line)[1:]:
+                name, _, value = word.partition("=")
+                # ${A:-${B:-x}} -> x: the value when nothing is set beforehand.
+                while (match := re.search(r"\$\{[A-Z_]+:-([^${}]*)\}", value)) is not None:
+                    value = value[: match.start()] + match.group(1) + value[match.end():]
+                exports[name] = value
+    return exports
+
+
+def _demo_roles() -> set[str]:
+    """The long-running roles `make demo` starts with Postgres and Redis (its "full" mode), besides migrate."""
+    script = DEMO.read_text()
+    full = script.split('if [ "$WATCHKEEPER_MODE" = full ]; then', 1)[1].split("else", 1)[0]
+    before = script.split('if [ "$WATCHKEEPER_MODE" = full ]; then', 1)[0]
+    return set(re.findall(r"^\s*start ([a-z-]+)$", before + full, flags=re.MULTILINE))
+
+
+def test_compose_runs_the_roles_make_demo_runs_through_the_same_entrypoint(compose):
+    long_running = {name: service for name, service in _ours(compose).items()
+                    if name in _default_profile(compose) and service.get("restart") != "no"}
+
+    assert {_words(service)[0] for service in long_running.values()} == _demo_roles() == {
+        "web", "worker", "maintenance-worker", "beat"}
+    # One command each, the role alone: queues, concurrency, gunicorn's settings are the entrypoint's, as in make demo.
+    assert all(len(_words(service)) == 1 for service in long_running.values())
+    # The steps before them, in the same order: migrate (and its grants, signing, static files), then the optional seed.
+    assert _words(compose["services"]["migrate"]) == ["migrate"] and "docker/entrypoint.sh migrate" in DEMO.read_text()
+    assert _words(compose["services"]["seed"]) == ["seed"]
+    assert "make demo" in (ROOT / "Makefile").read_text() and "bash docker/demo.sh" in (ROOT / "Makefile").read_text()
+
+
+def test_compose_sets_every_setting_make_demo_sets_except_its_local_receivers(compose):
+    demo = _demo_exports()
+    assert {"DEBUG", "MEDIA_ROOT", "SECRET_KEY_FILE", "METRICS_TOKEN_FILE", "SIGNING_KEY_FILE", "PUBLIC_URL"} <= set(demo)
+    web_port = compose["services"]["web"]["ports"][0].split(":")[1]
+
+    for name, service in _ours(compose).items():
+        if name == "init":
+            continue
+        environment = {key: str(value) for key, value in service["environment"].items()}
+        for key, value in demo.items():
+            if key in DEMO_ONLY:
+                assert key not in environment, (name, key)
+                continue
+            # A secret is read from a file in both, from the secrets volume here; a default may stand unset.
+            assert key in environment or (key == "DEBUG" and value == "false"), (name, key)
+            if key == "DEBUG":
+                assert environment.get(key, "false") == value == "false", name
+            elif key.endswith("_FILE"):
+                assert environment[key].startswith("/secrets/"), (name, key)
+            elif key == "PUBLIC_URL":
+                # Links in notifications: the address the web is published on, as the demo's is.
+                assert value == "http://127.0.0.1:8000" and environment[key] == f"http://127.0.0.1:{web_port}", name
+            elif key == "MEDIA_ROOT":
+                assert environment[key] == "/data/media" and "media:/data/media" in service["volumes"], name

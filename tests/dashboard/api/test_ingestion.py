@@ -56,6 +56,44 @@ def test_a_rejected_batch_status_names_the_rows(deployment, token, deferred):
     assert "already stored" in status["message"]
 
 
+@pytest.mark.parametrize("prefer", ["respond-async", "return=minimal, Respond-Async; x=1"])
+def test_a_batch_sent_with_prefer_respond_async_is_stored_and_its_ids_left_to_the_indexer(deployment, token, prefer):
+    accepted = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(4)},
+                         **bearer(token), HTTP_PREFER=prefer)
+
+    assert accepted.status_code == 202, accepted.content
+    assert accepted["Preference-Applied"] == "respond-async"
+    assert accepted.json()["status"] == "pending"
+    batch = PredictionBatch.objects.get()
+    assert (batch.n_rows, batch.state) == (4, PredictionBatch.State.PENDING)
+    assert not deployment.predictions.exists()  # the indexer's work, not this request's
+
+
+def test_labels_sent_before_the_indexer_took_their_batch_still_join(deployment, token):
+    post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(4)},
+              **bearer(token), HTTP_PREFER="respond-async")
+
+    labelled = post_json(Client(), "/api/v1/deployments/tumour/labels",
+                         {"labels": [{"id": "req-1", "label": "1"}, {"id": "req-3", "label": "0"}]}, **bearer(token))
+
+    assert labelled.status_code == 200, labelled.content
+    assert labelled.json() == {"received": 2, "updated": 2}
+    assert dict(deployment.predictions.filter(label_index__isnull=False).values_list("request_id", "label_index")) == {
+        "req-1": 1, "req-3": 0}
+    assert PredictionBatch.objects.get().state == PredictionBatch.State.INDEXED
+
+
+def test_a_preference_other_than_respond_async_keeps_the_immediate_answer(deployment, token):
+    post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(3)}, **bearer(token))
+
+    reused = post_json(Client(), "/api/v1/deployments/tumour/predictions", {"predictions": prediction_rows(3, start=2)},
+                       **bearer(token), HTTP_PREFER="return=minimal")
+
+    assert reused.status_code == 409
+    assert "Preference-Applied" not in reused
+    assert deployment.predictions.count() == 3 and PredictionBatch.objects.count() == 1
+
+
 def test_a_batch_of_another_deployment_or_unknown_is_404(deployment, token, other_deployment):
     theirs = services.predictions_ingest(deployment=other_deployment, rows=prediction_rows(2))
 
@@ -401,6 +439,26 @@ def test_a_columnar_batch_is_stored_like_the_same_json_rows(deployment, token, c
     assert bytes(first.predicted) == bytes(second.predicted)
     assert len(bytes(first.features)) == len(bytes(second.features)) == 5 * len(FEATURES) * 4
     assert sorted(deployment.predictions.values_list("request_id", flat=True)) == sorted(f"req-{i}" for i in range(10))
+
+
+def test_a_columnar_batch_reusing_ids_with_respond_async_is_rejected_by_the_indexer_and_its_retry_is_409(deployment, token):
+    import numpy as np
+
+    first = _post_npz(_npz(5), token, HTTP_IDEMPOTENCY_KEY="first", HTTP_PREFER="respond-async")
+    # Ids req-0..req-4 again, with other features: a new batch, not a retry.
+    reused = _post_npz(_npz(5, features=np.full((5, len(FEATURES)), 0.5, dtype=np.float32)), token,
+                       HTTP_IDEMPOTENCY_KEY="second", HTTP_PREFER="respond-async")
+    services.batches_index(deployment_id=deployment.pk)
+    retried = _post_npz(_npz(5, features=np.full((5, len(FEATURES)), 0.5, dtype=np.float32)), token,
+                        HTTP_IDEMPOTENCY_KEY="second", HTTP_PREFER="respond-async")
+
+    assert (first.status_code, reused.status_code) == (202, 202)  # the verdict on the ids comes later
+    assert retried.status_code == 409
+    assert [(e["row"], e["field"]) for e in retried.json()["errors"]][:2] == [(0, "id"), (1, "id")]
+    kept, rejected = PredictionBatch.objects.order_by("pk")
+    assert (kept.state, rejected.state) == (PredictionBatch.State.INDEXED, PredictionBatch.State.REJECTED)
+    assert set(deployment.predictions.values_list("batch_id", flat=True)) == {kept.pk}
+    assert bytes(rejected.features) == b""  # nothing of it counts in a window
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [

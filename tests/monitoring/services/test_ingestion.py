@@ -170,6 +170,48 @@ def test_indexing_is_idempotent_and_takes_batches_in_arrival_order(deployment, d
     assert sorted(deployment.predictions.values_list("batch_id", flat=True).distinct()) == [first.batch_id, second.batch_id]
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("drain_s", "indexed_by_the_run"), [(0.0, 1), (60.0, 2)], ids=["one-pass", "draining"])
+def test_an_indexer_draining_also_takes_the_batches_stored_while_it_works(deployment, deferred, drain_s, indexed_by_the_run):
+    import threading
+
+    import redis
+    from django.conf import settings
+    from django.db import connection, connections
+
+    from monitoring import indexing
+
+    # An indexer counts as queued: no task is published, so no worker of the session indexes these batches.
+    flag = indexing.pending_flag(deployment.pk)
+    redis.Redis.from_url(settings.REDIS_URL).set(flag, 1, ex=60)
+    services.predictions_ingest(deployment=deployment, rows=prediction_rows(3))
+    stored_meanwhile: list[int] = []
+
+    def store_another() -> None:
+        try:
+            stored_meanwhile.append(services.predictions_ingest(deployment=deployment, rows=prediction_rows(3, start=3)).batch_id)
+        finally:
+            connections.close_all()
+
+    def a_batch_arrives_while_the_first_is_indexed(execute, sql, params, many, context):
+        if not stored_meanwhile and sql.startswith(f'UPDATE "{PredictionBatch._meta.db_table}" SET "state"'):
+            writer = threading.Thread(target=store_another)
+            writer.start()
+            writer.join()
+        return execute(sql, params, many, context)
+
+    try:
+        with connection.execute_wrapper(a_batch_arrives_while_the_first_is_indexed):
+            outcome = services.batches_index(deployment_id=deployment.pk, wait=False, drain_s=drain_s)
+    finally:
+        redis.Redis.from_url(settings.REDIS_URL).delete(flag)
+
+    assert len(stored_meanwhile) == 1
+    assert outcome.indexed_batches == indexed_by_the_run
+    assert PredictionBatch.objects.get(pk=stored_meanwhile[0]).state == (
+        PredictionBatch.State.INDEXED if indexed_by_the_run == 2 else PredictionBatch.State.PENDING)
+
+
 # ---------------------------------------------------------------- large batches in the media store
 
 

@@ -142,3 +142,64 @@ def test_an_indexer_that_finds_the_deployment_busy_returns_at_once_and_says_so(d
     assert (busy.busy, busy.indexed_rows) == (True, 0)
     assert (free.busy, free.indexed_rows) == (False, 3)
     assert PredictionBatch.objects.get(pk=stored.batch_id).state == PredictionBatch.State.INDEXED
+
+
+def _stored_by_request(deployment, rows):
+    services.predictions_ingest(deployment=deployment, rows=rows)
+
+
+def _stored_then_indexed(deployment, rows):
+    # The large-batch path: stored pending, then indexed by the indexer (a worker) in its own transaction.
+    ingestion_threshold = ingestion.INDEX_IN_REQUEST_UP_TO
+    ingestion.INDEX_IN_REQUEST_UP_TO = 0
+    try:
+        services.predictions_ingest(deployment=deployment, rows=rows)
+    finally:
+        ingestion.INDEX_IN_REQUEST_UP_TO = ingestion_threshold
+    services.batches_index(deployment_id=deployment.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("store", [_stored_by_request, _stored_then_indexed], ids=["indexed-in-request", "by-the-indexer"])
+def test_labels_whose_predictions_commit_while_they_are_joined_are_refused_not_lost(deployment, store):
+    # Labels often race their own predictions (the client buffers and retries them). Here the predictions'
+    # index rows commit in another connection just after the label UPDATE has run, before anything else the
+    # label request does: the UPDATE saw none of them, so the answer must be a refusal that the client
+    # retries, never a 200 for labels that were not stored (bench/load.py lost 25 acknowledged labels so).
+    import threading
+
+    from django.db import connection, connections
+
+    # The indexer counts as queued already: no Celery task is published for the batch (no worker reads it here).
+    flag = indexing.pending_flag(deployment.pk)
+    redis.Redis.from_url(django_settings.REDIS_URL).set(flag, 1, ex=60)
+    rows = prediction_rows(3)
+    labels = [{"id": row["id"], "label": "0"} for row in rows]
+
+    def in_another_connection() -> None:
+        try:
+            store(deployment, rows)
+        finally:
+            connections.close_all()
+
+    def commit_predictions_after_the_label_update(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith(f"UPDATE {Prediction._meta.db_table} "):
+            writer = threading.Thread(target=in_another_connection)
+            writer.start()
+            writer.join()
+        return result
+
+    try:
+        with connection.execute_wrapper(commit_predictions_after_the_label_update):
+            with pytest.raises(ValidationFailed) as refused:
+                services.labels_ingest(deployment=deployment, rows=labels)
+    finally:
+        redis.Redis.from_url(django_settings.REDIS_URL).delete(flag)
+
+    assert [error["row"] for error in refused.value.errors] == [0, 1, 2]
+    assert deployment.predictions.count() == 3
+    assert not deployment.predictions.filter(label_index__isnull=False).exists()
+    # The client's retry, a moment later, stores every label once.
+    assert services.labels_ingest(deployment=deployment, rows=labels).updated == 3
+    assert deployment.predictions.filter(label_index=0).count() == 3
