@@ -138,16 +138,20 @@ def _charts(deployment: Deployment, span: TimeRange, window: ProductionWindow) -
     ]
 
     def series(names: list[str], source: str, window_days: int | None = None) -> dict:
+        # Each span of the range keeps its lowest and highest point: a trace stays within charts.MAX_POINTS.
         return selectors.serving_metric_series(
-            deployment=deployment, names=names, source=source, since=since, until=until, window_days=window_days
+            deployment=deployment, names=names, source=source, since=since, until=until, window_days=window_days,
+            buckets=charts.MAX_POINTS // 2,
         )
 
     drift = selectors.drift_share_series(deployment=deployment, since=since, until=until)
+    # Quality and latency on the evaluation set in one read.
+    evaluation_set = series(QUALITY_METRICS + LATENCY_METRICS, Source.EVALUATION_SET)
     return {
         "metrics": charts.metrics_chart(
             production=series(QUALITY_METRICS, window.source, window.days),
             production_label=window.label,
-            evaluation_set=series(QUALITY_METRICS, Source.EVALUATION_SET),
+            evaluation_set={name: evaluation_set[name] for name in QUALITY_METRICS},
             thresholds=deployment.metric_thresholds,
             tz=tz,
             rollouts=rollouts,
@@ -155,7 +159,8 @@ def _charts(deployment: Deployment, span: TimeRange, window: ProductionWindow) -
         ),
         # Always the evaluation set: production windows of different sizes would time different rows.
         "latency": charts.latency_chart(
-            series_by_name=series(LATENCY_METRICS, Source.EVALUATION_SET), tz=tz, rollouts=rollouts, x_range=x_range
+            series_by_name={name: evaluation_set[name] for name in LATENCY_METRICS}, tz=tz, rollouts=rollouts,
+            x_range=x_range,
         ),
         "drift": charts.drift_share_chart(
             series=drift, tz=tz, x_range=x_range, report_urls=[_report_url(deployment, pk) for pk in drift["report"]]
