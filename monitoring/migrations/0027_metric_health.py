@@ -28,7 +28,7 @@ def copy_from_runs(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0025_retention'),
+        ('monitoring', '0026_call_stats'),
     ]
 
     operations = [
