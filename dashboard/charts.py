@@ -3,6 +3,10 @@
 Times are converted to the viewer's zone on the server and handed to Plotly as naive
 wall-clock strings, because Plotly.js ignores UTC offsets; tables and charts then agree.
 Each builder returns None when there is nothing to draw, so the template can show an empty state.
+
+Figures are built as plain dicts in Plotly's figure schema and written by plotly.io without validation: building
+graph objects validated every point of every trace one Python call at a time, most of a chart page's server time
+(bench/pages.py). tests/dashboard/test_charts.py validates every builder's figure against the schema instead.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from html import escape
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 
 # A trace never carries more than this many points, whatever the time range: beyond it a
 # 1000-px-wide chart cannot show more detail, and the page stays light.
@@ -26,6 +31,9 @@ METRIC_LABELS = {
     "roc_auc": "ROC-AUC",
 }
 LATENCY_LABELS = {"latency_p50_ms": "p50", "latency_p95_ms": "p95", "latency_p99_ms": "p99"}
+
+# Plotly.js takes a template as an object, not by name: the "none" template, expanded once.
+TEMPLATE = pio.templates["none"].to_plotly_json()
 
 BLUE, TEAL, RED, GREY, INK = "#2563eb", "#0d9488", "#dc2626", "#9ca3af", "#1f2937"
 METRIC_COLOURS = {"accuracy": BLUE, "f1_macro": TEAL, "roc_auc": "#7c3aed"}
@@ -87,8 +95,33 @@ def downsample_indices(values: Sequence[float], max_points: int = MAX_POINTS) ->
     return sorted({int(i) for i in np.concatenate([first_min, first_max, gaps])})
 
 
+DAY_SECONDS = 86_400
+
+
+def _utc_offset(seconds: float, tz: tzinfo) -> float:
+    offset = datetime.fromtimestamp(seconds, tz).utcoffset()
+    return offset.total_seconds() if offset is not None else 0.0
+
+
 def local_times(at: Sequence[datetime], tz: tzinfo) -> list[str]:
-    return [moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") for moment in at]
+    """Each moment as wall-clock time in `tz`, "YYYY-MM-DD HH:MM:SS".
+
+    The zone's offset is looked up per UTC day, not per point: a day whose first and last second share an offset
+    has it throughout (no zone changes its clock twice in a day), and only the points of a day with a change are
+    looked up one by one. A year's chart is 14,000 points, and astimezone with strftime on each was a quarter of
+    its page's time (bench/pages.py)."""
+    if not at:
+        return []
+    seconds = np.floor(np.fromiter((moment.timestamp() for moment in at), dtype=np.float64, count=len(at)))
+    days, day_of = np.unique(np.floor_divide(seconds, DAY_SECONDS), return_inverse=True)
+    first = np.array([_utc_offset(day * DAY_SECONDS, tz) for day in days])
+    last = np.array([_utc_offset(day * DAY_SECONDS + DAY_SECONDS - 1, tz) for day in days])
+    offsets = first[day_of]
+    for day in np.flatnonzero(first != last):
+        for i in np.flatnonzero(day_of == day):
+            offsets[i] = _utc_offset(seconds[i], tz)
+    wall = (seconds + offsets).astype(np.int64).astype("datetime64[s]")
+    return [text.replace("T", " ") for text in np.datetime_as_string(wall).tolist()]
 
 
 def _pick(items: Sequence, indices: list[int]) -> list:
@@ -129,7 +162,7 @@ def time_axis(x_range: tuple[datetime, datetime] | None, tz: tzinfo) -> dict:
 
 def _layout(*, height: int = 260, y_title: str = "", **overrides) -> dict:
     layout = {
-        "template": "none",
+        "template": TEMPLATE,
         "height": height,
         "margin": {"l": 52, "r": 16, "t": 30, "b": 40},
         "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12, "color": INK},
@@ -141,32 +174,39 @@ def _layout(*, height: int = 260, y_title: str = "", **overrides) -> dict:
         "hovermode": "x unified",
         "hoverlabel": {"font": {"size": 11}},
     }
-    layout.update(overrides)
+    # No empty shape or annotation lists: the figure stays what Plotly's own objects would write.
+    layout.update({key: value for key, value in overrides.items() if value != []})
     return layout
 
 
-def _to_json(figure: go.Figure) -> str:
+def _to_json(figure: go.Figure | dict) -> str:
     """Figure JSON that is safe inside a <script type="application/json"> element.
 
     Feature names and the like come from users, so "</script>" must not survive (as in json_script).
     """
-    return figure.to_json().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    text = figure.to_json() if isinstance(figure, go.Figure) else pio.to_json(figure, validate=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _series_trace(series: dict[str, list], *, name: str, tz: tzinfo, colour: str, dash: str, fmt: str) -> go.Scatter:
+def _figure_json(traces: list[dict], layout: dict) -> str:
+    return _to_json({"data": traces, "layout": layout})
+
+
+def _series_trace(series: dict[str, list], *, name: str, tz: tzinfo, colour: str, dash: str, fmt: str) -> dict:
     keep = downsample_indices(series["value"])
     # Lists, not numpy arrays: the figure JSON stays plain numbers whatever the Plotly version (6 and later
     # write a numpy array as base64 typed data; 5 writes the same lists for either).
-    return go.Scatter(
-        x=local_times(_pick(series["at"], keep), tz),
-        y=_pick(series["value"], keep),
-        customdata=_pick(series["version"], keep),
-        name=name,
-        mode="lines+markers",
-        line={"color": colour, "width": 2, "dash": dash},
-        marker={"size": 5},
-        hovertemplate=f"%{{y:{fmt}}} (v%{{customdata}})<extra>{name}</extra>",
-    )
+    return {
+        "type": "scatter",
+        "x": local_times(_pick(series["at"], keep), tz),
+        "y": _pick(series["value"], keep),
+        "customdata": _pick(series["version"], keep),
+        "name": name,
+        "mode": "lines+markers",
+        "line": {"color": colour, "width": 2, "dash": dash},
+        "marker": {"size": 5},
+        "hovertemplate": f"%{{y:{fmt}}} (v%{{customdata}})<extra>{name}</extra>",
+    }
 
 
 def metrics_chart(
@@ -213,7 +253,7 @@ def metrics_chart(
         })
     layout = _layout(y_title="score", shapes=shapes, annotations=annotations, xaxis=time_axis(x_range, tz))
     layout["yaxis"]["tickformat"] = ".2f"
-    return _to_json(go.Figure(data=traces, layout=layout))
+    return _figure_json(traces, layout)
 
 
 def latency_chart(
@@ -239,7 +279,7 @@ def latency_chart(
     shapes, annotations = _rollout_marks(rollouts, tz)
     layout = _layout(y_title="µs per call", shapes=shapes, annotations=annotations, xaxis=time_axis(x_range, tz))
     layout["yaxis"]["rangemode"] = "tozero"
-    return _to_json(go.Figure(data=traces, layout=layout))
+    return _figure_json(traces, layout)
 
 
 def drift_share_chart(
@@ -256,21 +296,23 @@ def drift_share_chart(
         return None
     keep = downsample_indices(series["share"])
     drifted = _pick(series["drifted"], keep)
-    trace = go.Scatter(
-        x=local_times(_pick(series["at"], keep), tz),
-        y=_pick(series["share"], keep),
-        name="drifted features",
-        mode="lines+markers",
-        line={"color": GREY, "width": 1.5},
-        marker={"size": 7, "color": [RED if d else BLUE for d in drifted]},
-        customdata=[
+    trace = {
+        "type": "scatter",
+        "x": local_times(_pick(series["at"], keep), tz),
+        "y": _pick(series["share"], keep),
+        "name": "drifted features",
+        "mode": "lines+markers",
+        "line": {"color": GREY, "width": 1.5},
+        "marker": {"size": 7, "color": [RED if d else BLUE for d in drifted]},
+        "customdata": [
             ["drifted" if d else "stable", url]
             for d, url in zip(drifted, _pick(report_urls, keep) if report_urls else [""] * len(drifted))
         ],
-        hovertemplate="%{y:.0%} of features (%{customdata[0]})" + ("; click for the report" if report_urls else "")
+        "hovertemplate": "%{y:.0%} of features (%{customdata[0]})" + ("; click for the report" if report_urls else "")
         + "<extra></extra>",
-        meta={"link": 1} if report_urls else None,
-    )
+    }
+    if report_urls:
+        trace["meta"] = {"link": 1}
     shapes, annotations = [], []
     if dataset_share is not None:
         shapes.append({
@@ -286,7 +328,7 @@ def drift_share_chart(
         xaxis=time_axis(x_range, tz),
     )
     layout["yaxis"].update({"tickformat": ".0%", "range": [-0.02, 1.02]})
-    return _to_json(go.Figure(data=[trace], layout=layout))
+    return _figure_json([trace], layout)
 
 
 # A bar per feature stays readable up to this many; the report table below lists every feature.
@@ -300,22 +342,23 @@ def drift_features_chart(*, features: list[dict]) -> str | None:
         return None
     rows = sorted(features, key=lambda f: f.get("moved", f["statistic"]), reverse=True)[:MAX_FEATURE_BARS]
     rows.reverse()  # Plotly draws the first category at the bottom
-    trace = go.Bar(
-        x=[f.get("moved", f["statistic"]) for f in rows],
-        y=[str(f["feature"]) for f in rows],
-        orientation="h",
-        marker={"color": [RED if f["drifted"] else "#93c5fd" for f in rows]},
-        customdata=[
+    trace = {
+        "type": "bar",
+        "x": [f.get("moved", f["statistic"]) for f in rows],
+        "y": [str(f["feature"]) for f in rows],
+        "orientation": "h",
+        "marker": {"color": [RED if f["drifted"] else "#93c5fd" for f in rows]},
+        "customdata": [
             drift_decision(test=f["test"], statistic=f["statistic"], p_value=f.get("p_value"), threshold=f["threshold"])
             for f in rows
         ],
-        hovertemplate="%{y}: moved %{x:.3f}; %{customdata}<extra></extra>",
-    )
+        "hovertemplate": "%{y}: moved %{x:.3f}; %{customdata}<extra></extra>",
+    }
     layout = _layout(height=max(220, 18 * len(rows) + 70), showlegend=False, hovermode="closest")
     layout["xaxis"] = {"gridcolor": "#eef0f3", "title": {"text": "how much it moved (Jensen-Shannon)"}, "rangemode": "tozero"}
     layout["yaxis"] = {"automargin": True, "tickfont": {"size": 11}}
     layout["margin"] = {"l": 8, "r": 16, "t": 10, "b": 40}
-    return _to_json(go.Figure(data=[trace], layout=layout))
+    return _figure_json([trace], layout)
 
 
 def pareto_chart(*, versions: Sequence, trials: Sequence[dict] = (), highlight: int | None = None) -> str | None:
@@ -388,15 +431,15 @@ def drift_histogram_chart(*, feature: dict) -> str | None:
         x_axis = {"type": "linear", "gridcolor": "#eef0f3", "title": {"text": feature["feature"]}}
         width = [b - a for a, b in zip(edges[:-1], edges[1:])]
     traces = [
-        go.Bar(x=x, y=histogram[side], name=side, width=width, marker={"color": colour}, opacity=0.55,
-               hovertemplate=f"{side}: %{{y:.1%}} at %{{x}}<extra></extra>")
+        {"type": "bar", "x": x, "y": histogram[side], "name": side, "marker": {"color": colour}, "opacity": 0.55,
+         "hovertemplate": f"{side}: %{{y:.1%}} at %{{x}}<extra></extra>", **({"width": width} if width else {})}
         for side, colour in (("reference", GREY), ("current", RED if feature["drifted"] else BLUE))
     ]
     layout = _layout(height=200, y_title="share", barmode="overlay", bargap=0, hovermode="closest")
     layout["xaxis"] = x_axis
     layout["yaxis"]["tickformat"] = ".0%"
     layout["margin"] = {"l": 48, "r": 8, "t": 24, "b": 36}
-    return _to_json(go.Figure(data=traces, layout=layout))
+    return _figure_json(traces, layout)
 
 
 # Lines on one drift-over-time chart: more stop being readable; the report table lists every feature.
@@ -437,25 +480,27 @@ def drift_feature_series_chart(
             for i in keep
         ]
         urls = [(report_urls or {}).get(s["report"][i], "") for i in keep]
-        traces.append(go.Scatter(
-            x=local_times(_pick(s["at"], keep), tz),
-            y=_pick(s["moved"], keep),
-            name=name,
-            mode="lines+markers",
-            line={"width": 1.5},
-            marker={"size": 6, "color": [RED if d else BLUE for d in drifted]},
-            customdata=[[decision, "drifted" if d else "stable", url] for decision, d, url in zip(decisions, drifted, urls)],
-            hovertemplate="%{fullData.name}: moved %{y:.3f}; %{customdata[0]} (%{customdata[1]})<extra></extra>",
-            meta={"link": 2} if report_urls else None,
-        ))
+        traces.append({
+            "type": "scatter",
+            "x": local_times(_pick(s["at"], keep), tz),
+            "y": _pick(s["moved"], keep),
+            "name": name,
+            "mode": "lines+markers",
+            "line": {"width": 1.5},
+            "marker": {"size": 6, "color": [RED if d else BLUE for d in drifted]},
+            "customdata": [[decision, "drifted" if d else "stable", url] for decision, d, url in zip(decisions, drifted, urls)],
+            "hovertemplate": "%{fullData.name}: moved %{y:.3f}; %{customdata[0]} (%{customdata[1]})<extra></extra>",
+            **({"meta": {"link": 2}} if report_urls else {}),
+        })
     if not traces:
         return None
     layout = _layout(y_title="moved (Jensen-Shannon)", hovermode="closest")
     layout["yaxis"]["rangemode"] = "tozero"
-    return _to_json(go.Figure(data=traces, layout=layout))
+    return _figure_json(traces, layout)
 
 
-GUARD_COLOURS = {"class_shift": BLUE, "score_shift": TEAL, "estimated_accuracy": "#7c3aed", "labelled_accuracy": "#d97706"}
+GUARD_COLOURS = {"class_shift": BLUE, "score_shift": TEAL, "estimated_accuracy": "#7c3aed", "labelled_accuracy": "#d97706",
+                 "latency_p95": "#db2777", "error_rate": "#65a30d"}
 
 
 def rollout_guards_chart(*, series: Sequence, tz: tzinfo) -> str | None:
@@ -468,15 +513,16 @@ def rollout_guards_chart(*, series: Sequence, tz: tzinfo) -> str | None:
             continue
         # A long rollout checks every few minutes for days: MAX_POINTS per guard, its breaches kept.
         keep = downsample_indices([np.nan if r is None else r for r in ratios])
-        traces.append(go.Scatter(
-            x=local_times(_pick(s.at, keep), tz), y=_pick(ratios, keep), name=s.guard.replace("_", " "),
-            mode="lines+markers", line={"color": GUARD_COLOURS.get(s.guard, GREY), "width": 2}, marker={"size": 5},
-            customdata=[[s.value[i], s.threshold, s.verdict[i]] for i in keep],
-            hovertemplate="%{customdata[0]:.3f} vs %{customdata[1]} (%{customdata[2]})<extra>" + s.guard + "</extra>",
-        ))
+        traces.append({
+            "type": "scatter",
+            "x": local_times(_pick(s.at, keep), tz), "y": _pick(ratios, keep), "name": s.guard.replace("_", " "),
+            "mode": "lines+markers", "line": {"color": GUARD_COLOURS.get(s.guard, GREY), "width": 2}, "marker": {"size": 5},
+            "customdata": [[s.value[i], s.threshold, s.verdict[i]] for i in keep],
+            "hovertemplate": "%{customdata[0]:.3f} vs %{customdata[1]} (%{customdata[2]})<extra>" + s.guard + "</extra>",
+        })
     if not traces:
         return None
-    figure = go.Figure(traces)
-    figure.update_layout(**_layout(y_title="value / threshold"))
-    figure.add_hline(y=1.0, line={"color": "#dc2626", "width": 1, "dash": "dash"})
-    return _to_json(figure)
+    # The threshold across the whole plot, as Plotly's add_hline draws it.
+    threshold = {"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": 1.0, "y1": 1.0,
+                 "line": {"color": "#dc2626", "width": 1, "dash": "dash"}}
+    return _figure_json(traces, _layout(y_title="value / threshold", shapes=[threshold]))

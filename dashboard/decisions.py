@@ -22,6 +22,9 @@ class Decision:
     button: str  # "Approve v3", "Roll back to v2"
     consequence: str  # what happens, in one sentence
     danger: bool = False
+    # A rollout's stages, prefilled from the deployment's plan and editable for this rollout only:
+    # [{"share": "10", "minutes": 30, "predictions": 500}] (share in per cent, as the form shows it).
+    stage_rows: tuple[dict, ...] = ()
 
 
 ACTIVE_UNKNOWN = object()
@@ -40,14 +43,22 @@ def approve_decision(version: ModelVersion, active: ModelVersion | object | None
     )
 
 
-def rollout_decision(version: ModelVersion) -> Decision:
+def rollout_decision(version: ModelVersion, stages: list[dict]) -> Decision:
+    """`stages`: the deployment's plan (services.rollout_plan_of), which the dialog offers to change."""
     deployment = version.deployment
     return Decision(
         "rollout-start", reverse("rollout-start", args=[deployment.slug, version.number]),
         f"Roll out v{version.number} of {deployment.name}?", f"Roll out v{version.number}",
         f"v{version.number} serves a share of instances, stage by stage, by the deployment's plan; the guards decide "
         "each stage, and a breach puts every instance back on the active version.",
+        stage_rows=tuple(stage_rows(stages)),
     )
+
+
+def stage_rows(stages: list[dict]) -> list[dict]:
+    """A plan's stages as the stage inputs show them (share in per cent)."""
+    return [{"share": f"{stage['share'] * 100:g}", "minutes": stage.get("min_minutes", 0),
+             "predictions": stage.get("min_predictions", 0)} for stage in stages]
 
 
 def reject_decision(version: ModelVersion) -> Decision:

@@ -220,3 +220,84 @@ class SilenceForm(forms.Form):
     def __init__(self, *args, team, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["deployment"].queryset = Deployment.objects.filter(team=team)
+
+
+# What each rollout guard measures, as the settings page explains it (docs/rollout.md has the tests).
+GUARD_LABELS = {
+    "class_shift": ("Class shift", "distance between the two versions' predicted-class shares (0–1)"),
+    "score_shift": ("Score shift", "KS distance between their confidence distributions (0–1)"),
+    "estimated_accuracy": ("Estimated accuracy drop", "how much lower the candidate's CBPE-estimated accuracy is"),
+    "labelled_accuracy": ("Labelled accuracy drop", "how much lower its accuracy is on rows whose labels arrived"),
+}
+# Guards with no significance test (an estimate against a margin): their alpha is not used, so not offered.
+GUARDS_WITHOUT_TEST = frozenset({"estimated_accuracy"})
+
+
+class RolloutPlanInput:
+    """The rollout plan as the settings page and the roll-out dialog post it: stage rows (share in per cent,
+    minimum minutes, minimum predictions; blank rows skipped) and, on the settings page, the guards' settings
+    (blank keeps the default), the watch period and auto-rollback. The service decides what makes sense; this only
+    turns text into numbers and says, in the page's units, what to type instead."""
+
+    def __init__(self, data, *, guard_names: tuple[str, ...] = ()) -> None:
+        self.data = data
+        self.guard_names = guard_names
+        self.errors: list[str] = []
+
+    def _number(self, text: str, *, what: str, whole: bool) -> float | int | None:
+        try:
+            return int(text) if whole else float(text)
+        except ValueError:
+            kind = "a whole number" if whole else "a number"
+            self.errors.append(f"{what} must be {kind} (got {text!r}).")
+            return None
+
+    def stages(self) -> list[dict]:
+        rows = zip(self.data.getlist("stage_share"), self.data.getlist("stage_minutes"),
+                   self.data.getlist("stage_predictions"), strict=False)
+        stages = []
+        for i, (share, minutes, predictions) in enumerate(rows, start=1):
+            share, minutes, predictions = share.strip().rstrip("%").strip(), minutes.strip(), predictions.strip()
+            if not (share or minutes or predictions):
+                continue
+            if not share:
+                self.errors.append(f"Stage {i} needs a share: the per cent of instances that serve the candidate.")
+                continue
+            percent = self._number(share, what=f"Stage {i}'s share", whole=False)
+            if percent is not None and not 0 < percent <= 100:
+                self.errors.append(f"Stage {i}'s share is a per cent of instances, above 0 and at most 100 (got {percent:g}).")
+                percent = None
+            stage = {
+                "share": None if percent is None else round(percent / 100, 6),
+                "min_minutes": self._number(minutes or "0", what=f"Stage {i}'s minimum minutes", whole=True),
+                "min_predictions": self._number(predictions or "0", what=f"Stage {i}'s minimum predictions", whole=True),
+            }
+            stages.append(stage)
+        if not stages and not self.errors:
+            self.errors.append("Give at least one stage; a single stage of 100 % promotes at once.")
+        last = stages[-1]["share"] if stages and not self.errors else None
+        if last is not None and last != 1.0:
+            self.errors.append(f"The last stage must be 100 % (it makes the candidate active); add a row of 100 after "
+                               f"{last * 100:g} %.")
+        return stages
+
+    def guards(self) -> dict[str, dict]:
+        overrides: dict[str, dict] = {}
+        for name in self.guard_names:
+            label = GUARD_LABELS.get(name, (name,))[0]
+            for setting, whole in (("threshold", False), ("min_rows", True), ("alpha", False)):
+                if setting == "alpha" and name in GUARDS_WITHOUT_TEST:
+                    continue
+                text = self.data.get(f"guard_{name}_{setting}", "").strip()
+                if text:
+                    value = self._number(text, what=f"{label}'s {setting.replace('_', ' ')}", whole=whole)
+                    if value is not None:
+                        overrides.setdefault(name, {})[setting] = value
+        return overrides
+
+    def watch_minutes(self) -> int:
+        value = self._number(self.data.get("watch_minutes", "").strip() or "0", what="The watch period", whole=True)
+        return int(value or 0)
+
+    def auto_rollback(self) -> bool:
+        return self.data.get("auto_rollback") == "on"

@@ -90,6 +90,8 @@ cat <<MSG
     Logs:   var/log/   Stop: make stop
     Metrics: curl -H "Authorization: Bearer \$(cat var/metrics-token)" ${url}metrics
     Alerts: var/log/receivers.log (mail in var/mail/, webhooks in var/webhooks/)
-    Fleet:  var/log/fleet.log  (2 serving instances per deployment, through client/; approve a candidate
-            and watch the deployment page's fleet panel follow)
+    Fleet:  var/log/fleet.log  (serving instances through client/: 10 for tumour-logreg, 2 for the others)
+    Try:    ${url}d/tumour-logreg/  "Roll out v3" (a good candidate): its stages advance in about 5 min;
+            then "Roll out v4" (it predicts one class): the guards abort it within a minute or so, and one
+            notification reaches the receivers above
 MSG

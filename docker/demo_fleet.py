@@ -6,7 +6,7 @@ Approve a candidate on a deployment page and, within a second or two, its instan
 the page's fleet panel shows each instance and the version it serves, and var/log/fleet.log says so too.
 Only the client library is used here (no Django), as in a real serving process.
 
-    python docker/demo_fleet.py --url http://127.0.0.1:8000 --tokens var/demo-fleet-tokens [--instances 2]
+    python docker/demo_fleet.py --url http://127.0.0.1:8000 --tokens var/demo-fleet-tokens [--instances N]
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 # The demo deployments (workers/demo.py) and the data their models were trained on; their classes are the
 # datasets' target names.
 DATASETS = {"digits-mlp": load_digits, "tumour-logreg": load_breast_cancer, "wine-forest": load_wine}
+# The tumour deployment is the demo's rollout story (workers/demo.py: two candidates wait there): ten instances,
+# so its stages are visible in the fleet panel as 1, then 5, then 10 instances on the candidate. The others have 2.
+FLEET_SIZE = {"tumour-logreg": 10}
 LABEL_SHARE = 0.3  # of the rows served, how many get a true label later (about)
 LABELS_EVERY = 30.0  # seconds between an instance's label batches
 
@@ -94,7 +97,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--tokens", type=Path, default=Path("var/demo-fleet-tokens"))
-    parser.add_argument("--instances", type=int, default=2, help="instances per deployment")
+    parser.add_argument("--instances", type=int, default=None,
+                        help="instances per deployment (default: 10 for tumour-logreg, 2 for the others)")
     parser.add_argument("--rate", type=float, default=1.0, help="predict calls per second per instance, about")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -106,7 +110,7 @@ def main() -> None:
     for slug, token in read_tokens(args.tokens).items():
         if slug not in DATASETS:
             continue
-        for k in range(1, args.instances + 1):
+        for k in range(1, (args.instances or FLEET_SIZE.get(slug, 2)) + 1):
             instance = f"{slug.split('-')[0]}-{k}"
             thread = threading.Thread(
                 target=serve, name=instance, daemon=True,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from monitoring import tablefiles
+from monitoring import callstats, tablefiles
 from monitoring.tablefiles import FileLimits
 
 MAX_ID_LENGTH = 128
@@ -612,9 +612,13 @@ def read_table(data: bytes, *, filename: str, choose: Callable[[list[str]], list
 # A prediction batch as an uncompressed .npz (np.savez): one member per column, so neither end formats or parses
 # a number. Members: `ids` (uint8: the UTF-8 ids joined by "\n", as stored), `timestamp_us` (int64 µs since the
 # epoch, UTC), `features` (float32 or float64, n × d), `predicted_label` (integers, read as their decimal text,
-# or unicode text: one of the class labels) and, optionally, `probabilities` (float32/64, n × k).
+# or unicode text: one of the class labels) and, optionally, `probabilities` (float32/64, n × k). Optionally too,
+# the client's calls (monitoring/callstats.py): `latency_us` (numbers, one per call timed in this batch), `calls`
+# and `errors` (one integer each). A report of failed calls alone has these and no row members.
 NPZ_BATCH_TYPE = "application/x-npz"
-NPZ_BATCH_MEMBERS = ("ids", "timestamp_us", "features", "predicted_label", "probabilities")
+NPZ_BATCH_MEMBERS = ("ids", "timestamp_us", "features", "predicted_label", "probabilities", "latency_us", "calls", "errors")
+NPZ_ROW_MEMBERS = NPZ_BATCH_MEMBERS[:5]
+NPZ_SCALAR_MEMBERS = ("calls", "errors")
 
 
 class BatchTooLarge(BatchInvalid):
@@ -643,7 +647,8 @@ def _npz_members(data: bytes, *, max_rows: int) -> dict[str, np.ndarray]:
                     shape, fortran, dtype = read_header(member)
                     if shape and shape[0] > max_rows and name != "ids":
                         raise BatchTooLarge(f"The batch has {shape[0]} rows; the limit is {max_rows}.", [])
-                    if dtype.hasobject or fortran or len(shape) not in (1, 2):
+                    scalar_ok = name in NPZ_SCALAR_MEMBERS and shape == ()
+                    if dtype.hasobject or fortran or (len(shape) not in (1, 2) and not scalar_ok):
                         raise BatchInvalid(f"Member {name!r} is {dtype} {shape}: a C-order 1- or 2-d array of numbers or "
                                            "text.", [_error(-1, name, "unexpected shape or type")])
                     count = int(np.prod(shape))
@@ -658,10 +663,38 @@ def _npz_members(data: bytes, *, max_rows: int) -> dict[str, np.ndarray]:
     return arrays
 
 
+def call_report(**fields: Any) -> callstats.CallReport | None:
+    """callstats.call_report, its refusal as a BatchInvalid naming the field."""
+    try:
+        return callstats.call_report(**fields)
+    except callstats.CallReportInvalid as exc:
+        raise BatchInvalid(f"{exc.message}; nothing was stored.", [_error(-1, exc.field, exc.message)]) from None
+
+
+@dataclass(frozen=True)
+class NpzBatch:
+    columns: Columns | None  # None: a report of failed calls without rows
+    calls: callstats.CallReport | None  # None: the client reported no calls (an older client)
+
+
+def batch_from_npz(data: bytes, schema: Schema, *, max_rows: int) -> NpzBatch:
+    """A columnar batch's rows (as columns_from_npz) and its calls, both validated before anything is stored."""
+    arrays = _npz_members(data, max_rows=max_rows)
+    report = call_report(latency_us=arrays.get("latency_us"), calls=arrays.get("calls"), errors=arrays.get("errors"))
+    if report is not None and not any(name in arrays for name in NPZ_ROW_MEMBERS):
+        if report.calls == 0:
+            raise BatchInvalid("A report without rows must count at least one call.", [_error(-1, "calls", "must be at least 1")])
+        return NpzBatch(None, report)
+    return NpzBatch(_columns_from_arrays(arrays, schema), report)
+
+
 def columns_from_npz(data: bytes, schema: Schema, *, max_rows: int) -> Columns:
     """Validate a columnar batch (NPZ_BATCH_MEMBERS) into Columns, with the same rules as JSON rows. All or nothing;
     errors name the row (0-based) and field, or row -1 for a whole member."""
-    arrays = _npz_members(data, max_rows=max_rows)
+    return _columns_from_arrays(_npz_members(data, max_rows=max_rows), schema)
+
+
+def _columns_from_arrays(arrays: dict[str, np.ndarray], schema: Schema) -> Columns:
     missing = [name for name in NPZ_BATCH_MEMBERS[:4] if name not in arrays]
     if missing:
         raise BatchInvalid(f"The batch lacks member(s): {', '.join(missing)}.", [_error(-1, missing[0], "missing member")])

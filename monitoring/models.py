@@ -366,6 +366,9 @@ class PredictionBatch(models.Model):
             models.Index(fields=["deployment", "t_min", "t_max"], name="batch_window_idx"),
             # The indexer's queue: small, because batches leave it within seconds.
             models.Index(fields=["deployment", "id"], name="batch_pending_idx", condition=Q(state="pending")),
+            # "This deployment's newest prediction" (the overview's last-prediction column): one probe, not a
+            # maximum over every batch.
+            models.Index(fields=["deployment", "t_max"], name="batch_newest_idx"),
             # The media-store collector and the retention purge: "does any batch still name this file?".
             # Partial: only large batches keep their columns in a file.
             models.Index(fields=["columns_sha256"], name="batch_columns_file_idx", condition=~Q(columns_sha256="")),
@@ -516,6 +519,15 @@ class VersionComparisonResult(models.Model):
         ]
 
 
+class MetricPointQuerySet(models.QuerySet["MetricPoint"]):
+    def bulk_create(self, objs, *args, **kwargs):
+        """As Django's, with each point's copies of its run's fields set first (bulk_create skips save)."""
+        objs = list(objs)
+        for point in objs:
+            point.copy_from_run()
+        return super().bulk_create(objs, *args, **kwargs)
+
+
 class MetricPoint(models.Model):
     """One number at one time: the series the health charts draw."""
 
@@ -526,9 +538,33 @@ class MetricPoint(models.Model):
     name = models.CharField(max_length=64)
     value = models.FloatField()
     at = models.DateTimeField()
+    # Copies of the run's, set on save (copy_from_run), so the health charts pick their points from one index
+    # instead of joining a run per point (a year of a deployment's charts is 61,000 points; bench/pages.py):
+    # from the scheduled evaluation (not a maintenance job's), and over which production window length.
+    scheduled = models.BooleanField(default=True)
+    window_length = models.DurationField(null=True, blank=True)
+
+    objects = MetricPointQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["deployment", "name", "at"], name="metric_series_idx")]
+        indexes = [
+            models.Index(fields=["deployment", "name", "at"], name="metric_series_idx"),
+            # The health charts and the overview's sparklines: "this deployment's scheduled points of these
+            # metrics on this source between t0 and t1", answered from the index alone.
+            models.Index(
+                fields=["deployment", "source", "name", "at"], include=["value", "version", "window_length"],
+                condition=Q(scheduled=True), name="metric_health_idx",
+            ),
+        ]
+
+    def copy_from_run(self) -> None:
+        run = self.run
+        self.scheduled = run.job_id is None
+        self.window_length = run.window_end - run.window_start if run.window_start and run.window_end else None
+
+    def save(self, *args, **kwargs) -> None:
+        self.copy_from_run()
+        super().save(*args, **kwargs)
 
 
 class DriftReport(models.Model):
@@ -772,6 +808,9 @@ class AuditEvent(models.Model):
     def delete(self, *args, **kwargs):
         raise RuntimeError("Audit events are append-only")
 
+
+# The serving client's predict calls (latency histogram, calls, errors), one row per batch: the rollout guards'.
+from monitoring.call_models import CallStats as CallStats  # noqa: E402
 
 # Alert delivery (channels, routing, grouping, silences, the outbox): its own module, loaded with these models.
 from monitoring.notification_models import AlertGroup as AlertGroup  # noqa: E402

@@ -69,12 +69,16 @@ def worker_env(base: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def spawn_worker(*, base: Path, log_name: str, args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Any]:
-    """Start `celery -A dashboard worker` with `args`, its output in base/log_name. Returns (process, log file)."""
+def spawn_worker(
+    *, base: Path, log_name: str, args: list[str], env: dict[str, str], own_session: bool = False
+) -> tuple[subprocess.Popen[bytes], Any]:
+    """Start `celery -A dashboard worker` with `args`, its output in base/log_name. Returns (process, log file).
+    own_session: in a process group of its own, so os.killpg(pid, SIGKILL) takes the worker and its pool child
+    at once, as when a machine dies."""
     log = open(base / log_name, "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "dashboard", "worker", "--loglevel=INFO", *args,
          "--concurrency=1", "--pool=prefork", "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=own_session,
     )
     return process, log

@@ -53,6 +53,7 @@ from monitoring.rollout_models import Rollout as RolloutRecord
 from monitoring.runtime import ModelRunner
 from workers.drift_check import DATA_DRIFT_KEY, PREDICTION_DRIFT_KEY, check_drift
 from workers.evaluation import evaluate_version
+from workers.rollout import check_rollout
 
 TEAM_NAME = "ML Platform"
 USERS = (("demo", Role.APPROVER), ("operator", Role.OPERATOR), ("viewer", Role.VIEWER))
@@ -80,12 +81,23 @@ class DriftEpisode:
 
 @dataclass(frozen=True)
 class Rollout:
-    """A second version, registered and approved `days_ago` days before now."""
+    """A second version, rolled out `days_ago` days before now through the deployment's plan, its guards checked
+    on simulated fleet traffic (so the history has a finished rollout with its real guard checks)."""
 
     estimator: Callable[[], object]
     days_ago: int
     notes: str
     comment: str
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A version waiting for an approver when the demo starts: rolling it out is the demo's live story."""
+
+    estimator: Callable[[], object]
+    notes: str
+    # True: its weights are zeroed after training, so it predicts one class for every row (the guards' story).
+    single_class: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,7 @@ class DemoModel:
     noise_std: float = 0.05  # per-row gaussian noise, in training standard deviations
     drift: DriftEpisode | None = None
     rollout: Rollout | None = None
+    candidates: tuple[Candidate, ...] = ()
     notes: str = ""
 
 
@@ -135,10 +148,25 @@ DEMO_MODELS: tuple[DemoModel, ...] = (
         thresholds={"accuracy": 0.9},
         notes="StandardScaler + LogisticRegression(C=0.1) on load_breast_cancer",
         rollout=Rollout(
-            estimator=_logistic(1.0),
+            # Not much weaker: at C=1.0 the model is so much surer of itself that the score-shift guard (KS D
+            # on the confidence, threshold 0.2) aborts it, as it should a change that large.
+            estimator=_logistic(0.2),
             days_ago=8,
-            notes="StandardScaler + LogisticRegression(C=1.0): weaker regularisation",
-            comment="Less regularisation (C=1.0) scores higher on the held-out evaluation set; rolling out.",
+            notes="StandardScaler + LogisticRegression(C=0.2): a little weaker regularisation",
+            comment="Less regularisation (C=0.2) is as accurate on the held-out evaluation set; rolling out.",
+        ),
+        candidates=(
+            Candidate(
+                estimator=_logistic(0.25),
+                notes="StandardScaler + LogisticRegression(C=0.25): as good as v2 on the evaluation set. "
+                "Roll it out and watch the stages advance (demo plan: 10 % and 50 % for 2 minutes each).",
+            ),
+            Candidate(
+                estimator=_logistic(0.2),
+                notes="Deliberately broken for the demo: its weights are zeroed, so it answers \"benign\" for every "
+                "row. Roll it out and watch the guards abort it by themselves.",
+                single_class=True,
+            ),
         ),
     ),
     DemoModel(
@@ -364,14 +392,16 @@ def seed_deployment(
     result = SeedResult(slug=model.slug, created=True, days=days)
     with transaction.atomic():
         deployment, first = _deploy(model, split, team=team, by=by)
+        # Short stages, so a new user who rolls the demo's candidate out watches it advance (docs/rollout.md);
+        # the seeded rollout in the history ran by the same plan.
+        services.rollout_plan_set(deployment=deployment, by=by, stages=DEMO_ROLLOUT_STAGES)
         result.evaluations += _count(
             evaluate_version(version=first, source=EvaluationRun.Source.EVALUATION_SET, measured_at=history_start)
         )
         for day, (start, end) in enumerate(windows):
             if day == rollout_day:
-                result.evaluations += _roll_out(
-                    deployment, model.rollout, split, by=by, uploader=uploader, at=start
-                )
+                rolled = _roll_out(deployment, model, split, by=by, uploader=uploader, at=start, result=result)
+                result.evaluations += rolled
             serving = deployment.active_version()
             # A stream of its own for each day, counted back from today: a weekend's lower volume then changes
             # that day's rows only, not every day after it (which made healthy deployments drift on some weekdays).
@@ -411,8 +441,8 @@ def seed_deployment(
                 result.drift_reports += 1
                 result.drifted_reports += int(report.drifted)
         _date_history(deployment, start=history_start)
-        # Short stages, so a new user who rolls the demo's candidate out watches it advance (docs/rollout.md).
-        services.rollout_plan_set(deployment=deployment, by=by, stages=DEMO_ROLLOUT_STAGES)
+        for candidate in model.candidates:
+            result.evaluations += _add_candidate(deployment, candidate, split, uploader=uploader, now=now)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -459,39 +489,97 @@ def _register(
 
 
 def _roll_out(
-    deployment: Deployment, rollout: Rollout, split: Split, *, by: User, uploader: User, at: datetime
+    deployment: Deployment, model: DemoModel, split: Split, *, by: User, uploader: User, at: datetime,
+    result: SeedResult,
 ) -> int:
-    """Register the rollout's candidate (by `uploader`), evaluate it on the evaluation set, approve it (by `by`),
-    and date it `at`.
+    """Register the rollout's candidate (by `uploader`), evaluate it on the evaluation set, and roll it out (by
+    `by`) from `at`, as the live demo does: the simulated fleet's traffic, tagged by the version that served it,
+    and the worker's own guard check (workers.rollout.check_rollout) every guard interval until it completes.
 
     Returns how many evaluations succeeded, for the progress line.
     """
+    assert model.rollout is not None
     previous = deployment.active_version()
+    assert previous is not None
     candidate = _register(
-        deployment, fit(rollout.estimator, split), split, by=uploader, notes=rollout.notes, parent=previous
+        deployment, fit(model.rollout.estimator, split), split, by=uploader, notes=model.rollout.notes,
+        parent=previous,
     )
     run = evaluate_version(
         version=candidate, source=EvaluationRun.Source.EVALUATION_SET, measured_at=at - timedelta(hours=2),
         raise_alerts=False,
     )
-    approved = services.version_approve(version=candidate, by=by, comment=rollout.comment)
+    record = services.rollout_start(version=candidate, by=by, comment=model.rollout.comment)
     # The services stamp the clock's time; the story needs the rollout `at` days ago.
-    ModelVersion.objects.filter(pk=approved.pk).update(
-        created_at=at - timedelta(hours=3), activated_at=at, decided_at=at
-    )
-    if previous is not None:
-        ModelVersion.objects.filter(pk=previous.pk).update(retired_at=at)
-        ServingPeriod.objects.filter(version=previous).update(ended_at=at)
-    ServingPeriod.objects.filter(version=approved).update(started_at=at)
-    # The history shows it as a finished staged rollout (its stages dated before `at`); the approval above
-    # is what made it active, as "promote now" does.
-    minutes = sum(stage["min_minutes"] for stage in DEMO_ROLLOUT_STAGES)
-    RolloutRecord.objects.create(
-        deployment=deployment, candidate=approved, baseline=previous or approved, stages=DEMO_ROLLOUT_STAGES,
-        state=RolloutRecord.State.COMPLETED, stage=len(DEMO_ROLLOUT_STAGES) - 1, started_at=at - timedelta(minutes=minutes),
-        stage_started_at=at, ended_at=at, started_by=by, outcome="completed (seeded history: every guard passed)",
-    )
+    RolloutRecord.objects.filter(pk=record.pk).update(started_at=at, stage_started_at=at)
+    ModelVersion.objects.filter(pk=candidate.pk).update(created_at=at - timedelta(hours=3), decided_at=at)
+    runners = {False: runner_for(previous), True: runner_for(candidate)}
+    rng = np.random.default_rng([model.seed, 14])
+    now, step, truth = at, 0, []
+    while (record := RolloutRecord.objects.select_related("deployment", "candidate", "baseline").get(pk=record.pk)).is_live:
+        step += 1
+        if step > MAX_SEEDED_CHECKS:
+            raise RuntimeError(f"{model.slug}: the seeded rollout did not complete in {MAX_SEEDED_CHECKS} checks")
+        traffic = simulate_day(model, split, rng, n=ROLLOUT_ROWS_PER_CHECK, shift_std=0.0,
+                               labelled_share=LABELLED_SHARE)
+        truth += [{"id": f"{model.slug}-rollout-{step}-{i}", "label": str(traffic.y_true[i])}
+                  for i in np.flatnonzero(traffic.labelled)]
+        # A share of the fleet's instances serves the candidate; here, as many of the rows.
+        on_candidate = rng.random(len(traffic.X)) < record.share
+        offsets = np.sort(rng.uniform(0.0, GUARD_INTERVAL.total_seconds(), len(traffic.X)))
+        for serves_candidate in (False, True):
+            rows = np.flatnonzero(on_candidate == serves_candidate)
+            if len(rows):
+                version = candidate if serves_candidate else previous
+                batch = _prediction_rows(runners[serves_candidate], traffic.X[rows], start=now,
+                                         offsets_s=offsets[rows], ids=[f"{model.slug}-rollout-{step}-{i}" for i in rows])
+                result.predictions += services.predictions_ingest(
+                    deployment=deployment, version=version.number, rows=batch).created
+        now += GUARD_INTERVAL
+        outcome = check_rollout(rollout=record, now=now)
+        if outcome == "aborted":
+            raise RuntimeError(f"{model.slug}: a guard aborted the seeded rollout of v{candidate.number}")
+        if outcome == "advanced":
+            RolloutRecord.objects.filter(pk=record.pk).update(stage_started_at=now)
+    # Ground truth arrives after the rollout (a day later, _date_history): its checks saw none, as live ones would.
+    result.labels += services.labels_ingest(deployment=deployment, rows=truth).updated
+    # Completed at `now`: no watch period left over from eight days ago.
+    RolloutRecord.objects.filter(pk=record.pk).update(ended_at=now, watch_until=None)
+    ModelVersion.objects.filter(pk=candidate.pk).update(activated_at=now)
+    ModelVersion.objects.filter(pk=previous.pk).update(retired_at=now)
+    ServingPeriod.objects.filter(version=previous).update(ended_at=now)
+    ServingPeriod.objects.filter(version=candidate).update(started_at=now)
     return _count(run)
+
+
+# The simulated fleet during the seeded rollout: 120 rows per 30-second guard interval, so the canary's 10 %
+# reaches the class-shift guard's 200 rows in about 8 minutes (a busier hour than a demo day's average).
+GUARD_INTERVAL = timedelta(seconds=30)
+ROLLOUT_ROWS_PER_CHECK = 120
+MAX_SEEDED_CHECKS = 100
+
+
+def _add_candidate(deployment: Deployment, candidate: Candidate, split: Split, *, uploader: User, now: datetime) -> int:
+    """Register a candidate for the live demo (by `uploader`, so the demo approver may approve it) and score it
+    on the evaluation set. Returns how many evaluations succeeded."""
+    estimator = fit(candidate.estimator, split)
+    if candidate.single_class:
+        _break(estimator)
+    version = _register(deployment, estimator, split, by=uploader, notes=candidate.notes,
+                        parent=deployment.active_version())
+    run = evaluate_version(version=version, source=EvaluationRun.Source.EVALUATION_SET,
+                           measured_at=now - timedelta(minutes=30), raise_alerts=False)
+    ModelVersion.objects.filter(pk=version.pk).update(created_at=now - timedelta(hours=1))
+    return _count(run)
+
+
+def _break(estimator: Any) -> None:
+    """Zero a binary logistic regression's weights: the intercept alone decides, p(classes_[1]) = 1/(1+e^3)
+    ≈ 0.05, so every row gets classes_[0] (the tumour model's "benign") with the same confidence."""
+    final = estimator[-1] if hasattr(estimator, "steps") else estimator
+    assert len(final.classes_) == 2, "the demo's broken candidate is a binary logistic regression"
+    final.coef_[:] = 0.0
+    final.intercept_[:] = -3.0
 
 
 # 10 % and 50 % of the simulated fleet for two minutes each, then everyone.
@@ -509,13 +597,24 @@ def _ingest_day(
 
     One batch per day: a few hundred rows, well under MAX_PREDICTION_BATCH.
     """
-    predicted = runner.predict(traffic.X)
     ids = [f"{prefix}-{i}" for i in range(len(traffic.X))]
-    rows = [
+    rows = _prediction_rows(runner, traffic.X, start=start, offsets_s=traffic.offsets_s, ids=ids)
+    created = services.predictions_ingest(deployment=deployment, rows=rows).created
+    labels = [{"id": ids[i], "label": str(traffic.y_true[i])} for i in np.flatnonzero(traffic.labelled)]
+    labelled = services.labels_ingest(deployment=deployment, rows=labels).updated if labels else 0
+    return created, labelled
+
+
+def _prediction_rows(
+    runner: ModelRunner, X: np.ndarray, *, start: datetime, offsets_s: np.ndarray, ids: list[str]
+) -> list[dict]:
+    """The rows the client would send for X, predicted by the serving model, `offsets_s` seconds after `start`."""
+    predicted = runner.predict(X)
+    return [
         {
             "id": ids[i],
-            "timestamp": start + timedelta(seconds=float(traffic.offsets_s[i])),
-            "features": traffic.X[i].tolist(),
+            "timestamp": start + timedelta(seconds=float(offsets_s[i])),
+            "features": X[i].tolist(),
             "predicted_label": predicted.labels[i],
             "probabilities": np.round(predicted.probabilities[i], 6).clip(0.0, 1.0).tolist()
             if predicted.probabilities is not None
@@ -523,10 +622,6 @@ def _ingest_day(
         }
         for i in range(len(ids))
     ]
-    created = services.predictions_ingest(deployment=deployment, rows=rows).created
-    labels = [{"id": ids[i], "label": str(traffic.y_true[i])} for i in np.flatnonzero(traffic.labelled)]
-    labelled = services.labels_ingest(deployment=deployment, rows=labels).updated if labels else 0
-    return created, labelled
 
 
 def _date_history(deployment: Deployment, *, start: datetime) -> None:

@@ -18,6 +18,7 @@ import logging
 import random
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -53,18 +54,20 @@ class LogStats:
 
 
 class _Chunk:
-    """One predict call's rows: the caller's arrays themselves, copied and encoded only on a sender thread."""
+    """One predict call's rows: the caller's arrays themselves, copied and encoded only on a sender thread.
+    latency_ns is the call's session run; None on the rest of a call split over two batches (counted once)."""
 
-    __slots__ = ("X", "ids", "labels", "probabilities", "time", "version")
+    __slots__ = ("X", "ids", "labels", "latency_ns", "probabilities", "time", "version")
 
     def __init__(self, version: int | None, X: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | None,
-                 ids: Any, moment: float):
+                 ids: Any, moment: float, latency_ns: int | None = None):
         self.version = version
         self.X = X
         self.labels = labels
         self.probabilities = probabilities
         self.ids = ids
         self.time = moment
+        self.latency_ns = latency_ns
 
     def __len__(self) -> int:
         return len(self.X)
@@ -80,6 +83,7 @@ class PredictionLog:
             raise ValueError("flush_rows must be positive and at most capacity_rows")
         self._transport = transport
         self._path = f"/api/v1/deployments/{slug}/predictions"
+        self._instance = instance
         self.columnar = columnar
         self.index_in_request = index_in_request
         self.capacity_rows = capacity_rows
@@ -91,7 +95,11 @@ class PredictionLog:
         self._stats_lock = threading.Lock()
         # One _Chunk per predict call, in call order. The caller's thread only appends a reference (no copy, no
         # allocation beyond the chunk): at batch 64 a copy of the rows costs more than the 5 % the caller may pay.
-        self._chunks: deque[tuple[Any, ...]] = deque()  # (version, X, labels, probabilities, ids, time)
+        # (version, X, labels, probabilities, ids, time, latency ns)
+        self._chunks: deque[tuple[Any, ...]] = deque()
+        # Failed predict calls by version, not yet sent: they go with the next batch of that version, or alone.
+        self._errors: dict[int | None, int] = {}
+        self._error_reports_sending = 0  # taken out of _errors, not yet stored or given up: flush() waits for them
         self._lock = threading.Lock()
         self._buffered = 0  # rows appended and not yet stored, refused or abandoned: what bounds the buffer
         self._wake = threading.Event()
@@ -119,7 +127,7 @@ class PredictionLog:
     # ------------------------------------------------------------ the caller's thread: keep it short
 
     def add(self, version: int | None, X: np.ndarray, labels: np.ndarray, probabilities: np.ndarray | None,
-            ids: Any, moment: float) -> bool:
+            ids: Any, moment: float, latency_ns: int | None = None) -> bool:
         """Buffer one call's rows by reference: X is read when a sender encodes its batch, so the caller must not
         write into it after predict() returns (labels and probabilities are onnxruntime's fresh outputs)."""
         n = len(X)
@@ -128,10 +136,16 @@ class PredictionLog:
                 self.stats.dropped_rows += n
                 return False
             self._buffered += n
-            self._chunks.append((version, X, labels, probabilities, ids, moment))  # a tuple: cheaper than a _Chunk
+            self._chunks.append((version, X, labels, probabilities, ids, moment, latency_ns))  # cheaper than a _Chunk
         if self._buffered >= self.flush_rows:
             self._wake.set()
         return True
+
+    def add_error(self, version: int | None) -> None:
+        """A predict call that raised: no rows, but counted in the next report of calls (the error rate guard)."""
+        with self._lock:
+            if not self._closed:
+                self._errors[version] = self._errors.get(version, 0) + 1
 
     # ------------------------------------------------------------ the sender thread
 
@@ -141,14 +155,17 @@ class PredictionLog:
             self._wake.clear()
             while self._chunks:  # everything buffered now: a flush by size or by time
                 with self._take_lock:
-                    batch = self._take()
+                    batch, errors = self._take()
                 if batch:
-                    self._send(batch)
+                    self._send(batch, errors)
+            if self._errors:  # failed calls with no batch of their version to ride on
+                self._send_errors()
             if self._closing.is_set() and not self._chunks:
                 return
 
-    def _take(self) -> list[_Chunk]:
-        """Chunks for one batch: at most max_batch_rows rows, all made by the same version, in call order. Called
+    def _take(self) -> tuple[list[_Chunk], int]:
+        """Chunks for one batch (at most max_batch_rows rows, all made by the same version, in call order) and that
+        version's failed calls so far. Called
         under _take_lock, so this sender is the only one removing from the deque, and without the lock add()
         takes: the caller only appends on the right, and each deque operation here is atomic."""
         taken: list[_Chunk] = []
@@ -159,19 +176,23 @@ class PredictionLog:
             if taken and chunk.version != taken[0].version:
                 break
             room = self.max_batch_rows - n
-            if len(chunk) > room:  # the rest stays for the next batch
+            if len(chunk) > room:  # the rest stays for the next batch, without the call's latency (counted here)
                 cut = slice(None, room)
                 chunks[0] = (chunk.version, chunk.X[room:], chunk.labels[room:],
                              None if chunk.probabilities is None else chunk.probabilities[room:],
-                             None if chunk.ids is None else chunk.ids[room:], chunk.time)
+                             None if chunk.ids is None else chunk.ids[room:], chunk.time, None)
                 chunk = _Chunk(chunk.version, chunk.X[cut], chunk.labels[cut],
                                None if chunk.probabilities is None else chunk.probabilities[cut],
-                               None if chunk.ids is None else chunk.ids[cut], chunk.time)
+                               None if chunk.ids is None else chunk.ids[cut], chunk.time, chunk.latency_ns)
             else:
                 chunks.popleft()
             taken.append(chunk)
             n += len(chunk)
-        return taken
+        if not taken:
+            return taken, 0
+        with self._lock:
+            errors = self._errors.pop(taken[0].version, 0)
+        return taken, errors
 
     def _generated_ids(self, n: int) -> list[str]:
         with self._ids_lock:
@@ -180,7 +201,7 @@ class PredictionLog:
         prefix = self._id_prefix
         return [f"{prefix}{i}" for i in range(start, start + n)]
 
-    def _encode_columns(self, chunks: list[_Chunk]) -> bytes:
+    def _encode_columns(self, chunks: list[_Chunk], errors: int = 0) -> bytes:
         """The columnar batch: each column one array, the chunks' rows concatenated (the one copy of the caller's
         rows, in numpy without the GIL) and np.savez's copy; the per-chunk Python work is a few list entries."""
         counts = [len(chunk) for chunk in chunks]
@@ -193,6 +214,9 @@ class PredictionLog:
         arrays["predicted_label"] = labels if labels.dtype.kind in "iu" else labels.astype(str)
         if all(chunk.probabilities is not None for chunk in chunks):
             arrays["probabilities"] = np.concatenate([chunk.probabilities for chunk in chunks])
+        latency_us = _latency_us(chunks)
+        arrays |= {"latency_us": latency_us, "calls": np.array(len(latency_us) + errors, dtype=np.int64),
+                   "errors": np.array(errors, dtype=np.int64)}
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
@@ -221,10 +245,13 @@ class PredictionLog:
         prefix = self._id_prefix
         return prefix + ("\n" + prefix).join(map(str, range(start, start + n)))
 
-    def _encode(self, chunks: list[_Chunk]) -> bytes:
+    def _encode(self, chunks: list[_Chunk], errors: int = 0) -> bytes:
         """The JSON batch. Each chunk is encoded on its own: orjson holds the GIL while it runs, so the caller's
         thread waits at most one chunk's encoding (a 1,000-row chunk: a few ms), not a whole batch's."""
-        head = b'{"version":%d,"predictions":[' % chunks[0].version if chunks[0].version is not None else b'{"predictions":['
+        latency_us = _latency_us(chunks).tolist()
+        head = json.dumps(self._calls_fields(chunks[0].version, len(latency_us) + errors, errors),
+                          separators=(",", ":")).encode()[:-1]
+        head += b',"latency_us":%s,"predictions":[' % json.dumps(latency_us, separators=(",", ":")).encode()
         parts = [self._encode_rows(chunk)[1:-1] for chunk in chunks]
         return head + b",".join(part for part in parts if part) + b"]}"
 
@@ -254,11 +281,29 @@ class PredictionLog:
             return orjson.dumps(rows, option=orjson.OPT_SERIALIZE_NUMPY)
         return json.dumps(rows, separators=(",", ":")).encode()
 
-    def _send(self, chunks: list[_Chunk]) -> None:
+    def _calls_fields(self, version: int | None, calls: int, errors: int) -> dict[str, Any]:
+        fields: dict[str, Any] = {} if version is None else {"version": version}
+        return fields | {"instance": self._instance, "calls": calls, "errors": errors}
+
+    def _send_errors(self) -> None:
+        """Each version's failed calls that no batch took, as a report without rows (always JSON: a few bytes)."""
+        with self._lock:
+            pending, self._errors = self._errors, {}
+            self._error_reports_sending += len(pending)
+        for version, errors in pending.items():
+            body = json.dumps(self._calls_fields(version, errors, errors) | {"predictions": []}).encode()
+            try:
+                self._post(body, {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())},
+                           self._path, what=f"a report of {errors} failed calls", n=0)
+            finally:
+                with self._lock:
+                    self._error_reports_sending -= 1
+
+    def _send(self, chunks: list[_Chunk], errors: int = 0) -> None:
         n = sum(len(chunk) for chunk in chunks)
         version = chunks[0].version
         try:
-            body = self._encode_columns(chunks) if self.columnar else self._encode(chunks)
+            body = self._encode_columns(chunks, errors) if self.columnar else self._encode(chunks, errors)
         except Exception:  # a row the client cannot even encode: never block the rows behind it
             log.exception("could not encode %d predictions; they are not logged", n)
             self._settle(n, "rejected_rows")
@@ -269,18 +314,25 @@ class PredictionLog:
         if not self.index_in_request:
             # RFC 7240: store it and answer; the server's indexer takes its ids (202) instead of this request.
             headers["Prefer"] = "respond-async"
-        path = self._path if not self.columnar or version is None else f"{self._path}?version={version}"
+        path = self._path
+        if self.columnar:
+            query = {"instance": self._instance} | ({} if version is None else {"version": version})
+            path = f"{self._path}?{urllib.parse.urlencode(query)}"
+        self._post(body, headers, path, what=f"a batch of {n} predictions", n=n)
+
+    def _post(self, body: bytes, headers: dict[str, str], path: str, *, what: str, n: int) -> None:
+        """Post until stored, refused or abandoned at close; n rows are settled with the outcome."""
         delay = 0.25
         while True:
             try:
                 self._transport.request("POST", path, body=body, headers=headers, ok=(200, 201, 202))
             except Refused as exc:
-                log.error("Watchkeeper refused a batch of %d predictions (%s); they are not logged", n, exc)
+                log.error("Watchkeeper refused %s (%s); not logged", what, exc)
                 self._settle(n, "rejected_rows")
                 return
             except Unreachable as exc:
                 if self._give_up_at is not None and time.monotonic() >= self._give_up_at:
-                    log.warning("closing: %d predictions could not be sent (%s)", n, exc)
+                    log.warning("closing: %s could not be sent (%s)", what, exc)
                     self._settle(n, "unsent_rows")
                     return
                 with self._stats_lock:
@@ -288,7 +340,7 @@ class PredictionLog:
                 wait = min(delay, self.max_backoff) * random.uniform(0.5, 1.0)
                 if exc.retry_after is not None:  # the server said when (a 503 while its database restarts)
                     wait = max(wait, min(exc.retry_after, self.max_backoff))
-                log.warning("could not send %d predictions (%s); retrying in %.1f s", n, exc, wait)
+                log.warning("could not send %s (%s); retrying in %.1f s", what, exc, wait)
                 if self._give_up_at is not None:
                     wait = max(0.0, min(wait, self._give_up_at - time.monotonic()))
                 if self._interrupt.wait(wait):  # close() cut the wait short, once: retry now, then to the deadline
@@ -311,10 +363,13 @@ class PredictionLog:
         """Wait until everything buffered now is stored (or refused); True if it was within `timeout`."""
         deadline = time.monotonic() + timeout
         self._wake.set()
-        while self._buffered > 0 and time.monotonic() < deadline:
+        while self._unsent() and time.monotonic() < deadline:
             self._wake.set()
             time.sleep(0.01)
-        return self._buffered == 0
+        return not self._unsent()
+
+    def _unsent(self) -> bool:
+        return self._buffered > 0 or bool(self._errors) or self._error_reports_sending > 0
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop taking rows, send what is buffered, and give up on what is still unsent after `timeout` s."""
@@ -330,3 +385,8 @@ class PredictionLog:
             thread.join(max(0.0, self._give_up_at + 5 - time.monotonic()))
         if self._buffered:
             log.warning("closed with %d predictions not sent", self._buffered)
+
+
+def _latency_us(chunks: list[_Chunk]) -> np.ndarray:
+    """The latency of each call timed in these chunks, in µs (the server's histogram starts at 16 µs)."""
+    return np.array([chunk.latency_ns // 1000 for chunk in chunks if chunk.latency_ns is not None], dtype=np.int64)

@@ -57,6 +57,8 @@ def _answer(
     A replay answers with the status of the first answer: the stored result says which it was."""
     if result.replayed:
         response["Idempotent-Replayed"] = "true"
+    if result.batch_id is None:  # a report of failed calls alone: no batch to look up
+        return Status(201, result)
     if asked_async and result.status == PredictionBatch.State.PENDING:
         response["Preference-Applied"] = "respond-async"
     response["Location"] = reverse("api:batch_status", kwargs={"slug": slug, "batch_id": result.batch_id})
@@ -74,9 +76,16 @@ COLUMNAR_DOC = {
         "description": "The columnar batch (what the serving client sends): an uncompressed .npz (np.savez) with "
         "members ids (uint8, the UTF-8 ids joined by newlines), timestamp_us (int64, µs since the epoch, UTC), "
         "features (float32, n × d), predicted_label (integers or unicode) and optionally probabilities "
-        "(float32, n × k). The version goes in the query (?version=3).",
+        "(float32, n × k); and the client's calls, optionally: latency_us (one number per call timed in this batch, "
+        "µs), calls and errors (one integer each; a report of failed calls alone has only these three). The version "
+        "and the instance go in the query (?version=3&instance=pod-7).",
     },
 }
+
+
+INSTANCE_QUERY = Query(
+    None, description="The serving instance that made the predictions (as the JSON batch's \"instance\")."
+)
 
 
 def _with_columnar(doc: dict) -> dict:
@@ -88,7 +97,7 @@ def _with_columnar(doc: dict) -> dict:
              summary="Send a batch of predictions", openapi_extra=_with_columnar(request_body_doc(PredictionBatchIn)))
 def predictions_ingest(
     request: HttpRequest, response: HttpResponse, slug: str, idempotency_key: str | None = IDEMPOTENCY_KEY,
-    version: int | None = VERSION_QUERY, prefer: str | None = PREFER,
+    version: int | None = VERSION_QUERY, instance: str | None = INSTANCE_QUERY, prefer: str | None = PREFER,
 ) -> Status:
     """All or nothing: one bad row rejects the batch (422, naming each bad row and field) and stores nothing.
     A batch larger than MAX_PREDICTION_BATCH rows or MAX_REQUEST_BYTES gets 413. Ids are unique per
@@ -98,19 +107,25 @@ def predictions_ingest(
     The body is JSON, or the columnar batch (`Content-Type: application/x-npz`), which costs both ends a
     fraction of JSON's. 201 with `Location:` the batch's status; a replay answers as the first time. With
     `Prefer: respond-async` the ids are left to the indexer: 202, and a reused id rejects the batch moments
-    later (its status at `Location`) instead of a 409 now."""
+    later (its status at `Location`) instead of a 409 now.
+
+    The serving client also reports its predict calls: `latency_us` (µs, one per call timed in this batch),
+    `calls` and `errors` (failed calls logged no rows, so `predictions` may then be empty: the answer has
+    `batch_id` null). They feed the rollout guards latency_p95 and error_rate (docs/rollout.md); a bad value is a
+    422 naming the field, and nothing is stored."""
     deployment = deployment_for_token(request, slug)
     index_later = _respond_async(prefer)
     if request.content_type == batches.NPZ_BATCH_TYPE:
         result = services.predictions_ingest_columns(
             deployment=deployment, data=request.body, idempotency_key=idempotency_key, version=version,
-            index_later=index_later,
+            instance=instance, index_later=index_later,
         )
     else:
         body = json_object(request, "predictions")
         result = services.predictions_ingest(
             deployment=deployment, rows=body["predictions"], idempotency_key=idempotency_key,
-            version=body.get("version", version), index_later=index_later,
+            version=body.get("version", version), calls=body.get("calls"), errors=body.get("errors"),
+            latency_us=body.get("latency_us"), instance=body.get("instance", instance), index_later=index_later,
         )
     return _answer(request, response, slug, result, asked_async=index_later)
 

@@ -213,10 +213,15 @@ class PredictionBatchIn(Schema):
         None, description="The number of the version that made these predictions (a serving client sends it); "
         "must be a version of this deployment. Without it, the version active when the batch arrives.",
     )
+    latency_us: list[float] | None = Field(
+        None, description="The serving client's latency of each predict call timed in this batch (µs, session run)")
+    calls: int | None = Field(None, description="Predict calls this batch reports, failed ones included")
+    errors: int | None = Field(None, description="Failed predict calls (an exception); they logged no rows")
+    instance: str | None = Field(None, description="The serving instance that made them")
 
 
 class IngestOut(Schema):
-    batch_id: int = Field(description="The stored batch")
+    batch_id: int | None = Field(description="The stored batch; null for a report of failed calls without rows")
     received: int
     created: int
     replayed: bool = Field(description="True when this is the stored answer to an earlier request with the same key")

@@ -9,6 +9,7 @@ from django import template
 
 from dashboard import decisions
 from dashboard.decisions import Decision
+from monitoring import services
 from monitoring.models import Deployment, ModelVersion
 
 register = template.Library()
@@ -34,8 +35,10 @@ def approve_decision(version: ModelVersion, active: ModelVersion | object | None
 
 
 @register.simple_tag
-def rollout_decision(version: ModelVersion) -> Decision:
-    return decisions.rollout_decision(version)
+def rollout_decision(version: ModelVersion, plan=None) -> Decision:
+    """`{% rollout_decision v rollout_plan %}` with the plan the page already holds (else it is looked up)."""
+    plan = plan or services.rollout_plan_of(version.deployment)
+    return decisions.rollout_decision(version, plan.stages)
 
 
 @register.simple_tag

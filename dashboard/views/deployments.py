@@ -138,16 +138,20 @@ def _charts(deployment: Deployment, span: TimeRange, window: ProductionWindow) -
     ]
 
     def series(names: list[str], source: str, window_days: int | None = None) -> dict:
+        # Each span of the range keeps its lowest and highest point: a trace stays within charts.MAX_POINTS.
         return selectors.serving_metric_series(
-            deployment=deployment, names=names, source=source, since=since, until=until, window_days=window_days
+            deployment=deployment, names=names, source=source, since=since, until=until, window_days=window_days,
+            buckets=charts.MAX_POINTS // 2,
         )
 
     drift = selectors.drift_share_series(deployment=deployment, since=since, until=until)
+    # Quality and latency on the evaluation set in one read.
+    evaluation_set = series(QUALITY_METRICS + LATENCY_METRICS, Source.EVALUATION_SET)
     return {
         "metrics": charts.metrics_chart(
             production=series(QUALITY_METRICS, window.source, window.days),
             production_label=window.label,
-            evaluation_set=series(QUALITY_METRICS, Source.EVALUATION_SET),
+            evaluation_set={name: evaluation_set[name] for name in QUALITY_METRICS},
             thresholds=deployment.metric_thresholds,
             tz=tz,
             rollouts=rollouts,
@@ -155,7 +159,8 @@ def _charts(deployment: Deployment, span: TimeRange, window: ProductionWindow) -
         ),
         # Always the evaluation set: production windows of different sizes would time different rows.
         "latency": charts.latency_chart(
-            series_by_name=series(LATENCY_METRICS, Source.EVALUATION_SET), tz=tz, rollouts=rollouts, x_range=x_range
+            series_by_name={name: evaluation_set[name] for name in LATENCY_METRICS}, tz=tz, rollouts=rollouts,
+            x_range=x_range,
         ),
         "drift": charts.drift_share_chart(
             series=drift, tz=tz, x_range=x_range, report_urls=[_report_url(deployment, pk) for pk in drift["report"]]
@@ -208,9 +213,9 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "windows": [(w, span.query(tz, window=w.key)) for w in production_windows(deployment)],
         "version_columns": VERSION_COLUMNS,
         "versions": version_lines(versions),
-        "fleet": selectors.serving_fleet(deployment=deployment),
+        "fleet": (fleet := selectors.serving_fleet(deployment=deployment)),
         "served_by_version": selectors.served_by_version(deployment=deployment),
-        **_rollout_context(deployment),
+        **_rollout_context(deployment, fleet=fleet),
         "drift": drift,
         "drift_rows": drift.features[:DRIFT_ROWS_ON_PAGE] if drift else [],
         "alerts": _with_next_actions(list(selectors.alerts_for(deployment=deployment, unresolved_only=True)[:20])),
@@ -234,13 +239,18 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "deployments/detail.html", context, status=400 if range_error else 200)
 
 
-def _rollout_context(deployment) -> dict:
-    """The live rollout (its stage, share, latest guard checks and their chart) and past rollouts (issue 14)."""
+def _rollout_context(deployment, *, fleet) -> dict:
+    """The live rollout (its stage, share, how many live instances serve it, latest guard checks and their chart)
+    and past rollouts (issue 14)."""
     rollout = selectors.rollout_live_for(deployment=deployment)
     history = selectors.rollout_history(deployment=deployment)
     shown = rollout or (history[0] if history else None)
     return {
         "rollout": rollout,
+        # The share is of instances by a stable hash (monitoring/rollout/assignment.py), so a small fleet's count
+        # is near it, not on it: the card says both.
+        "rollout_now": timezone.now(),  # a completed rollout's watch period shows while it lasts
+        "rollout_instances": dict(fleet.by_version).get(rollout.candidate.number, 0) if rollout else 0,
         "rollout_checks": selectors.rollout_latest_checks(rollout=rollout) if rollout else [],
         "rollout_chart": charts.rollout_guards_chart(
             series=selectors.rollout_guard_series(rollout=shown), tz=timezone.get_current_timezone()

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from dashboard.access import APPROVE, get_deployment_for, get_version_for
 from dashboard.decisions import rollout_decision
-from dashboard.forms import DecisionForm
+from dashboard.forms import DecisionForm, RolloutPlanInput
 from dashboard.views.common import report
 from dashboard.views.versions import decide
 from monitoring import selectors, services
@@ -32,11 +32,38 @@ def _comment(request: HttpRequest) -> str:
 def rollout_start(request: HttpRequest, slug: str, number: int) -> HttpResponse:
     """Approve a candidate into a staged rollout, with a reason: the same dialog and no-JS form as approve."""
     version = get_version_for(request.user, slug, number, need=APPROVE)
+    plan = services.rollout_plan_of(version.deployment).stages
+    override, problem = None, None
+    if request.method == "POST":
+        try:
+            override = _override(request, plan)
+        except services.ValidationFailed as exc:
+            problem = exc
+
+    def start(comment: str) -> None:
+        if problem is not None:
+            raise problem
+        services.rollout_start(version=version, by=request.user, comment=comment, stages=override)
+
+    how = "by the deployment's plan" if override is None else "by the stages you gave (" + " → ".join(
+        f"{stage['share'] * 100:g} %" for stage in override) + ")"
     return decide(
-        request, decision=rollout_decision(version), deployment=version.deployment,
-        act=lambda comment: services.rollout_start(version=version, by=request.user, comment=comment),
-        done=f"v{number} is rolling out by the deployment's plan; the guards decide each stage.",
+        request, decision=rollout_decision(version, plan), deployment=version.deployment, act=start,
+        done=f"v{number} is rolling out {how}; the guards decide each stage.",
     )
+
+
+def _override(request: HttpRequest, plan: list[dict]) -> list[dict] | None:
+    """The stages the dialog posted when they differ from the plan (None: the plan's). Typing errors are a
+    ValidationFailed on "stages", so the dialog's page shows them beside the stage rows."""
+    if "stage_share" not in request.POST:
+        return None
+    typed = RolloutPlanInput(request.POST)
+    stages = typed.stages()
+    if typed.errors:
+        message = " ".join(typed.errors)
+        raise services.ValidationFailed(message, errors=[{"field": "stages", "message": message}])
+    return None if stages == services.rollout_stages_validate(plan) else stages
 
 
 # The controls, each at d/<slug>/rollout/<action> (dashboard/views/urls.py), with what the approver is told.

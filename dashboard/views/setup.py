@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -11,10 +12,19 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from dashboard.access import APPROVE, OPERATE, can, get_deployment_for, get_team_for
-from dashboard.forms import METRIC_LABELS, DeploymentCreateForm, DriftSettingsForm, ThresholdsForm
+from dashboard.forms import (
+    GUARD_LABELS,
+    GUARDS_WITHOUT_TEST,
+    METRIC_LABELS,
+    DeploymentCreateForm,
+    DriftSettingsForm,
+    RolloutPlanInput,
+    ThresholdsForm,
+)
 from monitoring import selectors, services
 from monitoring.drift import DriftConfig, DriftConfigError
 from monitoring.models import Deployment
+from monitoring.rollout.guards import GUARD_NAMES, GuardConfig
 
 
 @login_required
@@ -63,7 +73,7 @@ def deployment_new(request: HttpRequest) -> HttpResponse:
 def _settings_page(
     request: HttpRequest, deployment: Deployment, *, thresholds: ThresholdsForm | None = None,
     drift: DriftSettingsForm | None = None, retention_values: dict | None = None, retention_errors: dict | None = None,
-    status: int = 200,
+    plan_posted: dict | None = None, plan_errors: list[str] | None = None, status: int = 200,
 ) -> HttpResponse:
     try:
         effective = DriftConfig.from_json(
@@ -90,8 +100,70 @@ def _settings_page(
             "retain_reports_days": deployment.retain_reports_days,
         },
         "retention_errors": retention_errors or {},
+        **_rollout_plan_context(deployment, posted=plan_posted),
+        "plan_errors": plan_errors or [],
     }
     return render(request, "deployments/settings.html", context, status=status)
+
+
+# Blank rows under a plan's stages, for adding stages on the page without JavaScript.
+SPARE_STAGE_ROWS = 2
+
+
+def _rollout_plan_context(deployment: Deployment, *, posted: dict | None) -> dict:
+    """The plan's stages (share in per cent) and each guard's setting next to its default, as the form shows
+    them; after a refused POST, what was typed instead."""
+    plan = services.rollout_plan_of(deployment)
+    defaults, overrides = GuardConfig(), plan.guards or {}
+    effective = GuardConfig.from_dict(overrides)
+    if posted is not None:
+        stage_rows, guard_values = posted["stages"], posted["guards"]
+    else:
+        stage_rows = [{"share": f"{stage['share'] * 100:g}", "minutes": stage["min_minutes"],
+                       "predictions": stage["min_predictions"]} for stage in plan.stages]
+        guard_values = {name: overrides.get(name, {}) for name in GUARD_NAMES}
+    stage_rows = stage_rows + [{"share": "", "minutes": "", "predictions": ""}] * SPARE_STAGE_ROWS
+    guards = [
+        {"name": name, "label": GUARD_LABELS.get(name, (name, ""))[0], "measures": GUARD_LABELS.get(name, ("", ""))[1],
+         "default": getattr(defaults, name), "effective": getattr(effective, name), "typed": guard_values.get(name, {}),
+         "tested": name not in GUARDS_WITHOUT_TEST}
+        for name in GUARD_NAMES
+    ]
+    return {"rollout_plan": plan, "rollout_interval": settings.ROLLOUT_GUARD_INTERVAL_SECONDS, "plan_stage_rows": stage_rows, "plan_guards": guards,
+            "plan_watch_minutes": posted["watch_minutes"] if posted else plan.watch_minutes,
+            "plan_auto_rollback": posted["auto_rollback"] if posted else plan.auto_rollback}
+
+
+def _plan_posted(data) -> dict:
+    """The plan form as typed, to show it again when it is refused."""
+    rows = zip(data.getlist("stage_share"), data.getlist("stage_minutes"), data.getlist("stage_predictions"),
+               strict=False)
+    stages = [{"share": s, "minutes": m, "predictions": p} for s, m, p in rows if (s + m + p).strip()]
+    guards = {name: {key: data.get(f"guard_{name}_{key}", "") for key in ("threshold", "min_rows", "alpha")}
+              for name in GUARD_NAMES}
+    return {"stages": stages, "guards": guards, "watch_minutes": data.get("watch_minutes", ""),
+            "auto_rollback": data.get("auto_rollback") == "on"}
+
+
+@login_required
+@require_POST
+def deployment_rollout_plan(request: HttpRequest, slug: str) -> HttpResponse:
+    """The default plan a "Roll out" uses, its guards and the watch after promotion; approvers decide, as they do
+    approvals (a looser guard lets a worse candidate through)."""
+    deployment = get_deployment_for(request.user, slug, need=APPROVE)
+    typed = RolloutPlanInput(request.POST, guard_names=GUARD_NAMES)
+    stages, guards, watch_minutes = typed.stages(), typed.guards(), typed.watch_minutes()
+    if typed.errors:
+        return _settings_page(request, deployment, plan_posted=_plan_posted(request.POST), plan_errors=typed.errors,
+                              status=400)
+    try:
+        services.rollout_plan_set(deployment=deployment, by=request.user, stages=stages, guards=guards,
+                                  watch_minutes=watch_minutes, auto_rollback=typed.auto_rollback())
+    except services.ServiceError as exc:
+        return _settings_page(request, deployment, plan_posted=_plan_posted(request.POST), plan_errors=[exc.message],
+                              status=exc.status)
+    messages.success(request, "Rollout plan saved; the next \"Roll out\" uses it (a running rollout keeps its own).")
+    return redirect(_settings_url(slug, "rollout-plan"))
 
 
 @login_required

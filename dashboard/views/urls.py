@@ -49,6 +49,7 @@ urlpatterns = [
     path("d/<slug:slug>/settings/drift", setup.deployment_drift, name="deployment-drift"),
     path("d/<slug:slug>/settings/labels", setup.deployment_labels_alert, name="deployment-labels"),
     path("d/<slug:slug>/settings/retention", setup.deployment_retention, name="deployment-retention"),
+    path("d/<slug:slug>/settings/rollout", setup.deployment_rollout_plan, name="deployment-rollout-plan"),
     path("d/<slug:slug>/drift/", deployments.drift_report_list, name="drift-reports"),
     path("d/<slug:slug>/audit", audit.audit_log, name="audit"),
     path("d/<slug:slug>/audit.csv", audit.audit_csv, name="audit-csv"),

@@ -56,6 +56,13 @@ def version_new(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "deployments/version_new.html", {"deployment": deployment, "form": form}, status=status)
 
 
+def posted_stage_rows(data) -> list[dict]:
+    """A rollout's stage rows as typed, to show them again when refused."""
+    rows = zip(data.getlist("stage_share"), data.getlist("stage_minutes"), data.getlist("stage_predictions"),
+               strict=False)
+    return [{"share": s, "minutes": m, "predictions": p} for s, m, p in rows if (s + m + p).strip()]
+
+
 def decide(request: HttpRequest, *, decision: Decision, deployment: Deployment, act, done: str) -> HttpResponse:
     """GET: the decision as a plain form page (the dialog's fallback without JavaScript). POST: carry it out with
     the reason given; a missing reason shows the form again with the service's message, and nothing is written."""
@@ -66,7 +73,8 @@ def decide(request: HttpRequest, *, decision: Decision, deployment: Deployment, 
         try:
             act(comment)
         except services.ValidationFailed as exc:
-            form.add_error("comment", exc.message)
+            about_stages = any(error.get("field") == "stages" for error in exc.errors)
+            form.add_error(None if about_stages else "comment", exc.message)
             status = exc.status
         except services.ServiceError as exc:
             report(request, exc)
@@ -74,7 +82,8 @@ def decide(request: HttpRequest, *, decision: Decision, deployment: Deployment, 
         else:
             messages.success(request, done)
             return redirect_back(request, _versions_url(deployment.slug))
-    context = {"deployment": deployment, "decision": decision, "form": form, "next": request.POST.get("next", "")}
+    context = {"deployment": deployment, "decision": decision, "form": form, "next": request.POST.get("next", ""),
+               "stage_rows": posted_stage_rows(request.POST)}
     return render(request, "versions/decision.html", context, status=status)
 
 
@@ -146,7 +155,7 @@ def version_detail(request: HttpRequest, slug: str, number: int) -> HttpResponse
     if can_approve and version.status == ModelVersion.Status.CANDIDATE:
         # The same three as the deployment page's versions table: roll out by the plan (when something serves),
         # approve at once, reject.
-        staged = [rollout_decision(version)] if deployment.active_version() is not None else []
+        staged = [rollout_decision(version, services.rollout_plan_of(deployment).stages)] if deployment.active_version() is not None else []
         decisions = [*staged, approve_decision(version), reject_decision(version)]
     elif can_approve and version.status == ModelVersion.Status.ACTIVE and (rollback := rollback_decision(deployment)):
         decisions = [rollback]

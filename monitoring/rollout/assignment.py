@@ -3,9 +3,10 @@
 Each instance has a fixed bucket in [0, BUCKETS); it serves the candidate while bucket < share × BUCKETS. The
 shares of a plan only grow, so an instance on the candidate at 10 % stays on it at 50 %.
 
-A small fleet would often get no canary at all that way (two instances, 10 %: 81 % of the time neither), so the
-known live instances are also ranked by bucket and the first ceil(share × n) of them serve the candidate too:
-every stage gets traffic. The ranking is the same order as the hash, so it also only grows with the share.
+A small fleet would be far off its share that way (two instances at 10 %: 81 % of the time neither; ten: three as
+often as one in fourteen), so the known live instances are ranked by bucket and exactly the first ceil(share × n) of
+them serve the candidate; the hash decides only for an instance not seen yet. The ranking is the hash's order, so
+it also only grows with the share.
 """
 
 from __future__ import annotations

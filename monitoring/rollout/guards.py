@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 from scipy import stats
 
+from monitoring.callstats import mann_whitney_slower, percentile_us
 from monitoring.drift.concept import accuracy_drop, estimate_performance
 from monitoring.drift.numeric import ks_two_sample
 
@@ -34,6 +35,11 @@ class GuardConfig:
     estimated_accuracy: GuardSetting = field(default_factory=lambda: GuardSetting(threshold=0.05, min_rows=200))
     # Drop in labelled accuracy (active − candidate); two-proportion z-test (Wald interval below zero).
     labelled_accuracy: GuardSetting = field(default_factory=lambda: GuardSetting(threshold=0.03, min_rows=100))
+    # Ratio of the client-reported p95 latencies (candidate / active); one-sided Mann–Whitney U on the histograms.
+    # min_rows counts timed calls.
+    latency_p95: GuardSetting = field(default_factory=lambda: GuardSetting(threshold=1.5, min_rows=200))
+    # Rise in the error rate (candidate − active, errors / calls); one-sided two-proportion z-test. min_rows: calls.
+    error_rate: GuardSetting = field(default_factory=lambda: GuardSetting(threshold=0.02, min_rows=200))
 
     @classmethod
     def from_dict(cls, overrides: dict | None) -> GuardConfig:
@@ -49,9 +55,9 @@ class GuardConfig:
         return config
 
 
-GUARD_NAMES = ("class_shift", "score_shift", "estimated_accuracy", "labelled_accuracy")
+GUARD_NAMES = ("class_shift", "score_shift", "estimated_accuracy", "labelled_accuracy", "latency_p95", "error_rate")
 # A stage may not pass while one of these waits for rows; the others (labels come late, some models give no
-# probabilities) only ever stop a stage by a breach.
+# probabilities, older clients report no calls) only ever stop a stage by a breach.
 REQUIRED_GUARDS = ("class_shift",)
 
 
@@ -59,7 +65,7 @@ REQUIRED_GUARDS = ("class_shift",)
 class GuardResult:
     guard: str
     verdict: str  # pass | breach | wait
-    value: float | None  # the effect: distance, D, or accuracy drop
+    value: float | None  # the effect: distance, D, accuracy drop, p95 ratio or error-rate rise
     threshold: float
     p_value: float | None
     n_candidate: int
@@ -78,13 +84,24 @@ class GuardResult:
 
 
 @dataclass(frozen=True)
+class CallTraffic:
+    """One version's predict calls over a stage, as the clients reported them (monitoring/callstats.py)."""
+
+    histogram: np.ndarray  # latency counts of the successful calls, callstats.N_BUCKETS buckets
+    calls: int  # including the failed ones
+    errors: int
+
+
+@dataclass(frozen=True)
 class StageTraffic:
-    """One version's predictions over a stage: class indices, probabilities (n × k, or None), labelled rows."""
+    """One version's predictions over a stage: class indices, probabilities (n × k, or None), labelled rows, and
+    the calls the clients reported (None: no client reported any)."""
 
     predicted: np.ndarray
     probabilities: np.ndarray | None = None
     labelled_predicted: np.ndarray | None = None
     labelled_true: np.ndarray | None = None
+    calls: CallTraffic | None = None
 
 
 def _wait(guard: str, setting: GuardSetting, n_c: int, n_a: int, test: str) -> GuardResult:
@@ -190,6 +207,43 @@ def labelled_accuracy(candidate: StageTraffic, active: StageTraffic, setting: Gu
                         "ci_low": round(drop.ci_low, 4), "ci_high": round(drop.ci_high, 4)})
 
 
+def latency_p95(candidate: CallTraffic | None, active: CallTraffic | None, setting: GuardSetting) -> GuardResult:
+    """Candidate p95 / active p95, each read from its histogram. The ratio is the effect; the test is on the whole
+    distributions (is a random candidate call slower than a random active one?), which a p95 read from a few
+    hundred calls alone could not support."""
+    test = "one-sided Mann–Whitney U on the latency histograms"
+    n_c = 0 if candidate is None else int(candidate.histogram.sum())
+    n_a = 0 if active is None else int(active.histogram.sum())
+    if min(n_c, n_a) < setting.min_rows:
+        return _wait("latency_p95", setting, n_c, n_a, test)
+    assert candidate is not None and active is not None
+    p95_c, p95_a = percentile_us(candidate.histogram, 0.95), percentile_us(active.histogram, 0.95)
+    assert p95_c is not None and p95_a is not None
+    ratio = p95_c / p95_a
+    p_value = mann_whitney_slower(candidate.histogram, active.histogram).p_value
+    breach = ratio > setting.threshold and p_value < setting.alpha
+    return GuardResult("latency_p95", "breach" if breach else "pass", ratio, setting.threshold, p_value, n_c, n_a, test,
+                       {"candidate_p95_ms": round(p95_c / 1000, 3), "active_p95_ms": round(p95_a / 1000, 3)})
+
+
+def error_rate(candidate: CallTraffic | None, active: CallTraffic | None, setting: GuardSetting) -> GuardResult:
+    test = "one-sided two-proportion z-test on errors / calls"
+    n_c = 0 if candidate is None else candidate.calls
+    n_a = 0 if active is None else active.calls
+    if min(n_c, n_a) < setting.min_rows:
+        return _wait("error_rate", setting, n_c, n_a, test)
+    assert candidate is not None and active is not None
+    rate_c, rate_a = candidate.errors / n_c, active.errors / n_a
+    pooled = (candidate.errors + active.errors) / (n_c + n_a)
+    spread = np.sqrt(pooled * (1 - pooled) * (1 / n_c + 1 / n_a))
+    p_value = float(stats.norm.sf((rate_c - rate_a) / spread)) if spread > 0 else 1.0  # no errors, or all: no test
+    rise = rate_c - rate_a
+    breach = rise > setting.threshold and p_value < setting.alpha
+    return GuardResult("error_rate", "breach" if breach else "pass", rise, setting.threshold, p_value, n_c, n_a, test,
+                       {"candidate": round(rate_c, 4), "active": round(rate_a, 4),
+                        "candidate_errors": candidate.errors, "active_errors": active.errors})
+
+
 def evaluate_guards(candidate: StageTraffic, active: StageTraffic, *, n_classes: int,
                     config: GuardConfig | None = None) -> list[GuardResult]:
     config = config or GuardConfig()
@@ -198,6 +252,8 @@ def evaluate_guards(candidate: StageTraffic, active: StageTraffic, *, n_classes:
         score_shift(candidate.probabilities, active.probabilities, config.score_shift),
         estimated_accuracy(candidate.probabilities, active.probabilities, config.estimated_accuracy),
         labelled_accuracy(candidate, active, config.labelled_accuracy),
+        latency_p95(candidate.calls, active.calls, config.latency_p95),
+        error_rate(candidate.calls, active.calls, config.error_rate),
     ]
 
 

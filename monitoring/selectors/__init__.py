@@ -73,6 +73,7 @@ from monitoring.selectors.rollouts import (
     rollout_live_for,
     rollouts_live,
     rollouts_watching,
+    stage_calls,
     stage_traffic,
 )
 from monitoring.selectors.serving import (
@@ -194,6 +195,7 @@ __all__ = [
     "serving_state",
     "shadow_replay_for",
     "silences_for_team",
+    "stage_calls",
     "stage_traffic",
     "storage_check",
     "stored_columns",

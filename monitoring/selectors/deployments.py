@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, Subquery
+from django.db import connection
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from monitoring.models import (
@@ -15,7 +16,6 @@ from monitoring.models import (
     EvaluationRun,
     MetricPoint,
     ModelVersion,
-    ServingPeriod,
 )
 from monitoring.selectors.access import deployments_visible_to
 from monitoring.selectors.traffic import prediction_counts
@@ -114,6 +114,7 @@ def serving_metric_series(
     since: datetime | None = None,
     until: datetime | None = None,
     window_days: int | None = None,
+    buckets: int | None = None,
 ) -> dict[str, dict[str, list]]:
     """What served, as the health chart draws it: {"accuracy": {"at": [...], "value": [...], "version": [...]}},
     oldest first.
@@ -121,26 +122,61 @@ def serving_metric_series(
     Only points a version scored while it was serving (its ServingPeriods), only from the scheduled evaluation
     (a maintenance job's runs compare candidates and belong on their compare page), and, for a production source,
     only windows exactly `window_days` long, so a 24-hour window and a 7-day one never share a line.
+
+    With `buckets` (and both ends of the range), [since, until] is cut into that many equal spans and each series
+    keeps, per span, only its lowest and its highest point: at most 2 × buckets points whatever the range, the
+    extremes (a dip below a floor) kept. Done in Postgres, so a year of hourly points never reaches Python.
     """
-    serving = ServingPeriod.objects.filter(version=OuterRef("version_id"), started_at__lte=OuterRef("at")).filter(
-        Q(ended_at__isnull=True) | Q(ended_at__gt=OuterRef("at"))
-    )
-    points = MetricPoint.objects.filter(
-        deployment=deployment, name__in=names, source=source, run__job__isnull=True
-    ).filter(Exists(serving))
+    series: dict[str, dict[str, list]] = {name: {"at": [], "value": [], "version": []} for name in names}
+    # A deployment has a handful of serving periods: spelt out as ranges, they are checked on each index entry
+    # (a join to the periods cost more than reading the points; bench/pages.py).
+    served, numbers = Q(), {}
+    periods = deployment.serving_periods.all()
+    if since is not None:
+        periods = periods.filter(Q(ended_at__isnull=True) | Q(ended_at__gt=since))
+    if until is not None:
+        periods = periods.filter(started_at__lte=until)
+    for version_id, number, started, ended in periods.values_list("version_id", "version__number", "started_at", "ended_at"):
+        served |= Q(version_id=version_id, at__gte=started, **({} if ended is None else {"at__lt": ended}))
+        numbers[version_id] = number
+    if not numbers:
+        return series
+    # metric_health_idx answers this from the index alone.
+    points = MetricPoint.objects.filter(served, deployment=deployment, source=source, name__in=names, scheduled=True)
     if since is not None:
         points = points.filter(at__gte=since)
     if until is not None:
         points = points.filter(at__lte=until)
     if window_days is not None:
-        span = ExpressionWrapper(F("run__window_end") - F("run__window_start"), output_field=DurationField())
-        points = points.annotate(span=span).filter(span=timedelta(days=window_days))
-    series: dict[str, dict[str, list]] = {name: {"at": [], "value": [], "version": []} for name in names}
-    for name, at, value, number in points.order_by("at").values_list("name", "at", "value", "version__number"):
+        points = points.filter(window_length=timedelta(days=window_days))
+    if buckets and since is not None and until is not None and connection.vendor == "postgresql":
+        columns = points.order_by().values_list("name", "at", "value", "version_id")
+        rows = _lowest_and_highest(columns, since=since, until=until, buckets=buckets)
+    else:
+        rows = list(points.order_by("at").values_list("name", "at", "value", "version_id"))
+    for name, at, value, version_id in rows:
         series[name]["at"].append(at)
         series[name]["value"].append(value)
-        series[name]["version"].append(number)
+        series[name]["version"].append(numbers[version_id])
     return series
+
+
+def _lowest_and_highest(points: QuerySet, *, since: datetime, until: datetime, buckets: int) -> list[tuple]:
+    """The rows of `points` (name, at, value, version_id) that are the lowest or the highest of their name in
+    their time bucket, oldest first (ties: the earlier lowest, the later highest)."""
+    sql, params = points.query.sql_with_params()
+    # One sort serves both ends: in (value, at) order the lowest is the bucket's first row and the highest its last.
+    # Cheap sort keys: date_part is a float (extract's numeric was slow arithmetic), and names compare bytewise.
+    ranked = f"""
+        SELECT name, at, value, version_id, row_number() OVER bucket AS rank, count(*) OVER bucket AS size
+        FROM (SELECT s.*, width_bucket(date_part('epoch', s.at), %s, %s, %s) AS bucket FROM ({sql}) s) bucketed
+        WINDOW bucket AS (PARTITION BY name COLLATE "C", bucket ORDER BY value, at
+                          ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+    """
+    kept = f"SELECT name, at, value, version_id FROM ({ranked}) r WHERE rank = 1 OR rank = size ORDER BY at"
+    with connection.cursor() as cursor:
+        cursor.execute(kept, [since.timestamp(), until.timestamp() + 1e-6, buckets, *params])
+        return cursor.fetchall()
 
 
 def serving_periods(

@@ -65,33 +65,29 @@ def _headline_runs(active_ids: list[int]) -> dict[int, EvaluationRun]:
 
 def _sparklines(deployments: list, since: datetime) -> dict[int, tuple[str, list[tuple[datetime, float]]]]:
     """Accuracy points of the serving versions since `since`, per deployment: production windows of the
-    deployment's own evaluation window length if any, else the evaluation set."""
+    deployment's own evaluation window length if any, else the evaluation set (read only for the deployments
+    without production points: two queries at most, from metric_health_idx)."""
     Source = EvaluationRun.Source
     serving = ServingPeriod.objects.filter(version=OuterRef("version_id"), started_at__lte=OuterRef("at")).filter(
         Q(ended_at__isnull=True) | Q(ended_at__gt=OuterRef("at"))
     )
-    rows = (
-        MetricPoint.objects.filter(
-            deployment__in=[d.pk for d in deployments], name="accuracy", at__gte=since, run__job__isnull=True,
-            source__in=[Source.PRODUCTION, Source.EVALUATION_SET],
-        )
-        .filter(Exists(serving))
-        .order_by("at")
-        .values_list("deployment_id", "source", "at", "value", "run__window_start", "run__window_end")
-    )
-    window = {d.pk: timedelta(days=d.evaluation_window_days) for d in deployments}
-    points: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    for deployment_id, source, at, value, start, end in rows:
-        # One declared window per line, as on the health chart: a 24-hour window never joins a 7-day one.
-        if source == Source.PRODUCTION and (start is None or end is None or end - start != window[deployment_id]):
-            continue
-        points[deployment_id][source].append((at, value))
-    chosen = {}
-    for deployment_id, by_source in points.items():
-        if by_source.get(Source.PRODUCTION):
-            chosen[deployment_id] = ("labelled production", by_source[Source.PRODUCTION])
-        elif by_source.get(Source.EVALUATION_SET):
-            chosen[deployment_id] = ("evaluation set", by_source[Source.EVALUATION_SET])
+    points = MetricPoint.objects.filter(name="accuracy", scheduled=True, at__gte=since).filter(Exists(serving))
+    # One declared window per line, as on the health chart: a 24-hour window never joins a 7-day one.
+    by_window: dict[timedelta, list[int]] = defaultdict(list)
+    for d in deployments:
+        by_window[timedelta(days=d.evaluation_window_days)].append(d.pk)
+    own_window = Q()
+    for length, ids in by_window.items():
+        own_window |= Q(deployment_id__in=ids, window_length=length)
+    chosen: dict[int, tuple[str, list[tuple[datetime, float]]]] = {}
+    production = points.filter(own_window, source=Source.PRODUCTION)
+    for deployment_id, at, value in production.order_by("at").values_list("deployment_id", "at", "value"):
+        chosen.setdefault(deployment_id, ("labelled production", []))[1].append((at, value))
+    without = [d.pk for d in deployments if d.pk not in chosen]
+    if without:
+        evaluation_set = points.filter(deployment_id__in=without, source=Source.EVALUATION_SET)
+        for deployment_id, at, value in evaluation_set.order_by("at").values_list("deployment_id", "at", "value"):
+            chosen.setdefault(deployment_id, ("evaluation set", []))[1].append((at, value))
     return chosen
 
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
+from django.db.models import Sum
 from django.utils import timezone
 
-from monitoring.models import Deployment, ModelVersion, Rollout, RolloutCheck
-from monitoring.rollout.guards import StageTraffic
+from monitoring import callstats
+from monitoring.models import CallStats, Deployment, ModelVersion, Rollout, RolloutCheck
+from monitoring.rollout.guards import CallTraffic, StageTraffic
 from monitoring.selectors.traffic import production_window
 
 LIVE = (Rollout.State.RUNNING, Rollout.State.PAUSED)
@@ -32,7 +35,7 @@ def rollout_live_for(*, deployment: Deployment) -> Rollout | None:
 
 
 def stage_traffic(*, deployment: Deployment, version: ModelVersion, start: datetime, end: datetime) -> StageTraffic:
-    """One version's predictions in [start, end), with the labelled ones among them."""
+    """One version's predictions in [start, end), with the labelled ones among them, and its reported calls."""
     window = production_window(deployment=deployment, start=start, end=end, version_id=version.pk)
     labelled = production_window(deployment=deployment, start=start, end=end, version_id=version.pk, labelled_only=True)
     return StageTraffic(
@@ -40,7 +43,21 @@ def stage_traffic(*, deployment: Deployment, version: ModelVersion, start: datet
         probabilities=window.probabilities,
         labelled_predicted=labelled.predicted_index,
         labelled_true=labelled.label_index,
+        calls=stage_calls(deployment=deployment, version=version, start=start, end=end),
     )
+
+
+def stage_calls(*, deployment: Deployment, version: ModelVersion, start: datetime, end: datetime) -> CallTraffic | None:
+    """The version's reported calls in [start, end), summed (None when no client reported any): one 384-byte
+    histogram per batch, so a million predictions in 1,000-row batches are a thousand small rows."""
+    rows = CallStats.objects.filter(deployment=deployment, version=version, at__gte=start, at__lt=end)
+    totals = rows.aggregate(calls=Sum("calls"), errors=Sum("errors"))
+    if totals["calls"] is None:
+        return None
+    stacked = b"".join(bytes(data) for data in rows.values_list("latency_histogram", flat=True))
+    histogram = np.frombuffer(stacked, dtype=callstats.HISTOGRAM_DTYPE).reshape(-1, callstats.N_BUCKETS).sum(
+        axis=0, dtype=np.int64)
+    return CallTraffic(histogram=histogram, calls=int(totals["calls"]), errors=int(totals["errors"]))
 
 
 @dataclass(frozen=True)

@@ -33,16 +33,20 @@ class ServingState:
     candidate: ModelVersion | None = None
     candidate_share: float = 0.0
     candidate_etag: str = ""
-    # The live instances that serve the candidate by rank, so a small fleet has a canary (assignment.py).
+    # The live instances are placed by rank, so exactly ceil(share × n) of them serve the candidate (assignment.py):
+    # the hash alone would put 3 of 10 on a 10 % stage as often as 1. An instance not yet seen goes by its hash.
+    ranked: frozenset[str] = frozenset()
     canaries: frozenset[str] = frozenset()
 
     def for_instance(self, deployment_id: int, instance_id: str) -> tuple[ModelVersion | None, str]:
         """(the version this instance should serve, its ETag)."""
-        if self.candidate is not None and (
-            instance_id in self.canaries or serves_candidate(deployment_id, instance_id, self.candidate_share)
-        ):
-            return self.candidate, self.candidate_etag
-        return self.version, self.etag
+        if self.candidate is None:
+            return self.version, self.etag
+        if instance_id in self.ranked:
+            on_candidate = instance_id in self.canaries
+        else:
+            on_candidate = serves_candidate(deployment_id, instance_id, self.candidate_share)
+        return (self.candidate, self.candidate_etag) if on_candidate else (self.version, self.etag)
 
 
 @lru_cache(maxsize=4096)
@@ -73,16 +77,17 @@ def serving_state(*, deployment: Deployment) -> ServingState:
     if not valid:
         return ServingState(version, refusal=(503, why))
     rollout = Rollout.objects.filter(deployment=deployment, state__in=LIVE_ROLLOUT_STATES).select_related("candidate").first()
-    candidate, share, candidate_etag, canaries = None, 0.0, "", frozenset[str]()
+    candidate, share, candidate_etag, ranked, canaries = None, 0.0, "", frozenset[str](), frozenset[str]()
     # An unsigned candidate is never delivered: its share stays on the active version.
     if rollout is not None and version_signature_valid(rollout.candidate)[0]:
         candidate, share, candidate_etag = rollout.candidate, rollout.share, _etag(deployment, rollout.candidate)
-        live = ServingInstance.objects.filter(
+        live = list(ServingInstance.objects.filter(
             deployment=deployment, last_seen__gte=timezone.now() - FLEET_QUIET_AFTER
-        ).values_list("instance_id", flat=True)[:MAX_RANKED_INSTANCES]
-        canaries = canary_instances(deployment.pk, live, share)
+        ).values_list("instance_id", flat=True)[:MAX_RANKED_INSTANCES + 1])
+        if len(live) <= MAX_RANKED_INSTANCES:
+            ranked, canaries = frozenset(live), canary_instances(deployment.pk, live, share)
     return ServingState(version, etag=_etag(deployment, version), candidate=candidate, candidate_share=share,
-                        candidate_etag=candidate_etag, canaries=canaries)
+                        candidate_etag=candidate_etag, ranked=ranked, canaries=canaries)
 
 
 def _etag(deployment: Deployment, version: ModelVersion) -> str:

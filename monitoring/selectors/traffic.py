@@ -8,7 +8,7 @@ from datetime import datetime
 import numpy as np
 from django.conf import settings
 from django.db import connection
-from django.db.models import Max, Sum
+from django.db.models import OuterRef, Subquery, Sum
 
 from monitoring import batches, pgcopy, storage
 from monitoring.models import (
@@ -225,7 +225,11 @@ def prediction_counts(*, deployment: Deployment, since: datetime) -> tuple[int, 
 def prediction_counts_for(*, deployment_ids: list[int], since: datetime) -> dict[int, tuple[int, datetime | None]]:
     """prediction_counts for many deployments in three queries, whatever their number (the overview page)."""
     stored = PredictionBatch.objects.live().filter(deployment_id__in=deployment_ids)
-    last = dict(stored.values("deployment_id").annotate(last=Max("t_max")).values_list("deployment_id", "last"))
+    # One probe of batch_newest_idx per deployment: a maximum over every batch was a third of the overview's SQL.
+    newest = PredictionBatch.objects.live().filter(deployment=OuterRef("pk")).order_by("-t_max").values("t_max")[:1]
+    last = dict(
+        Deployment.objects.filter(pk__in=deployment_ids).annotate(last=Subquery(newest)).values_list("pk", "last")
+    )
     counts = dict(
         stored.filter(t_min__gte=since).values("deployment_id").annotate(n=Sum("n_rows")).values_list("deployment_id", "n")
     )

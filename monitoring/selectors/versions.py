@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import DurationField, ExpressionWrapper, F, Q
+from django.db.models import Q
 
 from monitoring.maintenance.wording import job_settings
 from monitoring.models import AuditEvent, MaintenanceJob, MetricPoint, ModelVersion
@@ -102,12 +102,9 @@ def version_metric_series(
     served = Q()
     for started, ended in periods:
         served |= Q(at__gte=started) & (Q(at__lt=ended) if ended is not None else Q())
-    points = MetricPoint.objects.filter(
-        version=version, name__in=names, source=source, run__job__isnull=True
-    ).filter(served)
+    points = MetricPoint.objects.filter(version=version, name__in=names, source=source, scheduled=True).filter(served)
     if window_days is not None:
-        span = ExpressionWrapper(F("run__window_end") - F("run__window_start"), output_field=DurationField())
-        points = points.annotate(span=span).filter(span=timedelta(days=window_days))
+        points = points.filter(window_length=timedelta(days=window_days))
     for name, at, value in points.order_by("at").values_list("name", "at", "value"):
         series[name]["at"].append(at)
         series[name]["value"].append(value)

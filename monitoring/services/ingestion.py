@@ -12,9 +12,10 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from monitoring import alert_keys, background, batches, indexing, pgcopy, storage, tablefiles, telemetry
+from monitoring import alert_keys, background, batches, callstats, indexing, pgcopy, storage, tablefiles, telemetry
 from monitoring.models import (
     Alert,
+    CallStats,
     Deployment,
     ModelVersion,
     Prediction,
@@ -27,7 +28,7 @@ from monitoring.services.errors import Conflict, ServiceError, TooLarge, Validat
 
 @dataclass(frozen=True)
 class IngestResult:
-    batch_id: int
+    batch_id: int | None  # None: a report of failed calls without rows
     received: int
     created: int
     # True when this answer is the stored one of an earlier request with the same idempotency key.
@@ -82,6 +83,7 @@ def _check_key(key: str | None) -> str | None:
 
 def predictions_ingest(
     *, deployment: Deployment, rows: list, idempotency_key: str | None = None, version: object = None,
+    calls: object = None, errors: object = None, latency_us: object = None, instance: object = None,
     index_later: bool = False,
 ) -> IngestResult:
     """Store a batch of production predictions as one columnar block, all or nothing.
@@ -92,10 +94,16 @@ def predictions_ingest(
     the version that made the predictions (the serving client sends it); without it, the batch is credited to
     the version active when it arrives. With `index_later` (the client asked `Prefer: respond-async`) the batch
     is stored and left pending for the indexer, as a large one is: the reused-id verdict comes from the indexer.
+
+    `calls`, `errors` and `latency_us` are the client's predict calls (monitoring/callstats.py), stored as one
+    CallStats row in the batch's transaction; with them, `rows` may be empty (every call failed). `instance`
+    names the serving instance that sent them.
     """
     try:
         return _predictions_ingest(
-            deployment=deployment, rows=rows, idempotency_key=idempotency_key, version=version, index_later=index_later
+            deployment=deployment, rows=rows, idempotency_key=idempotency_key, version=version,
+            report_fields={"calls": calls, "errors": errors, "latency_us": latency_us}, instance=instance,
+            index_later=index_later,
         )
     except ServiceError:
         telemetry.ingest_counted(kind="predictions", rejected=len(rows) if isinstance(rows, list) else 0)
@@ -103,49 +111,107 @@ def predictions_ingest(
 
 
 def _predictions_ingest(
-    *, deployment: Deployment, rows: list, idempotency_key: str | None, version: object, index_later: bool
+    *, deployment: Deployment, rows: list, idempotency_key: str | None, version: object, report_fields: dict,
+    instance: object, index_later: bool,
 ) -> IngestResult:
     version_id = _version_id(deployment, version)
-    if not isinstance(rows, list) or not rows:
+    instance_name = _instance_name(instance)
+    report = _call_report(report_fields)
+    if not isinstance(rows, list) or not (rows or report is not None):
         raise ValidationFailed("The batch must be a non-empty list of predictions.")
+    if not rows and report is not None and report.calls == 0:
+        raise ValidationFailed("A report without predictions must count at least one call; nothing was stored.",
+                               errors=[{"field": "calls", "message": "must be at least 1"}])
     if len(rows) > settings.MAX_PREDICTION_BATCH:
         raise TooLarge(f"The batch has {len(rows)} predictions; the limit is {settings.MAX_PREDICTION_BATCH}.")
     key = _check_key(idempotency_key)
+    if not rows:
+        assert report is not None
+        return _calls_store(deployment=deployment, report=report, key=key, version_id=version_id, instance=instance_name)
     try:
         columns = batches.columns_from_rows(rows, _schema(deployment))
     except batches.BatchInvalid as exc:
         raise ValidationFailed(exc.message, errors=exc.errors) from None
-    return _api_batch_store(deployment=deployment, columns=columns, key=key, version_id=version_id, index_later=index_later)
+    return _api_batch_store(deployment=deployment, columns=columns, key=key, version_id=version_id,
+                            report=report, instance=instance_name, index_later=index_later)
+
+
+def _call_report(fields: dict) -> callstats.CallReport | None:
+    try:
+        return batches.call_report(**fields)
+    except batches.BatchInvalid as exc:
+        raise ValidationFailed(exc.message, errors=exc.errors) from None
+
+
+def _instance_name(instance: object) -> str:
+    if instance is None:
+        return ""
+    if not isinstance(instance, str) or not 1 <= len(instance) <= 128 or not instance.isprintable():
+        message = "must be the serving instance's id: 1 to 128 printable characters"
+        raise ValidationFailed(f"instance {message}; nothing was stored.", errors=[{"field": "instance", "message": message}])
+    return instance
 
 
 def predictions_ingest_columns(
     *, deployment: Deployment, data: bytes, idempotency_key: str | None = None, version: object = None,
-    index_later: bool = False,
+    instance: object = None, index_later: bool = False,
 ) -> IngestResult:
     """A batch in the columnar format (batches.NPZ_BATCH_TYPE, what the serving client sends): the same rules,
     limits, idempotency, storage and `index_later` as predictions_ingest, without a number formatted or parsed
     on either end."""
     version_id = _version_id(deployment, version)
+    instance_name = _instance_name(instance)
     key = _check_key(idempotency_key)
     try:
-        columns = batches.columns_from_npz(data, _schema(deployment), max_rows=settings.MAX_PREDICTION_BATCH)
+        batch = batches.batch_from_npz(data, _schema(deployment), max_rows=settings.MAX_PREDICTION_BATCH)
     except batches.BatchTooLarge as exc:
         raise TooLarge(exc.message) from None
     except batches.BatchInvalid as exc:
         raise ValidationFailed(exc.message, errors=exc.errors) from None
-    return _api_batch_store(deployment=deployment, columns=columns, key=key, version_id=version_id, index_later=index_later)
+    if batch.columns is None:
+        assert batch.calls is not None
+        return _calls_store(deployment=deployment, report=batch.calls, key=key, version_id=version_id,
+                            instance=instance_name)
+    return _api_batch_store(deployment=deployment, columns=batch.columns, key=key, version_id=version_id,
+                            report=batch.calls, instance=instance_name, index_later=index_later)
 
 
 def _api_batch_store(
-    *, deployment: Deployment, columns: batches.Columns, key: str | None, version_id: int | None, index_later: bool
+    *, deployment: Deployment, columns: batches.Columns, key: str | None, version_id: int | None,
+    index_later: bool = False, report: callstats.CallReport | None = None, instance: str = "",
 ) -> IngestResult:
     # The batch as validated, not its encoding: the same rows with other spacing, key order or format are the
-    # same body.
-    fingerprint = columns.content_key()
+    # same body. The calls are part of it (a batch without them keeps the fingerprint it always had).
+    fingerprint = columns.content_key() + ("" if report is None else _report_key(report))
     return _batch_store(
         deployment=deployment, columns=columns, key=key or fingerprint, fingerprint=fingerprint,
-        source=PredictionBatch.Source.API, version_id=version_id, index_later=index_later,
+        source=PredictionBatch.Source.API, version_id=version_id, index_later=index_later, report=report,
+        instance=instance,
     )
+
+
+def _report_key(report: callstats.CallReport) -> str:
+    return f":calls={report.calls},errors={report.errors},latency={storage.sha256_hex(report.histogram_bytes())[:16]}"
+
+
+def _calls_store(
+    *, deployment: Deployment, report: callstats.CallReport, key: str | None, version_id: int | None, instance: str
+) -> IngestResult:
+    """A report of failed calls without rows: one CallStats row of its own, idempotent by its key (without one,
+    by its content and instance: an identical resend is a retry)."""
+    key = key or f"calls{_report_key(report)}:{version_id}:{instance}"
+    version_id = version_id or getattr(deployment.active_version(), "pk", None)
+    try:
+        with transaction.atomic():
+            CallStats.objects.create(
+                deployment=deployment, version_id=version_id, batch_id=None, idempotency_key=key, instance=instance,
+                at=timezone.now(), calls=report.calls, errors=report.errors, latency_histogram=report.histogram_bytes(),
+            )
+    except IntegrityError:
+        if not CallStats.objects.filter(deployment=deployment, idempotency_key=key, batch_id__isnull=True).exists():
+            raise
+        return IngestResult(batch_id=None, received=0, created=0, replayed=True, status=PredictionBatch.State.INDEXED)
+    return IngestResult(batch_id=None, received=0, created=0, status=PredictionBatch.State.INDEXED)
 
 
 def _version_id(deployment: Deployment, version: object) -> int | None:
@@ -226,7 +292,8 @@ INDEX_IN_REQUEST_UP_TO = 10_000
 
 def _batch_store(
     *, deployment: Deployment, columns: batches.Columns, key: str, fingerprint: str, source: str,
-    version_id: int | None = None, index_later: bool = False,
+    version_id: int | None = None, index_later: bool = False, report: callstats.CallReport | None = None,
+    instance: str = "",
 ) -> IngestResult:
     """Store the batch's columns as one row, and its index rows with it when it is small and not `index_later`.
 
@@ -254,7 +321,13 @@ def _batch_store(
     try:
         with transaction.atomic():
             fields |= _column_fields(columns)
-            batch_id = _batch_copy(fields, columns) if _is_postgres() else _batch_orm(fields, columns)
+            batch_id, stored_version_id = _batch_copy(fields, columns) if _is_postgres() else _batch_orm(fields, columns)
+            if report is not None:  # the batch's calls, in its transaction: both are stored or neither
+                CallStats.objects.create(
+                    deployment_id=deployment.pk, version_id=stored_version_id, batch_id=batch_id, instance=instance,
+                    at=batches.us_to_datetime(columns.timestamps_us.max()), calls=report.calls, errors=report.errors,
+                    latency_histogram=report.histogram_bytes(),
+                )
             if index_now:
                 indexing.write_rows(
                     deployment_id=deployment.pk, batch_id=batch_id, request_ids=columns.request_ids,
@@ -362,8 +435,8 @@ _BATCH_COLUMNS = [
 ]
 
 
-def _batch_copy(fields: dict, columns: batches.Columns) -> int:
-    """The batch row as one binary COPY: no hex-escaped bytea, no formatted timestamps."""
+def _batch_copy(fields: dict, columns: batches.Columns) -> tuple[int, int | None]:
+    """The batch row as one binary COPY: no hex-escaped bytea, no formatted timestamps. (id, version id)."""
     import orjson
 
     batch_table = PredictionBatch._meta.db_table
@@ -388,7 +461,7 @@ def _batch_copy(fields: dict, columns: batches.Columns) -> int:
             f"COPY {batch_table} ({', '.join(name for name, _ in _BATCH_COLUMNS)}) FROM STDIN (FORMAT binary)",
             row, 1 << 20,  # 1 MB CopyData messages; positional for Django's debug cursor
         )
-    return batch_id
+    return batch_id, values["version_id"]
 
 
 def _little_endian(array: np.ndarray, dtype: str) -> memoryview:
@@ -396,7 +469,7 @@ def _little_endian(array: np.ndarray, dtype: str) -> memoryview:
     return memoryview(np.ascontiguousarray(array, dtype=dtype)).cast("B")
 
 
-def _batch_orm(fields: dict, columns: batches.Columns) -> int:
+def _batch_orm(fields: dict, columns: batches.Columns) -> tuple[int, int | None]:
     """SQLite (the embedded demo): the ORM."""
     fields = dict(fields)
     version_id = fields.pop("version_id") or getattr(Deployment.objects.get(pk=fields["deployment_id"]).active_version(), "pk", None)
@@ -406,7 +479,7 @@ def _batch_orm(fields: dict, columns: batches.Columns) -> int:
         t_min=batches.us_to_datetime(columns.timestamps_us.min()),
         t_max=batches.us_to_datetime(columns.timestamps_us.max()),
     )
-    return batch.pk
+    return batch.pk, version_id
 
 
 def _row_error(*, row: int, field: str, message: str) -> dict[str, object]:

@@ -23,7 +23,7 @@ from django.db.models.functions import RowNumber, TruncDate
 from django.utils import timezone
 
 from monitoring import batches, selectors, storage
-from monitoring.models import Deployment, DriftReport, EvaluationRun, Prediction, PredictionBatch
+from monitoring.models import CallStats, Deployment, DriftReport, EvaluationRun, Prediction, PredictionBatch
 from monitoring.services.audit import audit_record
 from monitoring.services.blobs import storage_collect
 from monitoring.services.errors import ValidationFailed
@@ -36,6 +36,9 @@ ROWS_PER_TRANSACTION = 5_000
 # Batches claimed per transaction: claiming only flips their state, so this bounds the work a crash leaves
 # expiring (finished by the next run), not a lock.
 BATCHES_PER_CLAIM = 20
+# The client's calls (one ~400-byte row per batch) go with the predictions' retention, this many per transaction:
+# a few MB, a short lock.
+CALLS_PER_DELETE = 10_000
 # A drift report has one point per feature (50 in a wide deployment): 100 reports is about 5,000 rows.
 REPORTS_PER_TRANSACTION = 100
 # An evaluation run has a point per metric (about 20): 250 runs is about 5,000 rows.
@@ -107,12 +110,20 @@ def deployment_purge(*, deployment: Deployment, now: datetime | None = None, bud
             _batch_delete(batch_id, outcome)
             if out_of_time():
                 break
+    while cutoffs.predictions is not None and not out_of_time() and _delete_calls(deployment, cutoffs.predictions):
+        pass
     while cutoffs.reports is not None and not out_of_time() and _delete_reports(deployment, cutoffs.reports, outcome):
         pass
     while not out_of_time() and _thin_evaluations(deployment, cutoffs.full_resolution, outcome):
         pass
     _record(deployment, outcome, now=now)
     return outcome
+
+
+def _delete_calls(deployment: Deployment, cutoff: datetime) -> int:
+    ids = list(CallStats.objects.filter(deployment=deployment, at__lt=cutoff).order_by("pk")
+               .values_list("pk", flat=True)[:CALLS_PER_DELETE])
+    return CallStats.objects.filter(pk__in=ids).delete()[0] if ids else 0
 
 
 def _claim_batches(deployment: Deployment, cutoff: datetime) -> int:

@@ -13,7 +13,7 @@ from django.utils import timezone
 from monitoring.models import Alert, Deployment, ModelVersion, Rollout, RolloutCheck, RolloutPlan
 from monitoring.rollout.guards import GuardConfig, GuardResult
 from monitoring.rollout_models import DEFAULT_STAGES
-from monitoring.services.alerts import alert_raise
+from monitoring.services.alerts import alert_raise, candidate_decided
 from monitoring.services.audit import audit_record
 from monitoring.services.errors import Conflict, ValidationFailed
 from monitoring.services.events import event_emit
@@ -32,6 +32,8 @@ from monitoring.services.versions import (
 
 LIVE = (Rollout.State.RUNNING, Rollout.State.PAUSED)
 MAX_STAGES = 10
+MIN_GUARD_ROWS = 30  # below this a chi-square or KS verdict is noise, whatever alpha says
+MAX_WATCH_MINUTES = 7 * 24 * 60
 
 
 def rollout_stages_validate(stages: object) -> list[dict]:
@@ -70,7 +72,33 @@ def _guards_validate(guards: object) -> dict:
         GuardConfig.from_dict(guards)
     except (ValueError, TypeError) as exc:
         raise ValidationFailed(str(exc), errors=[{"field": "guards", "message": str(exc)}]) from None
+    for name, values in guards.items():
+        problem = _guard_setting_problem(values)
+        if problem:
+            message = f"guard {name}: {problem}"
+            raise ValidationFailed(message, errors=[{"field": "guards", "message": message}])
     return guards
+
+
+def _guard_setting_problem(values: dict) -> str:
+    threshold, min_rows, alpha = (values.get(key) for key in ("threshold", "min_rows", "alpha"))
+    if threshold is not None and not (isinstance(threshold, int | float) and threshold > 0):
+        return f"the threshold must be a number above 0 (got {threshold!r})."
+    # Ten rows of noise must never decide (docs/rollout.md): a guard needs a sample before it may breach.
+    if min_rows is not None and not (isinstance(min_rows, int | float) and float(min_rows).is_integer()
+                                     and MIN_GUARD_ROWS <= min_rows <= 1_000_000):
+        return f"the minimum rows must be a whole number from {MIN_GUARD_ROWS} to 1,000,000 (got {min_rows!r})."
+    if alpha is not None and not (isinstance(alpha, int | float) and 0 < alpha <= 0.1):
+        return f"alpha (the significance level) must be above 0 and at most 0.1, e.g. 0.01 (got {alpha!r})."
+    return ""
+
+
+def _watch_minutes_validate(minutes: object) -> int:
+    if not isinstance(minutes, int) or isinstance(minutes, bool) or not 0 <= minutes <= MAX_WATCH_MINUTES:
+        message = (f"The watch period is a whole number of minutes from 0 (no watch) to {MAX_WATCH_MINUTES:,} "
+                   f"(a week); got {minutes!r}.")
+        raise ValidationFailed(message, errors=[{"field": "watch_minutes", "message": message}])
+    return minutes
 
 
 def rollout_plan_of(deployment: Deployment) -> RolloutPlan:
@@ -86,6 +114,7 @@ def rollout_plan_set(
 ) -> RolloutPlan:
     clean = rollout_stages_validate(stages)
     guards = _guards_validate(guards or {})
+    watch_minutes = _watch_minutes_validate(watch_minutes)
     previous = RolloutPlan.objects.filter(deployment=deployment).values("stages", "guards", "watch_minutes", "auto_rollback").first()
     before = dict(previous) if previous is not None else None
     plan, _ = RolloutPlan.objects.update_or_create(
@@ -156,6 +185,7 @@ def rollout_start(
         raise Conflict("A rollout started on this deployment a moment ago; reload to see it.") from None
     _decide(version, by=by, comment=comment)  # the approval is now; activation comes at the last stage
     version.save(update_fields=["decided_by", "decided_at", "decision_comment"])
+    candidate_decided(version=version)  # it no longer waits for review: its "waiting" alert resolves
     serving_changed(deployment_id=deployment.pk)
     audit_record(action="rollout.start", actor=by, deployment=deployment, obj=rollout, after=_state(rollout),
                  comment=comment)

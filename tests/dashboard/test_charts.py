@@ -7,6 +7,7 @@ import zoneinfo
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import plotly.graph_objects as go
 
 from dashboard import charts
 
@@ -242,3 +243,57 @@ def test_a_long_rollouts_guard_chart_is_downsampled_keeping_its_breach_and_its_g
     i = trace["y"].index(2.0)
     assert trace["customdata"][i] == [0.2, 0.1, "breach"]
     assert None in trace["y"]
+
+
+def _every_kind_of_figure() -> dict[str, str]:
+    from monitoring.selectors.rollouts import GuardSeries
+
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    series = _series([0.9, 0.8, 0.95] * 1000, start)  # long enough to be downsampled
+    shares = {"at": series["at"], "share": [v - 0.5 for v in series["value"]], "drifted": [v < 0.85 for v in series["value"]],
+              "report": list(range(len(series["at"])))}
+    features = [
+        {"feature": f"f{i}", "test": "ks" if i % 2 else "psi", "statistic": 0.1 * i, "p_value": 0.01 * i if i % 2 else None,
+         "threshold": 0.05, "moved": 0.02 * i, "drifted": i % 3 == 0,
+         "histogram": {"edges": [0, 1, 2], "reference": [0.5, 0.5], "current": [0.4, 0.6]} if i % 2
+         else {"categories": ["a", "b"], "reference": [0.5, 0.5], "current": [0.6, 0.4]}}
+        for i in range(4)
+    ]
+    checks = {f["feature"]: {"at": series["at"][:3], "statistic": [0.1] * 3, "p_value": [0.2] * 3, "threshold": [0.05] * 3,
+                             "moved": [0.1, 0.2, 0.3], "drifted": [False, True, False], "test": ["ks"] * 3, "report": [1, 2, 3]}
+              for f in features}
+    guards = GuardSeries("class_shift", 0.1, series["at"][:3], [0.01, None, 0.2], ["pass", "waiting", "breach"])
+    rollouts = [(start, "v1", "/d/x/v/1"), (start + timedelta(hours=5), "v2", "")]
+    return {
+        "metrics": charts.metrics_chart(production={"accuracy": series}, evaluation_set={"f1_macro": series},
+                                        thresholds={"accuracy": 0.85}, tz=TOKYO, rollouts=rollouts,
+                                        x_range=(start, start + timedelta(days=3))),
+        "metrics, bare": charts.metrics_chart(production={"accuracy": series}, evaluation_set={}, thresholds={}, tz=UTC),
+        "latency": charts.latency_chart(series_by_name={"latency_p95_ms": series}, tz=TOKYO, rollouts=rollouts),
+        "drift share": charts.drift_share_chart(series=shares, tz=TOKYO, report_urls=[f"/r/{i}" for i in shares["report"]]),
+        "drift share, dataset line": charts.drift_share_chart(series=shares, tz=UTC, dataset_share=0.5),
+        "features": charts.drift_features_chart(features=features),
+        "histogram, numeric": charts.drift_histogram_chart(feature=features[1]),
+        "histogram, categories": charts.drift_histogram_chart(feature=features[0]),
+        "feature series": charts.drift_feature_series_chart(series=checks, tz=TOKYO, features=list(checks),
+                                                            report_urls={2: "/r/2"}),
+        "guards": charts.rollout_guards_chart(series=[guards], tz=TOKYO),
+    }
+
+
+def test_every_figure_is_one_plotly_accepts_unchanged():
+    # The builders write figure dicts unvalidated (for speed): Plotly's own objects must take each as it is, and
+    # write it back the same (an unknown property or a misspelt value raises here).
+    for kind, figure_json in _every_kind_of_figure().items():
+        figure = json.loads(figure_json)
+        assert json.loads(go.Figure(figure).to_json()) == figure, kind
+
+
+def test_wall_clock_times_match_a_per_point_conversion_across_clock_changes():
+    # Every 17 minutes for two years: both DST changes each year, half-hour (Lord Howe) and odd (St John's) offsets.
+    at = [datetime(2024, 1, 1, tzinfo=UTC) + timedelta(minutes=17 * i, microseconds=250) for i in range(62_000)]
+    for name in ("Europe/London", "America/Sao_Paulo", "Australia/Lord_Howe", "America/St_Johns", "Asia/Tokyo", "UTC"):
+        tz = zoneinfo.ZoneInfo(name)
+        assert charts.local_times(at, tz) == [m.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") for m in at], name
+    assert charts.local_times([datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC)], UTC) == ["1969-12-31 23:59:59"]
+    assert charts.local_times([], TOKYO) == []

@@ -127,6 +127,9 @@ def _fleet(deployment, approver, team, n_more: int) -> None:
                                      metrics={"accuracy": accuracy - 0.2, "f1_macro": f1 - 0.2}, measured_at=now - timedelta(days=1))
         EvaluationRun.objects.create(deployment=deployment, version=v1, source=source, status="succeeded",
                                      metrics={"accuracy": accuracy, "f1_macro": f1}, measured_at=now)
+        # Newer, but failed: the gauges keep the newest successful run.
+        EvaluationRun.objects.create(deployment=deployment, version=v1, source=source, status="failed",
+                                     metrics={"accuracy": 0.01, "f1_macro": 0.01}, measured_at=now + timedelta(minutes=1))
     DriftReport.objects.create(deployment=deployment, window_start=now - timedelta(hours=48), window_end=now - timedelta(hours=24),
                                n_reference=1, n_current=1, share_drifted=0.9)
     DriftReport.objects.create(deployment=deployment, window_start=now - timedelta(hours=24), window_end=now,

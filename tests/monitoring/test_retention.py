@@ -15,6 +15,7 @@ from django.db import DatabaseError, connection
 from monitoring import selectors, services, storage
 from monitoring.models import (
     AuditEvent,
+    CallStats,
     DriftFeaturePoint,
     DriftReport,
     EvaluationRun,
@@ -93,6 +94,19 @@ def test_old_batches_and_their_index_rows_go_and_recent_ones_stay(deployment, mo
     assert deployment.purged_at == NOW and deployment.last_purge["batches"] == 2
     event = AuditEvent.objects.get(deployment=deployment, action="retention.purge")
     assert event.actor_label == "retention" and event.after["rows"] == 40
+
+
+def test_the_clients_calls_go_with_the_predictions_retention(deployment, monkeypatch):
+    monkeypatch.setattr(retention, "CALLS_PER_DELETE", 1)  # one chunk each
+    for age, start in ((120, 0), (95, 20), (10, 40)):
+        rows = prediction_rows(5, start=start)
+        for row in rows:
+            row["timestamp"] = (NOW - timedelta(days=age)).isoformat()
+        services.predictions_ingest(deployment=deployment, rows=rows, calls=5, latency_us=[900] * 5)
+
+    services.deployment_purge(deployment=deployment, now=NOW)
+
+    assert [at.date() for at in CallStats.objects.values_list("at", flat=True)] == [(NOW - timedelta(days=10)).date()]
 
 
 def test_a_second_purge_deletes_nothing_more(deployment):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from monitoring.callstats import histogram_of
 from monitoring.rollout import guards
 from monitoring.rollout.assignment import serves_candidate
-from monitoring.rollout.guards import GuardConfig, GuardSetting, StageTraffic
+from monitoring.rollout.guards import CallTraffic, GuardConfig, GuardSetting, StageTraffic
 
 RNG = np.random.default_rng(14)
 
@@ -50,10 +51,53 @@ def test_the_same_model_on_the_same_traffic_passes_every_guard():
     a_pred, a_proba = _probabilities(3000, 0.4)
     labels_c = np.where(RNG.random(3000) < 0.9, c_pred, 1 - c_pred)
     labels_a = np.where(RNG.random(3000) < 0.9, a_pred, 1 - a_pred)
+    c_calls, a_calls = _calls(3000, errors=30), _calls(3000, errors=30)
     results = guards.evaluate_guards(
-        StageTraffic(c_pred, c_proba, c_pred, labels_c), StageTraffic(a_pred, a_proba, a_pred, labels_a), n_classes=2
+        StageTraffic(c_pred, c_proba, c_pred, labels_c, c_calls), StageTraffic(a_pred, a_proba, a_pred, labels_a, a_calls),
+        n_classes=2,
     )
-    assert [r.verdict for r in results] == ["pass"] * 4, [r.describe() for r in results]
+    assert [r.guard for r in results] == list(guards.GUARD_NAMES)
+    assert [r.verdict for r in results] == ["pass"] * 6, [r.describe() for r in results]
+
+
+def _calls(n: int, *, errors: int = 0, median_ms: float = 4.0, spread: float = 0.3) -> CallTraffic:
+    """n calls whose latencies are log-normal around median_ms, `errors` of them failed (and so not timed)."""
+    latency_us = median_ms * 1000 * np.exp(RNG.normal(0, spread, n - errors))
+    return CallTraffic(histogram=histogram_of(latency_us), calls=n, errors=errors)
+
+
+def test_a_slower_candidate_breaches_the_latency_guard_and_a_slightly_slower_one_does_not():
+    setting = GuardConfig().latency_p95
+    active = _calls(2000)
+    slow = guards.latency_p95(_calls(500, median_ms=8.0), active, setting)
+    assert slow.verdict == "breach", slow.describe()
+    assert slow.value == pytest.approx(2.0, rel=0.15) and slow.p_value < 1e-10
+    assert slow.figures["active_p95_ms"] == pytest.approx(4.0 * np.exp(1.645 * 0.3), rel=0.12)
+    # 10 % slower on 20,000 calls a side: the test is sure of it, but the ratio is far under 1.5.
+    slightly = guards.latency_p95(_calls(20_000, median_ms=4.4), _calls(20_000), setting)
+    assert slightly.p_value < 1e-6 and slightly.verdict == "pass"
+
+
+def test_a_candidate_twice_as_slow_on_a_few_calls_waits():
+    result = guards.latency_p95(_calls(50, median_ms=8.0), _calls(2000), GuardConfig().latency_p95)
+    assert (result.verdict, result.value, result.n_candidate) == ("wait", None, 50)
+    assert guards.latency_p95(None, _calls(2000), GuardConfig().latency_p95).verdict == "wait"
+
+
+def test_the_error_rate_guard_breaches_on_a_significant_rise_over_its_threshold():
+    setting = GuardConfig().error_rate
+    rise = guards.error_rate(_calls(400, errors=40), _calls(4000, errors=20), setting)
+    assert rise.verdict == "breach" and rise.value == pytest.approx(0.095) and rise.p_value < 1e-10
+    # 3 of 200 against 1 %: a rise of 0.5 points, not significant and under the threshold.
+    assert guards.error_rate(_calls(200, errors=3), _calls(4000, errors=40), setting).verdict == "pass"
+    # A candidate whose every call fails, with no rows at all to judge otherwise.
+    all_fail = guards.error_rate(CallTraffic(np.zeros(96, dtype=np.int64), 300, 300), _calls(4000), setting)
+    assert all_fail.verdict == "breach" and all_fail.value == 1.0
+
+
+def test_errors_on_too_few_calls_wait():
+    result = guards.error_rate(_calls(20, errors=20), _calls(4000), GuardConfig().error_rate)
+    assert result.verdict == "wait" and result.figures == {"min_rows": 200}
 
 
 def test_ten_rows_wait_instead_of_deciding():

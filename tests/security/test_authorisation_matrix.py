@@ -40,6 +40,8 @@ from monitoring.models import (
     NotificationChannel,
     PredictionBatch,
     Role,
+    Rollout,
+    RolloutPlan,
     RoutingRule,
     Silence,
 )
@@ -133,6 +135,7 @@ PAGES: dict[str, Rule] = {
     "deployment-drift": Rule("POST", APPROVE, lambda w: {"correction": "bh", "p_value": "0.01"}),
     "deployment-labels": Rule("POST", APPROVE, lambda w: {"labels_stopped_hours": "12"}),
     "deployment-retention": Rule("POST", APPROVE, lambda w: {"retain_predictions_days": "60", "retain_reports_days": ""}),
+    "deployment-rollout-plan": Rule("POST", APPROVE, lambda w: {"stage_share": ["100"], "stage_minutes": [""], "stage_predictions": [""]}),
     "tokens": Rule("GET", OPERATE),
     "audit": Rule("GET", VIEW),
     "drift-report": Rule("GET", VIEW),
@@ -424,7 +427,7 @@ def _expected_for_bearer(label: str, rule: Rule) -> str:
 
 # What a refused request must leave untouched: every kind of row an API route can write.
 WRITTEN = [AuditEvent, ModelVersion, Dataset, MaintenanceJob, ApiToken, MachineToken, NotificationChannel,
-           RoutingRule, Silence, PredictionBatch, Deployment]
+           RoutingRule, Silence, PredictionBatch, Deployment, Rollout, RolloutPlan]
 
 
 def _snapshot() -> tuple:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
@@ -22,6 +23,7 @@ from monitoring.models import (
     ModelVersion,
     Prediction,
     Role,
+    Rollout,
 )
 
 SLUGS = ["digits-mlp", "tumour-logreg", "wine-forest"]
@@ -42,6 +44,23 @@ def _seed(*args: str) -> str:
     out = io.StringIO()
     call_command("seed_demo", *ARGS, *args, stdout=out)
     return out.getvalue()
+
+
+def _assert_real_guard_history(rollout: Rollout) -> None:
+    """The seeded rollout's checks are the worker's own, on traffic tagged by the version that served it: the
+    required guard waits for rows, then passes at each stage, and each stage's share of the rows went to v2."""
+    checks = list(rollout.checks.order_by("at", "id"))
+    assert {check.guard for check in checks} >= {"class_shift", "score_shift", "estimated_accuracy", "labelled_accuracy"}
+    assert all(rollout.started_at < check.at <= rollout.ended_at for check in checks)
+    class_shift = [check for check in checks if check.guard == "class_shift"]
+    assert class_shift[0].verdict == "wait" and class_shift[-1].verdict == "pass"
+    assert {check.stage for check in class_shift if check.verdict == "pass"} == {0, 1}
+    assert not [check for check in checks if check.verdict == "breach"]
+    first_pass = next(check for check in class_shift if check.verdict == "pass")
+    assert first_pass.n_candidate >= 200 and 0.05 < first_pass.n_candidate / (first_pass.n_candidate + first_pass.n_active) < 0.16
+    advances = AuditEvent.objects.filter(action__in=["rollout.advance", "rollout.complete"], object_id=str(rollout.pk))
+    assert [(event.action, event.actor_label) for event in advances.order_by("id")] == [
+        ("rollout.advance", "worker"), ("rollout.complete", "worker")]
 
 
 def _open_alerts(slug: str) -> set[str]:
@@ -80,16 +99,26 @@ def test_it_seeds_three_real_deployments_with_history_and_a_second_run_changes_n
         assert f"{deployment.slug}: 12 days" in output
 
     tumour = Deployment.objects.get(slug="tumour-logreg")
-    v1, v2 = tumour.versions.order_by("number")
+    v1, v2, good, bad = tumour.versions.order_by("number")
     assert (v1.status, v2.status, v2.parent, v2.decided_by.username) == ("retired", "active", v1, "demo")
-    assert AuditEvent.objects.filter(deployment=tumour, action="version.approve", comment=v2.decision_comment).exists()
+    assert AuditEvent.objects.filter(deployment=tumour, action="rollout.start", comment=v2.decision_comment).exists()
     served = tumour.evaluations.filter(source=EvaluationRun.Source.PRODUCTION).values_list("version__number", flat=True)
     assert set(served) == {1, 2}
     assert v1.activated_at < v2.activated_at < tumour.drift_reports.first().window_start
     # The history shows a finished staged rollout of v2, and the plan has short stages for a live canary.
     (past,) = tumour.rollouts.all()
     assert (past.state, past.candidate, past.baseline, past.ended_at) == ("completed", v2, v1, v2.activated_at)
+    assert past.watch_until is None and past.started_at < past.ended_at < past.started_at + timedelta(hours=1)
     assert [stage["min_minutes"] for stage in tumour.rollout_plan.stages] == [2, 2, 0]
+    _assert_real_guard_history(past)
+    # Two candidates wait for the demo approver, registered by someone else (four eyes): a good one, and one
+    # that predicts a single class on the evaluation set.
+    assert (good.status, bad.status, good.created_by.username, bad.created_by.username) == (
+        "candidate", "candidate", "operator", "operator")
+    window = selectors.production_window(deployment=tumour, start=past.started_at, end=past.ended_at, limit=300)
+    for version, classes in ((good, {"benign", "malignant"}), (bad, {"benign"})):
+        assert version.evaluations.filter(source=EvaluationRun.Source.EVALUATION_SET).exists()
+        assert set(runner_for(version).predict(window.X).labels) == classes
 
     wine = Deployment.objects.get(slug="wine-forest")
     # One incident, four views of it, each under its own kind (issue 12 groups them into one notification).
@@ -104,7 +133,11 @@ def test_it_seeds_three_real_deployments_with_history_and_a_second_run_changes_n
         for order in ("measured_at", "-measured_at")
     )
     assert late < early - 0.15
-    assert _open_alerts("digits-mlp") == set() and _open_alerts("tumour-logreg") == set()
+    # The tumour deployment's two candidates wait for review (an info alert each); nothing else is wrong, and
+    # v2, rolled out, no longer waits.
+    assert _open_alerts("digits-mlp") == set() and _open_alerts("tumour-logreg") == {Alert.Kind.CANDIDATE_WAITING}
+    waiting = Alert.objects.filter(deployment__slug="tumour-logreg", status=Alert.Status.OPEN)
+    assert sorted(alert.figures["version"] for alert in waiting) == [3, 4]
 
     demo = User.objects.get(username="demo")
     assert demo.check_password("demo") and not demo.is_superuser

@@ -1,5 +1,5 @@
 """`manage.py demo_alerting`: the demo team gets an email and a webhook channel on local receivers, and a rule
-that sends them everything; the alerts already open (the wine deployment's drift episode) are routed, so they
+that sends them every warning and critical alert; the alerts already open (the wine deployment's drift episode) are routed, so they
 arrive as one grouped notification per deployment once the group wait ends. Run by docker/demo.sh after the seed."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from workers.demo import TEAM_NAME
 
 
 class Command(BaseCommand):
-    help = "Give the demo team local alert channels (email + webhook) and a routing rule. Idempotent."
+    help = "Give the demo team local alert channels (email + webhook) and a routing rule for warnings and worse. Idempotent."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--webhook-url", required=True)
@@ -35,6 +35,9 @@ class Command(BaseCommand):
         mail, _ = services.channel_create(team=team, kind="email", name="On-call email", target=email, by=demo)
         Path(secret_file).write_text(f"{secret}\n")
         Path(secret_file).chmod(0o600)
-        services.routing_rule_create(team=team, name="Everything", channels=[hook, mail], min_severity="info", by=demo)
+        # Warnings and worse: the demo's waiting candidates (info) stay in the app, so a guard's abort arrives as
+        # one notification of its own, not folded into the candidates' group and held for its group interval.
+        services.routing_rule_create(team=team, name="Warnings and worse", channels=[hook, mail],
+                                     min_severity="warning", by=demo)
         routed = services.alerts_route_open(team_id=team.pk, now=timezone.now())
         self.stdout.write(f"Alert channels ready: {routed} open alert(s) routed; they go out after the 30 s group wait.")

@@ -40,7 +40,7 @@ class Command(BaseCommand):
             self.stdout.write(f"{name} was already stored as batch {result.batch_id}; nothing was stored again.")
         else:
             self.stdout.write(f"Stored {result.created:,} predictions for {deployment.slug} as batch {result.batch_id}.")
-        if result.status == PredictionBatch.State.PENDING:
+        if result.status == PredictionBatch.State.PENDING and result.batch_id is not None:  # an upload always has one
             # Nobody waits on a web request here, so the command finishes the job: when it returns, labels join.
             # The batch's own state decides, whoever indexed it (this call, a worker, or an in-process task).
             services.batches_index(deployment_id=deployment.pk)

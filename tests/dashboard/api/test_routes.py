@@ -19,6 +19,8 @@ def test_the_openapi_schema_lists_every_endpoint_with_its_errors(db):
     assert {"401", "403", "413", "422"} <= set(ingest["responses"])
     body = ingest["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]["predictions"]["items"]["properties"]) >= {"id", "timestamp", "features", "predicted_label"}
+    assert {"latency_us", "calls", "errors", "instance"} <= set(body["properties"])  # the serving client's calls
+    assert {"version", "instance"} <= {p["name"] for p in ingest["parameters"] if p["in"] == "query"}
     assert {"Idempotency-Key"} <= {p["name"] for p in ingest["parameters"] if p["in"] == "header"}
     assert {"/api/v1/deployments/{slug}/predictions/upload", "/api/v1/deployments/{slug}/labels/upload"} <= set(paths)
     upload = paths["/api/v1/deployments/{slug}/predictions/upload"]["post"]

@@ -63,3 +63,17 @@ def test_roll_out_on_a_candidate_starts_the_deployments_plan(deployment, operato
     assert response.status_code == 302
     rollout = Rollout.objects.get()
     assert rollout.state == "running" and rollout.share == 0.1 and rollout.stages[0]["min_minutes"] == 30
+
+
+def test_a_completed_rollout_says_how_long_the_guards_keep_watching_and_a_long_outcome_is_kept_whole(
+    rollout, approver
+):
+    services.rollout_advance(rollout=rollout, from_stage=0, by=approver, reason="enough")
+    done = services.rollout_advance(rollout=Rollout.objects.get(pk=rollout.pk), from_stage=1, by=approver,
+                                    reason="x" * 500)
+    assert done.state == "completed" and done.watch_until is not None
+    page = client_for(approver).get("/d/tumour/").content.decode()
+    assert f"the guards watch v{done.candidate.number} until " in page and "a breach raises a critical alert" in page
+    Rollout.objects.filter(pk=done.pk).update(outcome="rolled back by guard " + "y" * 400 + " p=1.2e-228")
+    page = client_for(approver).get("/d/tumour/").content.decode()
+    assert "p=1.2e-228</td>" in page or "p=1.2e-228<div" in page

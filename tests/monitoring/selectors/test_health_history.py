@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from monitoring import selectors, services
-from monitoring.models import EvaluationRun, MaintenanceJob, ServingPeriod
+from monitoring.models import EvaluationRun, MaintenanceJob, MetricPoint, ServingPeriod
 from tests.conftest import trained_model
 
 pytestmark = pytest.mark.django_db
@@ -103,3 +103,45 @@ def test_the_headline_falls_back_to_the_evaluation_set_and_says_so(deployment):
 
     assert summary.latest_metrics["accuracy"] == 0.96
     assert summary.latest_rows == "evaluation set · 100 rows"
+
+
+def _minutely(version, *, values: list[float], start) -> None:
+    """A scheduled evaluation-set run a minute, with its accuracy point."""
+    runs = EvaluationRun.objects.bulk_create(
+        EvaluationRun(deployment=version.deployment, version=version, source=Source.EVALUATION_SET,
+                      status=EvaluationRun.Status.SUCCEEDED, measured_at=start + timedelta(minutes=i))
+        for i in range(len(values))
+    )
+    MetricPoint.objects.bulk_create(
+        MetricPoint(deployment=version.deployment, version=version, run=run, source=run.source, name="accuracy",
+                    value=value, at=run.measured_at)
+        for run, value in zip(runs, values)
+    )
+
+
+def test_a_long_series_is_cut_to_its_lowest_and_highest_point_per_bucket_in_the_database(deployment):
+    v1 = deployment.active_version()
+    start = v1.serving_periods.get().started_at + timedelta(minutes=1)
+    values = [0.9 + 0.01 * ((i * 7) % 5) for i in range(600)]
+    values[417], values[123] = 0.42, 0.99  # a dip below any floor, and the best figure
+    _minutely(v1, values=values, start=start)
+    job = MaintenanceJob.objects.create(deployment=deployment, source_version=v1, kind=MaintenanceJob.Kind.COMPRESS_INT8)
+    _run(v1, accuracy=0.01, at=start + timedelta(minutes=300, seconds=30), job=job)  # a job's: never drawn
+    until = start + timedelta(minutes=600)
+
+    def series(buckets: int | None) -> dict[str, list]:
+        return selectors.serving_metric_series(
+            deployment=deployment, names=["accuracy"], source=Source.EVALUATION_SET, since=start, until=until,
+            buckets=buckets,
+        )["accuracy"]
+
+    whole, cut = series(None), series(30)
+
+    assert whole["value"] == values
+    assert len(cut["value"]) <= 60 and len(cut["value"]) >= 30
+    assert cut["at"] == sorted(cut["at"]) and cut["version"] == [1] * len(cut["value"])
+    assert min(cut["value"]) == 0.42 and max(cut["value"]) == 0.99
+    assert cut["at"][cut["value"].index(0.42)] == start + timedelta(minutes=417)
+    kept = dict(zip(whole["at"], whole["value"]))
+    assert all(kept[at] == value for at, value in zip(cut["at"], cut["value"]))  # real points, not averages
+    assert series(1000) == whole  # buckets finer than the points: every point stays

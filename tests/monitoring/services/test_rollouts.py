@@ -56,6 +56,28 @@ def test_a_rollout_serves_its_stage_share_and_completes_through_every_stage(depl
     assert actions == ["rollout.start", "rollout.advance", "rollout.complete"]
 
 
+def test_a_small_live_fleet_serves_exactly_its_stage_share_and_a_new_instance_goes_by_its_hash(deployment, candidate,
+                                                                                                approver):
+    # A fleet the hash alone puts off its share: three of the ten fall under 10 % of the buckets.
+    names = [f"node-{i}" for i in range(10_000)]
+    low = [i for i in names if instance_bucket(deployment.pk, i) < BUCKETS // 10][:3]
+    fleet = low + [i for i in names if instance_bucket(deployment.pk, i) >= BUCKETS // 10][:7]
+    for instance in fleet:
+        services.serving_instance_seen(deployment=deployment, instance_id=instance, reported=1, told=1)
+    rollout = services.rollout_start(version=candidate, by=approver, comment="canary", stages=STAGES)
+
+    state = selectors.serving_state(deployment=deployment)
+    at_tenth = {i for i in fleet if state.for_instance(deployment.pk, i)[0].number == 2}
+    services.rollout_advance(rollout=rollout, from_stage=0, by=None, reason="guards passed")
+    state = selectors.serving_state(deployment=deployment)
+    at_half = {i for i in fleet if state.for_instance(deployment.pk, i)[0].number == 2}
+
+    assert len(at_tenth) == 1 and len(at_half) == 5 and at_tenth <= at_half
+    assert at_tenth == {min(fleet, key=lambda i: instance_bucket(deployment.pk, i))}
+    newcomer = next(f"new-{i}" for i in range(10_000) if instance_bucket(deployment.pk, f"new-{i}") < BUCKETS // 2)
+    assert state.for_instance(deployment.pk, newcomer)[0].number == 2  # not ranked yet: its hash decides
+
+
 def test_the_etag_changes_only_for_the_instances_that_change_version(deployment, candidate, approver):
     before = selectors.serving_state(deployment=deployment)
     services.rollout_start(version=candidate, by=approver, comment="canary", stages=STAGES)
