@@ -8,9 +8,11 @@
   names, never raw paths: a path holds slugs, ids and, for acknowledge links, a credential.
 - One access line per request, at INFO on logger "watchkeeper.access", by route name (gunicorn's own access
   log, which prints raw paths, is off: docker/entrypoint.sh).
-- Server-Timing on every response: `total` (ms from this middleware to the answer, wall clock: on a busy
-  process that includes waiting for the GIL) and `cpu` (the request thread's own CPU ms), after any timing the
-  view set itself, so a client can tell the server's cost from the network's and its own queueing.
+- Server-Timing on every answer that is not a refusal: `total` (ms from this middleware to the answer, wall
+  clock: on a busy process that includes waiting for the GIL) and `cpu` (the request thread's own CPU ms), after
+  any timing the view set itself, so a client can tell the server's cost from the network's and its own queueing.
+  A refusal (4xx but 304, 5xx) and the routes that check a credential (login, acknowledge links) carry none: a
+  precise timing of a credential check would help whoever guesses credentials.
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ def principal_of(request: HttpRequest) -> str | None:
     return None
 
 
+# Routes whose answer time would tell a credential check's work (the password hash, an acknowledge link's signature).
+CREDENTIAL_ROUTES = frozenset({"login", "alert-ack"})
+
+
 def route_of(request: HttpRequest) -> str:
     match = getattr(request, "resolver_match", None)
     if match is None:
@@ -88,9 +94,12 @@ class RequestTelemetryMiddleware:
                        "duration_ms": round(elapsed * 1000, 2)},
             )
         response[HEADER] = request_id
-        timing = f"total;dur={elapsed * 1000:.2f}, cpu;dur={cpu * 1000:.2f}"
-        earlier = response.get("Server-Timing")
-        response["Server-Timing"] = f"{earlier}, {timing}" if earlier else timing
+        if response.status_code < 400 and route_of(request) not in CREDENTIAL_ROUTES:
+            timing = f"total;dur={elapsed * 1000:.2f}, cpu;dur={cpu * 1000:.2f}"
+            earlier = response.get("Server-Timing")
+            response["Server-Timing"] = f"{earlier}, {timing}" if earlier else timing
+        else:
+            del response["Server-Timing"]
         return response
 
     def process_view(self, request: HttpRequest, view: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from monitoring import services
+from monitoring.call_models import CallStats
 from monitoring.models import (
     Alert,
     AlertGroup,
@@ -204,6 +205,16 @@ class PredictionBatchAdmin(ReadOnlyAdmin):
     list_filter = ["deployment", "source"]
     search_fields = ["idempotency_key"]
     fields = ["deployment", "version", "source", "idempotency_key", "n_rows", "n_features", "t_min", "t_max", "result", "received_at"]
+    readonly_fields = fields
+    show_full_result_count = False
+
+
+@admin.register(CallStats)
+class CallStatsAdmin(ReadOnlyAdmin):
+    # Written with a batch by ingestion (the client's timed calls); the histogram is binary, so only its counts show.
+    list_display = ["id", "deployment", "version", "instance", "calls", "errors", "at"]
+    list_filter = ["deployment"]
+    fields = ["deployment", "version", "batch_id", "instance", "calls", "errors", "at"]
     readonly_fields = fields
     show_full_result_count = False
 

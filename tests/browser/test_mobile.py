@@ -144,7 +144,7 @@ def test_the_header_wraps_on_a_phone_and_every_link_in_it_is_on_screen(browser, 
 def test_a_wide_table_scrolls_inside_its_card(browser, live_server, approver, seeded):
     page, _ = _phone(browser, live_server, "alice")
     page.goto(f"{live_server.url}/d/{seeded.slug}/")
-    table = page.locator("#versions table")
+    table = page.locator("#versions table[data-table=versions]")
     scroll, client, overflow = table.evaluate("el => [el.scrollWidth, el.clientWidth, getComputedStyle(el).overflowX]")
     assert scroll > client and overflow == "auto", (scroll, client, overflow)
     # Scrolled sideways, the table moves and the page does not.

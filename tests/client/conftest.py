@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import redis
+from django.conf import settings
+from django.db import transaction
 
-from monitoring import services
-from monitoring.models import PredictionBatch
+from monitoring import indexing, services
+from monitoring.models import Deployment, PredictionBatch
 from tests.client.gateway import Gateway
-from tests.conftest import trained_model
+from tests.conftest import trained_model, wait_for
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,3 +46,13 @@ def candidate(deployment, operator):
 
 def stored_rows(deployment) -> int:
     return sum(PredictionBatch.objects.filter(deployment=deployment).values_list("n_rows", flat=True))
+
+
+def indexing_settled(deployment) -> None:
+    """Wait until the session's worker has indexed every batch the client left to it (Prefer: respond-async) and
+    has let go of the deployment: its transaction must not meet the test database's flush (a deadlock)."""
+    flags = redis.Redis.from_url(settings.REDIS_URL)
+    wait_for(lambda: not PredictionBatch.objects.filter(deployment=deployment, state=PredictionBatch.State.PENDING).exists()
+             and not flags.exists(indexing.pending_flag(deployment.pk)), timeout=60)
+    with transaction.atomic():  # an indexer still at work holds this lock until its transaction ends
+        list(Deployment.objects.select_for_update(no_key=True).filter(pk=deployment.pk).values_list("pk", flat=True))

@@ -17,7 +17,7 @@ from monitoring import services
 from monitoring.maintenance.export import estimator_to_onnx
 from monitoring.models import Prediction, ServingInstance
 from tests.builders import make_deployment
-from tests.client.conftest import stored_rows
+from tests.client.conftest import indexing_settled, stored_rows
 from tests.conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,6 +60,7 @@ def test_a_fleet_instance_serves_logs_labels_and_follows_an_approval(live_server
         instance.join(30)
     assert not instance.is_alive()
     assert stored_rows(deployment) > 0  # and close() flushed what was left: nothing failed on the way
+    indexing_settled(deployment)
 
 
 def test_a_restarted_instance_logs_new_predictions_not_refused_repeats(live_server, team, approver, caplog):
@@ -86,3 +87,4 @@ def test_a_restarted_instance_logs_new_predictions_not_refused_repeats(live_serv
     run_until(first_run + 20)  # the same instance name, so the same traffic: only its ids may differ
     assert stored_rows(deployment) >= first_run + 20
     assert not [r.getMessage() for r in caplog.records if "refused a batch" in r.getMessage()]
+    indexing_settled(deployment)
