@@ -131,17 +131,17 @@ def _charts(deployment: Deployment, span: TimeRange, window: ProductionWindow) -
     since, until, x_range = span.start, span.end, (span.start, span.end)
     tz = timezone.get_current_timezone()
     Source = EvaluationRun.Source
+    # Read once for the rollout marks and every series.
+    periods = selectors.serving_periods(deployment=deployment, since=since, until=until)
     rollouts = [
-        (started, f"v{number}", version_url(deployment.slug, number))
-        for number, started, _ in selectors.serving_periods(deployment=deployment, since=since, until=until)
-        if started >= since
+        (p.started, f"v{p.number}", version_url(deployment.slug, p.number)) for p in periods if p.started >= since
     ]
 
     def series(names: list[str], source: str, window_days: int | None = None) -> dict:
         # Each span of the range keeps its lowest and highest point: a trace stays within charts.MAX_POINTS.
         return selectors.serving_metric_series(
             deployment=deployment, names=names, source=source, since=since, until=until, window_days=window_days,
-            buckets=charts.MAX_POINTS // 2,
+            buckets=charts.MAX_POINTS // 2, periods=periods,
         )
 
     drift = selectors.drift_share_series(deployment=deployment, since=since, until=until)
@@ -197,7 +197,9 @@ def deployment_detail(request: HttpRequest, slug: str) -> HttpResponse:
     can_operate = can(request.user, deployment, OPERATE)
     context = {
         "deployment": deployment,
-        "summary": (summary := selectors.deployment_summary(deployment=deployment)),
+        "summary": (summary := selectors.deployment_summary(
+            deployment=deployment, versions=[r.version for r in versions]
+        )),
         "per_class": selectors.per_class_rows(metrics=summary.latest_metrics),
         "can_operate": can_operate,
         "can_approve": can(request.user, deployment, APPROVE),

@@ -73,11 +73,18 @@ def health_of(*, open_severities: list[str], has_headline: bool) -> str:
     return Health.OK if has_headline else Health.UNKNOWN
 
 
-def deployment_summary(*, deployment: Deployment) -> DeploymentSummary:
+def deployment_summary(*, deployment: Deployment, versions: list[ModelVersion] | None = None) -> DeploymentSummary:
+    """`versions`: all of the deployment's versions when the caller has them (its page lists them), so the active
+    version and the candidates are not read again."""
     open_alerts = list(
         deployment.alerts.unresolved().values_list("severity", flat=True)
     )
-    active = deployment.active_version()
+    if versions is None:
+        active = deployment.active_version()
+        candidates = deployment.versions.filter(status=ModelVersion.Status.CANDIDATE).count()
+    else:
+        active = next((v for v in versions if v.status == ModelVersion.Status.ACTIVE), None)
+        candidates = sum(v.status == ModelVersion.Status.CANDIDATE for v in versions)
     latest = headline_run(version=active) if active else None
     health = health_of(open_severities=open_alerts, has_headline=latest is not None)
     since = timezone.now() - timedelta(hours=24)
@@ -87,7 +94,7 @@ def deployment_summary(*, deployment: Deployment) -> DeploymentSummary:
         health=health,
         active_version=active,
         open_alerts=len(open_alerts),
-        candidates=deployment.versions.filter(status=ModelVersion.Status.CANDIDATE).count(),
+        candidates=candidates,
         latest_metrics=latest.metrics if latest else {},
         latest_rows=describe_rows(latest) if latest else "",
         predictions_24h=predictions_24h,
@@ -115,6 +122,7 @@ def serving_metric_series(
     until: datetime | None = None,
     window_days: int | None = None,
     buckets: int | None = None,
+    periods: list[ServingSpan] | None = None,
 ) -> dict[str, dict[str, list]]:
     """What served, as the health chart draws it: {"accuracy": {"at": [...], "value": [...], "version": [...]}},
     oldest first.
@@ -126,19 +134,20 @@ def serving_metric_series(
     With `buckets` (and both ends of the range), [since, until] is cut into that many equal spans and each series
     keeps, per span, only its lowest and its highest point: at most 2 × buckets points whatever the range, the
     extremes (a dip below a floor) kept. Done in Postgres, so a year of hourly points never reaches Python.
+
+    `periods`: serving_periods(deployment, since, until) when the caller has read them already (a page drawing
+    several series reads them once: each small query costs 3-10 ms on a loaded machine, bench/pages.py).
     """
     series: dict[str, dict[str, list]] = {name: {"at": [], "value": [], "version": []} for name in names}
     # A deployment has a handful of serving periods: spelt out as ranges, they are checked on each index entry
     # (a join to the periods cost more than reading the points; bench/pages.py).
     served, numbers = Q(), {}
-    periods = deployment.serving_periods.all()
-    if since is not None:
-        periods = periods.filter(Q(ended_at__isnull=True) | Q(ended_at__gt=since))
-    if until is not None:
-        periods = periods.filter(started_at__lte=until)
-    for version_id, number, started, ended in periods.values_list("version_id", "version__number", "started_at", "ended_at"):
-        served |= Q(version_id=version_id, at__gte=started, **({} if ended is None else {"at__lt": ended}))
-        numbers[version_id] = number
+    if periods is None:
+        periods = serving_periods(deployment=deployment, since=since, until=until)
+    for period in periods:
+        served |= Q(version_id=period.version_id, at__gte=period.started,
+                    **({} if period.ended is None else {"at__lt": period.ended}))
+        numbers[period.version_id] = period.number
     if not numbers:
         return series
     # metric_health_idx answers this from the index alone.
@@ -179,17 +188,25 @@ def _lowest_and_highest(points: QuerySet, *, since: datetime, until: datetime, b
         return cursor.fetchall()
 
 
+@dataclass(frozen=True)
+class ServingSpan:
+    version_id: int
+    number: int
+    started: datetime
+    ended: datetime | None  # None while serving
+
+
 def serving_periods(
     *, deployment: Deployment, since: datetime | None = None, until: datetime | None = None
-) -> list[tuple[int, datetime, datetime | None]]:
-    """(version number, started, ended or None while serving), oldest first; those still serving at `since` too,
-    and none that started after `until`."""
+) -> list[ServingSpan]:
+    """Who served when, oldest first; those still serving at `since` too, and none that started after `until`."""
     periods = deployment.serving_periods.all()
     if since is not None:
         periods = periods.filter(Q(ended_at__isnull=True) | Q(ended_at__gt=since))
     if until is not None:
         periods = periods.filter(started_at__lte=until)
-    return list(periods.order_by("started_at").values_list("version__number", "started_at", "ended_at"))
+    rows = periods.order_by("started_at").values_list("version_id", "version__number", "started_at", "ended_at")
+    return [ServingSpan(*row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -201,18 +218,21 @@ class VersionRow:
 
 def versions_list(*, deployment: Deployment) -> list[ModelVersion]:
     """The deployment's versions, newest first, with who made and decided them and their parent."""
-    return list(deployment.versions.select_related("created_by", "decided_by", "retired_by", "parent").order_by("-number"))
+    return list(_versions(deployment))
+
+
+def _versions(deployment: Deployment) -> QuerySet[ModelVersion]:
+    return deployment.versions.select_related("created_by", "decided_by", "retired_by", "parent").order_by("-number")
 
 
 def versions_with_metrics(*, deployment: Deployment) -> list[VersionRow]:
     """Each version with its latest metrics on the evaluation set and on production traffic, newest first.
 
-    Two queries whatever the history: the latest run id per (version, source) as subqueries (evaluation_latest_idx
-    answers each with one index probe), then those runs' metrics. Reading every run to keep the last was 17,520
-    JSON documents for a year of hourly evaluations (bench/pages.py).
+    Two queries whatever the history: the versions with the latest run id per source as subqueries
+    (evaluation_latest_idx answers each with one index probe), then those runs' metrics. Reading every run to keep
+    the last was 17,520 JSON documents for a year of hourly evaluations (bench/pages.py).
     """
     Source = EvaluationRun.Source
-    versions = versions_list(deployment=deployment)
 
     def latest(source: str) -> Subquery:
         return Subquery(
@@ -220,11 +240,14 @@ def versions_with_metrics(*, deployment: Deployment) -> list[VersionRow]:
             .order_by("-measured_at", "-pk").values("pk")[:1]
         )
 
-    pairs = ModelVersion.objects.filter(deployment=deployment).annotate(
-        evaluation_set=latest(Source.EVALUATION_SET), production=latest(Source.PRODUCTION)
-    ).values_list("pk", "evaluation_set", "production")
-    wanted = {run_id: (version_id, source) for version_id, *ids in pairs
-              for source, run_id in zip((Source.EVALUATION_SET, Source.PRODUCTION), ids) if run_id is not None}
+    versions = list(
+        _versions(deployment).annotate(latest_evaluation_set=latest(Source.EVALUATION_SET), latest_production=latest(Source.PRODUCTION))
+    )
+    wanted = {
+        run_id: (v.pk, source) for v in versions
+        for source, run_id in ((Source.EVALUATION_SET, v.latest_evaluation_set), (Source.PRODUCTION, v.latest_production))
+        if run_id is not None
+    }
     latest_metrics = {
         wanted[pk]: metrics for pk, metrics in EvaluationRun.objects.filter(pk__in=wanted).values_list("pk", "metrics")
     }

@@ -205,3 +205,19 @@ def test_the_approval_page_costs_the_same_queries_with_more_versions(client, app
     _history(deployment, hours=24, reports=0, alerts=0)
 
     assert _queries(client, url) <= one
+
+
+def test_the_deployment_page_reads_its_versions_and_serving_periods_once(client, approver, deployment):
+    """Its three series, the rollout marks, the headline and the versions table share one read of each (every small
+    query is 3-10 ms on a loaded machine: bench/pages.py)."""
+    _history(deployment, hours=30, reports=2, alerts=1)
+    client.force_login(approver)
+    url = reverse("deployment", args=[deployment.slug]) + "?days=7"
+    client.get(url)  # warm-up
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    froms = [q["sql"].split(" FROM ", 1)[1].split(None, 1)[0] for q in queries.captured_queries if " FROM " in q["sql"]]
+
+    assert froms.count('"monitoring_servingperiod"') == 1
+    # The versions table's list; the approve/rollback buttons' own reads (templatetags/decisions.py) are the rest.
+    assert froms.count('"monitoring_modelversion"') <= 3
