@@ -6,6 +6,7 @@ Run from the repo root with the same environment as the app (DATABASE_URL, SECRE
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import time
 from contextlib import contextmanager
@@ -82,3 +83,19 @@ def timed(label: str, results: dict):
     start = time.perf_counter()
     yield
     results[label] = time.perf_counter() - start
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def time_call(run, n: int) -> tuple[float, float]:
+    """(p50 ms, p95 ms) of n calls of run() after one warm-up."""
+    run()
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), percentile(times, 0.95)

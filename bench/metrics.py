@@ -54,6 +54,7 @@ from django.core.management import call_command
 call_command("migrate", verbosity=0)
 
 import numpy as np
+from _common import time_call
 from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import F, Window
@@ -138,17 +139,6 @@ def old_latest_evaluations() -> list[dict]:
     return list(ranked.values("deployment_id", "source", accuracy=F("metrics__accuracy"), f1_macro=F("metrics__f1_macro")))
 
 
-def _time_call(run, n: int) -> tuple[float, float]:
-    run()
-    times = []
-    for _ in range(n):
-        started = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - started) * 1000)
-    times.sort()
-    return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--small", type=int, default=10)
@@ -177,8 +167,8 @@ def main() -> None:
     old = sorted((r["deployment_id"], r["source"], r["accuracy"], r["f1_macro"]) for r in old_latest_evaluations())
     new = sorted((r["deployment_id"], r["source"], r["accuracy"], r["f1_macro"]) for r in fleet_metrics._latest_evaluations())
     assert old == new, "the two reads disagree"
-    old_p50, old_p95 = _time_call(old_latest_evaluations, args.scrapes)
-    new_p50, new_p95 = _time_call(fleet_metrics._latest_evaluations, args.scrapes)
+    old_p50, old_p95 = time_call(old_latest_evaluations, args.scrapes)
+    new_p50, new_p95 = time_call(fleet_metrics._latest_evaluations, args.scrapes)
     print(f"latest evaluations at {args.large} deployments, old (window over every run): p50 {old_p50:.1f} ms, "
           f"p95 {old_p95:.1f} ms; new (newest run per series): p50 {new_p50:.1f} ms, p95 {new_p95:.1f} ms "
           f"(x{old_p50 / new_p50:.0f} faster)")

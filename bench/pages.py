@@ -48,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 from docker.services import ensure_database
 
 ensure_database(os.environ["DATABASE_URL"])
-import _common  # noqa: F401  (Django set up from the environment)
+
+from _common import percentile, time_call  # (and Django set up from the environment)
 from django.core.management import call_command
 
 call_command("migrate", verbosity=0)
@@ -496,11 +497,6 @@ def describe_seed() -> str:
     return f"{ours.count()} deployments, " + ", ".join(f"{n:,} {what}" for what, n in counts.items()) + f" ({size})"
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
 def time_page(client: Client, path: str, n: int) -> tuple[float, float, int, int]:
     """(p50 ms, p95 ms, queries, response bytes) over n requests after two warm-ups."""
     for _ in range(2):
@@ -515,16 +511,6 @@ def time_page(client: Client, path: str, n: int) -> tuple[float, float, int, int
     with CaptureQueriesContext(connection) as queries:
         client.get(path)
     return statistics.median(times), percentile(times, 0.95), len(queries), len(response.content)
-
-
-def time_call(run, n: int) -> tuple[float, float]:
-    run()
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), percentile(times, 0.95)
 
 
 def old_versions_with_metrics(deployment: Deployment) -> dict:
